@@ -38,3 +38,8 @@ def register_sources(register):
 @hookspec
 def register_benchmarks(register):
     """Register benchmarks: ``register(name, cls_or_"module:attr")``, a :class:`creg.benchmark.Benchmark` subclass."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add click commands or groups to the ``creg`` command line: ``cli.add_command(cmd)``."""

@@ -1,0 +1,33 @@
+"""What a run writes per sample and source: one JSON line each in ``records.jsonl``.
+
+The schema is a contract that users parse (docs/user-guide.md lists it); add fields, never
+rename or remove them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class SampleRecord(BaseModel):
+    """One sample explained by one source."""
+
+    sample_id: str
+    source: str
+    relation: str  # ground truth: left/right/above/below
+    pred: str | None = None  # the model's answer (argmax of the class logits); None without a model
+    correct: bool | None = None
+    logits: list[float] | None = None  # z_1..z_4 = left, right, above, below
+    true_angle: float  # theta_true (deg, 0 = right, 90 = up)
+    compass: list[float]  # P(theta_k), k = 0..K-1, sector k centred at k * 360 / K
+    peak_sector: int
+    peak_angle: float  # the direction the evidence points at (deg); see docs/paper-to-code.md
+    sector_angle: float  # centre angle of the peak sector (the paper's literal theta_peak)
+    dae: float | None  # Eq. 6 with peak_angle; None when the truth is undefined (d_AB = 0)
+    dae_sector: float | None  # Eq. 6 with sector_angle
+    ea: bool | None  # Eq. 7: dae <= 45
+    flags: list[str] = Field(default_factory=list)  # degenerate inputs, see creg.compass.Flag
+    cos: dict[str, Any] | None = None  # causal occlusion (creg run --cos)
+    extra: dict[str, Any] = Field(default_factory=dict)  # source-specific diagnostics

@@ -16,6 +16,10 @@ from typing import Any, ClassVar, Iterator
 from .sample import Sample
 
 
+class DataNotFound(FileNotFoundError):
+    """A file the benchmark needs is missing; the message says which, where it comes from and where to put it."""
+
+
 class Benchmark(ABC):
     """Base class of benchmarks. Options arrive as keyword arguments (``--bench-opt``)."""
 

@@ -1,0 +1,191 @@
+"""A tiny, randomly initialised Qwen2-VL checkpoint built locally (no hub access).
+
+:func:`build_tiny_qwen2vl` writes a directory laid out like a hub checkpoint of
+Qwen2-VL-2B/7B-Instruct -- ``config.json`` + weights, a ``Qwen2Tokenizer`` (byte-level BPE with
+Qwen's pre-tokenizer and special tokens), the chat template and ``preprocessor_config.json`` --
+so that it loads back through exactly the ``from_pretrained`` calls a hub id takes. It is for
+tests and toy training: seconds to build, a few MB, CPU friendly.
+
+The tokenizer is trained on the prompt templates, so the prompt words are single tokens or
+short pieces; each option digit "1".."4" is one token (Qwen's pre-tokenizer splits digits).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .chat_template import QWEN2VL_CHAT_TEMPLATE
+
+#: Special tokens of the Qwen2-VL tokenizer that the chat template and image processing use.
+SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+#: Words beyond the prompt templates that samples commonly name (COCO-like objects, colours).
+_EXTRA_WORDS = (
+    "person man woman child dog cat horse bird car truck bus bicycle motorcycle chair table couch bed "
+    "bottle cup bowl laptop phone book clock vase tree house sign light umbrella bag ball kite plate "
+    "red green blue yellow black white orange purple gray brown circle square triangle star box "
+    "object left right above below top bottom picture image you are a helpful assistant system user"
+)
+
+#: Default sizes; every key can be overridden through ``build_tiny_qwen2vl(**config_overrides)``.
+DEFAULTS: dict[str, Any] = {
+    "text_hidden_size": 64,
+    "text_layers": 4,
+    "text_heads": 4,
+    "text_kv_heads": 2,
+    "text_intermediate_size": 128,
+    "vision_depth": 2,
+    "vision_embed_dim": 32,
+    "vision_heads": 2,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "min_pixels": 56 * 56,
+    "max_pixels": 224 * 224,
+    "vocab_size": 1024,
+}
+
+
+def _training_corpus() -> list[str]:
+    from creg.prompts import PROMPTS
+
+    words = _EXTRA_WORDS.split()
+    lines = [PROMPTS[name].format(ref=a, tgt=b) for name in PROMPTS for a, b in zip(words, words[1:])]
+    lines += ["system\nYou are a helpful assistant.", "user\n", "assistant\n"] * 8
+    lines.append(_EXTRA_WORDS)
+    return lines
+
+
+def build_tokenizer(vocab_size: int = DEFAULTS["vocab_size"]):
+    """A ``Qwen2Tokenizer``: byte-level BPE trained on the prompt templates, Qwen's special tokens."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    # Train with the same pre-tokenizer Qwen2Tokenizer installs, so the merges fit it.
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_training_corpus(), trainer=trainer)
+    model_state = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_state["merges"]]
+    vocab = dict(model_state["vocab"])
+    # Special tokens come after the BPE vocabulary, as in the released checkpoints.
+    for tok in SPECIAL_TOKENS:
+        vocab[tok] = len(vocab)
+
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        unk_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    tokenizer.chat_template = QWEN2VL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, **config_overrides: Any) -> Path:
+    """Write a tiny random-init Qwen2-VL checkpoint to ``out_dir`` and return its path.
+
+    ``config_overrides`` may set any key of :data:`DEFAULTS` (``text_hidden_size``,
+    ``text_layers``, ``vision_depth``, ``vision_embed_dim``, ``min_pixels``, ...). Load it back
+    with ``Qwen2VLForConditionalGeneration.from_pretrained(out_dir)``,
+    ``AutoTokenizer.from_pretrained(out_dir)``, ``AutoImageProcessor.from_pretrained(out_dir)``
+    or through ``Qwen2VLAdapter.load(AdapterConfig(model=str(out_dir)))``.
+    """
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    unknown = set(config_overrides) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown tiny Qwen2-VL option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    c = {**DEFAULTS, **config_overrides}
+    head_dim = c["text_hidden_size"] // c["text_heads"]
+    if head_dim % 2 or c["text_hidden_size"] % c["text_heads"]:
+        raise ValueError(f"text_hidden_size {c['text_hidden_size']} must split into {c['text_heads']} even-sized heads")
+    # M-RoPE splits head_dim/2 rotary frequencies into (temporal, height, width) sections.
+    half = head_dim // 2
+    mrope_section = [half - 2 * (half // 3), half // 3, half // 3]
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(c["vocab_size"])
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
+    vocab_size = -(-len(tokenizer) // 64) * 64
+
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": c["text_hidden_size"],
+            "intermediate_size": c["text_intermediate_size"],
+            "num_hidden_layers": c["text_layers"],
+            "num_attention_heads": c["text_heads"],
+            "num_key_value_heads": c["text_kv_heads"],
+            "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section},
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "depth": c["vision_depth"],
+            "embed_dim": c["vision_embed_dim"],
+            "hidden_size": c["text_hidden_size"],
+            "num_heads": c["vision_heads"],
+            "mlp_ratio": 2,
+            "patch_size": c["patch_size"],
+            "spatial_merge_size": c["spatial_merge_size"],
+            "temporal_patch_size": c["temporal_patch_size"],
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+    image_processor = Qwen2VLImageProcessorPil(
+        min_pixels=c["min_pixels"],
+        max_pixels=c["max_pixels"],
+        patch_size=c["patch_size"],
+        temporal_patch_size=c["temporal_patch_size"],
+        merge_size=c["spatial_merge_size"],
+    )
+    image_processor.save_pretrained(out)
+    # The released checkpoints name the processor classes; AutoImageProcessor picks the PIL
+    # backend of "Qwen2VLImageProcessor" when torchvision is absent.
+    pp_path = out / "preprocessor_config.json"
+    pp = json.loads(pp_path.read_text())
+    pp["image_processor_type"] = "Qwen2VLImageProcessor"
+    pp["processor_class"] = "Qwen2VLProcessor"
+    pp["min_pixels"], pp["max_pixels"] = c["min_pixels"], c["max_pixels"]
+    pp_path.write_text(json.dumps(pp, indent=2, sort_keys=True) + "\n")
+    (out / "chat_template.json").write_text(json.dumps({"chat_template": QWEN2VL_CHAT_TEMPLATE}, indent=2) + "\n")
+    return out

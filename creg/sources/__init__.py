@@ -6,4 +6,5 @@ import creg
 @creg.hookimpl
 def register_sources(register):
     register("oracle", "creg.sources.geometry:OracleSource")
-    register("random", "creg.sources.geometry:RandomSource")
+    register("random", "creg.sources.geometry:RandomDirectionSource")
+    register("random_relevance", "creg.sources.geometry:RandomRelevanceSource")

@@ -1,0 +1,28 @@
+"""From per-token relevance to a sample's vision grid and a :class:`RelevanceMap`."""
+
+from __future__ import annotations
+
+import torch
+
+from ..adapter import VisionLayout
+from ..relevance import RelevanceMap
+from ..sample import Box
+
+
+def vision_tokens(token_values: torch.Tensor, layout: VisionLayout) -> torch.Tensor:
+    """``(seq, ...)`` values of one sample -> ``(n_vis, ...)`` at its vision tokens, raster order."""
+    return token_values[layout.token_index.to(token_values.device)]
+
+
+def to_grid(vision_values: torch.Tensor, layout: VisionLayout) -> torch.Tensor:
+    """``(n_vis,)`` in raster order -> ``(H_g, W_g)``."""
+    h, w = layout.grid_hw
+    if vision_values.numel() != h * w:
+        raise ValueError(f"{vision_values.numel()} vision values for a {h}x{w} grid")
+    return vision_values.reshape(h, w)
+
+
+def relevance_map(grid: torch.Tensor, layout: VisionLayout, ref_box: Box | None = None) -> RelevanceMap:
+    """A detached float32 CPU :class:`RelevanceMap` on the layout's cells (``(H_g, W_g)`` values)."""
+    values = grid.detach().float().cpu()
+    return RelevanceMap(values=values, cell_xy=layout.cell_xy, ref_box=ref_box)

@@ -1,0 +1,8 @@
+"""COCO-Pairs: balanced direction questions from COCO 2017 instance annotations (paper §5.1)."""
+
+import creg
+
+
+@creg.hookimpl
+def register_benchmarks(register):
+    register("coco_pairs", "creg_coco_pairs.benchmark:CocoPairsBenchmark")

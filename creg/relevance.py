@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from .adapter import ForwardRequest
+from .sample import Box
 
 if TYPE_CHECKING:  # pragma: no cover
     from .explain import ExplainContext
@@ -31,12 +32,16 @@ class RelevanceMap(BaseModel):
     * ``cell_xy``: ``(h, w, 2)`` pixel centres (x, y) of the cells in the original image, or None
       for a grid that tiles the whole image uniformly (cell (u, v) centred at
       ((v + 0.5) W / w, (u + 0.5) H / h)).
+    * ``ref_box``: project around this box instead of the sample's reference box A
+      (the randomised-reference control, ``random_ref``); the true direction A -> B used by the
+      metrics is unchanged. None for every ordinary source.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     values: torch.Tensor
     cell_xy: torch.Tensor | None = None
+    ref_box: Box | None = None
 
 
 class RelevanceSource(ABC):

@@ -1,0 +1,43 @@
+"""Gradient-norm baseline (paper §5.1, Appendix A.3): r_j = || d z_gt / d h_j^(-2) ||_2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..adapter import ForwardRequest
+from ..explain import ExplainContext
+from ..relevance import RelevanceMap, RelevanceSource
+from .options import parse_layers
+from .token_grid import relevance_map, to_grid, vision_tokens
+
+
+def gradient_norm(grad: torch.Tensor) -> torch.Tensor:
+    """``(b, seq, d) -> (b, seq)`` l2 norm over the hidden width."""
+    return torch.linalg.vector_norm(grad.float(), dim=-1)
+
+
+class GradientNormSource(RelevanceSource):
+    """l2 norm of the gradient of z_gt at hidden-state index -2. Option: ``layer`` (default -2)."""
+
+    name = "gradnorm"
+    description = "gradient norm: ||d z_gt / d h^(-2)||_2 per vision token (paper §5.1)"
+
+    def __init__(self, *, layer: Any = -2, **options: Any):
+        super().__init__(**options)
+        layers = parse_layers(layer)
+        if len(layers) != 1:
+            raise ValueError(f"layer: one layer, got {layer!r}")
+        self.layer = layers[0]
+
+    def request(self) -> ForwardRequest:
+        return ForwardRequest(layers=(self.layer,))
+
+    def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
+        norms = gradient_norm(ctx.gradients("gt", [self.layer])[self.layer])  # b seq
+        maps = []
+        for i in range(len(ctx.samples)):
+            layout = ctx.layout(i)
+            maps.append(relevance_map(to_grid(vision_tokens(norms[i], layout), layout), layout))
+        return maps

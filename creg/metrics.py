@@ -33,7 +33,8 @@ def edge_accuracy(dae) -> float:
 
 def random_peak_expectation(k: int) -> tuple[float, float]:
     """Expected (DAE, EA) when the peak sector is uniformly random and the true direction is
-    uniform within its sector (paper §4, "Metric validation"): DAE = 90 deg for even K, EA = 2/K."""
+    uniform within its sector (paper §4, "Metric validation"): DAE = 90 deg, EA = 2/K for K = 8
+    (the own sector and one neighbour lie within 45 deg), 1/4 for K = 4."""
     # Average over a fine grid of truth offsets inside one sector, exactly as the paper argues.
     width = 360.0 / k
     offsets = (np.arange(2000) + 0.5) / 2000 * width - width / 2

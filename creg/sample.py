@@ -195,6 +195,7 @@ def make_sample(**fields: Any) -> Sample:
         sid = fields.get("id", "?")
         parts = []
         for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "sample"
-            parts.append(f"{loc}: {err['msg']}")
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}" if loc else msg)
         raise InvalidSample(f"sample {sid!r}: " + "; ".join(parts)) from None

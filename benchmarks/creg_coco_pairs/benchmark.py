@@ -122,7 +122,7 @@ class CocoPairsBenchmark(Benchmark):
         selection = self._select()
         warnings = [
             f"class {r!r}: only {selection.quotas[r] - short} of {selection.quotas[r]} requested "
-            f"({selection.available[r]} candidates before image/annotation checks)"
+            f"({selection.available[r]} ordered candidates, both orders of a pair counted, before the per-image limit and image/annotation checks)"
             for r, short in selection.shortfall.items()
         ]
         return {

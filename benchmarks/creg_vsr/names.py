@@ -3,9 +3,12 @@
 Rule (the paper's "exact or substring" match, made precise):
 
 1. lower-case both and collapse white space; an exact match wins;
-2. otherwise the categories whose name contains the entity name, or is contained in it, as
-   whole words ("teddy" -> "teddy bear", "red car" -> "car"; never "cat" inside "catcher");
-3. of several, the longest category name; if two of that length remain, no match (ambiguous).
+2. otherwise the categories whose name occurs in the entity name as whole words ("brown bear"
+   -> "bear"; never "cat" inside "catcher"): the longest one ("hot dog stand" -> "hot dog",
+   not "dog"); no match if two of that length remain;
+3. otherwise the categories whose name contains the entity name as whole words ("teddy" ->
+   "teddy bear"): only when exactly one does ("small" in "small cup" and "small bowl" is
+   ambiguous: no match).
 
 On the published VSR splits every entity name is already an exact COCO category name
 (77 distinct names), so step 2 never fires there; it matters for hand-written rows.
@@ -31,9 +34,10 @@ def match_category(entity: str, category_names: Iterable[str]) -> str | None:
     names = {normalise(c): c for c in category_names}
     if entity in names:
         return names[entity]
-    hits = [n for n in names if _contains_words(entity, n) or _contains_words(n, entity)]
-    if not hits:
-        return None
-    longest = max(len(n) for n in hits)
-    best = [n for n in hits if len(n) == longest]
-    return names[best[0]] if len(best) == 1 else None
+    mentioned = [n for n in names if _contains_words(entity, n)]
+    if mentioned:
+        longest = max(len(n) for n in mentioned)
+        best = [n for n in mentioned if len(n) == longest]
+        return names[best[0]] if len(best) == 1 else None
+    containing = [n for n in names if _contains_words(n, entity)]
+    return names[containing[0]] if len(containing) == 1 else None

@@ -1,0 +1,413 @@
+"""The contract tests every :class:`~creg.adapter.VLMAdapter` must pass, as one base class.
+
+A third-party adapter package runs them by subclassing :class:`AdapterContract` in its own
+test suite and providing an ``adapter`` fixture::
+
+    import pytest
+    from creg.adapter import AdapterConfig
+    from creg.testing import AdapterContract
+    from my_pkg.adapter import MyAdapter
+
+    class TestMyAdapter(AdapterContract):
+        @pytest.fixture(scope="class")
+        def adapter(self):
+            return MyAdapter.load(AdapterConfig(model="path/or/hub-id"))
+
+What the adapter cannot do is *declared* on the class (``supports_attentions = False``,
+``supports_vision_activations = False``); the matching tests then check that asking for it
+fails clearly instead of being skipped silently.
+
+The checks run on small generated images (``image_sizes``, one of them non-square) and need no
+trained model: they hold for a randomly initialised one. The geometric checks draw a bright
+marker on a dark image and require that the vision cell whose embedding (hidden-state index 0)
+changes most is a cell whose pixel footprint, taken from ``cell_xy``, covers the marker -- this
+ties ``token_index`` order, ``grid_hw`` and ``cell_xy`` together.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+import pytest
+import torch
+
+from creg.adapter import ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
+from creg.sample import ImageUnreadable, InvalidSample, Sample, make_sample
+
+#: A marker as fractions (x0, y0, x1, y1) of the image: off-centre in both axes, so that a grid
+#: flipped or transposed in either direction moves it.
+MARKERS: dict[str, tuple[float, float, float, float]] = {
+    "top_right": (0.62, 0.08, 0.84, 0.36),
+    "bottom_left": (0.10, 0.66, 0.32, 0.92),
+}
+
+BACKGROUND = (24, 24, 24)
+MARKER_COLOUR = (250, 250, 250)
+
+
+def _marker_box(size: tuple[int, int], where: str) -> tuple[int, int, int, int]:
+    w, h = size
+    fx0, fy0, fx1, fy1 = MARKERS[where]
+    return round(fx0 * w), round(fy0 * h), round(fx1 * w), round(fy1 * h)
+
+
+def draw_image(size: tuple[int, int], marker: str | None = None, *, noise_seed: int | None = None):
+    """A ``size`` = (width, height) RGB image: dark, optionally seeded noise, optionally a marker."""
+    from PIL import Image, ImageDraw
+
+    if noise_seed is not None:
+        g = torch.Generator().manual_seed(noise_seed)
+        pixels = torch.randint(0, 256, (size[1], size[0], 3), generator=g, dtype=torch.uint8)
+        image = Image.fromarray(pixels.numpy(), "RGB")
+    else:
+        image = Image.new("RGB", size, BACKGROUND)
+    if marker is not None:
+        x0, y0, x1, y1 = _marker_box(size, marker)
+        ImageDraw.Draw(image).rectangle([x0, y0, x1 - 1, y1 - 1], fill=MARKER_COLOUR)
+    return image
+
+
+def vision_rows(output: ForwardOutput, layer: int, i: int) -> torch.Tensor:
+    """``(H_g, W_g, d)`` sample ``i``'s vision-token hidden states at ``layer``, in grid order."""
+    lay = output.vision[i]
+    h = output.hidden[layer][i, lay.token_index.to(output.hidden[layer].device)]
+    return h.detach().float().cpu().reshape(*lay.grid_hw, -1)
+
+
+def cell_footprints(cell_xy: torch.Tensor) -> tuple[float, float]:
+    """Half the spacing (dx/2, dy/2) between neighbouring cell centres."""
+    xy = cell_xy.double()
+    dx = (xy[:, 1:, 0] - xy[:, :-1, 0]).median().item() if xy.shape[1] > 1 else float("inf")
+    dy = (xy[1:, :, 1] - xy[:-1, :, 1]).median().item() if xy.shape[0] > 1 else float("inf")
+    return dx / 2, dy / 2
+
+
+def covers(centre: tuple[float, float], half: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
+    """Does the footprint ``centre +- half`` overlap ``box`` = (x0, y0, x1, y1)?"""
+    (x, y), (hx, hy) = centre, half
+    x0, y0, x1, y1 = box
+    return x - hx < x1 and x + hx > x0 and y - hy < y1 and y + hy > y0
+
+
+def default_layers(num_layers: int) -> tuple[int, ...]:
+    """The paper's layers {-2, -3, -4, -5}, limited to what a model with N layers has."""
+    return tuple(l for l in (-2, -3, -4, -5) if num_layers + 1 + l >= 0)
+
+
+class AdapterContract:
+    """Combined contract tests for a :class:`~creg.adapter.VLMAdapter`.
+
+    Subclass it in a ``Test*`` class and provide the ``adapter`` fixture; override the
+    class attributes below to declare capabilities or adjust sizes and tolerances.
+    """
+
+    #: the adapter streams attention maps (``ForwardRequest.attentions``).
+    supports_attentions: ClassVar[bool] = True
+    #: the adapter returns vision-encoder activations (``ForwardRequest.vision_activations``).
+    supports_vision_activations: ClassVar[bool] = True
+    #: (width, height) of the generated test images; keep one non-square.
+    image_sizes: ClassVar[tuple[tuple[int, int], ...]] = ((112, 112), (168, 84))
+    #: batched vs one-at-a-time, and eager vs default attention (float32).
+    batch_atol: ClassVar[float] = 1e-4
+    #: ``logits_from_layer(output, l, output.hidden[l])`` vs ``output.class_logits``.
+    replay_atol: ClassVar[float] = 1e-5
+    #: reference next-token logits vs class logits.
+    reference_atol: ClassVar[float] = 1e-4
+
+    # -- fixtures the subclass provides ----------------------------------------------------
+    @pytest.fixture
+    def adapter(self) -> VLMAdapter:
+        """Provide a loaded adapter (override in your subclass, ideally ``scope="class"``)::
+
+            @pytest.fixture(scope="class")
+            def adapter(self):
+                return MyAdapter.load(AdapterConfig(model=...))
+
+        Use a small model on CPU (float32) so the contract runs in seconds.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must provide an `adapter` fixture returning a loaded VLMAdapter "
+            "(see creg.testing.AdapterContract.adapter)"
+        )
+
+    @pytest.fixture
+    def reference_class_logits(self, adapter) -> Callable[[list[Sample]], torch.Tensor]:
+        """Provide ``f(samples) -> (b, 4)``: the model's own next-token logits of the option
+        tokens after the generation prompt, computed *without* the adapter's forward (e.g. a plain
+        ``model(**inputs).logits[:, -1, option_ids]``). The default uses the adapter's
+        ``next_token_logits(samples) -> (b, vocab)`` and ``option_token_ids`` if it has them."""
+        if hasattr(adapter, "next_token_logits") and hasattr(adapter, "option_token_ids"):
+            ids = list(adapter.option_token_ids)
+            return lambda samples: adapter.next_token_logits(samples)[:, ids]
+        raise NotImplementedError(
+            f"{type(self).__name__} must provide a `reference_class_logits` fixture, or the adapter "
+            "must have next_token_logits(samples) and option_token_ids (see AdapterContract.reference_class_logits)"
+        )
+
+    @pytest.fixture(scope="class")
+    def image_dir(self, tmp_path_factory):
+        return tmp_path_factory.mktemp("contract_images")
+
+    @pytest.fixture(scope="class")
+    def make_image_sample(self, image_dir) -> Callable[..., Sample]:
+        """``f(size, marker=None, noise_seed=None, sid=None) -> Sample``: the image is saved as a
+        PNG file; the reference box is on the left, the target on the right."""
+
+        def make(size, marker=None, noise_seed=None, sid=None) -> Sample:
+            w, h = size
+            sid = sid or f"{w}x{h}-{marker or 'plain'}-{noise_seed}"
+            path = image_dir / f"{sid}.png"
+            draw_image(size, marker, noise_seed=noise_seed).save(path)
+            return make_sample(
+                id=sid,
+                image=path,
+                image_size=(w, h),
+                ref_name="dog",
+                ref_box={"x0": 0.05 * w, "y0": 0.4 * h, "x1": 0.25 * w, "y1": 0.6 * h},
+                tgt_name="red ball",
+                tgt_box={"x0": 0.7 * w, "y0": 0.4 * h, "x1": 0.9 * w, "y1": 0.6 * h},
+                relation="right",
+            )
+
+        return make
+
+    @pytest.fixture(scope="class")
+    def samples(self, make_image_sample) -> list[Sample]:
+        """One noise image per ``image_sizes`` entry."""
+        return [make_image_sample(size, noise_seed=i) for i, size in enumerate(self.image_sizes)]
+
+    # -- shapes ----------------------------------------------------------------------------
+    def test_image_sizes_include_non_square(self):
+        assert any(w != h for w, h in self.image_sizes), "image_sizes must include a non-square image"
+
+    def test_output_shapes_and_dtypes(self, adapter, samples):
+        layers = default_layers(adapter.num_layers) + (0, -1)
+        out = adapter.forward(samples, ForwardRequest(layers=layers))
+        b = len(samples)
+        assert out.class_logits.shape == (b, 4)
+        assert out.class_logits.dtype == torch.float32
+        assert torch.isfinite(out.class_logits).all()
+        assert out.answer_index.shape == (b,) and out.answer_index.dtype == torch.long
+        assert len(out.vision) == b
+        assert set(out.hidden) == set(layers)
+        seq = out.hidden[layers[0]].shape[1]
+        for l in layers:
+            assert out.hidden[l].dim() == 3 and out.hidden[l].shape[:2] == (b, seq), l
+        for s, lay in zip(samples, out.vision):
+            self._check_layout(lay, s, seq)
+        assert (out.answer_index < seq).all()
+
+    @staticmethod
+    def _check_layout(lay: VisionLayout, sample: Sample, seq: int) -> None:
+        gh, gw = lay.grid_hw
+        assert gh > 0 and gw > 0
+        assert lay.token_index.dtype == torch.long and lay.token_index.shape == (gh * gw,)
+        assert lay.token_index.unique().numel() == gh * gw, "vision token positions must be distinct"
+        assert 0 <= int(lay.token_index.min()) and int(lay.token_index.max()) < seq
+        assert lay.cell_xy.shape == (gh, gw, 2) and lay.cell_xy.is_floating_point()
+        w, h = sample.image_size
+        xy = lay.cell_xy.double()
+        assert (xy[..., 0] >= 0).all() and (xy[..., 0] <= w).all(), "cell x must lie on the image"
+        assert (xy[..., 1] >= 0).all() and (xy[..., 1] <= h).all(), "cell y must lie on the image"
+        assert (xy[:, 1:, 0] > xy[:, :-1, 0]).all(), "x must grow along a row (raster order, left to right)"
+        assert (xy[1:, :, 1] > xy[:-1, :, 1]).all(), "y must grow down the columns (top row first)"
+        if lay.patch_hw is not None:
+            assert lay.patch_hw[0] >= gh and lay.patch_hw[1] >= gw
+
+    def test_no_graph_without_a_request(self, adapter, samples):
+        """Parameters never require grad: a plain pass builds no autograd graph."""
+        out = adapter.forward(samples[:1])
+        assert not out.class_logits.requires_grad
+        assert out.hidden == {}
+
+    # -- where the vision tokens are -------------------------------------------------------
+    def test_vision_tokens_are_the_image_positions(self, adapter, make_image_sample):
+        """Changing only the pixels changes exactly the vision positions of the input embeddings."""
+        size = self.image_sizes[-1]
+        a, b = make_image_sample(size, noise_seed=11), make_image_sample(size, noise_seed=12)
+        out_a = adapter.forward([a], ForwardRequest(layers=(0,)))
+        out_b = adapter.forward([b], ForwardRequest(layers=(0,)))
+        diff = (out_a.hidden[0][0] - out_b.hidden[0][0]).detach().abs().amax(dim=-1).cpu()
+        changed = set((diff > 0).nonzero()[:, 0].tolist())
+        assert changed == set(out_a.vision[0].token_index.tolist())
+
+    @pytest.mark.parametrize("where", sorted(MARKERS))
+    @pytest.mark.parametrize("size_index", [0, 1])
+    def test_marker_lands_in_its_cell(self, adapter, make_image_sample, where, size_index):
+        """The cell whose embedding a bright marker changes most covers the marker (by cell_xy)."""
+        size = self.image_sizes[size_index % len(self.image_sizes)]
+        plain = make_image_sample(size)
+        marked = make_image_sample(size, marker=where)
+        out = adapter.forward([plain, marked], ForwardRequest(layers=(0,)))
+        change = (vision_rows(out, 0, 1) - vision_rows(out, 0, 0)).norm(dim=-1)
+        u, v = divmod(int(change.argmax()), change.shape[1])
+        lay = out.vision[1]
+        centre = tuple(lay.cell_xy[u, v].tolist())
+        assert covers(centre, cell_footprints(lay.cell_xy), _marker_box(size, where)), (
+            f"the cell ({u}, {v}) changed most but its centre {centre} is not over the marker "
+            f"{_marker_box(size, where)} of a {size[0]}x{size[1]} image: token order, grid_hw and cell_xy disagree"
+        )
+
+    # -- logits ----------------------------------------------------------------------------
+    def test_class_logits_are_the_models_next_token_logits(self, adapter, samples, reference_class_logits):
+        out = adapter.forward(samples)
+        for i, s in enumerate(samples):
+            ref = reference_class_logits([s]).detach().float().cpu()[0]
+            torch.testing.assert_close(out.class_logits[i].detach().cpu(), ref, atol=self.reference_atol, rtol=0)
+
+    def test_deterministic(self, adapter, samples):
+        layers = default_layers(adapter.num_layers)[:1]
+        a = adapter.forward(samples, ForwardRequest(layers=layers))
+        b = adapter.forward(samples, ForwardRequest(layers=layers))
+        assert torch.equal(a.class_logits, b.class_logits)
+        assert torch.equal(a.hidden[layers[0]], b.hidden[layers[0]])
+        for la, lb in zip(a.vision, b.vision):
+            assert torch.equal(la.token_index, lb.token_index) and torch.equal(la.cell_xy, lb.cell_xy)
+
+    def test_batch_equals_one_at_a_time(self, adapter, samples):
+        layer = default_layers(adapter.num_layers)[0]
+        req = ForwardRequest(layers=(layer,))
+        together = adapter.forward(samples, req)
+        for i, s in enumerate(samples):
+            alone = adapter.forward([s], req)
+            torch.testing.assert_close(
+                together.class_logits[i].detach(), alone.class_logits[0].detach(), atol=self.batch_atol, rtol=0
+            )
+            assert together.vision[i].grid_hw == alone.vision[0].grid_hw
+            torch.testing.assert_close(together.vision[i].cell_xy, alone.vision[0].cell_xy)
+            torch.testing.assert_close(
+                vision_rows(together, layer, i), vision_rows(alone, layer, 0), atol=self.batch_atol, rtol=1e-4
+            )
+
+    def test_images_argument_replaces_the_pixels(self, adapter, make_image_sample):
+        size = self.image_sizes[0]
+        own, other = make_image_sample(size, noise_seed=21), make_image_sample(size, noise_seed=22)
+        swapped = adapter.forward([own], images=[other.load_image()])
+        direct = adapter.forward([other])
+        torch.testing.assert_close(swapped.class_logits, direct.class_logits, atol=self.batch_atol, rtol=0)
+        assert not torch.equal(adapter.forward([own]).class_logits, direct.class_logits)
+
+    # -- gradients -------------------------------------------------------------------------
+    def test_gradients_reach_every_requested_layer_at_vision_tokens(self, adapter, samples):
+        layers = default_layers(adapter.num_layers)
+        out = adapter.forward(samples, ForwardRequest(layers=layers + (-1,)))
+        tau = (out.class_logits[:, 0] - out.class_logits[:, 1]).sum()
+        grads = torch.autograd.grad(tau, [out.hidden[l] for l in layers + (-1,)], allow_unused=True)
+        for l, g in zip(layers, grads):
+            assert g is not None, f"no gradient reaches layer {l}"
+            for i, lay in enumerate(out.vision):
+                assert g[i, lay.token_index].abs().sum() > 0, f"zero gradient at the vision tokens of layer {l}, sample {i}"
+        g_last = grads[-1]
+        for i, lay in enumerate(out.vision):
+            # -1 is after the final (per-position) norm: only the answer position feeds the logits.
+            assert g_last is None or g_last[i, lay.token_index].abs().sum() == 0
+
+    def test_gradients_start_at_the_earliest_requested_layer(self, adapter, samples):
+        layers = default_layers(adapter.num_layers)
+        earliest = min(layers, key=adapter.layer_to_block)
+        out = adapter.forward(samples[:1], ForwardRequest(layers=layers))
+        h = out.hidden[earliest]
+        assert h.requires_grad and h.grad_fn is None, (
+            f"hidden[{earliest}] should be the leaf the graph starts from (nothing below it kept for backward)"
+        )
+
+    def test_logits_from_layer_reproduces_class_logits(self, adapter, samples):
+        layers = default_layers(adapter.num_layers) + (-1,)
+        out = adapter.forward(samples, ForwardRequest(layers=layers))
+        for l in layers:
+            h = out.hidden[l].detach()
+            replay = adapter.logits_from_layer(out, l, h)
+            torch.testing.assert_close(replay.detach(), out.class_logits.detach(), atol=self.replay_atol, rtol=0)
+            stacked = adapter.logits_from_layer(out, l, torch.cat([h, h * 0.5]))
+            assert stacked.shape == (2 * len(samples), 4)
+            torch.testing.assert_close(stacked[: len(samples)].detach(), out.class_logits.detach(), atol=self.replay_atol, rtol=0)
+            assert not torch.allclose(stacked[len(samples):], stacked[: len(samples)]), f"layer {l}: replay ignores its input"
+
+    def test_logits_from_layer_is_differentiable(self, adapter, samples):
+        layer = default_layers(adapter.num_layers)[0]
+        out = adapter.forward(samples, ForwardRequest(layers=(layer,)))
+        h = out.hidden[layer].detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(adapter.logits_from_layer(out, layer, h)[:, 0].sum(), [h])
+        for i, lay in enumerate(out.vision):
+            assert g[i, lay.token_index].abs().sum() > 0
+
+    # -- optional capabilities -------------------------------------------------------------
+    def test_vision_activations(self, adapter, make_image_sample):
+        plain = make_image_sample(self.image_sizes[-1])
+        marked = make_image_sample(self.image_sizes[-1], marker="top_right")
+        request = ForwardRequest(vision_activations=True)
+        if not self.supports_vision_activations:
+            with pytest.raises((NotImplementedError, ValueError)):
+                adapter.forward([plain], request)
+            return
+        out = adapter.forward([plain, marked], request)
+        assert out.vision_activations is not None and len(out.vision_activations) == 2
+        for act, lay in zip(out.vision_activations, out.vision):
+            assert act.dim() == 3
+            if lay.patch_hw is not None:
+                assert tuple(act.shape[:2]) == tuple(lay.patch_hw)
+        grads = torch.autograd.grad(out.class_logits[:, 0].sum(), out.vision_activations)
+        assert all(g.abs().sum() > 0 for g in grads)
+        # Raster order: the patch that the marker changes most lies under the marker.
+        change = (out.vision_activations[1] - out.vision_activations[0]).detach().float().norm(dim=-1).cpu()
+        hp, wp = change.shape
+        u, v = divmod(int(change.argmax()), wp)
+        w, h = self.image_sizes[-1]
+        centre = ((v + 0.5) * w / wp, (u + 0.5) * h / hp)
+        assert covers(centre, (w / wp / 2, h / hp / 2), _marker_box((w, h), "top_right")), (
+            f"vision activation patch ({u}, {v}) changed most but is not under the marker: not raster order?"
+        )
+
+    def test_attention_maps_are_streamed(self, adapter, samples):
+        request = ForwardRequest(attentions=True)
+        if not self.supports_attentions:
+            with pytest.raises((NotImplementedError, ValueError)):
+                adapter.forward(samples, request, on_attention=lambda i, a: None)
+            return
+        seen: list[tuple[int, tuple[int, ...], torch.Tensor]] = []
+
+        def on_attention(i: int, attn: torch.Tensor) -> None:
+            seen.append((i, tuple(attn.shape), attn[:, :, -1].detach().float().sum(-1).cpu()))
+
+        out = adapter.forward(samples, request, on_attention=on_attention)
+        seq = None
+        assert [i for i, _, _ in seen] == list(range(adapter.num_layers)), "one call per layer, in order"
+        for i, shape, row_sums in seen:
+            b, heads, q, k = shape
+            assert b == len(samples) and heads > 0 and q == k
+            seq = seq or q
+            assert q == seq
+            torch.testing.assert_close(row_sums, torch.ones_like(row_sums), atol=1e-3, rtol=0)
+        assert max(int(lay.token_index.max()) for lay in out.vision) < seq
+        plain = adapter.forward(samples)
+        torch.testing.assert_close(out.class_logits, plain.class_logits, atol=self.batch_atol, rtol=0)
+
+    # -- clear errors ----------------------------------------------------------------------
+    def test_missing_image_file(self, adapter, make_image_sample, image_dir):
+        s = make_image_sample(self.image_sizes[0]).model_copy(update={"image": image_dir / "does-not-exist.png"})
+        with pytest.raises(FileNotFoundError, match="does-not-exist"):
+            adapter.forward([s])
+
+    def test_unreadable_image_file(self, adapter, make_image_sample, image_dir):
+        bad = image_dir / "not-an-image.png"
+        bad.write_bytes(b"this is not a png")
+        s = make_image_sample(self.image_sizes[0]).model_copy(update={"image": bad})
+        with pytest.raises(ImageUnreadable, match="not-an-image"):
+            adapter.forward([s])
+
+    def test_box_outside_the_image_is_rejected(self, image_dir):
+        with pytest.raises(InvalidSample, match="tgt_box"):
+            make_sample(
+                id="outside", image=image_dir / "x.png", image_size=(100, 80), ref_name="a",
+                ref_box={"x0": 1, "y0": 1, "x1": 10, "y1": 10}, tgt_name="b",
+                tgt_box={"x0": 90, "y0": 70, "x1": 130, "y1": 79}, relation="right",
+            )
+
+    def test_image_size_must_match_the_pixels(self, adapter, make_image_sample):
+        """A sample whose ``image_size`` disagrees with its image (boxes would fall outside the
+        pixels, cell centres would be wrong) is refused, naming the sample."""
+        s = make_image_sample(self.image_sizes[0])
+        w, h = s.image_size
+        wrong = s.model_copy(update={"image_size": (w * 4, h * 4), "id": "size-mismatch"})
+        with pytest.raises(ValueError, match="size-mismatch"):
+            adapter.forward([wrong])

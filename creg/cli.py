@@ -108,10 +108,13 @@ def _default_out(config) -> Path:
 @click.option("--source-opt", multiple=True, help="SOURCE.KEY=VALUE, e.g. creg.layers=[-2]")
 @click.option("--bench-opt", multiple=True, help="KEY=VALUE, e.g. split=zeroshot")
 @click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False), help="extra registry file(s)")
+@click.option("--cos", is_flag=True, help="causal occlusion score (Eq. 8) per sample and source; needs a model")
+@click.option("--cos-op", type=click.Choice(["grey", "blur", "patch_drop"]), default="grey", show_default=True,
+              help="how --cos occludes a sector (docs/evaluation.md)")
 @click.option("--overwrite", is_flag=True, help="discard an existing run in --out instead of continuing it")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, k, sigma_r, rho_r, prompt,
-            dtype, device, source_opt, bench_opt, registries, overwrite, no_progress) -> None:
+            dtype, device, source_opt, bench_opt, registries, cos, cos_op, overwrite, no_progress) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
     from .runner import Runner, RunConfig, RunError
 
@@ -128,7 +131,7 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
             source_options=_parse_options(source_opt, keyed=True),
             bench=bench, bench_options=_parse_options(bench_opt, keyed=False),
             n=n, seed=seed, data_dir=data_dir, k=k, sigma_r=sigma_r, rho_r=rho_r,
-            batch_size=batch_size, registry=list(registries),
+            batch_size=batch_size, cos=cos, cos_op=cos_op, registry=list(registries),
         )
         out_dir = Path(out) if out else _default_out(config)
         runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress,

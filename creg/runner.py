@@ -31,6 +31,7 @@ from .adapter import ForwardRequest, VLMAdapter
 from .compass import project_to_compass
 from .explain import ExplainContext, merge_requests
 from .metrics import direction_alignment_error, edge_hit
+from .occlusion import CosQuery, Operator, causal_occlusion
 from .plugins import Plugins, UnknownName, get_plugins
 from .records import SampleRecord
 from .registry import Preset, load_registry
@@ -64,6 +65,8 @@ class RunConfig(BaseModel):
     sigma_r: float = Field(0.6, gt=0)
     rho_r: float = Field(2.0, gt=0)
     batch_size: int = Field(1, ge=1)
+    cos: bool = False  # causal occlusion (Eq. 8) per sample and source, see creg.occlusion
+    cos_op: Operator = "grey"
     registry: list[str] = Field(default_factory=list)
 
     def identity(self) -> dict[str, Any]:
@@ -155,6 +158,22 @@ def _read_done(records_path: Path) -> tuple[set[tuple[str, str]], list[SampleRec
     return done, records
 
 
+def _keep_samples(samples_path: Path, done_ids: set[str]) -> None:
+    """Keep one line per finished sample in ``samples.jsonl``: a crash between writing a sample's
+    line and its records (or mid-line) must not leave a duplicate or torn line after the resume."""
+    if not samples_path.exists():
+        return
+    kept: dict[str, str] = {}
+    for line in samples_path.read_text().splitlines():
+        try:
+            sid = json.loads(line)["id"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if sid in done_ids:
+            kept.setdefault(sid, line)
+    write_atomic(samples_path, "".join(line + "\n" for line in kept.values()))
+
+
 def _append_lines(path: Path, lines: Iterable[str]) -> None:
     text = "".join(line + "\n" for line in lines)
     if not text:
@@ -199,6 +218,8 @@ class Runner:
         presets = load_registry(config.registry)
         adapter_cls, self.adapter_config = resolve_adapter(config, self.plugins, presets)
         self.sources = build_sources(config, self.plugins, adapter_cls is not None or adapter is not None)
+        if config.cos and adapter_cls is None and adapter is None:
+            raise RunError("--cos occludes images and re-asks the model: choose a model with --adapter")
         self.benchmark = build_benchmark(config, self.plugins)
         self._adapter = adapter
         self._adapter_cls = adapter_cls
@@ -239,7 +260,7 @@ class Runner:
         request = merge_requests([s.request() for s in self.sources if s.needs_model]) if self.adapter else ForwardRequest()
         ctx = ExplainContext(batch, self.adapter, request, seed=self.config.seed)
         logits = ctx.output.class_logits.detach().float().cpu().numpy() if self.adapter is not None else None
-        records = []
+        records, cos_queries = [], []
         for src in self.sources:
             maps = src.explain(ctx)
             for i, (sample, rmap) in enumerate(zip(batch, maps)):
@@ -251,6 +272,12 @@ class Runner:
                 )
                 records.append(record_for(sample, src.name, compass, None if logits is None else logits[i],
                                           extra=getattr(rmap, "extra", None)))
+                cos_queries.append(CosQuery(i, compass.peak_sector, ref_box.center, compass.r_max))
+        if self.config.cos:
+            cos = causal_occlusion(self.adapter, batch, cos_queries, k=self.config.k, rho_r=self.config.rho_r,
+                                   op=self.config.cos_op, cell_xy=[ctx.layout(i).cell_xy for i in range(len(batch))])
+            for rec, entry in zip(records, cos):
+                rec.cos = entry
         return records
 
     def _process(self, batch: list[Sample], skipped: dict[str, int]) -> list[tuple[Sample, list[SampleRecord]]]:
@@ -313,6 +340,7 @@ class Runner:
             records = [r for r in records if r.sample_id not in partial]
             done = {(r.sample_id, r.source) for r in records}
             write_atomic(records_path, "".join(r.model_dump_json() + "\n" for r in records))
+        _keep_samples(self.out / "samples.jsonl", done_ids)
 
         bar = None
         if self.progress:

@@ -5,7 +5,9 @@
     {"sources": {NAME: {"n", "dae", "dae_ci", "ea", "ea_ci", "dae_sector", "dae_sector_ci",
                         "by_class": {REL: {"n", "dae", "ea"}},
                         "by_correct": {"correct": {...}, "incorrect": {...}},
-                        "flags": {FLAG: count}}},
+                        "flags": {FLAG: count},
+                        "cos": {"n", "op", "peak"|"true": {"delta"|"delta_opp"|"cos": {"mean", "ci"}},
+                                "adjacent": {"delta"|"cos": {"mean", "ci"}}}  (only with --cos)}},
      "vlm_accuracy": float | null, "vlm_accuracy_ci": [lo, hi] | null,
      "accuracy_by_class": {REL: float} | null,
      "n_samples": int, "complete": bool, "skipped": {reason: count}, ...}
@@ -23,6 +25,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .metrics import bootstrap_ci, edge_hit
+from .occlusion import summarize_cos
 from .records import SampleRecord
 from .sample import RELATIONS
 
@@ -63,6 +66,9 @@ def summarize_source(recs: Sequence[SampleRecord], seed: int = 0) -> dict[str, A
         for f in r.flags:
             flags[f] = flags.get(f, 0) + 1
     out["flags"] = flags
+    cos = summarize_cos([r.cos for r in recs], seed)
+    if cos is not None:
+        out["cos"] = cos
     return out
 
 
@@ -97,13 +103,15 @@ def summarize(records: Iterable[SampleRecord], sources: Sequence[str], *, seed: 
     return summary
 
 
-def _fmt(v: float | None, digits: int, ci: Sequence[float] | None = None, ci_digits: int | None = None) -> str:
+def _fmt(v: float | None, digits: int, ci: Sequence[float] | None = None, ci_digits: int | None = None,
+         sign: bool = False) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    s = f"{v:.{digits}f}"
+    plus = "+" if sign else ""
+    s = f"{v:{plus}.{digits}f}"
     if ci:
         d = digits if ci_digits is None else ci_digits
-        s += f" [{ci[0]:.{d}f}, {ci[1]:.{d}f}]"
+        s += f" [{ci[0]:{plus}.{d}f}, {ci[1]:{plus}.{d}f}]"
     return s
 
 
@@ -112,11 +120,18 @@ def markdown_table(summary: dict[str, Any], title: str = "") -> str:
     lines = []
     if title:
         lines += [f"### {title}", ""]
-    lines += ["| Method | n | DAE↓ [95% CI] | EA↑ [95% CI] | DAE (sector centre)↓ |", "|---|---:|---:|---:|---:|"]
+    has_cos = any("cos" in s for s in summary["sources"].values())
+    cos_head = (" COS↑ peak [95% CI] |", "---:|") if has_cos else ("", "")
+    lines += ["| Method | n | DAE↓ [95% CI] | EA↑ [95% CI] | DAE (sector centre)↓ |" + cos_head[0],
+              "|---|---:|---:|---:|---:|" + cos_head[1]]
     for name, s in summary["sources"].items():
+        cos_cell = ""
+        if has_cos:
+            c = s.get("cos", {}).get("peak", {}).get("cos", {})
+            cos_cell = f" {_fmt(c.get('mean'), 3, c.get('ci'), 2, sign=True)} |"
         lines.append(
             f"| {name} | {s['n']} | {_fmt(s['dae'], 1, s['dae_ci'], 0)} | {_fmt(s['ea'], 3, s['ea_ci'], 2)} | "
-            f"{_fmt(s['dae_sector'], 1)} |"
+            f"{_fmt(s['dae_sector'], 1)} |" + cos_cell
         )
     acc = summary.get("vlm_accuracy")
     lines.append("")
@@ -127,6 +142,13 @@ def markdown_table(summary: dict[str, Any], title: str = "") -> str:
         per = summary.get("accuracy_by_class") or {}
         per_s = ", ".join(f"{k} {_fmt(v, 3)}" for k, v in per.items())
         lines.append(f"VLM accuracy: {_fmt(acc, 3, ci, 2)} ({per_s})")
+    if has_cos:  # the true-direction reading does not depend on the source: one line for the model
+        c = next(s["cos"] for s in summary["sources"].values() if "cos" in s)
+        t = c["true"]
+        lines.append(
+            f"COS at the true direction ({c['op']}, n={c['n']}): {_fmt(t['cos']['mean'], 3, t['cos']['ci'], 2, sign=True)} "
+            f"(ΔS_true {_fmt(t['delta']['mean'], 3, sign=True)}, ΔS_opp {_fmt(t['delta_opp']['mean'], 3, sign=True)})"
+        )
     skipped = summary.get("skipped") or {}
     if skipped:
         lines.append("Skipped samples: " + ", ".join(f"{k}: {v}" for k, v in skipped.items()))

@@ -1,0 +1,302 @@
+"""Causal Occlusion Score (paper §4, Eq. 8): does hiding the attributed direction hurt the answer?
+
+A *wedge* is the part of the image that the compass projection assigns to sector ``s``: the
+pixels whose centre (x + 0.5, y + 0.5), seen from the projection centre (x_A, y_A) (Eq. 4),
+has angle theta in sector ``s`` (centre s * 360 / K, width 360 / K, half-open as in
+:func:`creg.compass.sector_of`) and distance 0 < rho <= r_max, with the same r_max = rho_r * d_AB
+as the projection (Eq. 5); a point exactly at the centre has no direction and is in no wedge. Occluding sector ``s`` changes only that wedge; then
+
+    Delta S_s = log p_s(gt) - log p_0(gt),   COS = Delta S_opp - Delta S_true        (Eq. 8)
+
+with p = softmax over the four class logits, p_0 the unoccluded image and ``opp`` the sector
+opposite ``true``. The paper's text reads the occluded sector both as "the CREG-indicated
+direction" and as "the true direction"; both readings are computed and labelled:
+
+* ``peak``: the source's peak sector vs. its opposite -- is the *attributed* direction causally
+  relevant? (differs per source)
+* ``true``: the sector containing theta_true vs. its opposite -- does the *model* rely on the
+  region towards B? (the same for every source of a sample: it does not depend on the attribution)
+* ``adjacent`` (control beyond the paper, §6.5): the two sectors next to the peak;
+  ``cos = mean Delta S_adj - Delta S_peak`` > 0 when the peak itself matters more than its
+  neighbours.
+
+Operators (what "occlude" means; §6.5 asks for more than grey fill):
+
+* ``grey``: wedge pixels set to mid-grey :data:`GREY` (the paper's operator, the default).
+* ``blur``: wedge pixels replaced by a Gaussian blur of the image (PIL ``GaussianBlur`` with
+  radius :data:`BLUR_RADIUS_FRAC` x the longer image side): removes detail, keeps colour mass.
+* ``patch_drop``: every vision-grid cell whose *centre* (the model's ``cell_xy``) lies in the
+  wedge is filled with grey over its whole footprint -- the rectangle of pixels closer to that
+  cell's centre than to its neighbours' along each axis (boundaries half-way between adjacent
+  cell centres, the image border outside). The model sees whole tokens hidden, none partly.
+
+p_0 comes from the same no-grad forward call as the occluded images (one call per batch), so
+Delta S measures the occlusion only. A wedge that covers no pixel (it points out of the image)
+gets Delta S = 0 exactly, without a forward pass; its ``area`` in the record is 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from .compass import polar_coordinates, sector_centers, sector_of
+from .metrics import bootstrap_ci
+from .sample import Sample
+
+Operator = Literal["grey", "blur", "patch_drop"]
+OPERATORS: tuple[str, ...] = ("grey", "blur", "patch_drop")
+
+#: The fill colour of ``grey`` and ``patch_drop`` (RGB).
+GREY: tuple[int, int, int] = (128, 128, 128)
+#: ``blur``'s Gaussian radius as a fraction of the longer image side (224 px -> 11.2 px).
+BLUR_RADIUS_FRAC = 0.05
+
+
+# -- geometry: which pixels belong to a sector ------------------------------------------------
+
+def pixel_polar(image_size: tuple[int, int], center: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(theta, rho), each ``(H, W)``, of every pixel centre (x + 0.5, y + 0.5) seen from ``center`` (Eq. 4)."""
+    w, h = image_size
+    xs = torch.arange(w, dtype=torch.float64) + 0.5
+    ys = torch.arange(h, dtype=torch.float64) + 0.5
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return polar_coordinates(torch.stack([xx, yy], dim=-1), center)
+
+
+def sector_masks(image_size: tuple[int, int], center: tuple[float, float], r_max: float, k: int) -> np.ndarray:
+    """``(K, H, W)`` bool: mask ``s`` is the wedge of sector ``s`` out to ``r_max`` around ``center``."""
+    theta, rho = pixel_polar(image_size, center)
+    sector = sector_of(theta, k).numpy()
+    inside = _in_radius(rho, r_max).numpy()
+    return (sector[None] == np.arange(k)[:, None, None]) & inside[None]
+
+
+def wedge_mask(image_size: tuple[int, int], center: tuple[float, float], r_max: float, sector: int, k: int) -> np.ndarray:
+    """``(H, W)`` bool: the pixels of sector ``sector`` within ``r_max`` of ``center``."""
+    theta, rho = pixel_polar(image_size, center)
+    return ((sector_of(theta, k) == sector) & _in_radius(rho, r_max)).numpy()
+
+
+def _in_radius(rho: torch.Tensor, r_max: float) -> torch.Tensor:
+    """0 < rho <= r_max: a point at the centre itself has no direction and belongs to no wedge."""
+    return (rho > 1e-9) & (rho <= r_max)
+
+
+def opposite_sector(sector: int, k: int) -> int:
+    """The sector containing the direction opposite sector ``sector``'s centre ((s + K/2) mod K for even K)."""
+    c = float(sector_centers(k)[sector]) + 180.0
+    return int(sector_of(torch.tensor([c], dtype=torch.float64), k)[0])
+
+
+def adjacent_sectors(sector: int, k: int) -> tuple[int, int]:
+    """The counter-clockwise and clockwise neighbours of ``sector``."""
+    return (sector + 1) % k, (sector - 1) % k
+
+
+def true_sector(true_angle: float, k: int) -> int:
+    """The sector containing theta_true."""
+    return int(sector_of(torch.tensor([true_angle], dtype=torch.float64), k)[0])
+
+
+def cell_footprints(cell_xy: torch.Tensor | np.ndarray, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """For an axis-aligned ``(gh, gw, 2)`` grid: the cell row of every pixel row ``(H,)`` and the
+    cell column of every pixel column ``(W,)``. Boundaries lie half-way between adjacent cell
+    centres; pixels beyond the first/last centre belong to the first/last cell."""
+    xy = np.asarray(cell_xy, dtype=np.float64)
+    w, h = image_size
+    cx, cy = xy[0, :, 0], xy[:, 0, 1]
+    bx, by = (cx[1:] + cx[:-1]) / 2.0, (cy[1:] + cy[:-1]) / 2.0
+    cols = np.searchsorted(bx, np.arange(w) + 0.5, side="right")
+    rows = np.searchsorted(by, np.arange(h) + 0.5, side="right")
+    return rows, cols
+
+
+def patch_drop_mask(cell_xy, image_size: tuple[int, int], center: tuple[float, float], r_max: float,
+                    sector: int, k: int) -> np.ndarray:
+    """``(H, W)`` bool: the footprints of the grid cells whose centre lies in the wedge (``patch_drop``)."""
+    xy = torch.as_tensor(cell_xy, dtype=torch.float64)
+    theta, rho = polar_coordinates(xy, center)
+    cells = ((sector_of(theta, k) == sector) & _in_radius(rho, r_max)).numpy()  # gh gw
+    rows, cols = cell_footprints(xy, image_size)
+    return cells[rows[:, None], cols[None, :]]
+
+
+# -- operators: what occluding a mask does to the image ---------------------------------------
+
+def apply_operator(image: Image.Image, mask: np.ndarray, op: Operator = "grey") -> Image.Image:
+    """A copy of ``image`` with the ``mask`` pixels occluded by ``op`` (``patch_drop`` fills grey:
+    its difference from ``grey`` lies in the mask, see :func:`patch_drop_mask`)."""
+    arr = np.asarray(image.convert("RGB")).copy()
+    if op in ("grey", "patch_drop"):
+        arr[mask] = GREY
+    elif op == "blur":
+        radius = BLUR_RADIUS_FRAC * max(image.size)
+        blurred = np.asarray(image.convert("RGB").filter(ImageFilter.GaussianBlur(radius)))
+        arr[mask] = blurred[mask]
+    else:
+        raise ValueError(f"unknown occlusion operator {op!r}; choose one of {', '.join(OPERATORS)}")
+    return Image.fromarray(arr)
+
+
+def occlusion_mask(op: Operator, image_size: tuple[int, int], center: tuple[float, float], r_max: float,
+                   sector: int, k: int, cell_xy=None) -> np.ndarray:
+    """The pixels that ``op`` changes when occluding ``sector``."""
+    if op == "patch_drop":
+        if cell_xy is None:
+            raise ValueError("patch_drop needs the model's vision grid (cell_xy)")
+        return patch_drop_mask(cell_xy, image_size, center, r_max, sector, k)
+    return wedge_mask(image_size, center, r_max, sector, k)
+
+
+def occlude_sector(image: Image.Image, center: tuple[float, float], r_max: float, sector: int, k: int,
+                   op: Operator = "grey", cell_xy=None) -> Image.Image:
+    """``image`` with sector ``sector`` (out to ``r_max`` around ``center``) occluded by ``op``."""
+    return apply_operator(image, occlusion_mask(op, image.size, center, r_max, sector, k, cell_xy), op)
+
+
+# -- Eq. 8 ------------------------------------------------------------------------------------
+
+def delta_s(log_p_occluded, log_p0) -> np.ndarray:
+    """Eq. 8: Delta S_k = log p_k(gt) - log p_0(gt) (vectorised)."""
+    return np.asarray(log_p_occluded, dtype=np.float64) - np.asarray(log_p0, dtype=np.float64)
+
+
+def causal_occlusion_score(delta_true, delta_opp) -> np.ndarray:
+    """Eq. 8: COS = Delta S_opp - Delta S_true (> 0 when hiding the indicated sector hurts more)."""
+    return np.asarray(delta_opp, dtype=np.float64) - np.asarray(delta_true, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class CosQuery:
+    """One (sample, source) to score: the source's peak sector and its compass's centre and r_max."""
+
+    index: int  # the sample's position in the batch
+    peak_sector: int
+    center: tuple[float, float]  # the projection centre (A's centre, or a control's own reference)
+    r_max: float  # the compass's r_max = rho_r * d_AB; 0 when d_AB = 0 (no COS)
+
+
+def gt_log_probs(class_logits: torch.Tensor, options: Sequence[int]) -> np.ndarray:
+    """``(n,)`` log softmax over the four class logits, at each row's ground-truth option."""
+    logp = torch.log_softmax(class_logits.detach().double(), dim=-1)
+    return logp[torch.arange(logp.shape[0]), torch.as_tensor(list(options))].cpu().numpy()
+
+
+def causal_occlusion(
+    adapter,
+    samples: Sequence[Sample],
+    queries: Sequence[CosQuery],
+    *,
+    k: int,
+    rho_r: float,
+    op: Operator = "grey",
+    cell_xy: Sequence[Any] | None = None,
+) -> list[dict[str, Any] | None]:
+    """The ``cos`` entry of each query's record (None where d_AB = 0), from ONE forward call.
+
+    Every distinct wedge of the batch (by sample, centre, r_max and sector) is occluded once and
+    shared by all queries that need it; the unoccluded images ride along for p_0.
+    ``cell_xy``: per sample, the model's ``(gh, gw, 2)`` cell centres (needed for ``patch_drop``).
+    """
+    if op not in OPERATORS:
+        raise ValueError(f"unknown occlusion operator {op!r}; choose one of {', '.join(OPERATORS)}")
+    images = [s.load_image() for s in samples]
+    WedgeKey = tuple  # (sample index, centre, r_max, sector)
+    plans: list[dict[str, Any] | None] = []
+    wanted: dict[WedgeKey, None] = {}
+    for q in queries:
+        s = samples[q.index]
+        xa, ya = s.ref_box.center
+        xb, yb = s.tgt_box.center
+        r_true = rho_r * math.hypot(xb - xa, yb - ya)
+        if not (q.r_max > 0 and r_true > 0):
+            plans.append(None)
+            continue
+        t = true_sector(s.angle, k)
+        plan = {
+            "peak": [(q.index, q.center, q.r_max, q.peak_sector), (q.index, q.center, q.r_max, opposite_sector(q.peak_sector, k))],
+            "true": [(q.index, (xa, ya), r_true, t), (q.index, (xa, ya), r_true, opposite_sector(t, k))],
+            "adjacent": [(q.index, q.center, q.r_max, a) for a in adjacent_sectors(q.peak_sector, k)],
+        }
+        for keys in plan.values():
+            wanted.update(dict.fromkeys(keys))
+        plans.append(plan)
+
+    # occlude every distinct wedge once; empty wedges need no forward pass
+    area: dict[WedgeKey, float] = {}
+    batch_samples: list[Sample] = list(samples)
+    batch_images: list[Image.Image] = list(images)  # rows 0..b-1: the unoccluded baseline
+    row: dict[WedgeKey, int] = {}
+    for key in wanted:
+        i, center, r_max, sector = key
+        xy = cell_xy[i] if cell_xy is not None else None
+        mask = occlusion_mask(op, images[i].size, center, r_max, sector, k, xy)
+        area[key] = float(mask.mean())
+        if mask.any():
+            row[key] = len(batch_images)
+            batch_samples.append(samples[i])
+            batch_images.append(apply_operator(images[i], mask, op))
+
+    if not any(p is not None for p in plans):
+        return [None] * len(queries)
+    with torch.no_grad():
+        from .adapter import ForwardRequest
+
+        out = adapter.forward(batch_samples, ForwardRequest(), images=batch_images)
+    logp = gt_log_probs(out.class_logits, [s.option for s in batch_samples])
+
+    def delta(key: WedgeKey) -> float:
+        i = key[0]
+        return float(delta_s(logp[row[key]], logp[i])) if key in row else 0.0
+
+    results: list[dict[str, Any] | None] = []
+    for q, plan in zip(queries, plans):
+        if plan is None:
+            results.append(None)
+            continue
+        entry: dict[str, Any] = {"op": op, "log_p0": float(logp[q.index])}
+        for reading in ("peak", "true"):
+            sec, opp = plan[reading]
+            d, d_opp = delta(sec), delta(opp)
+            entry[reading] = {
+                "sector": sec[3], "opp_sector": opp[3], "delta": d, "delta_opp": d_opp,
+                "cos": float(causal_occlusion_score(d, d_opp)), "area": area[sec], "area_opp": area[opp],
+            }
+        adj = [delta(a) for a in plan["adjacent"]]
+        entry["adjacent"] = {
+            "sectors": [a[3] for a in plan["adjacent"]], "delta": adj, "delta_mean": float(np.mean(adj)),
+            "cos": float(np.mean(adj) - entry["peak"]["delta"]),
+        }
+        results.append(entry)
+    return results
+
+
+# -- summary ----------------------------------------------------------------------------------
+
+def _stat(values: list[float], seed: int) -> dict[str, Any]:
+    x = np.asarray(values, dtype=np.float64)
+    return {"mean": float(x.mean()) if x.size else None, "ci": bootstrap_ci(x, seed=seed)}
+
+
+def summarize_cos(entries: Sequence[dict[str, Any] | None], seed: int = 0) -> dict[str, Any] | None:
+    """Means and 95% bootstrap CIs of Delta S and COS for both readings and the adjacent control,
+    over the records that have a ``cos`` entry (None if none has)."""
+    rows = [e for e in entries if e]
+    if not rows:
+        return None
+    out: dict[str, Any] = {"n": len(rows), "op": rows[0]["op"]}
+    for reading in ("peak", "true"):
+        out[reading] = {
+            name: _stat([r[reading][name] for r in rows], seed) for name in ("delta", "delta_opp", "cos")
+        }
+    out["adjacent"] = {
+        "delta": _stat([r["adjacent"]["delta_mean"] for r in rows], seed),
+        "cos": _stat([r["adjacent"]["cos"] for r in rows], seed),
+    }
+    return out

@@ -1,0 +1,222 @@
+"""Causal occlusion (paper §4, Eq. 8): wedges, operators, Delta S / COS and the batched scoring."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from creg.occlusion import (
+    GREY,
+    CosQuery,
+    adjacent_sectors,
+    apply_operator,
+    causal_occlusion,
+    causal_occlusion_score,
+    cell_footprints,
+    delta_s,
+    gt_log_probs,
+    occlude_sector,
+    opposite_sector,
+    patch_drop_mask,
+    sector_masks,
+    summarize_cos,
+    true_sector,
+    wedge_mask,
+)
+from creg.sample import Box, make_sample
+
+torch.set_num_threads(1)
+
+
+def _brute_wedge(size, center, r_max, sector, k):
+    """Independent reference: loop over pixel centres with math.atan2 (Eq. 4) and half-open sectors."""
+    w, h = size
+    width = 360.0 / k
+    out = np.zeros((h, w), dtype=bool)
+    for y in range(h):
+        for x in range(w):
+            dx, dy = x + 0.5 - center[0], y + 0.5 - center[1]
+            theta = math.degrees(math.atan2(-dy, dx)) % 360.0
+            s = int(((theta + width / 2) % 360.0) // width) % k
+            out[y, x] = s == sector and math.hypot(dx, dy) <= r_max
+    return out
+
+
+def test_wedge_of_sector_0_hand_case():
+    # 10x10 image, A's centre (5, 5), r_max 3, K = 4: sector 0 = "right", theta in [-45, 45).
+    m = wedge_mask((10, 10), (5.0, 5.0), 3.0, 0, 4)
+    assert m[5, 7]  # pixel centre (7.5, 5.5): dx 2.5, dy 0.5 -> theta -11 deg, rho 2.55
+    assert not m[5, 8]  # (8.5, 5.5): rho 3.54 > r_max
+    assert m[5, 5]  # (5.5, 5.5): theta = -45 deg exactly, the sector's closed edge
+    assert not m[4, 5]  # (5.5, 4.5): theta = +45 deg, the open edge -> sector 1 (up)
+    assert not m[5, 3]  # left of A
+    # counted by hand: -dx < dy <= dx and rho <= 3, as (row, col): 1 pixel in col 5, 3 in col 6, 4 in col 7
+    expected = {(5, 5), (4, 6), (5, 6), (6, 6), (3, 7), (4, 7), (5, 7), (6, 7)}
+    assert {tuple(p) for p in np.argwhere(m)} == expected
+
+
+@pytest.mark.parametrize("k", [4, 8])
+def test_wedges_match_reference_and_partition_the_disc(k):
+    size, center, r_max = (23, 17), (9.3, 7.1), 8.0
+    masks = sector_masks(size, center, r_max, k)
+    for s in range(k):
+        np.testing.assert_array_equal(masks[s], _brute_wedge(size, center, r_max, s, k))
+        np.testing.assert_array_equal(masks[s], wedge_mask(size, center, r_max, s, k))
+    disc = _brute_wedge(size, center, r_max, 0, 1)  # (the centre is not a pixel centre here)
+    np.testing.assert_array_equal(masks.sum(axis=0), disc.astype(int))  # no overlap, nothing missing
+
+
+def test_opposite_and_adjacent_sectors():
+    assert [opposite_sector(s, 8) for s in range(8)] == [4, 5, 6, 7, 0, 1, 2, 3]
+    assert [opposite_sector(s, 4) for s in range(4)] == [2, 3, 0, 1]
+    assert adjacent_sectors(0, 8) == (1, 7)
+    assert true_sector(100.0, 8) == 2 and true_sector(340.0, 8) == 0 and true_sector(22.5, 8) == 1
+    # the opposite wedge lies on the other side of A: sector 0 (right) vs sector 4 (left)
+    right = wedge_mask((20, 20), (10.0, 10.0), 6.0, 0, 8)
+    left = wedge_mask((20, 20), (10.0, 10.0), 6.0, opposite_sector(0, 8), 8)
+    cols = np.arange(20)[None, :].repeat(20, 0)
+    assert (cols[right] >= 10).all() and (cols[left] < 10).all()
+    assert not (right & left).any()
+
+
+def test_grey_fill_changes_exactly_the_mask():
+    img = Image.new("RGB", (12, 8), (250, 10, 30))
+    mask = np.zeros((8, 12), dtype=bool)
+    mask[2:5, 3:9] = True
+    out = np.asarray(apply_operator(img, mask, "grey"))
+    assert (out[mask] == GREY).all() and GREY == (128, 128, 128)
+    assert (out[~mask] == (250, 10, 30)).all()
+    assert np.asarray(img)[0, 0].tolist() == [250, 10, 30]  # the input is not modified
+
+
+def test_blur_smooths_inside_the_mask_only():
+    arr = np.zeros((40, 40, 3), dtype=np.uint8)
+    arr[:, ::2] = 255  # stripes: blur turns them grey-ish
+    img = Image.fromarray(arr)
+    mask = np.zeros((40, 40), dtype=bool)
+    mask[10:30, 10:30] = True
+    out = np.asarray(apply_operator(img, mask, "blur")).astype(int)
+    assert (out[~mask] == arr[~mask]).all()
+    assert out[mask].std() < 0.2 * arr[mask].astype(int).std()
+
+
+def test_patch_drop_masks_whole_cells_whose_centre_is_in_the_wedge():
+    # 9x9 image, 3x3 grid (cells of 3 px, centres 1.5 / 4.5 / 7.5), A at the centre (4.5, 4.5).
+    xs = torch.tensor([1.5, 4.5, 7.5], dtype=torch.float64)
+    yy, xx = torch.meshgrid(xs, xs, indexing="ij")
+    cell_xy = torch.stack([xx, yy], dim=-1)
+    rows, cols = cell_footprints(cell_xy, (9, 9))
+    assert rows.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2] and cols.tolist() == rows.tolist()
+    # K = 4, sector 0 = [-45, 45): cell (1, 2) at theta 0 and cell (2, 2) at theta -45 (closed edge);
+    # cell (0, 2) at +45 belongs to sector 1; the centre cell (1, 1) sits on A (rho 0, no direction).
+    m = patch_drop_mask(cell_xy, (9, 9), (4.5, 4.5), 10.0, 0, 4)
+    expected = np.zeros((9, 9), dtype=bool)
+    expected[3:9, 6:9] = True
+    np.testing.assert_array_equal(m, expected)
+    # r_max smaller than the distance to the cell centres (3 and 4.24 px): nothing is dropped
+    assert not patch_drop_mask(cell_xy, (9, 9), (4.5, 4.5), 2.9, 0, 4).any()
+
+
+def test_delta_s_and_cos_paper_example():
+    # Eq. 8 and its worked example (§4): Delta S_true = -0.47, Delta S_opp = -0.06 -> COS = +0.41.
+    assert causal_occlusion_score(-0.47, -0.06) == pytest.approx(0.41)
+    # Delta S_k = log p_k(gt) - log p_0(gt)
+    assert delta_s(math.log(0.5), math.log(0.8)) == pytest.approx(math.log(0.5 / 0.8))
+    np.testing.assert_allclose(causal_occlusion_score([-0.47, -0.1], [-0.06, -0.3]), [0.41, -0.2])
+
+
+def test_gt_log_probs_is_log_softmax_over_four_classes():
+    logits = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    lp = gt_log_probs(logits, [0, 3])
+    assert lp[0] == pytest.approx(2.0 - math.log(math.e**2 + 3))
+    assert lp[1] == pytest.approx(math.log(0.25))
+
+
+def _scene(i: int, ref=(40, 40, 80, 80), tgt=(140, 40, 180, 80), relation="right", size=(224, 224)):
+    img = Image.new("RGB", size, (235, 235, 235))
+    img.paste((220, 40, 40), ref)
+    img.paste((40, 80, 220), tgt)
+    return make_sample(id=f"s{i}", image=img, image_size=size, ref_name="red square", ref_box=Box(x0=ref[0], y0=ref[1], x1=ref[2], y1=ref[3]),
+                       tgt_name="blue square", tgt_box=Box(x0=tgt[0], y0=tgt[1], x1=tgt[2], y1=tgt[3]), relation=relation)
+
+
+@pytest.fixture(scope="module")
+def fake():
+    from fake_vlm import FakeVLMAdapter
+
+    return FakeVLMAdapter(patch_px=14, seed=3)
+
+
+@pytest.mark.parametrize("op", ["grey", "blur", "patch_drop"])
+def test_causal_occlusion_one_forward_and_matches_separate_forwards(fake, op):
+    samples = [_scene(0), _scene(1, ref=(150, 150, 190, 190), tgt=(60, 150, 100, 190), relation="left")]
+    cell_xy = [fake.forward([s]).vision[0].cell_xy for s in samples]
+    queries = [CosQuery(0, 0, samples[0].ref_box.center, 2.0 * 100.0), CosQuery(1, 3, samples[1].ref_box.center, 2.0 * 90.0)]
+    calls = fake.forward_calls
+    out = causal_occlusion(fake, samples, queries, k=8, rho_r=2.0, op=op, cell_xy=cell_xy)
+    assert fake.forward_calls == calls + 1  # every occluded image of the batch in one call
+
+    for q, entry, s, xy in zip(queries, out, samples, cell_xy):
+        assert entry["op"] == op
+        assert entry["peak"]["sector"] == q.peak_sector and entry["peak"]["opp_sector"] == (q.peak_sector + 4) % 8
+        assert entry["true"]["sector"] == true_sector(s.angle, 8)
+        base = gt_log_probs(fake.forward([s]).class_logits, [s.option])[0]
+        assert entry["log_p0"] == pytest.approx(base, abs=1e-5)
+        occluded = occlude_sector(s.load_image(), q.center, q.r_max, q.peak_sector, 8, op, xy)
+        ref = gt_log_probs(fake.forward([s], images=[occluded]).class_logits, [s.option])[0] - base
+        assert entry["peak"]["delta"] == pytest.approx(ref, abs=1e-5)
+        assert entry["peak"]["cos"] == pytest.approx(entry["peak"]["delta_opp"] - entry["peak"]["delta"])
+        assert entry["adjacent"]["cos"] == pytest.approx(np.mean(entry["adjacent"]["delta"]) - entry["peak"]["delta"])
+        assert entry["peak"]["area"] > 0
+    json.dumps(out)  # records must stay JSON
+
+
+def test_empty_wedge_and_zero_distance(fake):
+    s = _scene(0, ref=(0, 90, 30, 130), tgt=(150, 90, 190, 130))
+    # a projection centre on the left border: its "left" wedge (sector 4) covers no pixel
+    out = causal_occlusion(fake, [s], [CosQuery(0, 4, (0.0, 110.0), 250.0)], k=8, rho_r=2.0)[0]
+    assert out["peak"]["area"] == 0.0 and out["peak"]["delta"] == 0.0
+    assert out["peak"]["area_opp"] > 0
+    same = _scene(1, ref=(40, 40, 80, 80), tgt=(40, 40, 80, 80))
+    assert causal_occlusion(fake, [same], [CosQuery(0, 0, (60.0, 60.0), 0.0)], k=8, rho_r=2.0) == [None]
+
+
+def test_summarize_cos_means():
+    rows = [
+        {"op": "grey", "peak": {"delta": -0.5, "delta_opp": -0.1, "cos": 0.4}, "true": {"delta": -0.4, "delta_opp": 0.0, "cos": 0.4},
+         "adjacent": {"delta_mean": -0.2, "cos": 0.3}},
+        {"op": "grey", "peak": {"delta": -0.3, "delta_opp": -0.1, "cos": 0.2}, "true": {"delta": -0.2, "delta_opp": 0.0, "cos": 0.2},
+         "adjacent": {"delta_mean": 0.0, "cos": 0.3}},
+        None,
+    ]
+    s = summarize_cos(rows)
+    assert s["n"] == 2 and s["peak"]["cos"]["mean"] == pytest.approx(0.3)
+    assert s["adjacent"]["delta"]["mean"] == pytest.approx(-0.1)
+    assert summarize_cos([None]) is None
+
+
+def test_run_with_cos_fills_records_summary_and_table(fake, tmp_path):
+    from creg.records import SampleRecord
+    from creg.runner import Runner, RunConfig
+
+    cfg = RunConfig(sources=["oracle", "random"], n=4, cos=True, cos_op="grey", batch_size=2)
+    res = Runner(cfg, tmp_path / "run", adapter=fake, progress=False, log=lambda m: None).run()
+    recs = [SampleRecord.model_validate_json(l) for l in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    assert len(recs) == 8 and all(r.cos is not None for r in recs)
+    # the true-direction reading does not depend on the source
+    by_id = {}
+    for r in recs:
+        by_id.setdefault(r.sample_id, []).append(r.cos["true"]["cos"])
+    assert all(len(set(v)) == 1 for v in by_id.values())
+    # the oracle's peak sector holds theta_true, so its peak reading is the true reading
+    for r in recs:
+        if r.source == "oracle":
+            assert r.cos["peak"]["sector"] == r.cos["true"]["sector"]
+            assert r.cos["peak"]["cos"] == pytest.approx(r.cos["true"]["cos"])
+    assert res.summary["sources"]["oracle"]["cos"]["n"] == 4
+    assert "COS↑ peak" in res.table and "COS at the true direction" in res.table

@@ -23,11 +23,11 @@ than the viewer's; the benchmark records whether the boxes agree with the label,
 
 ``paper``: above = "above", "on top of", "on"; below = "below", "under"; nothing for left or
 right. The CREG paper's Table 7 "Matched" counts on the random split (test 240, dev 121,
-train 828) equal, row count for row count, the positive rows whose relation is exactly one of
-these five phrases; no other subset of the directional phrases gives all three numbers. That
-is what a lookup keyed on bare "left"/"right" would give, since VSR never uses those words.
-(Whether each of those rows also finds both categories in the full annotations cannot be
-checked without them; the paper reports 100% validity.)
+train 828) equal, part by part, the positive rows whose relation is exactly one of these five
+phrases; no other subset of the ten strict phrases plus "on" and "down from" gives all three
+numbers. That is what a lookup keyed on bare "left"/"right" would give, since VSR never uses
+those words. (Whether each of those rows also finds both categories in the full annotations
+cannot be checked without them; the paper reports 100% validity.)
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (b, s, d); ``mask`` (b, 1, s, s) bool, True = may attend. Returns (x, attn (b, h, s, s))."""
         b, s, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, s, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
@@ -189,7 +189,7 @@ class FakeVLMAdapter(VLMAdapter):
             if i == n:
                 break
             with torch.set_grad_enabled(grad_from is not None and i >= grad_from):
-                x, attn = self.model.blocks[i](x, mask)
+                x, attn = self.model.blocks[i](x, mask=mask)
             if on_attention is not None:
                 on_attention(i, attn.detach())
             del attn
@@ -216,6 +216,10 @@ class FakeVLMAdapter(VLMAdapter):
         causal = torch.ones(s, s, dtype=torch.bool).tril()
         return (causal[None] & valid[:, None, :])[:, None]
 
+    def logits_from_embeddings(self, output: ForwardOutput, embeddings: torch.Tensor) -> torch.Tensor:
+        """The whole decoder from hidden index 0, ``(r * b, seq, d) -> (r * b, 4)`` (for Captum)."""
+        return self.logits_from_layer(output, 0, embeddings)
+
     def logits_from_layer(self, output: ForwardOutput, layer: int, hidden: torch.Tensor) -> torch.Tensor:
         t = self.layer_to_block(layer)
         b = output.class_logits.shape[0]
@@ -225,6 +229,6 @@ class FakeVLMAdapter(VLMAdapter):
         x = hidden
         if t < self.num_layers:
             for block in self.model.blocks[t:]:
-                x, _ = block(x, mask)
+                x, _ = block(x, mask=mask)
             x = self.model.norm(x)
         return self.model.head(x[torch.arange(x.shape[0]), answer]).float()

@@ -342,15 +342,18 @@ class Runner:
             write_atomic(records_path, "".join(r.model_dump_json() + "\n" for r in records))
         _keep_samples(self.out / "samples.jsonl", done_ids)
 
+        # benchmarks may yield fewer samples than asked (a class ran short, bad items skipped):
+        # list them first so the progress bar's total and ETA are right
+        all_samples = list(self.benchmark.samples())
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=self.benchmark.n, unit="sample", desc=f"{self.config.bench}", dynamic_ncols=True)
+            bar = tqdm(total=len(all_samples), unit="sample", desc=f"{self.config.bench}", dynamic_ncols=True)
         processed = 0
         complete = False
         t0 = time.perf_counter()
         try:
-            for batch in self._batches(self.benchmark.samples(), done_ids | skipped_ids, bar):
+            for batch in self._batches(iter(all_samples), done_ids | skipped_ids, bar):
                 results = self._process(batch, skipped)
                 new = [r for _, rs in results for r in rs]
                 _append_lines(self.out / "samples.jsonl", [json.dumps(s.summary()) for s, _ in results])

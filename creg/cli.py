@@ -149,6 +149,16 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
     click.echo(f"run directory: {result.out}  (records.jsonl, summary.json, table.md)")
 
 
+def _mount_evaluation_commands() -> None:
+    from .evaluation_cli import analyze_group, explain_cmd, report_cmd
+
+    for command in (report_cmd, explain_cmd, analyze_group):
+        cli.add_command(command)
+
+
+_mount_evaluation_commands()
+
+
 def _mount_plugin_commands() -> None:
     plugins = get_plugins()
     plugins.manager.hook.register_commands(cli=cli)

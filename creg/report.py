@@ -1,0 +1,247 @@
+"""``creg report RUN_DIR``: everything a run's records support, as report.md, report.json and figures.
+
+Sections appear only when the run holds what they need: the main table (always), causal
+occlusion (``--cos``), per-class accuracy and DAE, correct vs incorrect for gt/pred-targeted CREG
+(``creg`` and ``creg_gt`` with a model), pairwise significance (two or more sources) and flip
+equivariance (after ``creg analyze flip RUN_DIR``). docs/evaluation.md explains how to read each.
+
+Images for the figures: file-based benchmarks record the image path in ``samples.jsonl``; in-memory
+ones (``synthetic``) are re-created from ``config.json`` -- benchmarks are deterministic, so the
+same configuration yields the same sample for the same id.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from . import analysis
+from .records import SampleRecord
+from .summary import _fmt, markdown_table, summarize, write_atomic, write_json_atomic
+
+#: At most this many per-source example figures (the whole figure folder stays under ~12 files).
+MAX_EXAMPLE_FIGURES = 9
+
+
+class ReportError(RuntimeError):
+    """The directory is not a run directory (or holds no records)."""
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], list[SampleRecord], dict[str, dict[str, Any]]]:
+    """(config.json, records, samples.jsonl rows by id) of a run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file() or not (run_dir / "records.jsonl").is_file():
+        raise ReportError(f"{run_dir} is not a run directory (no config.json / records.jsonl); make one with `creg run`")
+    config = json.loads((run_dir / "config.json").read_text())
+    records = analysis.load_records(run_dir)
+    if not records:
+        raise ReportError(f"{run_dir} holds no records yet")
+    samples: dict[str, dict[str, Any]] = {}
+    if (run_dir / "samples.jsonl").is_file():
+        for line in (run_dir / "samples.jsonl").read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            samples.setdefault(row["id"], row)
+    return config, records, samples
+
+
+def sample_images(config: dict[str, Any], samples: dict[str, dict[str, Any]], ids: set[str]) -> dict[str, Any]:
+    """PIL images of the samples ``ids``: from the recorded path, else re-created by the benchmark.
+    Samples whose image cannot be had are left out (their figures show boxes only)."""
+    from PIL import Image
+
+    out: dict[str, Any] = {}
+    for sid in ids:
+        path = samples.get(sid, {}).get("image")
+        if path and Path(path).is_file():
+            with Image.open(path) as im:
+                out[sid] = im.convert("RGB")
+    missing = ids - set(out)
+    if missing:
+        try:
+            from .plugins import get_plugins
+            from .runner import RunConfig, build_benchmark
+
+            bench = build_benchmark(RunConfig(**config["run"]), get_plugins())
+            for s in bench.samples():
+                if s.id in missing:
+                    out[s.id] = s.load_image()
+                    missing.discard(s.id)
+                    if not missing:
+                        break
+        except Exception:  # noqa: BLE001 - figures fall back to boxes only; the report still completes
+            pass
+    return out
+
+
+def select_examples(recs: list[SampleRecord]) -> list[tuple[str, SampleRecord]]:
+    """Best, median and worst sample of one source by DAE (Fig. 3 and 5: success and failure)."""
+    ok = sorted((r for r in recs if r.dae is not None), key=lambda r: r.dae)
+    if not ok:
+        return []
+    picks = [("best", ok[0]), ("median", ok[len(ok) // 2]), ("worst", ok[-1])]
+    seen, out = set(), []
+    for label, r in picks:
+        if r.sample_id not in seen:
+            seen.add(r.sample_id)
+            out.append((label, r))
+    return out
+
+
+def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Compute the report of ``run_dir``, write report.json, report.md and figures/; return the report."""
+    run_dir = Path(run_dir)
+    config, records, samples = load_run(run_dir)
+    run = config["run"]
+    sources = list(dict.fromkeys(r.source for r in records))
+    stored = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    summary = summarize(records, sources, seed=run.get("seed", 0), complete=stored.get("complete", False),
+                        skipped=stored.get("skipped", {}), bench=run["bench"], adapter=run["adapter"])
+    report: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "config": run,
+        "summary": summary,
+        "per_class": analysis.per_class(records),
+        "correctness": analysis.correctness_split(records),
+        "pairwise": analysis.pairwise_tests(records, seed=run.get("seed", 0)) if len(sources) > 1 else [],
+        "flip": None,
+        "figures": {},
+    }
+    flip_dir = run_dir / "flip"
+    if (flip_dir / "records.jsonl").is_file():
+        report["flip"] = analysis.flip_equivariance(records, analysis.load_records(flip_dir))
+
+    if figures:
+        report["figures"] = _figures(run_dir, config, records, samples, summary, report, log)
+    write_json_atomic(run_dir / "report.json", report)
+    write_atomic(run_dir / "report.md", report_markdown(report))
+    return report
+
+
+def _figures(run_dir, config, records, samples, summary, report, log) -> dict[str, str]:
+    from . import figures as fg
+
+    out_dir = run_dir / "figures"
+    made: dict[str, str] = {}
+    made["per_class"] = str(fg.per_class_figure(out_dir / "per_class.png", report["per_class"]).relative_to(run_dir))
+    if any("cos" in s for s in summary["sources"].values()):
+        made["cos"] = str(fg.cos_figure(out_dir / "cos.png", summary).relative_to(run_dir))
+    groups = analysis.by_source(records)
+    picks = {name: select_examples(recs) for name, recs in list(groups.items())[:MAX_EXAMPLE_FIGURES]}
+    images = sample_images(config, samples, {r.sample_id for p in picks.values() for _, r in p})
+    if picks and not images:
+        log("note: the samples' images could not be found; example figures show boxes only")
+    for name, chosen in picks.items():
+        items = [{"label": label, "image": images.get(r.sample_id), "record": r.model_dump(),
+                  "sample": samples.get(r.sample_id) or _sample_stub(r)} for label, r in chosen]
+        if items:
+            path = fg.examples_figure(out_dir / f"examples_{name}.png", items,
+                                      f"{name}: best / median / worst sample by DAE (green: true A→B, magenta: compass peak)")
+            made[f"examples_{name}"] = str(path.relative_to(run_dir))
+    return made
+
+
+def _sample_stub(r: SampleRecord) -> dict[str, Any]:
+    """A samples.jsonl row for a record whose sample line is missing: the boxes are unknown, so a
+    unit-distance stand-in keeps the arrows drawable."""
+    return {"id": r.sample_id, "ref": {"name": "A", "box": [0, 0, 2, 2]}, "tgt": {"name": "B", "box": [0, 0, 2, 2]}}
+
+
+# -- Markdown -----------------------------------------------------------------------------------
+
+def report_markdown(report: dict[str, Any]) -> str:
+    run, summary = report["config"], report["summary"]
+    title = f"{run['bench']} · {run['adapter']}{' (' + run['model'] + ')' if run.get('model') else ''} · n={summary['n_samples']}"
+    lines = [f"# creg report: {report['run_dir']}", ""]
+    if not summary.get("complete", True):
+        lines += ["> **Partial run**: re-run the same `creg run` command to finish it, then `creg report` again.", ""]
+    lines += ["## Directional attribution (Table 1, Eq. 6-7)", "", markdown_table(summary, title).rstrip(), ""]
+
+    cos_rows = [(n, s["cos"]) for n, s in summary["sources"].items() if "cos" in s]
+    if cos_rows:
+        op = cos_rows[0][1]["op"]
+        lines += [f"## Causal occlusion (Table 4, Eq. 8; operator `{op}`)", "",
+                  "ΔS = log p_occluded(gt) − log p_0(gt); COS = ΔS_opp − ΔS_sector (> 0: the occluded sector matters more than its opposite). "
+                  "*peak*: the source's peak sector; *true*: the sector holding θ_true (same for every source); "
+                  "*adjacent*: control, COS_adj = mean ΔS of the two neighbours − ΔS_peak.", "",
+                  "| Method | n | ΔS_peak | ΔS_opp(peak) | COS peak [95% CI] | ΔS_adjacent | COS_adj [95% CI] |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, c in cos_rows:
+            p, a = c["peak"], c["adjacent"]
+            lines.append(f"| {name} | {c['n']} | {_fmt(p['delta']['mean'], 3, sign=True)} | {_fmt(p['delta_opp']['mean'], 3, sign=True)} | "
+                         f"{_fmt(p['cos']['mean'], 3, p['cos']['ci'], 2, sign=True)} | {_fmt(a['delta']['mean'], 3, sign=True)} | "
+                         f"{_fmt(a['cos']['mean'], 3, a['cos']['ci'], 2, sign=True)} |")
+        t = cos_rows[0][1]["true"]
+        lines += ["", f"True-direction reading (model-level): ΔS_true {_fmt(t['delta']['mean'], 3, t['delta']['ci'], 2, sign=True)}, "
+                      f"ΔS_opp {_fmt(t['delta_opp']['mean'], 3, t['delta_opp']['ci'], 2, sign=True)}, "
+                      f"COS {_fmt(t['cos']['mean'], 3, t['cos']['ci'], 2, sign=True)}", ""]
+
+    pc = report["per_class"]
+    from .sample import RELATIONS
+
+    lines += ["## Per class (Fig. 4)", ""]
+    head = "| Method | " + " | ".join(f"{r} DAE / EA" for r in RELATIONS) + " |"
+    lines += [head, "|---|" + "---:|" * len(RELATIONS)]
+    if pc["accuracy"]:
+        lines.append("| *VLM accuracy* | " + " | ".join(
+            f"{_fmt(pc['accuracy'][r]['accuracy'], 3)} (n={pc['accuracy'][r]['n']})" for r in RELATIONS) + " |")
+    for name, per in pc["sources"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{_fmt(per[r]['dae'], 1)} / {_fmt(per[r]['ea'], 2)}" for r in RELATIONS) + " |")
+    ch = pc["chance"]
+    lines += ["", f"Chance: accuracy {ch['accuracy']:.2f}, DAE {ch['dae']:.1f}°, EA {ch['ea']:.2f} (uniformly random peak, K={pc['k']}).", ""]
+
+    cs = report["correctness"]
+    if cs:
+        lines += [f"## Correct vs incorrect (Table 3; VLM accuracy {cs['vlm_accuracy']:.3f})", "",
+                  f"| Subset | GT-targeted ({cs['gt_source']}) DAE / EA | Pred-targeted ({cs['pred_source']}) DAE / EA |", "|---|---:|---:|"]
+        for subset, row in cs["rows"].items():
+            lines.append(f"| {subset} (n={row['pred']['n']}) | {_fmt(row['gt']['dae'], 1)} / {_fmt(row['gt']['ea'], 3)} | "
+                         f"{_fmt(row['pred']['dae'], 1)} / {_fmt(row['pred']['ea'], 3)} |")
+        lines.append("")
+
+    if report["pairwise"]:
+        lines += ["## Pairwise differences (paired bootstrap, same samples)", "",
+                  "Difference = first − second source; p two-sided, Holm-adjusted within each metric.", "",
+                  "| A | B | metric | n | diff [95% CI] | p | p (Holm) |", "|---|---|---|---:|---:|---:|---:|"]
+        for t in report["pairwise"]:
+            if t["n"] == 0:
+                continue
+            d = 1 if t["metric"] == "dae" else 3
+            lines.append(f"| {t['a']} | {t['b']} | {t['metric'].upper()} | {t['n']} | {_fmt(t['diff'], d, t['ci'], d, sign=True)} | "
+                         f"{_p(t['p'], t['n_boot'])} | {_p(t.get('p_holm', float('nan')), t['n_boot'])} |")
+        lines.append("")
+
+    if report["flip"]:
+        lines += ["## Flip equivariance (§6.1)", "",
+                  "Pearson r between each compass and the mirrored compass of the horizontally flipped sample "
+                  "(sector k ↔ (K/2 − k) mod K); 1 = perfectly equivariant, the paper reports r = −0.065 for Qwen2-VL-7B.", "",
+                  "| Method | n | r (mean per sample) | r (pooled) | peak agreement | constant compasses |", "|---|---:|---:|---:|---:|---:|"]
+        for name, f in report["flip"].items():
+            lines.append(f"| {name} | {f['n']} | {_fmt(f['r_mean'], 3, sign=True)} | {_fmt(f['r_pooled'], 3, sign=True)} | "
+                         f"{f['peak_agreement']:.3f} | {f['n_constant']} |")
+        lines.append("")
+
+    if report["figures"]:
+        lines += ["## Figures", ""]
+        for name, rel in report["figures"].items():
+            lines.append(f"- [{name}]({rel})")
+        lines += ["", "How to read them: docs/evaluation.md.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _p(p: float, n_boot: int) -> str:
+    """A bootstrap p-value; 0 means below the resolution 1 / n_boot."""
+    return f"<{1 / n_boot:.0e}" if p == 0 else f"{p:.4f}"
+
+
+def variants_markdown(title: str, rows: dict[str, Any], *, accuracy: bool = False) -> str:
+    """Table 5 / Table 6 style Markdown from :func:`creg.analysis.variants_table` rows."""
+    head = "| Configuration | n |" + (" VLM ACC |" if accuracy else "") + " DAE↓ | EA↑ |"
+    lines = [f"### {title}", "", head, "|---|---:|" + ("---:|" if accuracy else "") + "---:|---:|"]
+    for row in rows.values():
+        acc = f" {_fmt(row['vlm_accuracy'], 3)} |" if accuracy else ""
+        lines.append(f"| {row['label']} | {row['n']} |{acc} {_fmt(row['dae'], 1)} | {_fmt(row['ea'], 3)} |")
+    return "\n".join(lines) + "\n"

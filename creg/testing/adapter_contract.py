@@ -32,6 +32,7 @@ import pytest
 import torch
 
 from creg.adapter import ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
+from creg.explain import grid_cell_xy
 from creg.sample import ImageUnreadable, InvalidSample, Sample, make_sample
 
 #: A marker as fractions (x0, y0, x1, y1) of the image: off-centre in both axes, so that a grid
@@ -87,6 +88,30 @@ def covers(centre: tuple[float, float], half: tuple[float, float], box: tuple[fl
     (x, y), (hx, hy) = centre, half
     x0, y0, x1, y1 = box
     return x - hx < x1 and x + hx > x0 and y - hy < y1 and y + hy > y0
+
+
+def assert_marker_found(change: torch.Tensor, cell_xy: torch.Tensor, box: tuple[int, int, int, int], what: str) -> None:
+    """The cells a marker changed are the cells under it.
+
+    ``change``: ``(h, w)`` how much each cell changed; ``cell_xy``: ``(h, w, 2)`` their centres.
+    The most-changed cell's footprint must overlap the marker ``box``, and the change-weighted
+    centroid of the clearly changed cells (over a quarter of the maximum) must lie within half
+    a cell of the box -- a grid read transposed or mirrored moves one or the other.
+    """
+    half = cell_footprints(cell_xy)
+    u, v = divmod(int(change.argmax()), change.shape[1])
+    centre = tuple(cell_xy[u, v].tolist())
+    assert covers(centre, half, box), (
+        f"{what} ({u}, {v}) changed most but its centre {centre} is not over the marker {box}: "
+        "token order, grid_hw and cell_xy disagree"
+    )
+    weights = change.double() * (change >= 0.25 * change.max())
+    cx, cy = ((weights[..., None] * cell_xy.double()).sum((0, 1)) / weights.sum()).tolist()
+    x0, y0, x1, y1 = box
+    assert x0 - half[0] <= cx <= x1 + half[0] and y0 - half[1] <= cy <= y1 + half[1], (
+        f"the {what}s the marker changed centre on ({cx:.1f}, {cy:.1f}), away from the marker {box}: "
+        "token order, grid_hw and cell_xy disagree"
+    )
 
 
 def default_layers(num_layers: int) -> tuple[int, ...]:
@@ -234,19 +259,13 @@ class AdapterContract:
     @pytest.mark.parametrize("where", sorted(MARKERS))
     @pytest.mark.parametrize("size_index", [0, 1])
     def test_marker_lands_in_its_cell(self, adapter, make_image_sample, where, size_index):
-        """The cell whose embedding a bright marker changes most covers the marker (by cell_xy)."""
+        """The cells whose embeddings (index 0) a bright marker changes are the cells under it, by cell_xy."""
         size = self.image_sizes[size_index % len(self.image_sizes)]
         plain = make_image_sample(size)
         marked = make_image_sample(size, marker=where)
         out = adapter.forward([plain, marked], ForwardRequest(layers=(0,)))
         change = (vision_rows(out, 0, 1) - vision_rows(out, 0, 0)).norm(dim=-1)
-        u, v = divmod(int(change.argmax()), change.shape[1])
-        lay = out.vision[1]
-        centre = tuple(lay.cell_xy[u, v].tolist())
-        assert covers(centre, cell_footprints(lay.cell_xy), _marker_box(size, where)), (
-            f"the cell ({u}, {v}) changed most but its centre {centre} is not over the marker "
-            f"{_marker_box(size, where)} of a {size[0]}x{size[1]} image: token order, grid_hw and cell_xy disagree"
-        )
+        assert_marker_found(change, out.vision[1].cell_xy, _marker_box(size, where), "cell")
 
     # -- logits ----------------------------------------------------------------------------
     def test_class_logits_are_the_models_next_token_logits(self, adapter, samples, reference_class_logits):
@@ -350,13 +369,9 @@ class AdapterContract:
         assert all(g.abs().sum() > 0 for g in grads)
         # Raster order: the patch that the marker changes most lies under the marker.
         change = (out.vision_activations[1] - out.vision_activations[0]).detach().float().norm(dim=-1).cpu()
-        hp, wp = change.shape
-        u, v = divmod(int(change.argmax()), wp)
         w, h = self.image_sizes[-1]
-        centre = ((v + 0.5) * w / wp, (u + 0.5) * h / hp)
-        assert covers(centre, (w / wp / 2, h / hp / 2), _marker_box((w, h), "top_right")), (
-            f"vision activation patch ({u}, {v}) changed most but is not under the marker: not raster order?"
-        )
+        patch_xy = grid_cell_xy(tuple(change.shape), (w, h))
+        assert_marker_found(change, patch_xy, _marker_box((w, h), "top_right"), "vision-activation patch")
 
     def test_attention_maps_are_streamed(self, adapter, samples):
         request = ForwardRequest(attentions=True)

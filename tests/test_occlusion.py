@@ -204,7 +204,8 @@ def test_run_with_cos_fills_records_summary_and_table(fake, tmp_path):
     from creg.records import SampleRecord
     from creg.runner import Runner, RunConfig
 
-    cfg = RunConfig(sources=["oracle", "random"], n=4, cos=True, cos_op="grey", batch_size=2)
+    cfg = RunConfig(sources=["oracle", "random"], n=4, cos=True, cos_op="grey", batch_size=2,
+                    bench_options={"width": 112, "height": 112})
     res = Runner(cfg, tmp_path / "run", adapter=fake, progress=False, log=lambda m: None).run()
     recs = [SampleRecord.model_validate_json(l) for l in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     assert len(recs) == 8 and all(r.cos is not None for r in recs)

@@ -1,0 +1,42 @@
+"""A registry preset naming a local Qwen2-VL directory loads through the same code path as the
+shipped ``qwen2vl-2b`` / ``qwen2vl-7b`` presets (plugin lookup -> AdapterConfig -> load)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from creg.plugins import get_plugins
+from creg.registry import load_registry
+from creg.runner import RunConfig, resolve_adapter
+from creg.sample import make_sample
+from creg.testing import draw_image
+from creg_qwen2vl.adapter import Qwen2VLAdapter
+
+
+def test_local_preset_loads_like_the_hub_presets(tiny_qwen2vl_dir, tmp_path):
+    registry = tmp_path / "registry.toml"
+    registry.write_text(
+        f'[presets.tiny-qwen2vl]\nadapter = "qwen2vl"\nmodel = "{tiny_qwen2vl_dir}"\ndtype = "float32"\ndevice = "cpu"\n'
+    )
+    presets = load_registry([registry])
+    plugins = get_plugins()
+    hub_cls, hub_config = resolve_adapter(RunConfig(adapter="qwen2vl-7b"), plugins, presets)
+    cls, config = resolve_adapter(RunConfig(adapter="tiny-qwen2vl"), plugins, presets)
+    assert cls is hub_cls is Qwen2VLAdapter
+    assert hub_config.model == "Qwen/Qwen2-VL-7B-Instruct" and config.model == str(tiny_qwen2vl_dir)
+    adapter = cls.load(config)
+    sample = make_sample(
+        id="p", image=draw_image((112, 84), noise_seed=3), image_size=(112, 84), ref_name="dog",
+        ref_box={"x0": 0, "y0": 0, "x1": 20, "y1": 20}, tgt_name="cat",
+        tgt_box={"x0": 60, "y0": 40, "x1": 100, "y1": 80}, relation="right",
+    )
+    assert adapter.forward([sample]).class_logits.shape == (1, 4)
+
+
+def test_plugin_import_is_light():
+    """``creg list`` imports the plugin module; it must not pull in torch or transformers."""
+    code = "import sys, creg_qwen2vl; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    assert "qwen2vl" in get_plugins().names("adapter")

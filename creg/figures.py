@@ -170,7 +170,7 @@ def per_class_figure(path: Path, per_class: dict[str, Any]) -> Path:
     acc = per_class.get("accuracy")
     sources = per_class["sources"]
     panels = 2 if acc else 1
-    fig, axes = plt.subplots(1, panels, figsize=(4.8 * panels, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(4.8 * panels, 4.0), squeeze=False)
     x = np.arange(len(RELATIONS))
     if acc:
         ax = axes[0, 0]
@@ -182,20 +182,19 @@ def per_class_figure(path: Path, per_class: dict[str, Any]) -> Path:
         ax.set_xticks(x, RELATIONS)
         ax.set_ylim(0, 1.15)
         ax.set_ylabel("VLM accuracy")
-        ax.set_title("(a) VLM accuracy per class", fontsize=9)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.set_title("(a) VLM accuracy per class (dashed: chance 0.25)", fontsize=9)
     ax = axes[0, -1]
     names = list(sources)
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
         vals = [sources[name][r]["dae"] if sources[name][r]["dae"] is not None else np.nan for r in RELATIONS]
         ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=name)
-    ax.axhline(per_class["chance"]["dae"], ls="--", color="grey", label=f"random peak ({per_class['chance']['dae']:.0f}°)")
+    ax.axhline(per_class["chance"]["dae"], ls="--", color="grey")
     ax.set_xticks(x, RELATIONS)
     ax.set_ylim(0, 180)
     ax.set_ylabel("DAE (deg, lower is better)")
-    ax.set_title("(b) DAE per class", fontsize=9)
-    ax.legend(fontsize=6, ncol=2, loc="upper left")
+    ax.set_title(f"(b) DAE per class (dashed: random peak, {per_class['chance']['dae']:.0f}°)", fontsize=9)
+    ax.legend(fontsize=7, ncol=min(len(names), 4), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -206,7 +205,7 @@ def cos_figure(path: Path, summary: dict[str, Any]) -> Path:
     names = [n for n, s in summary["sources"].items() if "cos" in s]
     bars = [("peak", "delta", "peak sector", "#c2188b"), ("peak", "delta_opp", "opposite of peak", "#f4a6d7"),
             ("adjacent", "delta", "adjacent to peak", "#bdbdbd")]
-    fig, ax = plt.subplots(figsize=(1.8 + 1.5 * (len(names) + 1), 3.6))
+    fig, ax = plt.subplots(figsize=(3.4 + 1.5 * (len(names) + 1), 3.6))
     x = np.arange(len(names) + 1)
     width = 0.8 / len(bars)
     for i, (reading, key, label, colour) in enumerate(bars):
@@ -220,12 +219,12 @@ def cos_figure(path: Path, summary: dict[str, Any]) -> Path:
         ax.bar(x[-1] - 0.4 + width * (i + 0.5), s["mean"], width, yerr=[[s["mean"] - s["ci"][0]], [s["ci"][1] - s["mean"]]],
                capsize=2, color=colour, label=label)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(x, [f"{n}\nCOS {summary['sources'][n]['cos']['peak']['cos']['mean']:+.2f}" for n in names]
-                  + [f"true direction\nCOS {true['cos']['mean']:+.2f}"], fontsize=7)
+    ax.set_xticks(x, [f"{n}\nCOS {summary['sources'][n]['cos']['peak']['cos']['mean']:+.3f}" for n in names]
+                  + [f"true direction\nCOS {true['cos']['mean']:+.3f}"], fontsize=7)
     ax.set_ylabel("ΔS = log p_occ(gt) − log p_0(gt)")
     op = summary["sources"][names[0]]["cos"]["op"]
     ax.set_title(f"Causal occlusion ({op}): more negative = occlusion hurts more", fontsize=9)
-    ax.legend(fontsize=6, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 

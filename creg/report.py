@@ -172,12 +172,12 @@ def report_markdown(report: dict[str, Any]) -> str:
         for name, c in cos_rows:
             p, a = c["peak"], c["adjacent"]
             lines.append(f"| {name} | {c['n']} | {_fmt(p['delta']['mean'], 3, sign=True)} | {_fmt(p['delta_opp']['mean'], 3, sign=True)} | "
-                         f"{_fmt(p['cos']['mean'], 3, p['cos']['ci'], 2, sign=True)} | {_fmt(a['delta']['mean'], 3, sign=True)} | "
-                         f"{_fmt(a['cos']['mean'], 3, a['cos']['ci'], 2, sign=True)} |")
+                         f"{_fmt(p['cos']['mean'], 3, p['cos']['ci'], 3, sign=True)} | {_fmt(a['delta']['mean'], 3, sign=True)} | "
+                         f"{_fmt(a['cos']['mean'], 3, a['cos']['ci'], 3, sign=True)} |")
         t = cos_rows[0][1]["true"]
-        lines += ["", f"True-direction reading (model-level): ΔS_true {_fmt(t['delta']['mean'], 3, t['delta']['ci'], 2, sign=True)}, "
-                      f"ΔS_opp {_fmt(t['delta_opp']['mean'], 3, t['delta_opp']['ci'], 2, sign=True)}, "
-                      f"COS {_fmt(t['cos']['mean'], 3, t['cos']['ci'], 2, sign=True)}", ""]
+        lines += ["", f"True-direction reading (model-level): ΔS_true {_fmt(t['delta']['mean'], 3, t['delta']['ci'], 3, sign=True)}, "
+                      f"ΔS_opp {_fmt(t['delta_opp']['mean'], 3, t['delta_opp']['ci'], 3, sign=True)}, "
+                      f"COS {_fmt(t['cos']['mean'], 3, t['cos']['ci'], 3, sign=True)}", ""]
 
     pc = report["per_class"]
     from .sample import RELATIONS

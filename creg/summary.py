@@ -128,7 +128,7 @@ def markdown_table(summary: dict[str, Any], title: str = "") -> str:
         cos_cell = ""
         if has_cos:
             c = s.get("cos", {}).get("peak", {}).get("cos", {})
-            cos_cell = f" {_fmt(c.get('mean'), 3, c.get('ci'), 2, sign=True)} |"
+            cos_cell = f" {_fmt(c.get('mean'), 3, c.get('ci'), 3, sign=True)} |"
         lines.append(
             f"| {name} | {s['n']} | {_fmt(s['dae'], 1, s['dae_ci'], 0)} | {_fmt(s['ea'], 3, s['ea_ci'], 2)} | "
             f"{_fmt(s['dae_sector'], 1)} |" + cos_cell
@@ -146,7 +146,7 @@ def markdown_table(summary: dict[str, Any], title: str = "") -> str:
         c = next(s["cos"] for s in summary["sources"].values() if "cos" in s)
         t = c["true"]
         lines.append(
-            f"COS at the true direction ({c['op']}, n={c['n']}): {_fmt(t['cos']['mean'], 3, t['cos']['ci'], 2, sign=True)} "
+            f"COS at the true direction ({c['op']}, n={c['n']}): {_fmt(t['cos']['mean'], 3, t['cos']['ci'], 3, sign=True)} "
             f"(ΔS_true {_fmt(t['delta']['mean'], 3, sign=True)}, ΔS_opp {_fmt(t['delta_opp']['mean'], 3, sign=True)})"
         )
     skipped = summary.get("skipped") or {}

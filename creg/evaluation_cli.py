@@ -130,7 +130,8 @@ def explain_cmd(adapter, model, image_path, ref_name, ref_box, tgt_name, tgt_box
     if relation is None:
         dx, dy = tb.center[0] - rb.center[0], tb.center[1] - rb.center[1]
         relation = relation_from_boxes(rb, tb, ratio=1.0) or ("right" if dx >= 0 else "left")
-        _log(f"ground truth taken from the boxes: B is {relation} of A (set --relation to override)")
+        of = " of" if relation in ("left", "right") else ""
+        _log(f"ground truth taken from the boxes: B is {relation}{of} A (set --relation to override)")
     try:
         with Image.open(image_path) as im:
             size = im.size

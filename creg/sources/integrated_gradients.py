@@ -61,7 +61,7 @@ def layer_integrated_gradients(
     *,
     steps: int = 50,
     method: str = "gausslegendre",
-    chunk: int = 10,
+    chunk: int = 25,
 ) -> torch.Tensor:
     """IG attributions ``(b, seq, d)`` (float32) of the logits ``target`` ``(b,)`` (class indices)
     w.r.t. ``output.hidden[layer]``, zero baseline. ``chunk`` path points are replayed per call."""
@@ -86,12 +86,12 @@ def layer_integrated_gradients(
 
 class IntegratedGradientsSource(RelevanceSource):
     """Layer IG at -2, zero baseline, target z_gt. Options: ``steps`` (50), ``method``
-    (gausslegendre), ``layer`` (-2), ``chunk`` (path points per replay, 10)."""
+    (gausslegendre), ``layer`` (-2), ``chunk`` (path points per replay, 25)."""
 
     name = "integrated_gradients"
     description = "integrated gradients at layer -2, zero baseline, 50 Gauss-Legendre steps, target z_gt (paper §5.1)"
 
-    def __init__(self, *, steps: Any = 50, method: str = "gausslegendre", layer: Any = -2, chunk: Any = 10, **options: Any):
+    def __init__(self, *, steps: Any = 50, method: str = "gausslegendre", layer: Any = -2, chunk: Any = 25, **options: Any):
         super().__init__(**options)
         self.steps = int(steps)
         self.method = parse_choice(method, "method", METHODS)

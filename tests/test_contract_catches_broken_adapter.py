@@ -69,6 +69,7 @@ class _Runner:
     def __init__(self, adapter):
         self._adapter = adapter
         self.outcomes: dict[str, str] = {}
+        self.messages: dict[str, str] = {}
 
     @pytest.fixture(scope="session")
     def adapter_under_test(self):
@@ -78,19 +79,25 @@ class _Runner:
         name = report.nodeid.split("::")[-1]
         if report.when == "call" or report.outcome != "passed":
             self.outcomes[name] = report.outcome
+            self.messages[name] = str(report.longrepr or "")
 
 
-def run_contract(adapter, tmp_path, selection: str) -> dict[str, str]:
-    """Run the contract tests matching ``selection`` (-k) on ``adapter``; test name -> outcome."""
+def run_tests(source: str, adapter, tmp_path, selection: str) -> _Runner:
+    """Run the tests of ``source`` matching ``selection`` (-k) in a nested pytest session."""
     path = tmp_path / f"test_contract_{tmp_path.name}.py"  # unique: earlier runs stay in sys.modules
-    path.write_text(CONTRACT_FILE)
+    path.write_text(source)
     runner = _Runner(adapter)
     pytest.main(
         [str(path), "-q", "-k", selection, "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "--import-mode=importlib"],
         plugins=[runner],
     )
     assert runner.outcomes, "no contract test ran"
-    return runner.outcomes
+    return runner
+
+
+def run_contract(adapter, tmp_path, selection: str) -> dict[str, str]:
+    """Run the contract tests matching ``selection`` on ``adapter``; test name -> outcome."""
+    return run_tests(CONTRACT_FILE, adapter, tmp_path, selection).outcomes
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +136,11 @@ def test_stale_replay_fails_the_replay_tests(tiny_adapter, tmp_path):
         "test_logits_from_layer_reproduces_class_logits": "failed",
         "test_logits_from_layer_is_differentiable": "failed",
     }
+
+
+def test_missing_adapter_fixture_says_what_to_provide(tmp_path):
+    source = "from creg.testing import AdapterContract\n\nclass TestNoFixture(AdapterContract):\n    pass\n"
+    runner = run_tests(source, None, tmp_path, "shapes")
+    assert runner.outcomes == {"test_output_shapes_and_dtypes": "failed"}
+    assert "NotImplementedError" in runner.messages["test_output_shapes_and_dtypes"]
+    assert "must provide an `adapter` fixture" in runner.messages["test_output_shapes_and_dtypes"]

@@ -69,7 +69,9 @@ class Qwen2VLInputs:
         if mode in ("auto", "full"):
             try:
                 processor = AutoProcessor.from_pretrained(model, **image_kwargs)
-            except ImportError as e:  # transformers 5.x: the video processor needs torchvision
+            except (ImportError, OSError, ValueError) as e:
+                # transformers 5.x: the video processor needs torchvision (ImportError); a local
+                # directory may lack the processor's files. The manual path needs neither.
                 if mode == "full":
                     raise ImportError(f"cannot build the Qwen2VLProcessor of {model!r}: {e}") from e
             else:

@@ -8,6 +8,10 @@ tests and toy training: seconds to build, a few MB, CPU friendly.
 
 The tokenizer is trained on the prompt templates, so the prompt words are single tokens or
 short pieces; each option digit "1".."4" is one token (Qwen's pre-tokenizer splits digits).
+
+Calling the model directly (not through the adapter): transformers 5.x needs
+``mm_token_type_ids`` (1 at ``<|image_pad|>`` tokens, else 0) next to ``input_ids`` to compute
+M-RoPE positions; ``creg_qwen2vl.inputs.Qwen2VLInputs.encode`` returns complete inputs.
 """
 
 from __future__ import annotations

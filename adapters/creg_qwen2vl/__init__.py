@@ -10,3 +10,4 @@ from creg.hookspecs import hookimpl
 @hookimpl
 def register_adapters(register):
     register("qwen2vl", "creg_qwen2vl.adapter:Qwen2VLAdapter")
+from .toy.commands import register_commands  # noqa: E402,F401  (`creg toy train/eval`, docs/toy-model.md)

@@ -7,7 +7,9 @@ Options (``AdapterConfig.options``):
   :mod:`creg_qwen2vl.inputs`;
 * ``attn_implementation``: the attention kernel of ordinary passes (default ``"sdpa"``); passes
   with ``request.attentions`` switch to eager attention for their duration;
-* ``min_pixels`` / ``max_pixels``: override the image processor's resize bounds.
+* ``min_pixels`` / ``max_pixels``: override the image processor's resize bounds;
+* ``answer_only_replay``: (default true) :meth:`logits_from_layer` computes the last block for the
+  answer position only (:mod:`creg_qwen2vl.last_position`); false runs the whole block.
 
 The class logits are the next-token logits of "1".."4" at the last position of the
 left-padded batch, after the chat template's generation prompt (``<|im_start|>assistant\\n``).
@@ -26,10 +28,11 @@ from creg.sample import Sample
 
 from .capture import ForwardCapture, ReplayState, repeat_batch
 from .inputs import Qwen2VLInputs
+from .last_position import last_position_block, supports_last_position
 from .layout import vision_layouts
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_KNOWN_OPTIONS = {"processor", "attn_implementation", "min_pixels", "max_pixels"}
+_KNOWN_OPTIONS = {"processor", "attn_implementation", "min_pixels", "max_pixels", "answer_only_replay"}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -69,6 +72,7 @@ class Qwen2VLAdapter(VLMAdapter):
         self.model = model
         self.inputs = inputs
         self.option_token_ids = option_ids
+        self.answer_only_replay = bool(config.options.get("answer_only_replay", True))
 
     @classmethod
     def load(cls, config: AdapterConfig) -> "Qwen2VLAdapter":
@@ -197,10 +201,15 @@ class Qwen2VLAdapter(VLMAdapter):
         r = hidden.shape[0] // b
         text = self.model.model.language_model
         h = hidden.to(ref.dtype)
+        last = self.num_layers - 1
         for i in range(block, self.num_layers):
-            h = text.layers[i](h, **repeat_batch(state.block_kwargs[i], r, b))
+            kwargs = repeat_batch(state.block_kwargs[i], r, b)
+            if i == last and self.answer_only_replay and supports_last_position(text.layers[i]):
+                h = last_position_block(text.layers[i], h, kwargs)  # only the answer row is read
+            else:
+                h = text.layers[i](h, **kwargs)
         if block < self.num_layers:
-            h = text.norm(h)
+            h = text.norm(h[:, -1:, :])
         logits = self.model.lm_head(h[:, -1:, :])[:, 0]
         return logits[:, list(self.option_token_ids)].float()
 

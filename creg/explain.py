@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .adapter import ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
+from .compass import uniform_cell_xy
 from .sample import Sample
 
 #: Gradient targets: a (b,) function of the class logits.
@@ -213,14 +214,4 @@ def default_layout(image_size: tuple[int, int], cell_px: int = DEFAULT_CELL_PX) 
     """A grid of ~``cell_px`` cells tiling the whole image (for runs without a model)."""
     w, h = image_size
     gw, gh = max(1, round(w / cell_px)), max(1, round(h / cell_px))
-    return VisionLayout(token_index=torch.empty(0, dtype=torch.long), grid_hw=(gh, gw), cell_xy=grid_cell_xy((gh, gw), image_size))
-
-
-def grid_cell_xy(grid_hw: tuple[int, int], image_size: tuple[int, int]) -> torch.Tensor:
-    """``(h, w, 2)`` pixel centres of a grid that tiles an image of (width, height) uniformly."""
-    gh, gw = grid_hw
-    w, h = image_size
-    xs = (torch.arange(gw, dtype=torch.float64) + 0.5) * (w / gw)
-    ys = (torch.arange(gh, dtype=torch.float64) + 0.5) * (h / gh)
-    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([xx, yy], dim=-1)
+    return VisionLayout(token_index=torch.empty(0, dtype=torch.long), grid_hw=(gh, gw), cell_xy=uniform_cell_xy((gh, gw), image_size))

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 from creg.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout
-from creg.explain import grid_cell_xy
+from creg.compass import uniform_cell_xy
 from creg_qwen2vl.adapter import Qwen2VLAdapter
 
 
@@ -27,7 +27,7 @@ class TransposedGridAdapter(Qwen2VLAdapter):
     def forward(self, samples, request=ForwardRequest(), **kw):
         def fix(lay: VisionLayout, sample) -> VisionLayout:
             gw, gh = lay.grid_hw
-            return lay.model_copy(update={"grid_hw": (gh, gw), "cell_xy": grid_cell_xy((gh, gw), sample.image_size)})
+            return lay.model_copy(update={"grid_hw": (gh, gw), "cell_xy": uniform_cell_xy((gh, gw), sample.image_size)})
 
         return _with_layouts(super().forward(samples, request, **kw), samples, fix)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from creg.adapter import AdapterConfig, ForwardRequest
-from creg.explain import grid_cell_xy
+from creg.compass import uniform_cell_xy
 from creg.sample import make_sample
 from creg.testing import draw_image
 from creg_qwen2vl.adapter import Qwen2VLAdapter, option_token_ids
@@ -119,7 +119,7 @@ def test_cell_centres_undo_the_resize(adapter, size):
     the original image uniformly."""
     out = adapter.forward([_sample("s", size)])
     lay = out.vision[0]
-    torch.testing.assert_close(lay.cell_xy, grid_cell_xy(lay.grid_hw, size))
+    torch.testing.assert_close(lay.cell_xy, uniform_cell_xy(lay.grid_hw, size))
     assert lay.patch_hw == (2 * lay.grid_hw[0], 2 * lay.grid_hw[1])
 
 

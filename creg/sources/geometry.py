@@ -23,6 +23,12 @@ from ..explain import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
 
 
+def point_map(x: float, y: float) -> RelevanceMap:
+    """All relevance at one pixel position (a 1x1 map with its own cell coordinate)."""
+    return RelevanceMap(values=torch.ones(1, 1, dtype=torch.float64),
+                        cell_xy=torch.tensor([[[x, y]]], dtype=torch.float64))
+
+
 class OracleSource(RelevanceSource):
     """Relevance 1 at the true B location (a single point at B's box centre), 0 elsewhere."""
 
@@ -31,12 +37,7 @@ class OracleSource(RelevanceSource):
     needs_model = False
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
-        maps = []
-        for s in ctx.samples:
-            xb, yb = s.tgt_box.center
-            maps.append(RelevanceMap(values=torch.ones(1, 1, dtype=torch.float64),
-                                     cell_xy=torch.tensor([[[xb, yb]]], dtype=torch.float64)))
-        return maps
+        return [point_map(*s.tgt_box.center) for s in ctx.samples]
 
 
 class RandomDirectionSource(RelevanceSource):
@@ -52,8 +53,7 @@ class RandomDirectionSource(RelevanceSource):
             phi = math.radians(ctx.rng(i, self.name).uniform(0.0, 360.0))
             (xa, ya), (xb, yb) = s.ref_box.center, s.tgt_box.center
             r = max(math.hypot(xb - xa, yb - ya), 1e-6) / 2.0
-            point = torch.tensor([[[xa + r * math.cos(phi), ya - r * math.sin(phi)]]], dtype=torch.float64)
-            maps.append(RelevanceMap(values=torch.ones(1, 1, dtype=torch.float64), cell_xy=point))
+            maps.append(point_map(xa + r * math.cos(phi), ya - r * math.sin(phi)))
         return maps
 
 

@@ -32,7 +32,7 @@ import pytest
 import torch
 
 from creg.adapter import ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
-from creg.explain import grid_cell_xy
+from creg.compass import uniform_cell_xy
 from creg.sample import ImageUnreadable, InvalidSample, Sample, make_sample
 
 #: A marker as fractions (x0, y0, x1, y1) of the image: off-centre in both axes, so that a grid
@@ -370,7 +370,7 @@ class AdapterContract:
         # Raster order: the patch that the marker changes most lies under the marker.
         change = (out.vision_activations[1] - out.vision_activations[0]).detach().float().norm(dim=-1).cpu()
         w, h = self.image_sizes[-1]
-        patch_xy = grid_cell_xy(tuple(change.shape), (w, h))
+        patch_xy = uniform_cell_xy(tuple(change.shape), (w, h))
         assert_marker_found(change, patch_xy, _marker_box((w, h), "top_right"), "vision-activation patch")
 
     def test_attention_maps_are_streamed(self, adapter, samples):

@@ -13,7 +13,7 @@ from creg.sources.gradcam import gradcam_map
 from creg.sources.gradient_norm import gradient_norm
 from creg.sources.gradxact import grad_times_act
 from creg.sources.integrated_gradients import integration_rule
-from creg.sources.options import parse_bool, parse_layers
+from creg.options import parse_bool, parse_layers
 from creg.sources.target_box import box_mask
 
 torch.set_num_threads(1)

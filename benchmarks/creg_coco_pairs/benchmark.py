@@ -9,7 +9,7 @@ from creg.benchmark import Benchmark
 from creg.sample import RELATIONS, InvalidSample, Sample, make_sample
 
 from .coco_files import check_split, image_folder, image_problem, load_instances, resolve_data_dir
-from .option_values import as_choice, as_float, as_int
+from creg.options import parse_choice, parse_float, parse_int
 from .pairs import INSTANCE_RULES, Candidate, PairRules, candidates_by_relation
 from .selection import Selection, select_balanced
 
@@ -44,14 +44,14 @@ class CocoPairsBenchmark(Benchmark):
         super().__init__(**kw)
         if self.n is None:
             self.n = 300
-        self.n = as_int("n", self.n, minimum=0)
+        self.n = parse_int(self.n, "n", minimum=0)
         self.split = check_split(str(split))
         self.rules = PairRules(
-            min_ratio=as_float("min_ratio", min_ratio, minimum=1.0),
-            min_area=as_float("min_area", min_area, minimum=0.0),
-            instances=as_choice("instances", instances, INSTANCE_RULES),
+            min_ratio=parse_float(min_ratio, "min_ratio", minimum=1.0),
+            min_area=parse_float(min_area, "min_area", minimum=0.0),
+            instances=parse_choice(instances, "instances", INSTANCE_RULES),
         )
-        self.max_per_image = as_int("max_per_image", max_per_image, minimum=0)
+        self.max_per_image = parse_int(max_per_image, "max_per_image", minimum=0)
         self.problems: list[str] = []
         self._selection: Selection[Sample] | None = None
 

@@ -19,7 +19,7 @@ from creg_coco_pairs.coco_files import (
     missing_annotation_message,
     resolve_data_dir,
 )
-from creg_coco_pairs.option_values import as_bool, as_choice, as_float
+from creg.options import parse_bool, parse_choice, parse_float
 
 from .matching import INSTANCE_RULES, CocoInstances, RowMatch, match_row
 from .relations import MAPPINGS, creg_relation
@@ -69,12 +69,12 @@ class VsrBenchmark(Benchmark):
         **kw: Any,
     ):
         super().__init__(**kw)
-        self.split = as_choice("split", split, SPLITS)
-        self.part = as_choice("part", part, PARTS)
-        self.mapping = as_choice("mapping", mapping, tuple(MAPPINGS))
-        self.instances = as_choice("instances", instances, INSTANCE_RULES)
-        self.agree_ratio = as_float("agree_ratio", agree_ratio, minimum=1.0)
-        self.drop_disagreeing = as_bool("drop_disagreeing", drop_disagreeing)
+        self.split = parse_choice(split, "split", SPLITS)
+        self.part = parse_choice(part, "part", PARTS)
+        self.mapping = parse_choice(mapping, "mapping", tuple(MAPPINGS))
+        self.instances = parse_choice(instances, "instances", INSTANCE_RULES)
+        self.agree_ratio = parse_float(agree_ratio, "agree_ratio", minimum=1.0)
+        self.drop_disagreeing = parse_bool(drop_disagreeing, "drop_disagreeing")
         if self.n is not None and int(self.n) < 0:
             raise ValueError(f"n must be >= 0, got {self.n}")
         self.problems: list[str] = []

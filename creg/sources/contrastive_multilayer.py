@@ -25,7 +25,7 @@ from ..adapter import ForwardRequest
 from ..explain import ExplainContext, Target
 from ..relevance import RelevanceMap, RelevanceSource
 from .gradxact import grad_times_act
-from .options import parse_bool, parse_choice, parse_layers
+from ..options import parse_bool, parse_choice, parse_layers
 from .token_grid import relevance_map, to_grid, vision_tokens
 
 #: the paper's default layers (Appendix A.3): the inputs of the last four decoder blocks.

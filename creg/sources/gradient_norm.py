@@ -9,7 +9,7 @@ import torch
 from ..adapter import ForwardRequest
 from ..explain import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
-from .options import parse_layers
+from ..options import parse_layers
 from .token_grid import relevance_map, to_grid, vision_tokens
 
 

@@ -23,7 +23,7 @@ import torch
 from ..adapter import ForwardOutput, ForwardRequest, VLMAdapter
 from ..explain import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
-from .options import parse_choice, parse_layers
+from ..options import parse_choice, parse_layers
 from .token_grid import relevance_map, to_grid, vision_tokens
 
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")

@@ -23,6 +23,7 @@ import hashlib
 import math
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -111,7 +112,7 @@ class FakeVLMAdapter(VLMAdapter):
         gw, gh = max(1, round(w / (p * m))), max(1, round(h / (p * m)))
         hp, wp = gh * m, gw * m
         img = image.convert("RGB").resize((wp * p, hp * p))
-        px = torch.tensor(list(img.getdata()), dtype=torch.float32).view(hp, p, wp, p, 3) / 255.0
+        px = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).view(hp, p, wp, p, 3) / 255.0
         mean, std = px.mean(dim=(1, 3)), px.std(dim=(1, 3))  # hp wp 3
         ys = (torch.arange(hp, dtype=torch.float32)[:, None] + 0.5) / hp
         xs = (torch.arange(wp, dtype=torch.float32)[None, :] + 0.5) / wp

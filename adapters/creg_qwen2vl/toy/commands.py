@@ -25,12 +25,19 @@ def toy_group() -> None:
 @click.option("--lr", type=float, default=None)
 @click.option("--curriculum-steps", type=int, default=None, help="steps of the fixed red/green pair stage")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--warmup", type=int, default=None, help="linear warm-up steps")
+@click.option("--focus", default=None, help="over-sample scenes of these colours, e.g. red,yellow")
+@click.option("--focus-fraction", type=float, default=None, help="share of each batch drawn with --focus colours")
+@click.option("--init-from", type=click.Path(exists=True, file_okay=False), default=None,
+              help="continue from this checkpoint's weights (a second training phase)")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write the loss/accuracy curve here (PNG)")
-def train_cmd(seed, out_dir, steps, batch_size, lr, curriculum_steps, threads, plot) -> None:
+def train_cmd(seed, out_dir, steps, batch_size, lr, curriculum_steps, threads, warmup, focus, focus_fraction, init_from, plot) -> None:
     """Train the toy model from scratch into OUT (prints the curve as JSON lines)."""
     from .training import ToyConfig, plot_history, train
 
-    given = dict(seed=seed, steps=steps, batch_size=batch_size, lr=lr, curriculum_steps=curriculum_steps, threads=threads)
+    given = dict(seed=seed, steps=steps, batch_size=batch_size, lr=lr, curriculum_steps=curriculum_steps, threads=threads,
+                 warmup=warmup, init_from=init_from, focus_colours=tuple(focus.split(",")) if focus else None,
+                 focus_fraction=focus_fraction)
     cfg = ToyConfig(**{k: v for k, v in given.items() if v is not None})
     result = train(cfg, out_dir, log=lambda line: click.echo(line))
     if plot:

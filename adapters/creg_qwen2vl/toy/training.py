@@ -81,6 +81,11 @@ class ToyConfig:
     mrope_section: tuple[int, int, int] = (2, 3, 3)
     vision_rope_theta: float = 100.0
     init: str = "fan_in"  # "fan_in" (std 1/sqrt(fan_in)) or "default" (Qwen2's std 0.02)
+    #: a colour pair to over-sample in the full stage (``focus_fraction`` of every batch).
+    focus_colours: tuple[str, ...] | None = None
+    focus_fraction: float = 0.0
+    #: continue from the weights of this checkpoint directory instead of a fresh init.
+    init_from: str | None = None
     eval_n: int = 256
     eval_seed: int = 0
     log_every: int = 25
@@ -91,12 +96,15 @@ class ToyConfig:
 
 
 # -- data ----------------------------------------------------------------------------------
-def scene(seed: int, index: int, size: int, stage: str) -> Sample:
-    """Scene ``index`` of ``seed``; in stage ``"pair"`` only red and green, red the reference."""
+def scene(seed: int, index: int, size: int, stage: str, focus: Sequence[str] | None = None) -> Sample:
+    """Scene ``index`` of ``seed``; in stage ``"pair"`` only red and green, red the reference;
+    in stage ``"focus"`` only the colours ``focus`` (either role)."""
     from creg_synthetic.scenes import scene_sample
 
     if stage == "full":
         return scene_sample(seed, index, (size, size))
+    if stage == "focus":
+        return scene_sample(seed, index, (size, size), colours=tuple(focus))
     s = scene_sample(seed, index, (size, size), colours=("red", "green"))
     if s.ref_name.startswith("red"):
         return s
@@ -233,7 +241,13 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
     build_model_dir(out, cfg)
     adapter = Qwen2VLAdapter.load(AdapterConfig(model=str(out), dtype="float32", device="cpu"))
     model = adapter.model
-    init_weights(model, cfg)
+    if cfg.init_from:
+        from transformers import Qwen2VLForConditionalGeneration
+
+        previous = Qwen2VLForConditionalGeneration.from_pretrained(cfg.init_from, dtype=torch.float32)
+        model.load_state_dict(previous.state_dict())  # strict: the same architecture
+    else:
+        init_weights(model, cfg)
     model.requires_grad_(True)
     option_ids = adapter.option_token_ids
     batcher = Batcher(adapter)
@@ -257,7 +271,11 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
     for step in range(1, cfg.steps + 1):
         model.train()
         stage = "pair" if step <= cfg.curriculum_steps else "full"
-        samples = [scene(train_seed, (step - 1) * cfg.batch_size + j, cfg.image_size, stage) for j in range(cfg.batch_size)]
+        n_focus = round(cfg.focus_fraction * cfg.batch_size) if cfg.focus_colours and stage == "full" else 0
+        samples = [
+            scene(train_seed, (step - 1) * cfg.batch_size + j, cfg.image_size, "focus" if j < n_focus else stage, cfg.focus_colours)
+            for j in range(cfg.batch_size)
+        ]
         y = torch.tensor([s.option for s in samples])
         z = option_logits(model, batcher(samples), option_ids)
         loss = F.cross_entropy(z, y)
@@ -306,7 +324,8 @@ def evaluate_dir(model_dir: str | Path, n: int = 200, seed: int = 0, batch_size:
 
 
 def plot_history(history: Sequence[dict[str, Any]], png: str | Path, title: str = "toy Qwen2-VL") -> None:
-    """Loss and accuracy against step (needs matplotlib)."""
+    """Loss and accuracy against step (needs matplotlib). Records may carry ``"phase"``
+    (several runs chained with ``--init-from``, steps counted on): phase starts get a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -314,17 +333,20 @@ def plot_history(history: Sequence[dict[str, Any]], png: str | Path, title: str 
 
     steps = [h["step"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a1.plot(steps, [h["train_loss"] for h in history], label="train loss")
+    a1.plot(steps, [h["train_loss"] for h in history], label="train loss (running)")
     a1.axhline(math.log(4), ls=":", c="gray", label="chance (ln 4)")
     a1.set_xlabel("step"); a1.set_ylabel("cross-entropy"); a1.legend()
     a2.plot(steps, [h["train_acc"] for h in history], label="train acc (running)")
-    a2.plot(steps, [h["eval_acc"] for h in history], label="held-out acc (seed 0)")
+    a2.plot(steps, [h["eval_acc"] for h in history], label="held-out acc (seed 0, 256 scenes)")
     a2.axhline(0.25, ls=":", c="gray")
     a2.set_ylim(0, 1.02); a2.set_xlabel("step"); a2.set_ylabel("accuracy"); a2.legend(loc="lower right")
+    curr = [h["step"] for h in history if h.get("stage") == "pair"]
+    starts = [b["step"] for a, b in zip(history, history[1:]) if a.get("phase") != b.get("phase")]
     for ax in (a1, a2):
-        curr = [h["step"] for h in history if h.get("stage") == "pair"]
         if curr:
-            ax.axvspan(0, max(curr), color="orange", alpha=0.12)
+            ax.axvspan(0, max(curr), color="orange", alpha=0.12, label=None)
+        for x in starts:
+            ax.axvline(x, color="purple", ls="--", lw=0.8)
     fig.suptitle(title)
     fig.tight_layout()
     Path(png).parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,11 @@ from .plugins import PluginLoadError, UnknownName, get_plugins
 from .registry import RegistryError, load_registry
 
 DEFAULT_ADAPTER = "qwen2vl-toy"
-DEFAULT_SOURCES = "oracle,random"
+#: Table 1's methods, the single-layer Grad x Act baseline and the §6.3 controls.
+DEFAULT_SOURCES = (
+    "oracle,creg,creg_gt,attention_rollout,gradnorm,integrated_gradients,gradcam,gradxact,"
+    "target_box,random_relevance,random"
+)
 DATA_DIR_ENV = "CREG_DATA_DIR"
 
 

@@ -66,8 +66,8 @@ def test_different_config_in_the_same_out_dir_is_refused(runner, tmp_path):
 
 @pytest.mark.parametrize("args,msg", [
     (["--source", "oracel"], "unknown source 'oracel'; did you mean oracle"),
-    (["--bench", "synthtic"], "unknown benchmark 'synthtic'; did you mean synthetic"),
-    (["--adapter", "qwen2vl-8b"], "unknown adapter 'qwen2vl-8b'; did you mean"),
+    (["--source", "oracle", "--bench", "synthtic"], "unknown benchmark 'synthtic'; did you mean synthetic"),
+    (["--source", "oracle", "--adapter", "qwen2vl-8b"], "unknown adapter 'qwen2vl-8b'; did you mean"),
 ])
 def test_unknown_names_give_one_line_with_the_closest_valid_names(runner, tmp_path, args, msg):
     res = runner.invoke(cli, ["run", "--n", "4", "--out", str(tmp_path / "r"), "--no-progress", "--adapter", "none", *args])

@@ -29,7 +29,7 @@ from einops import rearrange
 from torch import nn
 
 from creg.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
-from creg.explain import grid_cell_xy
+from creg.compass import uniform_cell_xy
 from creg.prompts import OPTION_TOKENS, render_prompt
 from creg.sample import Sample
 
@@ -136,7 +136,7 @@ class ExampleTinyAdapter(VLMAdapter):
             VisionLayout(
                 token_index=(ids[i] == IMG).nonzero()[:, 0].cpu(),
                 grid_hw=grid_hw,
-                cell_xy=grid_cell_xy(grid_hw, size),
+                cell_xy=uniform_cell_xy(grid_hw, size),
                 patch_hw=patch_hw,
             )
             for i, (grid_hw, patch_hw, size) in enumerate(layouts)

@@ -40,3 +40,27 @@ def test_plugin_import_is_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
     assert "qwen2vl" in get_plugins().names("adapter")
+
+
+def test_creg_run_with_a_local_preset_reports_accuracy_and_every_source(tiny_qwen2vl_dir, tmp_path):
+    """Issue 3/4 end to end: a preset for a locally built checkpoint, the paper's sources, one table."""
+    import json
+
+    from click.testing import CliRunner
+
+    from creg.cli import cli
+
+    registry = tmp_path / "registry.toml"
+    registry.write_text(f'[presets.tiny-qwen2vl]\nadapter = "qwen2vl"\nmodel = "{tiny_qwen2vl_dir}"\n')
+    sources = "creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,target_box,random,oracle"
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["run", "--registry", str(registry), "--adapter", "tiny-qwen2vl", "--source", sources,
+                                   "--source-opt", "integrated_gradients.steps=8", "--bench", "synthetic",
+                                   "--n", "2", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert isinstance(summary["vlm_accuracy"], float)
+    assert list(summary["sources"]) == sources.split(",")
+    for name in sources.split(","):
+        assert f"| {name} | 2 |" in res.output
+    assert summary["sources"]["oracle"]["dae"] < 1e-9

@@ -57,7 +57,8 @@ CONTRACT_FILE = textwrap.dedent(
 
     class TestUnderContract(AdapterContract):
         @pytest.fixture(scope="class")
-        def adapter(self, adapter_under_test):
+        @classmethod
+        def adapter(cls, adapter_under_test):
             return adapter_under_test
     """
 )

@@ -17,11 +17,13 @@ def qwen2vl_adapter(tiny_qwen2vl_dir):
 
 class TestQwen2VLContract(AdapterContract):
     @pytest.fixture(scope="class")
-    def adapter(self, qwen2vl_adapter):
+    @classmethod
+    def adapter(cls, qwen2vl_adapter):
         return qwen2vl_adapter
 
     @pytest.fixture(scope="class")
-    def reference_class_logits(self, qwen2vl_adapter):
+    @classmethod
+    def reference_class_logits(cls, qwen2vl_adapter):
         """Plain ``model(**inputs)`` on one sample's processor inputs, no adapter machinery."""
         ad = qwen2vl_adapter
         tok = ad.inputs.tokenizer

@@ -10,7 +10,8 @@ test suite and providing an ``adapter`` fixture::
 
     class TestMyAdapter(AdapterContract):
         @pytest.fixture(scope="class")
-        def adapter(self):
+        @classmethod
+        def adapter(cls):
             return MyAdapter.load(AdapterConfig(model="path/or/hub-id"))
 
 What the adapter cannot do is *declared* on the class (``supports_attentions = False``,
@@ -145,7 +146,8 @@ class AdapterContract:
         """Provide a loaded adapter (override in your subclass, ideally ``scope="class"``)::
 
             @pytest.fixture(scope="class")
-            def adapter(self):
+            @classmethod
+            def adapter(cls):
                 return MyAdapter.load(AdapterConfig(model=...))
 
         Use a small model on CPU (float32) so the contract runs in seconds.
@@ -170,11 +172,13 @@ class AdapterContract:
         )
 
     @pytest.fixture(scope="class")
-    def image_dir(self, tmp_path_factory):
+    @classmethod
+    def image_dir(cls, tmp_path_factory):
         return tmp_path_factory.mktemp("contract_images")
 
     @pytest.fixture(scope="class")
-    def make_image_sample(self, image_dir) -> Callable[..., Sample]:
+    @classmethod
+    def make_image_sample(cls, image_dir) -> Callable[..., Sample]:
         """``f(size, marker=None, noise_seed=None, sid=None) -> Sample``: the image is saved as a
         PNG file; the reference box is on the left, the target on the right."""
 
@@ -197,9 +201,10 @@ class AdapterContract:
         return make
 
     @pytest.fixture(scope="class")
-    def samples(self, make_image_sample) -> list[Sample]:
+    @classmethod
+    def samples(cls, make_image_sample) -> list[Sample]:
         """One noise image per ``image_sizes`` entry."""
-        return [make_image_sample(size, noise_seed=i) for i, size in enumerate(self.image_sizes)]
+        return [make_image_sample(size, noise_seed=i) for i, size in enumerate(cls.image_sizes)]
 
     # -- shapes ----------------------------------------------------------------------------
     def test_image_sizes_include_non_square(self):

@@ -9,5 +9,6 @@ class TestExampleTinyAdapter(AdapterContract):
     supports_attentions = False  # declared: this adapter streams no attention maps
 
     @pytest.fixture(scope="class")
-    def adapter(self):
+    @classmethod
+    def adapter(cls):
         return ExampleTinyAdapter.load(AdapterConfig(model="random:0"))

@@ -338,7 +338,6 @@ class Runner:
         partial = {sid for sid, c in per_sample.items() if c < len(names)}
         if partial:
             records = [r for r in records if r.sample_id not in partial]
-            done = {(r.sample_id, r.source) for r in records}
             write_atomic(records_path, "".join(r.model_dump_json() + "\n" for r in records))
         _keep_samples(self.out / "samples.jsonl", done_ids)
 

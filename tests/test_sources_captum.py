@@ -102,7 +102,7 @@ def test_gradxact_matches_captum_layer_gradient_x_activation(qwen, samples):
     batch, forward = _plain_hf_call(qwen, samples)
     last_block = qwen.model.model.language_model.layers[-1]
     ref = LayerGradientXActivation(forward, last_block).attribute(
-        batch["input_ids"], target=_gt(samples), attribute_to_layer_input=True)
+        batch["input_ids"], target=_gt(samples), attribute_to_layer_input=True).detach()
     assert ref.shape == ours.shape
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max()))
     for i, m in enumerate(maps):

@@ -121,7 +121,7 @@ def test_gradxact_one_layer_lower_matches_captum_to_1e4_relative(qwen, samples):
     batch, forward = _plain_hf_call(qwen, samples)
     block = qwen.model.model.language_model.layers[-2]
     ref = LayerGradientXActivation(forward, block).attribute(
-        batch["input_ids"], target=_gt(samples), attribute_to_layer_input=True)
+        batch["input_ids"], target=_gt(samples), attribute_to_layer_input=True).detach()
     for i, m in enumerate(maps):
         expected = ref[i, ctx.layout(i).token_index].sum(-1).abs()
         assert torch.allclose(m.values.flatten(), expected, rtol=1e-4, atol=1e-6 * float(expected.max()))

@@ -217,7 +217,7 @@ def test_gradxact_and_ig_match_captum_on_fake_vlm(adapter, samples):
     embeddings = adapter.forward(samples, ForwardRequest(layers=(0,))).hidden[0].detach()
     ref = LayerGradientXActivation(lambda e: adapter.logits_from_embeddings(out, e), last_block).attribute(
         embeddings, target=gt, attribute_to_layer_input=True)
-    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max()))
+    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-6 * float(ref.detach().abs().max()))
 
     h = out.hidden[-2].detach()
     lig = LayerIntegratedGradients(lambda x: adapter.logits_from_layer(out, -2, x), last_block)

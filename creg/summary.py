@@ -34,31 +34,28 @@ def _mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if x.size else None
 
 
-def _group(recs: Sequence[SampleRecord], seed: int) -> dict[str, Any]:
+def _group(recs: Sequence[SampleRecord], seed: int, *, ci: bool = True) -> dict[str, Any]:
+    """n, mean DAE / EA / sector-centre DAE of ``recs``; with ``ci``, their bootstrap CIs."""
     dae = np.array([r.dae for r in recs if r.dae is not None], dtype=np.float64)
     dae_s = np.array([r.dae_sector for r in recs if r.dae_sector is not None], dtype=np.float64)
     ea = edge_hit(dae).astype(np.float64)
-    return {
-        "n": len(recs),
-        "dae": _mean(dae),
-        "dae_ci": bootstrap_ci(dae, seed=seed),
-        "ea": _mean(ea),
-        "ea_ci": bootstrap_ci(ea, seed=seed),
-        "dae_sector": _mean(dae_s),
-        "dae_sector_ci": bootstrap_ci(dae_s, seed=seed),
-    }
+    out: dict[str, Any] = {"n": len(recs)}
+    for name, values in (("dae", dae), ("ea", ea), ("dae_sector", dae_s)):
+        out[name] = _mean(values)
+        if ci:
+            out[f"{name}_ci"] = bootstrap_ci(values, seed=seed)
+    return out
 
 
 def summarize_source(recs: Sequence[SampleRecord], seed: int = 0) -> dict[str, Any]:
     """Metrics of one source: overall, by class, by correct/incorrect, flag counts."""
     out = _group(recs, seed)
     out["by_class"] = {
-        rel: {k: v for k, v in _group([r for r in recs if r.relation == rel], seed).items() if not k.endswith("_ci")}
-        for rel in RELATIONS
+        rel: _group([r for r in recs if r.relation == rel], seed, ci=False) for rel in RELATIONS
     }
     if any(r.correct is not None for r in recs):
         out["by_correct"] = {
-            name: {k: v for k, v in _group([r for r in recs if r.correct is want], seed).items() if not k.endswith("_ci")}
+            name: _group([r for r in recs if r.correct is want], seed, ci=False)
             for name, want in (("correct", True), ("incorrect", False))
         }
     flags: dict[str, int] = {}

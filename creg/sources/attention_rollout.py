@@ -9,10 +9,12 @@ pass streams one layer's attention at a time (:class:`creg.explain.AttentionRoll
 
 from __future__ import annotations
 
+import torch
+
 from ..adapter import ForwardRequest
 from ..explain import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
-from .token_grid import relevance_map, to_grid, vision_tokens
+from .token_grid import token_relevance_maps
 
 
 class AttentionRolloutSource(RelevanceSource):
@@ -26,10 +28,6 @@ class AttentionRolloutSource(RelevanceSource):
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         rollout = ctx.attention_rollout  # b q k
-        answer = ctx.output.answer_index
-        maps = []
-        for i in range(len(ctx.samples)):
-            layout = ctx.layout(i)
-            row = rollout[i, int(answer[i])]  # k
-            maps.append(relevance_map(to_grid(vision_tokens(row, layout), layout), layout))
-        return maps
+        answer = ctx.output.answer_index.to(rollout.device)
+        rows = rollout[torch.arange(rollout.shape[0], device=rollout.device), answer]  # b k
+        return token_relevance_maps(rows, ctx)

@@ -10,7 +10,7 @@ from ..adapter import ForwardRequest
 from ..explain import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
 from ..options import parse_layers
-from .token_grid import relevance_map, to_grid, vision_tokens
+from .token_grid import token_relevance_maps
 
 
 def gradient_norm(grad: torch.Tensor) -> torch.Tensor:
@@ -36,8 +36,4 @@ class GradientNormSource(RelevanceSource):
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         norms = gradient_norm(ctx.gradients("gt", [self.layer])[self.layer])  # b seq
-        maps = []
-        for i in range(len(ctx.samples)):
-            layout = ctx.layout(i)
-            maps.append(relevance_map(to_grid(vision_tokens(norms[i], layout), layout), layout))
-        return maps
+        return token_relevance_maps(norms, ctx)

@@ -16,7 +16,7 @@ from ..adapter import ForwardRequest
 from ..explain import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
 from ..options import parse_choice, parse_layers
-from .token_grid import relevance_map, to_grid, vision_tokens
+from .token_grid import token_relevance_maps
 
 
 def grad_times_act(grad: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
@@ -44,8 +44,4 @@ class GradXActSource(RelevanceSource):
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         grad = ctx.gradients(self.target, [self.layer])[self.layer]
         relevance = grad_times_act(grad, ctx.output.hidden[self.layer])  # b seq
-        maps = []
-        for i in range(len(ctx.samples)):
-            layout = ctx.layout(i)
-            maps.append(relevance_map(to_grid(vision_tokens(relevance[i], layout), layout), layout))
-        return maps
+        return token_relevance_maps(relevance, ctx)

@@ -24,7 +24,7 @@ from ..adapter import ForwardOutput, ForwardRequest, VLMAdapter
 from ..explain import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
 from ..options import parse_choice, parse_layers
-from .token_grid import relevance_map, to_grid, vision_tokens
+from .token_grid import token_relevance_maps
 
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
@@ -113,8 +113,4 @@ class IntegratedGradientsSource(RelevanceSource):
             ctx.adapter, ctx.output, self.layer, gt, steps=self.steps, method=self.method, chunk=self.chunk
         )
         relevance = attr.sum(dim=-1).abs()  # b seq
-        maps = []
-        for i in range(len(ctx.samples)):
-            layout = ctx.layout(i)
-            maps.append(relevance_map(to_grid(vision_tokens(relevance[i], layout), layout), layout))
-        return maps
+        return token_relevance_maps(relevance, ctx)

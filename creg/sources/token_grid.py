@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..adapter import VisionLayout
 from ..relevance import RelevanceMap
 from ..sample import Box
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..explain import ExplainContext
 
 
 def vision_tokens(token_values: torch.Tensor, layout: VisionLayout) -> torch.Tensor:
@@ -26,3 +31,12 @@ def relevance_map(grid: torch.Tensor, layout: VisionLayout, ref_box: Box | None 
     """A detached float32 CPU :class:`RelevanceMap` on the layout's cells (``(H_g, W_g)`` values)."""
     values = grid.detach().float().cpu()
     return RelevanceMap(values=values, cell_xy=layout.cell_xy, ref_box=ref_box)
+
+
+def token_relevance_maps(token_values: torch.Tensor, ctx: "ExplainContext") -> list[RelevanceMap]:
+    """``(b, seq)`` per-token relevance of ``ctx``'s batch -> one map per sample on its vision grid."""
+    maps = []
+    for i in range(len(ctx.samples)):
+        layout = ctx.layout(i)
+        maps.append(relevance_map(to_grid(vision_tokens(token_values[i], layout), layout), layout))
+    return maps

@@ -6,7 +6,7 @@ compass projection (:func:`creg.compass.project_to_compass`): as in the paper, "
 difference is the per-token relevance signal".
 
 Sources never run the model themselves: they read the one shared forward pass (and its cached
-gradients) from an :class:`creg.explain.ExplainContext`, so several sources with the same
+gradients) from an :class:`creg.context.ExplainContext`, so several sources with the same
 gradient target cost one forward and one backward.
 """
 
@@ -22,7 +22,7 @@ from .adapter import ForwardRequest
 from .sample import Box
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .explain import ExplainContext
+    from .context import ExplainContext
 
 
 class RelevanceMap(BaseModel):

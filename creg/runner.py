@@ -6,7 +6,7 @@ A run directory holds::
     samples.jsonl   one line per processed sample: ids, boxes, names, meta (image/annotation ids)
     records.jsonl   one line per sample and source (:class:`creg.records.SampleRecord`)
     skipped.jsonl   one line per sample that could not be processed, with the reason
-    summary.json    metrics (:mod:`creg.summary`), written atomically
+    summary.json    metrics (:mod:`creg.reporting.summary`), written atomically
     table.md        the Table-1-style Markdown table
 
 Nothing is lost: records are appended and flushed (fsync) after every batch; running the same
@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from . import __version__
 from .adapter import ForwardRequest, VLMAdapter
 from .compass import project_to_compass
-from .explain import ExplainContext, merge_requests
+from .context import ExplainContext, merge_requests
 from .metrics import direction_alignment_error, edge_hit
 from .occlusion import CosQuery, Operator, causal_occlusion
 from .plugins import Plugins, UnknownName, get_plugins
@@ -37,7 +37,7 @@ from .records import SampleRecord
 from .registry import Preset, load_registry
 from .relevance import RelevanceSource
 from .sample import RELATIONS, ImageUnreadable, InvalidSample, Sample
-from .summary import markdown_table, summarize, write_atomic, write_json_atomic
+from .reporting.summary import markdown_table, summarize, write_atomic, write_json_atomic
 
 NO_MODEL = "none"
 

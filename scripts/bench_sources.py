@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed and memory of every relevance source, in forward-pass units, next to Captum.
 
-For each sample (batch of one) and each source, a fresh :class:`creg.explain.ExplainContext`
+For each sample (batch of one) and each source, a fresh :class:`creg.context.ExplainContext`
 with only that source's request is built and ``explain`` is timed -- its own forward pass,
 backward passes and replays included. The unit is one plain no-grad forward of the same sample
 in the same process (``adapter.forward(samples)``), timed right before. Each measurement is paired with a plain forward
@@ -103,7 +103,7 @@ def captum_runners(adapter, samples, chunk):
     """name -> zero-argument callable running the Captum equivalent on ``samples``."""
     from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
-    from creg.explain import contrastive_target
+    from creg.context import contrastive_target
 
     batch = adapter.encode(samples)
     b = len(samples)
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     from creg.adapter import AdapterConfig
-    from creg.explain import ExplainContext, merge_requests
+    from creg.context import ExplainContext, merge_requests
     from creg.plugins import get_plugins
     from creg_qwen2vl.adapter import Qwen2VLAdapter
     from creg_synthetic.scenes import scene_sample

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from creg import analysis
+from creg.reporting import analysis
 from creg.compass import project_to_compass, sector_centers
 from creg.records import SampleRecord
 from creg.runner import Runner, RunConfig

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from creg.compass import project_to_compass
-from creg.explain import ExplainContext
+from creg.context import ExplainContext
 from creg.metrics import (
     bootstrap_ci,
     direction_alignment_error,

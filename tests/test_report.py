@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from creg.cli import cli
-from creg.report import ReportError, build_report, sample_images
+from creg.reporting.report import ReportError, build_report, sample_images
 from creg.runner import Runner, RunConfig
 
 torch.set_num_threads(1)
@@ -69,7 +69,7 @@ def test_synthetic_images_are_recreated_from_the_config(tmp_path):
 
 
 def test_report_with_model_cos_and_flip(tmp_path, fake):
-    from creg import analysis
+    from creg.reporting import analysis
 
     run = tmp_path / "run"
     Runner(RunConfig(sources=["oracle", "random"], n=4, cos=True, batch_size=4, bench_options={"width": 112, "height": 112}), run, adapter=fake,
@@ -113,7 +113,7 @@ def test_explain_command_without_model(tmp_path):
 
 
 def test_explain_with_a_model_prints_the_answer(fake, tmp_path):
-    from creg.evaluation_cli import explain_sample, format_explanation
+    from creg.cli.explain import explain_sample, format_explanation
     from creg.sample import Box, make_sample
     from creg.sources.contrastive_multilayer import CregSource
 

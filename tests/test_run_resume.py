@@ -53,7 +53,7 @@ def plugin_env(tmp_path):
 
 
 def _cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "creg.cli", "run", "--adapter", "none", "--source", "slow_oracle,random",
+    return [sys.executable, "-m", "creg", "run", "--adapter", "none", "--source", "slow_oracle,random",
             "--n", str(N), "--out", str(out)]
 
 

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from creg.adapter import AdapterConfig, ForwardRequest  # noqa: E402
-from creg.explain import ExplainContext, merge_requests  # noqa: E402
+from creg.context import ExplainContext, merge_requests  # noqa: E402
 from creg.plugins import get_plugins  # noqa: E402
 from creg.sources.integrated_gradients import IntegratedGradientsSource, layer_integrated_gradients  # noqa: E402
 from creg.sources.gradxact import GradXActSource  # noqa: E402

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from creg.explain import AttentionRollout, contrastive_target, default_layout
+from creg.context import AttentionRollout, contrastive_target, default_layout
 from creg.sample import Box
 from creg.sources.contrastive_multilayer import aggregate_layers, layer_weights, normalise_per_layer
 from creg.sources.gradcam import gradcam_map

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_vlm import FakeVLMAdapter  # noqa: E402
 
-from creg.explain import ExplainContext, contrastive_target, merge_requests  # noqa: E402
+from creg.context import ExplainContext, contrastive_target, merge_requests  # noqa: E402
 from creg.sources.attention_rollout import AttentionRolloutSource  # noqa: E402
 from creg.sources.contrastive_multilayer import CregGtSource, CregSource, aggregate_layers  # noqa: E402
 from creg.sources.gradcam import GradCamSource, gradcam_map  # noqa: E402

@@ -4,7 +4,7 @@ All decoder layers, heads averaged, identity residual added and rows re-normalis
 layer, multiplied cumulatively: R = Â_L ... Â_1. The relevance of vision token j is
 R[answer position, j] -- the row of the last token (the one whose next-token logits are the
 class logits), restricted to the vision columns. The product is accumulated while the forward
-pass streams one layer's attention at a time (:class:`creg.explain.AttentionRollout`).
+pass streams one layer's attention at a time (:class:`creg.context.AttentionRollout`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..adapter import ForwardRequest
-from ..explain import ExplainContext
+from ..context import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
 from .token_grid import token_relevance_maps
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ..adapter import ForwardRequest
-from ..explain import ExplainContext, Target
+from ..context import ExplainContext, Target
 from ..relevance import RelevanceMap, RelevanceSource
 from .gradxact import grad_times_act
 from ..options import parse_bool, parse_choice, parse_layers

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from ..explain import ExplainContext
+from ..context import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..adapter import ForwardRequest
-from ..explain import VISION, ExplainContext
+from ..context import VISION, ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
 from .token_grid import relevance_map
 

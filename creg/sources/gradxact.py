@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..adapter import ForwardRequest
-from ..explain import ExplainContext
+from ..context import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
 from ..options import parse_choice, parse_layers
 from .token_grid import token_relevance_maps

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..adapter import ForwardOutput, ForwardRequest, VLMAdapter
-from ..explain import ExplainContext
+from ..context import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
 from ..options import parse_choice, parse_layers
 from .token_grid import token_relevance_maps

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..explain import ExplainContext
+from ..context import ExplainContext
 from ..relevance import RelevanceMap
 from ..sample import Box, Sample
 from .contrastive_multilayer import CregSource

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..explain import ExplainContext
+from ..context import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource
 from ..sample import Box
 

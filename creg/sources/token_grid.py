@@ -11,7 +11,7 @@ from ..relevance import RelevanceMap
 from ..sample import Box
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..explain import ExplainContext
+    from ..context import ExplainContext
 
 
 def vision_tokens(token_values: torch.Tensor, layout: VisionLayout) -> torch.Tensor:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import analysis
-from .records import SampleRecord
+from ..records import SampleRecord
 from .summary import _fmt, markdown_table, summarize, write_atomic, write_json_atomic
 
 #: At most this many per-source example figures (the whole figure folder stays under ~12 files).
@@ -62,8 +62,8 @@ def sample_images(config: dict[str, Any], samples: dict[str, dict[str, Any]], id
     missing = ids - set(out)
     if missing:
         try:
-            from .plugins import get_plugins
-            from .runner import RunConfig, build_benchmark
+            from ..plugins import get_plugins
+            from ..runner import RunConfig, build_benchmark
 
             bench = build_benchmark(RunConfig(**config["run"]), get_plugins())
             for s in bench.samples():
@@ -180,7 +180,7 @@ def report_markdown(report: dict[str, Any]) -> str:
                       f"COS {_fmt(t['cos']['mean'], 3, t['cos']['ci'], 3, sign=True)}", ""]
 
     pc = report["per_class"]
-    from .sample import RELATIONS
+    from ..sample import RELATIONS
 
     lines += ["## Per class (Fig. 4)", ""]
     head = "| Method | " + " | ".join(f"{r} DAE / EA" for r in RELATIONS) + " |"
@@ -238,7 +238,7 @@ def _p(p: float, n_boot: int) -> str:
 
 
 def variants_markdown(title: str, rows: dict[str, Any], *, accuracy: bool = False) -> str:
-    """Table 5 / Table 6 style Markdown from :func:`creg.analysis.variants_table` rows."""
+    """Table 5 / Table 6 style Markdown from :func:`creg.reporting.analysis.variants_table` rows."""
     head = "| Configuration | n |" + (" VLM ACC |" if accuracy else "") + " DAE↓ | EA↑ |"
     lines = [f"### {title}", "", head, "|---|---:|" + ("---:|" if accuracy else "") + "---:|---:|"]
     for row in rows.values():

@@ -24,10 +24,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .metrics import bootstrap_ci, edge_hit
-from .occlusion import summarize_cos
-from .records import SampleRecord
-from .sample import RELATIONS
+from ..metrics import bootstrap_ci, edge_hit
+from ..occlusion import summarize_cos
+from ..records import SampleRecord
+from ..sample import RELATIONS
 
 
 def _mean(x: np.ndarray) -> float | None:

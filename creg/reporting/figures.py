@@ -165,7 +165,7 @@ def per_class_figure(path: Path, per_class: dict[str, Any]) -> Path:
     """(a) VLM accuracy per class (if the run has a model), (b) DAE per class and source; dashed
     lines: chance (accuracy 0.25, DAE of a random peak)."""
     plt = pyplot()
-    from .sample import RELATIONS
+    from ..sample import RELATIONS
 
     acc = per_class.get("accuracy")
     sources = per_class["sources"]

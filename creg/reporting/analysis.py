@@ -1,7 +1,7 @@
 """The paper's analyses, computed from a run's records (paper §5.3, §5.5, §6.1, §6.2, App. A.1).
 
 Everything here takes :class:`creg.records.SampleRecord` lists (``records.jsonl``) and returns
-plain JSON-able dicts; :mod:`creg.report` renders them. Functions that need the model again
+plain JSON-able dicts; :mod:`creg.reporting.report` renders them. Functions that need the model again
 (flip equivariance, the ablation grid, the prompt sweep) run :class:`creg.runner.Runner` into
 sub-directories, so they are resumable like any run.
 
@@ -25,10 +25,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .benchmark import Benchmark
-from .metrics import edge_hit, paired_bootstrap_pvalue, random_peak_expectation
-from .records import SampleRecord
-from .sample import RELATIONS, Box, Sample, make_sample
+from ..benchmark import Benchmark
+from ..metrics import edge_hit, paired_bootstrap_pvalue, random_peak_expectation
+from ..records import SampleRecord
+from ..sample import RELATIONS, Box, Sample, make_sample
 
 #: What a horizontal flip does to the relation classes.
 FLIPPED_RELATION = {"left": "right", "right": "left", "above": "above", "below": "below"}
@@ -211,7 +211,7 @@ class FlippedBenchmark(Benchmark):
 
 def run_flipped(run_dir: Path, *, progress: bool = True, log: Callable[[str], None] = print):
     """Re-run a run's configuration on flipped images into ``RUN_DIR/flip`` (resumable; no COS)."""
-    from .runner import Runner, RunConfig
+    from ..runner import Runner, RunConfig
 
     stored = json.loads((Path(run_dir) / "config.json").read_text())
     config = RunConfig(**stored["run"]).model_copy(update={"cos": False})
@@ -284,7 +284,7 @@ def run_variants(configs: dict[str, Any], out_root: Path, *, progress: bool = Tr
                  log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
     """Run each configuration into ``out_root/NAME`` (resumable) and return their summaries.
     One model load is shared when every configuration names the same model."""
-    from .runner import Runner
+    from ..runner import Runner
 
     summaries: dict[str, dict[str, Any]] = {}
     adapter = None

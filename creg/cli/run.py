@@ -1,18 +1,17 @@
-"""The ``creg`` command line: ``creg list``, ``creg run`` and the commands plugins add."""
+"""``creg run``: a benchmark through a model and relevance sources."""
 
 from __future__ import annotations
 
+from pathlib import Path
 import hashlib
 import json
-import os
-import sys
-from pathlib import Path
-from typing import Any
 
 import click
 
-from .plugins import PluginLoadError, UnknownName, get_plugins
-from .registry import RegistryError, load_registry
+from .common import fail, log, parse_options
+
+from ..plugins import PluginLoadError, UnknownName, get_plugins
+from ..registry import RegistryError, load_registry
 
 DEFAULT_ADAPTER = "qwen2vl-toy"
 #: Table 1's methods, the single-layer Grad x Act baseline and the §6.3 controls.
@@ -23,69 +22,6 @@ DEFAULT_SOURCES = (
 DATA_DIR_ENV = "CREG_DATA_DIR"
 
 
-def _parse_value(v: str) -> Any:
-    try:
-        return json.loads(v)
-    except ValueError:
-        return v
-
-
-def _parse_options(items: tuple[str, ...], *, keyed: bool) -> dict[str, Any]:
-    """``key=value`` (or ``source.key=value`` when ``keyed``) pairs; values parsed as JSON when they can be."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise click.BadParameter(f"{item!r}: expected {'SOURCE.KEY' if keyed else 'KEY'}=VALUE")
-        if keyed:
-            src, dot, opt = key.partition(".")
-            if not dot or not opt:
-                raise click.BadParameter(f"{item!r}: expected SOURCE.KEY=VALUE")
-            out.setdefault(src, {})[opt] = _parse_value(value)
-        else:
-            out[key] = _parse_value(value)
-    return out
-
-
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"creg: {message}", err=True)
-    sys.exit(code)
-
-
-@click.group()
-@click.version_option(package_name="creg")
-def cli() -> None:
-    """creg: which direction does a vision-language model believe B lies from A?"""
-
-
-@cli.command("list")
-@click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False), help="extra registry file(s)")
-def list_cmd(registries: tuple[str, ...]) -> None:
-    """Presets, adapters, sources and benchmarks, and which package each came from."""
-    plugins = get_plugins()
-    try:
-        presets = load_registry(registries)
-    except RegistryError as e:
-        _fail(str(e))
-    click.echo("Presets (creg run --adapter NAME):")
-    for name, p in presets.items():
-        click.echo(f"  {name:<16} {p.adapter:<10} {p.model or '-'}  ({Path(p.origin).name})")
-    for kind, title in (("adapter", "Adapters"), ("source", "Sources (--source)"), ("benchmark", "Benchmarks (--bench)")):
-        click.echo(f"{title}:")
-        for name, reg in plugins.registered[kind].items():
-            desc = ""
-            try:
-                desc = getattr(reg.load(), "description", "") if kind != "adapter" else ""
-            except Exception as e:  # noqa: BLE001 - show it, keep listing
-                desc = f"[fails to import: {type(e).__name__}: {e}]"
-            click.echo(f"  {name:<22} {reg.dist:<24} {desc}")
-    if plugins.failures:
-        click.echo("Plugins that failed to load:")
-        for f in plugins.failures:
-            click.echo(f"  {f.entry_point} ({f.dist}): {f.error}")
-    for c in plugins.clashes:
-        click.echo(f"Name clash: {c}")
-
 
 def _default_out(config) -> Path:
     ident = json.dumps(config.identity(), sort_keys=True, default=str)
@@ -93,7 +29,7 @@ def _default_out(config) -> Path:
     return Path("runs") / f"{config.bench}-{config.adapter}-{h}"
 
 
-@cli.command("run")
+@click.command("run")
 @click.option("--adapter", default=None, help=f"preset (see `creg list`) or adapter plugin name; default {DEFAULT_ADAPTER}")
 @click.option("--model", default=None, help="hub id or local directory (overrides the preset's model)")
 @click.option("--source", "sources", default=DEFAULT_SOURCES, show_default=True, help="comma-separated source names")
@@ -120,20 +56,20 @@ def _default_out(config) -> Path:
 def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, k, sigma_r, rho_r, prompt,
             dtype, device, source_opt, bench_opt, registries, cos, cos_op, overwrite, no_progress) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
-    from .runner import Runner, RunConfig, RunError
+    from ..runner import Runner, RunConfig, RunError
 
     plugins = get_plugins()
     if adapter is None:
         try:
             adapter = DEFAULT_ADAPTER if DEFAULT_ADAPTER in load_registry(registries) else "none"
         except RegistryError as e:
-            _fail(str(e))
+            fail(str(e))
     try:
         config = RunConfig(
             adapter=adapter, model=model, dtype=dtype, device=device, prompt=prompt,
             sources=[s.strip() for s in sources.split(",") if s.strip()],
-            source_options=_parse_options(source_opt, keyed=True),
-            bench=bench, bench_options=_parse_options(bench_opt, keyed=False),
+            source_options=parse_options(source_opt, keyed=True),
+            bench=bench, bench_options=parse_options(bench_opt, keyed=False),
             n=n, seed=seed, data_dir=data_dir, k=k, sigma_r=sigma_r, rho_r=rho_r,
             batch_size=batch_size, cos=cos, cos_op=cos_op, registry=list(registries),
         )
@@ -142,41 +78,14 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
                         log=lambda m: click.echo(m, err=True))
         result = runner.run()
     except UnknownName as e:
-        _fail(str(e))
+        fail(str(e))
     except (RunError, RegistryError, PluginLoadError) as e:
-        _fail(str(e))
+        fail(str(e))
     except FileNotFoundError as e:  # a benchmark's data is missing: its message says what and where
-        _fail(str(e))
+        fail(str(e))
     except KeyboardInterrupt:
-        _fail(f"interrupted; the partial run is in {out_dir}: re-run the same command to continue", 130)
+        fail(f"interrupted; the partial run is in {out_dir}: re-run the same command to continue", 130)
     click.echo(result.table)
     click.echo(f"run directory: {result.out}  (records.jsonl, summary.json, table.md)")
 
 
-def _mount_evaluation_commands() -> None:
-    from .evaluation_cli import analyze_group, explain_cmd, report_cmd
-
-    for command in (report_cmd, explain_cmd, analyze_group):
-        cli.add_command(command)
-
-
-_mount_evaluation_commands()
-
-
-def _mount_plugin_commands() -> None:
-    plugins = get_plugins()
-    plugins.manager.hook.register_commands(cli=cli)
-
-
-def main() -> None:
-    try:
-        _mount_plugin_commands()
-    except Exception as e:  # noqa: BLE001 - a plugin's command must not break the core CLI
-        if os.environ.get("CREG_STRICT_PLUGINS"):
-            raise
-        click.echo(f"creg: a plugin failed to add its commands: {type(e).__name__}: {e}", err=True)
-    cli()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,0 +1,112 @@
+"""``creg analyze flip|ablation|prompts``: analyses that run the model again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import fail, log, parse_options
+
+
+@click.group("analyze")
+def analyze_group() -> None:
+    """Analyses that run the model again: flip equivariance, the ablation grid, the prompt sweep."""
+
+
+@analyze_group.command("flip")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--no-progress", is_flag=True)
+def flip_cmd(run_dir: str, no_progress: bool) -> None:
+    """Re-run RUN_DIR's configuration on horizontally flipped images (into RUN_DIR/flip) and print
+    the Pearson r between each compass and the mirrored flipped one (§6.1)."""
+    from ..reporting import analysis
+    from ..runner import RunError
+
+    try:
+        analysis.run_flipped(Path(run_dir), progress=not no_progress, log=log)
+    except RunError as e:
+        fail(str(e))
+    result = analysis.flip_equivariance(analysis.load_records(Path(run_dir)), analysis.load_records(Path(run_dir) / "flip"))
+    for name, f in result.items():
+        r = "–" if f["r_mean"] is None else f"{f['r_mean']:+.3f}"
+        click.echo(f"{name:<20} n={f['n']:<4} r(mean)={r}  peak agreement={f['peak_agreement']:.3f}")
+    click.echo(f"`creg report {run_dir}` adds the flip section")
+
+
+def _grid_options(fn):
+    opts = [
+        click.option("--adapter", required=True, help="preset or adapter plugin name"),
+        click.option("--model", default=None),
+        click.option("--bench", default="synthetic", show_default=True),
+        click.option("--n", type=int, default=None),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="CREG_DATA_DIR"),
+        click.option("--batch-size", type=int, default=1, show_default=True),
+        click.option("--dtype", default=None, type=click.Choice(["auto", "float32", "bfloat16", "float16"])),
+        click.option("--device", default=None),
+        click.option("--source-opt", multiple=True, help="creg.KEY=VALUE, applied to every configuration"),
+        click.option("--bench-opt", multiple=True),
+        click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False)),
+        click.option("--out", required=True, type=click.Path(file_okay=False), help="one run directory per configuration goes here"),
+        click.option("--no-progress", is_flag=True),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _base_config(kw: dict[str, Any], **extra):
+    from .common import parse_options
+    from ..runner import RunConfig
+
+    return RunConfig(adapter=kw["adapter"], model=kw["model"], dtype=kw["dtype"], device=kw["device"], sources=["creg"],
+                     source_options=parse_options(kw["source_opt"], keyed=True), bench=kw["bench"],
+                     bench_options=parse_options(kw["bench_opt"], keyed=False), n=kw["n"], seed=kw["seed"],
+                     data_dir=kw["data_dir"], batch_size=kw["batch_size"], registry=list(kw["registries"]), **extra)
+
+
+def _run_grid(configs, kw, name: str, title: str, labels, accuracy: bool) -> None:
+    from ..reporting import analysis
+    from ..plugins import UnknownName
+    from ..registry import RegistryError
+    from ..reporting.report import variants_markdown
+    from ..runner import RunError
+    from ..reporting.summary import write_atomic, write_json_atomic
+
+    out = Path(kw["out"])
+    try:
+        summaries = analysis.run_variants(configs, out, progress=not kw["no_progress"], log=log)
+    except (UnknownName, RunError, RegistryError, FileNotFoundError) as e:
+        fail(str(e))
+    rows = analysis.variants_table(summaries, labels=labels, accuracy=accuracy)
+    text = variants_markdown(title, rows, accuracy=accuracy)
+    write_json_atomic(out / f"{name}.json", rows)
+    write_atomic(out / f"{name}.md", text)
+    click.echo(text)
+    click.echo(f"wrote {out / (name + '.md')} and {name}.json; each configuration's run is in {out}/<name>")
+
+
+@analyze_group.command("ablation")
+@_grid_options
+def ablation_cmd(**kw) -> None:
+    """Table 5: CREG default, K = 4, single layer (-2), no contrastive target -- DAE and EA."""
+    from ..reporting import analysis
+
+    configs = analysis.ablation_configs(_base_config(kw))
+    _run_grid(configs, kw, "ablation", f"Ablation ({kw['bench']}, {kw['adapter']})", analysis.ABLATION_LABELS, accuracy=False)
+
+
+@analyze_group.command("prompts")
+@_grid_options
+@click.option("--prompts", default="A,B,C", show_default=True, help="comma-separated templates")
+def prompts_cmd(prompts: str, **kw) -> None:
+    """Table 6: VLM accuracy and CREG's DAE for each prompt template (App. A.1)."""
+    from ..reporting import analysis
+    from ..prompts import PROMPTS
+
+    names = [p.strip() for p in prompts.split(",") if p.strip()]
+    labels = {p: f"{p}: {PROMPTS.get(p, p)[:60]}…" for p in names}
+    configs = analysis.prompt_configs(_base_config(kw), names)
+    _run_grid(configs, kw, "prompts", f"Prompt sweep ({kw['bench']}, {kw['adapter']})", labels, accuracy=True)

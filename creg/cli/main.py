@@ -1,0 +1,42 @@
+"""The ``creg`` command group: the core commands and the ones plugins add.
+
+Each command lives in its own module of this package; this module only assembles them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..plugins import get_plugins
+from .analyze import analyze_group
+from .explain import explain_cmd
+from .list_plugins import list_cmd
+from .report import report_cmd
+from .run import run_cmd
+
+
+@click.group()
+@click.version_option(package_name="creg")
+def cli() -> None:
+    """creg: which direction does a vision-language model believe B lies from A?"""
+
+
+for _command in (list_cmd, run_cmd, report_cmd, explain_cmd, analyze_group):
+    cli.add_command(_command)
+
+
+def _mount_plugin_commands() -> None:
+    plugins = get_plugins()
+    plugins.manager.hook.register_commands(cli=cli)
+
+
+def main() -> None:
+    try:
+        _mount_plugin_commands()
+    except Exception as e:  # noqa: BLE001 - a plugin's command must not break the core CLI
+        if os.environ.get("CREG_STRICT_PLUGINS"):
+            raise
+        click.echo(f"creg: a plugin failed to add its commands: {type(e).__name__}: {e}", err=True)
+    cli()

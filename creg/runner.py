@@ -24,55 +24,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from . import __version__
 from .adapter import ForwardRequest, VLMAdapter
 from .compass import project_to_compass
 from .context import ExplainContext, merge_requests
 from .metrics import direction_alignment_error, edge_hit
-from .occlusion import CosQuery, Operator, causal_occlusion
-from .plugins import Plugins, UnknownName, get_plugins
+from .occlusion import CosQuery, causal_occlusion
+from .plugins import Plugins, get_plugins
 from .records import SampleRecord
-from .registry import Preset, load_registry
-from .relevance import RelevanceSource
+from .registry import load_registry
+from .run_config import NO_MODEL, RunConfig, RunError, build_benchmark, build_sources, resolve_adapter  # noqa: F401 (re-exported)
 from .sample import RELATIONS, ImageUnreadable, InvalidSample, Sample
 from .reporting.summary import markdown_table, summarize, write_atomic, write_json_atomic
-
-NO_MODEL = "none"
-
-
-class RunError(RuntimeError):
-    """A run cannot start or continue; the message says why and what to do."""
-
-
-class RunConfig(BaseModel):
-    """Everything that determines a run's results (``config.json``)."""
-
-    adapter: str = NO_MODEL
-    model: str | None = None  # overrides the preset's model (hub id or local dir)
-    dtype: str | None = None
-    device: str | None = None
-    prompt: str | None = None
-    sources: list[str] = Field(default_factory=lambda: ["oracle", "random"])
-    source_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    bench: str = "synthetic"
-    bench_options: dict[str, Any] = Field(default_factory=dict)
-    n: int | None = None
-    seed: int = 0
-    data_dir: str | None = None
-    k: int = Field(8, ge=1)
-    sigma_r: float = Field(0.6, gt=0)
-    rho_r: float = Field(2.0, gt=0)
-    batch_size: int = Field(1, ge=1)
-    cos: bool = False  # causal occlusion (Eq. 8) per sample and source, see creg.occlusion
-    cos_op: Operator = "grey"
-    registry: list[str] = Field(default_factory=list)
-
-    def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share with the stored one."""
-        return self.model_dump(exclude={"registry", "device"})
-
 
 @dataclass
 class RunResult:
@@ -82,55 +46,6 @@ class RunResult:
     processed: int = 0
     resumed: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
-
-
-def resolve_adapter(config: RunConfig, plugins: Plugins, presets: dict[str, Preset]) -> tuple[type[VLMAdapter] | None, Any]:
-    """(adapter class, AdapterConfig) for ``config.adapter``, or (None, None) for no model.
-
-    The name is a preset of the registry, or an adapter plugin name used with ``--model``.
-    """
-    name = config.adapter
-    overrides = {"model": config.model, "dtype": config.dtype, "device": config.device, "prompt": config.prompt}
-    if name in presets:
-        preset = presets[name]
-        if preset.adapter == NO_MODEL:
-            return None, None
-        return plugins.load("adapter", preset.adapter), preset.adapter_config(**overrides)
-    if name == NO_MODEL:
-        return None, None
-    if name in plugins.names("adapter"):
-        if not config.model:
-            raise RunError(f"adapter plugin {name!r} needs --model (a hub id or local directory), or use a preset")
-        preset = Preset(adapter=name, model=config.model)
-        return plugins.load("adapter", name), preset.adapter_config(**overrides)
-    raise UnknownName("adapter", name, sorted(set(presets) | set(plugins.names("adapter"))))
-
-
-def build_sources(config: RunConfig, plugins: Plugins, has_model: bool) -> list[RelevanceSource]:
-    sources = []
-    for name in config.sources:
-        cls = plugins.load("source", name)
-        opts = config.source_options.get(name, {})
-        try:
-            src = cls(**opts)
-        except TypeError as e:
-            raise RunError(f"source {name!r}: bad options {opts}: {e}") from None
-        if cls.needs_model and not has_model:
-            raise RunError(f"source {name!r} needs a model; choose one with --adapter (see `creg list`)")
-        sources.append(src)
-    unknown = set(config.source_options) - set(config.sources)
-    if unknown:
-        raise RunError(f"--source-opt names sources that are not in --source: {sorted(unknown)}")
-    return sources
-
-
-def build_benchmark(config: RunConfig, plugins: Plugins):
-    cls = plugins.load("benchmark", config.bench)
-    data_dir = Path(config.data_dir) if config.data_dir else None
-    try:
-        return cls(seed=config.seed, n=config.n, data_dir=data_dir, **config.bench_options)
-    except TypeError as e:
-        raise RunError(f"benchmark {config.bench!r}: bad options {config.bench_options}: {e}") from None
 
 
 def _read_done(records_path: Path) -> tuple[set[tuple[str, str]], list[SampleRecord]]:

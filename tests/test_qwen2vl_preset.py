@@ -8,7 +8,7 @@ import sys
 
 from creg.plugins import get_plugins
 from creg.registry import load_registry
-from creg.runner import RunConfig, resolve_adapter
+from creg.run_config import RunConfig, resolve_adapter
 from creg.sample import make_sample
 from creg.testing import draw_image
 from creg_qwen2vl.adapter import Qwen2VLAdapter

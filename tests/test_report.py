@@ -57,7 +57,7 @@ def test_report_of_a_run_without_model(tmp_path):
 
 def test_synthetic_images_are_recreated_from_the_config(tmp_path):
     from creg.plugins import get_plugins
-    from creg.runner import build_benchmark
+    from creg.run_config import build_benchmark
 
     run = tmp_path / "run"
     cfg = RunConfig(sources=["oracle"], n=5, seed=3)

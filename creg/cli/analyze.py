@@ -22,7 +22,7 @@ def flip_cmd(run_dir: str, no_progress: bool) -> None:
     """Re-run RUN_DIR's configuration on horizontally flipped images (into RUN_DIR/flip) and print
     the Pearson r between each compass and the mirrored flipped one (§6.1)."""
     from ..reporting import analysis
-    from ..runner import RunError
+    from ..run_config import RunError
 
     try:
         analysis.run_flipped(Path(run_dir), progress=not no_progress, log=log)
@@ -59,7 +59,7 @@ def _grid_options(fn):
 
 def _base_config(kw: dict[str, Any], **extra):
     from .common import parse_options
-    from ..runner import RunConfig
+    from ..run_config import RunConfig
 
     return RunConfig(adapter=kw["adapter"], model=kw["model"], dtype=kw["dtype"], device=kw["device"], sources=["creg"],
                      source_options=parse_options(kw["source_opt"], keyed=True), bench=kw["bench"],
@@ -72,7 +72,7 @@ def _run_grid(configs, kw, name: str, title: str, labels, accuracy: bool) -> Non
     from ..plugins import UnknownName
     from ..registry import RegistryError
     from ..reporting.report import variants_markdown
-    from ..runner import RunError
+    from ..run_config import RunError
     from ..reporting.summary import write_atomic, write_json_atomic
 
     out = Path(kw["out"])

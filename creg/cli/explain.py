@@ -88,7 +88,7 @@ def explain_cmd(adapter, model, image_path, ref_name, ref_box, tgt_name, tgt_box
     from .common import parse_options
     from ..plugins import UnknownName, get_plugins
     from ..registry import RegistryError, load_registry
-    from ..runner import RunConfig, RunError, build_sources, resolve_adapter
+    from ..run_config import RunConfig, RunError, build_sources, resolve_adapter
     from ..sample import Box, InvalidSample, make_sample, relation_from_boxes
 
     rb, tb = Box(**dict(zip(("x0", "y0", "x1", "y1"), _parse_box(ref_box)))), Box(**dict(zip(("x0", "y0", "x1", "y1"), _parse_box(tgt_box))))

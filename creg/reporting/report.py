@@ -63,7 +63,7 @@ def sample_images(config: dict[str, Any], samples: dict[str, dict[str, Any]], id
     if missing:
         try:
             from ..plugins import get_plugins
-            from ..runner import RunConfig, build_benchmark
+            from ..run_config import RunConfig, build_benchmark
 
             bench = build_benchmark(RunConfig(**config["run"]), get_plugins())
             for s in bench.samples():

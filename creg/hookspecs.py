@@ -41,5 +41,14 @@ def register_benchmarks(register):
 
 
 @hookspec
+def register_metrics(register):
+    """Register metrics: ``register(name, compute, *, higher_is_better, aggregate=None, label=..., digits=...)``.
+
+    ``compute(records) -> (n,)`` float64 per :class:`creg.records.SampleRecord` (NaN where undefined);
+    ``aggregate`` reduces the last axis (default: the mean). summary.json, table.md, ``creg report``
+    and the paired tests show every registered metric (:mod:`creg.scoring.registry`)."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands or groups to the ``creg`` command line: ``cli.add_command(cmd)``."""

@@ -207,8 +207,14 @@ def test_run_with_cos_fills_records_summary_and_table(fake, tmp_path):
     cfg = RunConfig(sources=["oracle", "random"], n=4, cos=True, cos_op="grey", batch_size=2,
                     bench_options={"width": 112, "height": 112})
     res = Runner(cfg, tmp_path / "run", adapter=fake, progress=False, log=lambda m: None).run()
-    recs = [SampleRecord.model_validate_json(l) for l in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    from creg.store import RunStore
+
+    store = RunStore.read(tmp_path / "run")
+    recs = store.records()
     assert len(recs) == 8 and all(r.cos is not None for r in recs)
+    # stored once per sample (samples.jsonl), not in every source's row
+    assert all(f.cos_true is not None for f in store.samples().values())
+    assert all("true" not in row.cos for row in store.rows())
     # the true-direction reading does not depend on the source
     by_id = {}
     for r in recs:

@@ -19,6 +19,7 @@ import pytest
 
 from creg.records import SampleRecord
 from creg.runner import Runner, RunConfig
+from creg.store import RunStore, SourceRow
 
 N = 30
 PLUGIN = '''
@@ -58,7 +59,10 @@ def _cmd(out: Path) -> list[str]:
 
 
 def _records(out: Path) -> list[SampleRecord]:
-    return [SampleRecord.model_validate_json(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    store = RunStore.read(out)
+    records = store.records()
+    assert store.problems == []
+    return records
 
 
 def _start_and_wait(out: Path, env: dict, min_lines: int) -> subprocess.Popen:
@@ -84,7 +88,7 @@ def test_sigkill_then_rerun_processes_every_sample_once(tmp_path, plugin_env):
     # the partial run is valid: config, whole records (a torn tail at most), no duplicates
     assert json.loads((out / "config.json").read_text())["run"]["n"] == N
     lines = (out / "records.jsonl").read_bytes().split(b"\n")
-    whole = [SampleRecord.model_validate_json(l) for l in lines[:-1]]
+    whole = [SourceRow.model_validate_json(l) for l in lines[:-1]]
     assert 10 <= len(whole) < 2 * N
     assert max(Counter((r.sample_id, r.source) for r in whole).values()) == 1
 

@@ -73,7 +73,7 @@ def _run_grid(configs, kw, name: str, title: str, labels, accuracy: bool) -> Non
     from ..registry import RegistryError
     from ..reporting.report import variants_markdown
     from ..run_config import RunError
-    from ..reporting.summary import write_atomic, write_json_atomic
+    from ..store import write_grid_files
 
     out = Path(kw["out"])
     try:
@@ -82,8 +82,7 @@ def _run_grid(configs, kw, name: str, title: str, labels, accuracy: bool) -> Non
         fail(str(e))
     rows = analysis.variants_table(summaries, labels=labels, accuracy=accuracy)
     text = variants_markdown(title, rows, accuracy=accuracy)
-    write_json_atomic(out / f"{name}.json", rows)
-    write_atomic(out / f"{name}.md", text)
+    write_grid_files(out, name, rows, text)
     click.echo(text)
     click.echo(f"wrote {out / (name + '.md')} and {name}.json; each configuration's run is in {out}/<name>")
 

@@ -20,20 +20,19 @@ def _parse_box(value: str) -> list[float]:
     return parts
 
 
-def explain_sample(sample, source, adapter, *, k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0, seed: int = 0):
-    """(record, compass) of one sample explained by one source (the model's forward, if any, runs once)."""
-    from ..compass import project_to_compass
-    from ..context import ExplainContext, merge_requests
-    from ..adapter import ForwardRequest
-    from ..runner import record_for
+def explain_sample(sample, source, adapter, *, k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0, seed: int = 0,
+                   adapter_name: str = "adapter"):
+    """(record, compass) of one sample explained by one source, through the same pipeline as
+    ``creg run`` (:func:`creg.scoring.explain_batch`); a plugin's failure raises naming the plugin."""
+    from ..scoring.pipeline import ScoringSettings, explain_batch
+    from ..store import join
 
-    request = merge_requests([source.request()]) if adapter is not None and source.needs_model else ForwardRequest()
-    ctx = ExplainContext([sample], adapter, request, seed=seed)
-    rmap = source.explain(ctx)[0]
-    compass = project_to_compass(rmap.values, rmap.ref_box or sample.ref_box, sample.tgt_box, sample.image_size,
-                                 k=k, sigma_r=sigma_r, rho_r=rho_r, cell_xy=rmap.cell_xy, rng=ctx.rng(0, f"tie/{source.name}"))
-    logits = ctx.output.class_logits.detach().float().cpu().numpy()[0] if adapter is not None else None
-    return record_for(sample, source.name, compass, logits), compass
+    result = explain_batch([sample], [source], adapter, ScoringSettings(k=k, sigma_r=sigma_r, rho_r=rho_r), seed=seed,
+                           adapter_name=adapter_name)
+    if result.errors:
+        raise result.errors[0].error
+    facts, rows = result.scored[0]
+    return join(facts, rows[0]), result.compasses[(sample.id, source.name)]
 
 
 def format_explanation(sample, record, source_name: str) -> str:
@@ -90,6 +89,7 @@ def explain_cmd(adapter, model, image_path, ref_name, ref_box, tgt_name, tgt_box
     from ..registry import RegistryError, load_registry
     from ..run_config import RunConfig, RunError, build_sources, resolve_adapter
     from ..sample import Box, InvalidSample, make_sample, relation_from_boxes
+    from ..scoring.pipeline import PluginError
 
     rb, tb = Box(**dict(zip(("x0", "y0", "x1", "y1"), _parse_box(ref_box)))), Box(**dict(zip(("x0", "y0", "x1", "y1"), _parse_box(tgt_box))))
     if relation is None:
@@ -108,8 +108,8 @@ def explain_cmd(adapter, model, image_path, ref_name, ref_box, tgt_name, tgt_box
         adapter_cls, adapter_config = resolve_adapter(config, plugins, load_registry(config.registry))
         src = build_sources(config, plugins, adapter_cls is not None)[0]
         vlm = adapter_cls.load(adapter_config) if adapter_cls is not None else None
-        record, _ = explain_sample(sample, src, vlm, k=k)
-    except (UnknownName, RunError, RegistryError, InvalidSample, OSError) as e:
+        record, _ = explain_sample(sample, src, vlm, k=k, adapter_name=adapter)
+    except (UnknownName, RunError, RegistryError, InvalidSample, OSError, PluginError) as e:
         fail(str(e))
     click.echo(format_explanation(sample, record, source))
     if out:

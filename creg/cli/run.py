@@ -52,9 +52,12 @@ def _default_out(config) -> Path:
 @click.option("--cos-op", type=click.Choice(["grey", "blur", "patch_drop"]), default="grey", show_default=True,
               help="how --cos occludes a sector (docs/evaluation.md)")
 @click.option("--overwrite", is_flag=True, help="discard an existing run in --out instead of continuing it")
+@click.option("--max-failures", default=None, metavar="COUNT|FRACTION",
+              help="stop when more samples fail than this: a count (20) or a fraction of the samples tried "
+                   "(0.1, 10%); default 0.5, judged after 10 samples")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, k, sigma_r, rho_r, prompt,
-            dtype, device, source_opt, bench_opt, registries, cos, cos_op, overwrite, no_progress) -> None:
+            dtype, device, source_opt, bench_opt, registries, cos, cos_op, overwrite, max_failures, no_progress) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
     from ..runner import Runner, RunConfig, RunError
 
@@ -75,7 +78,7 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
         )
         out_dir = Path(out) if out else _default_out(config)
         runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress,
-                        log=lambda m: click.echo(m, err=True))
+                        log=lambda m: click.echo(m, err=True), max_failures=max_failures)
         result = runner.run()
     except UnknownName as e:
         fail(str(e))
@@ -83,8 +86,11 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
         fail(str(e))
     except FileNotFoundError as e:  # a benchmark's data is missing: its message says what and where
         fail(str(e))
-    except KeyboardInterrupt:
-        fail(f"interrupted; the partial run is in {out_dir}: re-run the same command to continue", 130)
+    except KeyboardInterrupt as e:
+        from ..runner import Terminated
+
+        what, code = ("terminated (SIGTERM)", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+        fail(f"{what}; the partial run is in {out_dir}: re-run the same command to continue", code)
     click.echo(result.table)
     click.echo(f"run directory: {result.out}  (records.jsonl, summary.json, table.md)")
 

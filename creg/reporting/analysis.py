@@ -19,16 +19,16 @@ sub-directories, so they are resumable like any run.
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..benchmark import Benchmark
-from ..metrics import edge_hit, paired_bootstrap_pvalue, random_peak_expectation
+from ..metrics import paired_bootstrap_pvalue
 from ..records import SampleRecord
 from ..sample import RELATIONS, Box, Sample, make_sample
+from .summary import _mean, _registry, answers as _answers, metric_group
 
 #: What a horizontal flip does to the relation classes.
 FLIPPED_RELATION = {"left": "right", "right": "left", "above": "above", "below": "below"}
@@ -37,17 +37,12 @@ FLIPPED_RELATION = {"left": "right", "right": "left", "above": "above", "below":
 # -- loading ------------------------------------------------------------------------------------
 
 def load_records(path: Path) -> list[SampleRecord]:
-    """``records.jsonl`` of a run (a run directory or the file); a torn last line is ignored."""
+    """The records of a run directory (or of the run directory holding ``path``), read through
+    :class:`creg.store.RunStore`: a bad line is skipped (and reported there), never the lines after it."""
+    from ..store import RunStore
+
     path = Path(path)
-    if path.is_dir():
-        path = path / "records.jsonl"
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(SampleRecord.model_validate_json(line))
-        except ValueError:
-            break  # a crash mid-write: the runner cuts this line off on resume
-    return out
+    return RunStore.read(path if path.is_dir() else path.parent).records()
 
 
 def by_source(records: Iterable[SampleRecord]) -> dict[str, list[SampleRecord]]:
@@ -58,31 +53,19 @@ def by_source(records: Iterable[SampleRecord]) -> dict[str, list[SampleRecord]]:
     return out
 
 
-def _answers(records: Iterable[SampleRecord]) -> dict[str, SampleRecord]:
-    """One record per sample that carries the model's answer (it does not depend on the source)."""
-    out: dict[str, SampleRecord] = {}
-    for r in records:
-        if r.correct is not None:
-            out.setdefault(r.sample_id, r)
-    return out
-
-
-def _mean(x: np.ndarray) -> float | None:
-    return float(x.mean()) if x.size else None
-
-
-def _dae_ea(recs: Sequence[SampleRecord]) -> dict[str, Any]:
-    dae = np.array([r.dae for r in recs if r.dae is not None], dtype=np.float64)
-    return {"n": len(recs), "dae": _mean(dae), "ea": _mean(edge_hit(dae).astype(np.float64))}
+def _dae_ea(recs: Sequence[SampleRecord], metrics=None) -> dict[str, Any]:
+    """``{"n", METRIC: aggregate}`` for every breakdown metric (DAE, EA, ...)."""
+    return metric_group(recs, metrics, ci=False, breakdown=True)
 
 
 # -- Fig. 4: per class --------------------------------------------------------------------------
 
-def per_class(records: Sequence[SampleRecord]) -> dict[str, Any]:
-    """VLM accuracy per class (one answer per sample) and DAE/EA per class and source, with the
-    chance levels: accuracy 1/4, and DAE/EA of a uniformly random peak for the run's K (§4)."""
+def per_class(records: Sequence[SampleRecord], metrics=None) -> dict[str, Any]:
+    """VLM accuracy per class (one answer per sample) and the breakdown metrics (DAE, EA, ...) per
+    class and source, with the chance levels: accuracy 1/4, and each metric's value for a
+    uniformly random peak for the run's K (§4)."""
+    metrics = _registry(metrics)
     k = len(records[0].compass) if records else 8
-    rand_dae, rand_ea = random_peak_expectation(k)
     answers = _answers(records)
     accuracy = None
     if answers:
@@ -91,17 +74,17 @@ def per_class(records: Sequence[SampleRecord]) -> dict[str, Any]:
             hits = np.array([r.correct for r in answers.values() if r.relation == rel], dtype=np.float64)
             accuracy[rel] = {"n": int(hits.size), "accuracy": _mean(hits)}
     sources = {
-        name: {rel: _dae_ea([r for r in recs if r.relation == rel]) for rel in RELATIONS}
+        name: {rel: _dae_ea([r for r in recs if r.relation == rel], metrics) for rel in RELATIONS}
         for name, recs in by_source(records).items()
     }
-    return {"k": k, "accuracy": accuracy, "sources": sources,
-            "chance": {"accuracy": 0.25, "dae": rand_dae, "ea": rand_ea}}
+    chance = {"accuracy": 0.25, **{m.name: float(m.chance(k)) for m in metrics if m.breakdown and m.chance is not None}}
+    return {"k": k, "accuracy": accuracy, "sources": sources, "chance": chance}
 
 
 # -- Table 3: correct vs incorrect x gt/pred targeting -------------------------------------------
 
 def correctness_split(records: Sequence[SampleRecord], *, gt_source: str = "creg_gt",
-                      pred_source: str = "creg") -> dict[str, Any] | None:
+                      pred_source: str = "creg", metrics=None) -> dict[str, Any] | None:
     """DAE/EA of gt- and prediction-targeted attribution on all, correct and incorrect samples
     (Table 3). None unless the run has a model and both sources."""
     groups = by_source(records)
@@ -110,7 +93,7 @@ def correctness_split(records: Sequence[SampleRecord], *, gt_source: str = "creg
     rows: dict[str, Any] = {}
     for subset, keep in (("all", lambda r: True), ("correct", lambda r: r.correct is True),
                          ("incorrect", lambda r: r.correct is False)):
-        rows[subset] = {mode: _dae_ea([r for r in groups[src] if keep(r)])
+        rows[subset] = {mode: _dae_ea([r for r in groups[src] if keep(r)], metrics)
                         for mode, src in (("gt", gt_source), ("pred", pred_source))}
     acc = np.array([r.correct for r in _answers(records).values()], dtype=np.float64)
     return {"gt_source": gt_source, "pred_source": pred_source, "vlm_accuracy": float(acc.mean()), "rows": rows}
@@ -213,9 +196,11 @@ def run_flipped(run_dir: Path, *, progress: bool = True, log: Callable[[str], No
     """Re-run a run's configuration on flipped images into ``RUN_DIR/flip`` (resumable; no COS)."""
     from ..runner import Runner, RunConfig
 
-    stored = json.loads((Path(run_dir) / "config.json").read_text())
-    config = RunConfig(**stored["run"]).model_copy(update={"cos": False})
-    runner = Runner(config, Path(run_dir) / "flip", progress=progress, log=log)
+    from ..store import RunStore
+
+    store = RunStore.read(run_dir)
+    config = RunConfig(**store.config["run"]).model_copy(update={"cos": False})
+    runner = Runner(config, store.sub_path("flip"), progress=progress, log=log)
     runner.benchmark = FlippedBenchmark(runner.benchmark)
     return runner.run()
 
@@ -233,21 +218,30 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return out
 
 
-def pairwise_tests(records: Sequence[SampleRecord], *, n_boot: int = 10000, seed: int = 0) -> list[dict[str, Any]]:
-    """Paired bootstrap (:func:`creg.metrics.paired_bootstrap_pvalue`) of mean DAE and EA differences
-    (first source minus second) for every two sources, on the samples where both have a defined
-    DAE; ``p_holm`` adjusts within each metric over all pairs."""
-    groups = {name: {r.sample_id: r.dae for r in recs if r.dae is not None} for name, recs in by_source(records).items()}
+def pairwise_tests(records: Sequence[SampleRecord], *, n_boot: int = 10000, seed: int = 0, metrics=None) -> list[dict[str, Any]]:
+    """Paired bootstrap (:func:`creg.metrics.paired_bootstrap_pvalue`) of the mean difference of
+    every paired metric (DAE, EA, ...; first source minus second) for every two sources, on the
+    samples where both sources' values are defined; ``p_holm`` adjusts within each metric over all pairs."""
+    metrics = [m for m in _registry(metrics) if m.paired]
+    groups = by_source(records)
+    values = {}
+    for name, recs in groups.items():
+        for m in metrics:
+            v = m.values(recs)
+            values[(name, m.name)] = {r.sample_id: x for r, x in zip(recs, v) if not np.isnan(x)}
     tests: list[dict[str, Any]] = []
     for a, b in itertools.combinations(groups, 2):
-        ids = sorted(groups[a].keys() & groups[b].keys())
-        da = np.array([groups[a][i] for i in ids], dtype=np.float64)
-        db = np.array([groups[b][i] for i in ids], dtype=np.float64)
-        for metric, (x, y) in (("dae", (da, db)), ("ea", (edge_hit(da).astype(float), edge_hit(db).astype(float)))):
+        for m in metrics:
+            va, vb = values[(a, m.name)], values[(b, m.name)]
+            if not va and not vb:
+                continue
+            ids = sorted(va.keys() & vb.keys())
+            x = np.array([va[i] for i in ids], dtype=np.float64)
+            y = np.array([vb[i] for i in ids], dtype=np.float64)
             res = paired_bootstrap_pvalue(x, y, n_boot=n_boot, seed=seed)
-            tests.append({"a": a, "b": b, "metric": metric, "n_boot": n_boot, **res})
-    for metric in ("dae", "ea"):
-        rows = [t for t in tests if t["metric"] == metric and t["n"] > 0]
+            tests.append({"a": a, "b": b, "metric": m.name, "n_boot": n_boot, **res})
+    for m in metrics:
+        rows = [t for t in tests if t["metric"] == m.name and t["n"] > 0]
         for t, p in zip(rows, holm([t["p"] for t in rows])):
             t["p_holm"] = float(p)
     return tests

@@ -12,40 +12,34 @@ same configuration yields the same sample for the same id.
 
 from __future__ import annotations
 
-import json
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from . import analysis
 from ..records import SampleRecord
-from .summary import _fmt, markdown_table, summarize, write_atomic, write_json_atomic
+from ..store import RunDirError, RunStore, safe_name
+from .summary import _fmt, _registry, markdown_table, summarize
 
 #: At most this many per-source example figures (the whole figure folder stays under ~12 files).
 MAX_EXAMPLE_FIGURES = 9
 
 
-class ReportError(RuntimeError):
-    """The directory is not a run directory (or holds no records)."""
+#: The directory is not a run directory (or holds no records): :class:`creg.store.RunDirError`.
+ReportError = RunDirError
 
 
-def load_run(run_dir: Path) -> tuple[dict[str, Any], list[SampleRecord], dict[str, dict[str, Any]]]:
-    """(config.json, records, samples.jsonl rows by id) of a run directory."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file() or not (run_dir / "records.jsonl").is_file():
-        raise ReportError(f"{run_dir} is not a run directory (no config.json / records.jsonl); make one with `creg run`")
-    config = json.loads((run_dir / "config.json").read_text())
-    records = analysis.load_records(run_dir)
+def load_run(run_dir: Path, log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[SampleRecord], dict[str, dict[str, Any]]]:
+    """(config.json, records, samples.jsonl rows by id) of a run directory, read through the run store;
+    bad lines are reported through ``log`` with their line numbers and cost only themselves."""
+    store = RunStore.read(run_dir)
+    records = store.records()
+    for p in store.problems:
+        (log or (lambda m: None))(f"{Path(run_dir).name}: {p}")
     if not records:
         raise ReportError(f"{run_dir} holds no records yet")
-    samples: dict[str, dict[str, Any]] = {}
-    if (run_dir / "samples.jsonl").is_file():
-        for line in (run_dir / "samples.jsonl").read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            samples.setdefault(row["id"], row)
-    return config, records, samples
+    samples = {sid: f.model_dump() for sid, f in store.samples().items()}
+    return store.config, records, samples
 
 
 def sample_images(config: dict[str, Any], samples: dict[str, dict[str, Any]], ids: set[str]) -> dict[str, Any]:
@@ -94,53 +88,64 @@ def select_examples(recs: list[SampleRecord]) -> list[tuple[str, SampleRecord]]:
 def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Compute the report of ``run_dir``, write report.json, report.md and figures/; return the report."""
     run_dir = Path(run_dir)
-    config, records, samples = load_run(run_dir)
+    store = RunStore.read(run_dir)
+    config, records, samples = load_run(run_dir, log)
     run = config["run"]
+    metrics = _registry(None)
     sources = list(dict.fromkeys(r.source for r in records))
-    stored = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    stored = store.summary() or {}
     summary = summarize(records, sources, seed=run.get("seed", 0), complete=stored.get("complete", False),
-                        skipped=stored.get("skipped", {}), bench=run["bench"], adapter=run["adapter"])
+                        skipped=stored.get("skipped", {}), bench=run["bench"], adapter=run["adapter"], metrics=metrics)
     report: dict[str, Any] = {
         "run_dir": str(run_dir),
         "config": run,
         "summary": summary,
-        "per_class": analysis.per_class(records),
-        "correctness": analysis.correctness_split(records),
-        "pairwise": analysis.pairwise_tests(records, seed=run.get("seed", 0)) if len(sources) > 1 else [],
+        "per_class": analysis.per_class(records, metrics),
+        "correctness": analysis.correctness_split(records, metrics=metrics),
+        "pairwise": analysis.pairwise_tests(records, seed=run.get("seed", 0), metrics=metrics) if len(sources) > 1 else [],
         "flip": None,
         "figures": {},
+        "problems": list(store.problems),
     }
-    flip_dir = run_dir / "flip"
-    if (flip_dir / "records.jsonl").is_file():
-        report["flip"] = analysis.flip_equivariance(records, analysis.load_records(flip_dir))
+    flip = store.sub("flip")
+    if flip is not None:
+        report["flip"] = analysis.flip_equivariance(records, flip.records())
 
     if figures:
-        report["figures"] = _figures(run_dir, config, records, samples, summary, report, log)
-    write_json_atomic(run_dir / "report.json", report)
-    write_atomic(run_dir / "report.md", report_markdown(report))
+        report["figures"] = _figures(store, config, records, samples, summary, report, log)
+    store.write_json_artifact("report.json", report)
+    store.write_artifact("report.md", report_markdown(report, metrics))
     return report
 
 
-def _figures(run_dir, config, records, samples, summary, report, log) -> dict[str, str]:
+def _figures(store: RunStore, config, records, samples, summary, report, log) -> dict[str, str]:
+    """Render the figures into a scratch folder, then hand each to the run store."""
     from . import figures as fg
 
-    out_dir = run_dir / "figures"
     made: dict[str, str] = {}
-    made["per_class"] = str(fg.per_class_figure(out_dir / "per_class.png", report["per_class"]).relative_to(run_dir))
-    if any("cos" in s for s in summary["sources"].values()):
-        made["cos"] = str(fg.cos_figure(out_dir / "cos.png", summary).relative_to(run_dir))
-    groups = analysis.by_source(records)
-    picks = {name: select_examples(recs) for name, recs in list(groups.items())[:MAX_EXAMPLE_FIGURES]}
-    images = sample_images(config, samples, {r.sample_id for p in picks.values() for _, r in p})
-    if picks and not images:
-        log("note: the samples' images could not be found; example figures show boxes only")
-    for name, chosen in picks.items():
-        items = [{"label": label, "image": images.get(r.sample_id), "record": r.model_dump(),
-                  "sample": samples.get(r.sample_id) or _sample_stub(r)} for label, r in chosen]
-        if items:
-            path = fg.examples_figure(out_dir / f"examples_{name}.png", items,
-                                      f"{name}: best / median / worst sample by DAE (green: true A→B, magenta: compass peak)")
-            made[f"examples_{name}"] = str(path.relative_to(run_dir))
+    with tempfile.TemporaryDirectory(prefix="creg-figures-") as tmp:
+        scratch = Path(tmp)
+
+        def keep(key: str, rendered: Path) -> None:
+            rel = f"figures/{safe_name(rendered.name)}"
+            store.put_file(rel, rendered)
+            made[key] = rel
+
+        keep("per_class", fg.per_class_figure(scratch / "per_class.png", report["per_class"]))
+        if any("cos" in s for s in summary["sources"].values()):
+            keep("cos", fg.cos_figure(scratch / "cos.png", summary))
+        groups = analysis.by_source(records)
+        picks = {name: select_examples(recs) for name, recs in list(groups.items())[:MAX_EXAMPLE_FIGURES]}
+        images = sample_images(config, samples, {r.sample_id for p in picks.values() for _, r in p})
+        if picks and not images:
+            log("note: the samples' images could not be found; example figures show boxes only")
+        for name, chosen in picks.items():
+            items = [{"label": label, "image": images.get(r.sample_id), "record": r.model_dump(),
+                      "sample": samples.get(r.sample_id) or _sample_stub(r)} for label, r in chosen]
+            if items:
+                path = fg.examples_figure(scratch / f"examples_{safe_name(name)}.png", items,
+                                          f"{name}: best / median / worst sample by DAE (green: true A→B, magenta: compass peak)")
+                keep(f"examples_{name}", path)
     return made
 
 
@@ -152,13 +157,17 @@ def _sample_stub(r: SampleRecord) -> dict[str, Any]:
 
 # -- Markdown -----------------------------------------------------------------------------------
 
-def report_markdown(report: dict[str, Any]) -> str:
+def report_markdown(report: dict[str, Any], metrics=None) -> str:
+    metrics = _registry(metrics)
     run, summary = report["config"], report["summary"]
     title = f"{run['bench']} · {run['adapter']}{' (' + run['model'] + ')' if run.get('model') else ''} · n={summary['n_samples']}"
     lines = [f"# creg report: {report['run_dir']}", ""]
     if not summary.get("complete", True):
         lines += ["> **Partial run**: re-run the same `creg run` command to finish it, then `creg report` again.", ""]
-    lines += ["## Directional attribution (Table 1, Eq. 6-7)", "", markdown_table(summary, title).rstrip(), ""]
+    lines += ["## Directional attribution (Table 1, Eq. 6-7)", "", markdown_table(summary, title, metrics).rstrip(), ""]
+    if report.get("problems"):
+        lines += ["> **Unreadable lines were skipped** (each cost only itself):", ""]
+        lines += [f"> - {p}" for p in report["problems"][:20]] + [""]
 
     cos_rows = [(n, s["cos"]) for n, s in summary["sources"].items() if "cos" in s]
     if cos_rows:
@@ -182,24 +191,31 @@ def report_markdown(report: dict[str, Any]) -> str:
     pc = report["per_class"]
     from ..sample import RELATIONS
 
+    cols = [m for m in metrics if m.breakdown]
+    names = " / ".join(m.label.replace("{arrow}", "") or m.name.upper() for m in cols)
+
+    def cells(row: dict[str, Any]) -> str:
+        return " / ".join(_fmt(row.get(m.name), min(m.digits, 2) if m.digits > 1 else m.digits) for m in cols)
+
     lines += ["## Per class (Fig. 4)", ""]
-    head = "| Method | " + " | ".join(f"{r} DAE / EA" for r in RELATIONS) + " |"
+    head = "| Method | " + " | ".join(f"{r} {names}" for r in RELATIONS) + " |"
     lines += [head, "|---|" + "---:|" * len(RELATIONS)]
     if pc["accuracy"]:
         lines.append("| *VLM accuracy* | " + " | ".join(
             f"{_fmt(pc['accuracy'][r]['accuracy'], 3)} (n={pc['accuracy'][r]['n']})" for r in RELATIONS) + " |")
     for name, per in pc["sources"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{_fmt(per[r]['dae'], 1)} / {_fmt(per[r]['ea'], 2)}" for r in RELATIONS) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells(per[r]) for r in RELATIONS) + " |")
     ch = pc["chance"]
-    lines += ["", f"Chance: accuracy {ch['accuracy']:.2f}, DAE {ch['dae']:.1f}°, EA {ch['ea']:.2f} (uniformly random peak, K={pc['k']}).", ""]
+    chance = ", ".join(f"{m.label.replace('{arrow}', '') or m.name} {_fmt(ch[m.name], m.digits)}" for m in cols if m.name in ch)
+    lines += ["", f"Chance: accuracy {ch['accuracy']:.2f}" + (f", {chance}" if chance else "") +
+              f" (uniformly random peak, K={pc['k']}).", ""]
 
     cs = report["correctness"]
     if cs:
         lines += [f"## Correct vs incorrect (Table 3; VLM accuracy {cs['vlm_accuracy']:.3f})", "",
-                  f"| Subset | GT-targeted ({cs['gt_source']}) DAE / EA | Pred-targeted ({cs['pred_source']}) DAE / EA |", "|---|---:|---:|"]
+                  f"| Subset | GT-targeted ({cs['gt_source']}) {names} | Pred-targeted ({cs['pred_source']}) {names} |", "|---|---:|---:|"]
         for subset, row in cs["rows"].items():
-            lines.append(f"| {subset} (n={row['pred']['n']}) | {_fmt(row['gt']['dae'], 1)} / {_fmt(row['gt']['ea'], 3)} | "
-                         f"{_fmt(row['pred']['dae'], 1)} / {_fmt(row['pred']['ea'], 3)} |")
+            lines.append(f"| {subset} (n={row['pred']['n']}) | {cells(row['gt'])} | {cells(row['pred'])} |")
         lines.append("")
 
     if report["pairwise"]:
@@ -209,8 +225,10 @@ def report_markdown(report: dict[str, Any]) -> str:
         for t in report["pairwise"]:
             if t["n"] == 0:
                 continue
-            d = 1 if t["metric"] == "dae" else 3
-            lines.append(f"| {t['a']} | {t['b']} | {t['metric'].upper()} | {t['n']} | {_fmt(t['diff'], d, t['ci'], d, sign=True)} | "
+            m = metrics[t["metric"]] if t["metric"] in metrics else None
+            d = m.digits if m is not None else 3
+            label = (m.label.replace("{arrow}", "") if m is not None and m.label else t["metric"].upper())
+            lines.append(f"| {t['a']} | {t['b']} | {label} | {t['n']} | {_fmt(t['diff'], d, t['ci'], d, sign=True)} | "
                          f"{_p(t['p'], t['n_boot'])} | {_p(t.get('p_holm', float('nan')), t['n_boot'])} |")
         lines.append("")
 

@@ -2,29 +2,27 @@
 
 ``summary.json`` is a contract that users parse (schema in docs/user-guide.md)::
 
-    {"sources": {NAME: {"n", "dae", "dae_ci", "ea", "ea_ci", "dae_sector", "dae_sector_ci",
-                        "by_class": {REL: {"n", "dae", "ea"}},
+    {"sources": {NAME: {"n", METRIC, METRIC_ci for every registered metric (creg's own: "dae",
+                        "ea", "dae_sector", "cos_peak"; creg.scoring.registry),
+                        "by_class": {REL: {"n", METRIC}}  (breakdown metrics: "dae", "ea", ...),
                         "by_correct": {"correct": {...}, "incorrect": {...}},
                         "flags": {FLAG: count},
                         "cos": {"n", "op", "peak"|"true": {"delta"|"delta_opp"|"cos": {"mean", "ci"}},
                                 "adjacent": {"delta"|"cos": {"mean", "ci"}}}  (only with --cos)}},
      "vlm_accuracy": float | null, "vlm_accuracy_ci": [lo, hi] | null,
      "accuracy_by_class": {REL: float} | null,
+     "metrics": {METRIC: {"label", "higher_is_better", "description", "plugin"}},
      "n_samples": int, "complete": bool, "skipped": {reason: count}, ...}
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..metrics import bootstrap_ci, edge_hit
+from ..metrics import bootstrap_ci
 from ..occlusion import summarize_cos
 from ..records import SampleRecord
 from ..sample import RELATIONS
@@ -34,28 +32,41 @@ def _mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if x.size else None
 
 
-def _group(recs: Sequence[SampleRecord], seed: int, *, ci: bool = True) -> dict[str, Any]:
-    """n, mean DAE / EA / sector-centre DAE of ``recs``; with ``ci``, their bootstrap CIs."""
-    dae = np.array([r.dae for r in recs if r.dae is not None], dtype=np.float64)
-    dae_s = np.array([r.dae_sector for r in recs if r.dae_sector is not None], dtype=np.float64)
-    ea = edge_hit(dae).astype(np.float64)
+def _registry(metrics):
+    if metrics is None:
+        from ..scoring import metric_registry
+
+        return metric_registry()
+    return metrics
+
+
+def metric_group(recs: Sequence[SampleRecord], metrics, seed: int = 0, *, ci: bool = True,
+                 breakdown: bool = False) -> dict[str, Any]:
+    """``{"n", METRIC, METRIC_ci, ...}`` of ``recs`` for every registered metric (with ``breakdown``:
+    those shown in breakdowns, without CIs unless ``ci``)."""
     out: dict[str, Any] = {"n": len(recs)}
-    for name, values in (("dae", dae), ("ea", ea), ("dae_sector", dae_s)):
-        out[name] = _mean(values)
-        if ci:
-            out[f"{name}_ci"] = bootstrap_ci(values, seed=seed)
+    for m in _registry(metrics):
+        if breakdown and not m.breakdown:
+            continue
+        with_ci = ci and m.ci
+        value, interval = m.summarize(recs, seed=seed, ci=with_ci)
+        out[m.name] = value
+        if with_ci:
+            out[f"{m.name}_ci"] = interval
     return out
 
 
-def summarize_source(recs: Sequence[SampleRecord], seed: int = 0) -> dict[str, Any]:
-    """Metrics of one source: overall, by class, by correct/incorrect, flag counts."""
-    out = _group(recs, seed)
+def summarize_source(recs: Sequence[SampleRecord], seed: int = 0, metrics=None) -> dict[str, Any]:
+    """Metrics of one source: every registered metric overall (with CIs), by class and by
+    correct/incorrect (breakdown metrics), flag counts, and the occlusion readings (--cos)."""
+    metrics = _registry(metrics)
+    out = metric_group(recs, metrics, seed)
     out["by_class"] = {
-        rel: _group([r for r in recs if r.relation == rel], seed, ci=False) for rel in RELATIONS
+        rel: metric_group([r for r in recs if r.relation == rel], metrics, seed, ci=False, breakdown=True) for rel in RELATIONS
     }
     if any(r.correct is not None for r in recs):
         out["by_correct"] = {
-            name: _group([r for r in recs if r.correct is want], seed, ci=False)
+            name: metric_group([r for r in recs if r.correct is want], metrics, seed, ci=False, breakdown=True)
             for name, want in (("correct", True), ("incorrect", False))
         }
     flags: dict[str, int] = {}
@@ -69,33 +80,42 @@ def summarize_source(recs: Sequence[SampleRecord], seed: int = 0) -> dict[str, A
     return out
 
 
-def summarize(records: Iterable[SampleRecord], sources: Sequence[str], *, seed: int = 0, **extra: Any) -> dict[str, Any]:
-    """The whole ``summary.json`` object for a run's records."""
+def answers(records: Iterable[SampleRecord]) -> dict[str, SampleRecord]:
+    """One record per sample that carries the model's answer (a per-sample fact: any source's will do)."""
+    out: dict[str, SampleRecord] = {}
+    for r in records:
+        if r.correct is not None:
+            out.setdefault(r.sample_id, r)
+    return out
+
+
+def summarize(records: Iterable[SampleRecord], sources: Sequence[str], *, seed: int = 0, metrics=None,
+              **extra: Any) -> dict[str, Any]:
+    """The whole ``summary.json`` object for a run's records (``metrics``: a
+    :class:`creg.scoring.MetricRegistry`, default the installed plugins')."""
+    metrics = _registry(metrics)
+    records = list(records)
     by_source: dict[str, list[SampleRecord]] = {s: [] for s in sources}
     for r in records:
         by_source.setdefault(r.source, []).append(r)
-    summary: dict[str, Any] = {"sources": {s: summarize_source(rs, seed) for s, rs in by_source.items()}}
+    summary: dict[str, Any] = {"sources": {s: summarize_source(rs, seed, metrics) for s, rs in by_source.items()}}
+    summary["metrics"] = {m.name: {"label": m.heading, "higher_is_better": m.higher_is_better,
+                                   "description": m.description, "plugin": m.plugin} for m in metrics}
 
-    # accuracy: one answer per sample (the model's answer does not depend on the source)
-    answers: dict[str, SampleRecord] = {}
-    for rs in by_source.values():
-        for r in rs:
-            if r.correct is not None:
-                answers.setdefault(r.sample_id, r)
-    if answers:
-        hits = np.array([r.correct for r in answers.values()], dtype=np.float64)
+    ans = answers(records)
+    if ans:
+        hits = np.array([r.correct for r in ans.values()], dtype=np.float64)
         summary["vlm_accuracy"] = float(hits.mean())
         summary["vlm_accuracy_ci"] = bootstrap_ci(hits, seed=seed)
         summary["accuracy_by_class"] = {
-            rel: _mean(np.array([r.correct for r in answers.values() if r.relation == rel], dtype=np.float64))
+            rel: _mean(np.array([r.correct for r in ans.values() if r.relation == rel], dtype=np.float64))
             for rel in RELATIONS
         }
     else:
         summary["vlm_accuracy"] = None
         summary["vlm_accuracy_ci"] = None
         summary["accuracy_by_class"] = None
-    n = {r.sample_id for rs in by_source.values() for r in rs}
-    summary["n_samples"] = len(n)
+    summary["n_samples"] = len({r.sample_id for r in records})
     summary.update(extra)
     return summary
 
@@ -112,24 +132,32 @@ def _fmt(v: float | None, digits: int, ci: Sequence[float] | None = None, ci_dig
     return s
 
 
-def markdown_table(summary: dict[str, Any], title: str = "") -> str:
-    """Table-1-style: one row per source, DAE and EA with 95% bootstrap CIs."""
+def table_metrics(summary: dict[str, Any], metrics=None) -> list:
+    """The metrics that get a column: ``table="always"``, or ``"if_present"`` and some source has a value."""
+    out = []
+    for m in _registry(metrics):
+        if m.table == "never":
+            continue
+        if m.table == "if_present" and not any(s.get(m.name) is not None for s in summary["sources"].values()):
+            continue
+        out.append(m)
+    return out
+
+
+def markdown_table(summary: dict[str, Any], title: str = "", metrics=None) -> str:
+    """Table-1-style: one row per source, one column per registered metric (95% bootstrap CIs)."""
+    cols = table_metrics(summary, metrics)
     lines = []
     if title:
         lines += [f"### {title}", ""]
-    has_cos = any("cos" in s for s in summary["sources"].values())
-    cos_head = (" COS↑ peak [95% CI] |", "---:|") if has_cos else ("", "")
-    lines += ["| Method | n | DAE↓ [95% CI] | EA↑ [95% CI] | DAE (sector centre)↓ |" + cos_head[0],
-              "|---|---:|---:|---:|---:|" + cos_head[1]]
+    head = "".join(f" {m.heading}{' [95% CI]' if m.ci and m.table_ci else ''} |" for m in cols)
+    lines += ["| Method | n |" + head, "|---|---:|" + "---:|" * len(cols)]
     for name, s in summary["sources"].items():
-        cos_cell = ""
-        if has_cos:
-            c = s.get("cos", {}).get("peak", {}).get("cos", {})
-            cos_cell = f" {_fmt(c.get('mean'), 3, c.get('ci'), 3, sign=True)} |"
-        lines.append(
-            f"| {name} | {s['n']} | {_fmt(s['dae'], 1, s['dae_ci'], 0)} | {_fmt(s['ea'], 3, s['ea_ci'], 2)} | "
-            f"{_fmt(s['dae_sector'], 1)} |" + cos_cell
-        )
+        cells = ""
+        for m in cols:
+            ci = s.get(f"{m.name}_ci") if m.ci and m.table_ci else None
+            cells += f" {_fmt(s.get(m.name), m.digits, ci, m.ci_digits, sign=m.signed)} |"
+        lines.append(f"| {name} | {s['n']} |" + cells)
     acc = summary.get("vlm_accuracy")
     lines.append("")
     if acc is None:
@@ -139,6 +167,7 @@ def markdown_table(summary: dict[str, Any], title: str = "") -> str:
         per = summary.get("accuracy_by_class") or {}
         per_s = ", ".join(f"{k} {_fmt(v, 3)}" for k, v in per.items())
         lines.append(f"VLM accuracy: {_fmt(acc, 3, ci, 2)} ({per_s})")
+    has_cos = any("cos" in s for s in summary["sources"].values())
     if has_cos:  # the true-direction reading does not depend on the source: one line for the model
         c = next(s["cos"] for s in summary["sources"].values() if "cos" in s)
         t = c["true"]
@@ -152,22 +181,3 @@ def markdown_table(summary: dict[str, Any], title: str = "") -> str:
     if not summary.get("complete", True):
         lines.append("**Partial run**: re-run the same command to continue.")
     return "\n".join(lines) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,58 @@
+"""creg's own metrics, registered through the ``creg_metrics`` entry point like any plugin's.
+
+* ``dae`` -- Direction Alignment Error (Eq. 6) of the evidence direction ``peak_angle`` (deg, lower is better).
+* ``ea`` -- Edge Accuracy (Eq. 7): share of records with DAE <= 45 deg.
+* ``dae_sector`` -- Eq. 6 with the centre of the peak sector (the paper's literal theta_peak).
+* ``cos_peak`` -- Causal Occlusion Score (Eq. 8) of the source's peak sector (``creg run --cos``).
+
+Each ``compute`` maps records (:class:`creg.records.SampleRecord`) to ``(n,)`` float64, NaN where
+undefined (d_AB = 0: no direction; no occlusion entry).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+import creg
+from ..metrics import edge_hit, random_peak_expectation
+
+
+def _field(records: Sequence, name: str) -> np.ndarray:
+    return np.array([np.nan if getattr(r, name) is None else getattr(r, name) for r in records], dtype=np.float64)
+
+
+def dae(records: Sequence) -> np.ndarray:
+    return _field(records, "dae")
+
+
+def dae_sector(records: Sequence) -> np.ndarray:
+    return _field(records, "dae_sector")
+
+
+def ea(records: Sequence) -> np.ndarray:
+    d = dae(records)
+    return np.where(np.isnan(d), np.nan, edge_hit(np.nan_to_num(d)).astype(np.float64))
+
+
+def cos_peak(records: Sequence) -> np.ndarray:
+    out = []
+    for r in records:
+        peak = (r.cos or {}).get("peak") or {}
+        v = peak.get("cos")
+        out.append(np.nan if v is None else v)
+    return np.array(out, dtype=np.float64)
+
+
+@creg.hookimpl
+def register_metrics(register):
+    register("dae", dae, higher_is_better=False, label="DAE", digits=1, ci_digits=0, table="always",
+             description="Direction Alignment Error (Eq. 6), deg", chance=lambda k: random_peak_expectation(k)[0])
+    register("ea", ea, higher_is_better=True, label="EA", digits=3, ci_digits=2, table="always",
+             description="Edge Accuracy (Eq. 7): share with DAE <= 45 deg", chance=lambda k: random_peak_expectation(k)[1])
+    register("dae_sector", dae_sector, higher_is_better=False, label="DAE (sector centre)", digits=1, table="always",
+             table_ci=False, breakdown=False, paired=False,
+             description="Eq. 6 with the centre of the peak sector (the paper's literal theta_peak), deg")
+    register("cos_peak", cos_peak, higher_is_better=True, label="COS{arrow} peak", digits=3, ci_digits=3, signed=True,
+             breakdown=False, description="Causal Occlusion Score (Eq. 8) of the peak sector (--cos)")

@@ -1,0 +1,14 @@
+"""The run store: the only code that reads or writes a run directory (see :mod:`creg.store.run_store`)."""
+
+from .identity import describe_run, identity, resume_differences
+from .run_store import RunDirError, RunStore, RunWriter, join, safe_name, write_grid_files
+from .schema import READABLE_VERSIONS, SCHEMA_VERSION, Failure, SampleFacts, SourceRow
+
+__all__ = ["RunStore", "RunWriter", "RunDirError", "SampleFacts", "SourceRow", "Failure", "SCHEMA_VERSION",
+           "READABLE_VERSIONS", "describe_run", "identity", "resume_differences", "join", "safe_name",
+           "write_grid_files", "read_run"]
+
+
+def read_run(path):
+    """Open a run directory for reading (:meth:`RunStore.read`)."""
+    return RunStore.read(path)

@@ -1,0 +1,415 @@
+"""The run store: the only code that reads or writes a run directory.
+
+A run directory (schema :data:`~creg.store.schema.SCHEMA_VERSION`, docs/user-guide.md)::
+
+    config.json     the resolved configuration and schema version (creg.store.identity)
+    samples.jsonl   one line per finished sample: its facts (SampleFacts)
+    records.jsonl   one line per finished sample and source (SourceRow)
+    skipped.jsonl   one line per failed attempt at a sample (Failure); retried by a resume
+    rejected.jsonl  lines a resume found unreadable, moved here with their line numbers
+    summary.json    metrics, written atomically after every run (complete or not)
+    table.md        the Table-1-style table
+    report.md, report.json, figures/   written by ``creg report``
+    flip/           a nested run directory (``creg analyze flip``)
+    .lock           the writer's fcntl lock
+
+Readers (:meth:`RunStore.read`) never change a file; a bad line anywhere is reported with its
+line number (:attr:`RunStore.problems`) and costs only itself. One writer at a time
+(:class:`RunWriter`, an exclusive lock); it appends whole lines with fsync, so a crash leaves at
+most one torn last line, which the next writer removes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from ..records import SampleRecord
+from ..run_config import RunError
+from .files import (DirLock, LockBusy, append_lines, dumps, read_json_lines, write_atomic,
+                    write_json_atomic)
+from .identity import resume_differences
+from .schema import READABLE_VERSIONS, SCHEMA_VERSION, Failure, SampleFacts, SourceRow
+
+CONFIG = "config.json"
+SAMPLES = "samples.jsonl"
+RECORDS = "records.jsonl"
+SKIPPED = "skipped.jsonl"
+REJECTED = "rejected.jsonl"
+SUMMARY = "summary.json"
+TABLE = "table.md"
+
+
+class RunDirError(RunError):
+    """The directory is not a (readable, continuable, free) run directory; the message says why."""
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of ``name`` (a source or figure name from a plugin or a run directory):
+    anything but letters, digits, ``.``, ``_`` and ``-`` becomes ``_``; no leading dot."""
+    out = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
+    return out or "_"
+
+
+def _inside(root: Path, rel: str) -> Path:
+    """``root / rel`` with every part of ``rel`` made safe: a path from data never leaves ``root``."""
+    parts = [safe_name(p) for p in Path(rel).parts if p not in ("", ".", "..", "/")]
+    if not parts:
+        raise ValueError(f"empty artifact name {rel!r}")
+    return root.joinpath(*parts)
+
+
+class RunStore:
+    """Read access to a run directory (and the report artifacts it holds)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.problems: list[str] = []
+        self._config: dict[str, Any] | None = None
+        self._loaded = False
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def read(cls, path: Path | str) -> "RunStore":
+        """Open an existing run directory for reading; :class:`RunDirError` if it is not one."""
+        store = cls(path)
+        if not (store.path / CONFIG).is_file():
+            raise RunDirError(f"{store.path} is not a run directory (no {CONFIG}); make one with `creg run`")
+        store.config  # validates the version
+        return store
+
+    @staticmethod
+    def is_run_dir(path: Path | str) -> bool:
+        return (Path(path) / CONFIG).is_file()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``config.json``: ``schema_version``, ``run`` (the RunConfig), ``adapter`` (resolved), ``benchmark``, ``environment``."""
+        if self._config is None:
+            try:
+                cfg = json.loads((self.path / CONFIG).read_text())
+            except ValueError as e:
+                raise RunDirError(f"{self.path / CONFIG} is not valid JSON ({e}); the run directory is damaged") from None
+            if not isinstance(cfg, dict) or "run" not in cfg:
+                raise RunDirError(f"{self.path / CONFIG} is not a creg run configuration")
+            version = cfg.get("schema_version", 1)
+            if version not in READABLE_VERSIONS:
+                raise RunDirError(
+                    f"{self.path} has run-directory schema version {version}; this creg reads versions "
+                    f"{', '.join(map(str, READABLE_VERSIONS))}: install the creg that wrote it (creg {cfg.get('creg_version', '?')})")
+            self._config = cfg
+        return self._config
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.config.get("schema_version", 1))
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.config["run"].get("sources", []))
+
+    # -- reading ---------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self.problems = []
+        if self.schema_version == 1:
+            self._load_v1()
+        else:
+            samples = read_json_lines(self.path / SAMPLES, SampleFacts.model_validate)
+            rows = read_json_lines(self.path / RECORDS, SourceRow.model_validate)
+            self.problems += samples.problems + rows.problems
+            self._samples = {}
+            for f in samples.rows:
+                self._samples.setdefault(f.id, f)
+            self._rows, seen, orphans, dups = [], set(), 0, 0
+            for r in rows.rows:
+                key = (r.sample_id, r.source)
+                if key in seen:
+                    dups += 1
+                    continue
+                if r.sample_id not in self._samples:
+                    orphans += 1
+                    continue
+                seen.add(key)
+                self._rows.append(r)
+            if dups:
+                self.problems.append(f"{RECORDS}: {dups} duplicate rows (same sample and source) ignored")
+            if orphans:
+                self.problems.append(f"{RECORDS}: {orphans} rows of samples without a {SAMPLES} line (an interrupted write) ignored")
+        failures = read_json_lines(self.path / SKIPPED, _failure)
+        self.problems += failures.problems
+        self._failures = failures.rows
+        self._loaded = True
+
+    def _load_v1(self) -> None:
+        """creg 0.1: every record carries the per-sample facts; ``samples.jsonl`` has names and boxes."""
+        recs = read_json_lines(self.path / RECORDS, SampleRecord.model_validate)
+        rows = read_json_lines(self.path / SAMPLES, dict)
+        self.problems += recs.problems + rows.problems
+        run = self.config["run"]
+        raw = {}
+        for r in rows.rows:
+            raw.setdefault(r.get("id"), r)
+        self._v1_records, seen = [], set()
+        self._samples = {}
+        for rec in recs.rows:
+            if (rec.sample_id, rec.source) in seen:
+                continue
+            seen.add((rec.sample_id, rec.source))
+            self._v1_records.append(rec)
+            if rec.sample_id not in self._samples and rec.sample_id in raw:
+                self._samples[rec.sample_id] = _facts_v1(raw[rec.sample_id], rec, run)
+        self._rows = []
+
+    def samples(self) -> dict[str, SampleFacts]:
+        """Per-sample facts by id (first valid line of each sample)."""
+        self._load()
+        return dict(self._samples)
+
+    def records(self) -> list[SampleRecord]:
+        """Every (sample, source) record with its sample's facts joined, in file order."""
+        self._load()
+        if self.schema_version == 1:
+            return list(self._v1_records)
+        return [join(self._samples[r.sample_id], r) for r in self._rows]
+
+    def rows(self) -> list[SourceRow]:
+        """``records.jsonl`` as stored (per-source fields only)."""
+        self._load()
+        return list(self._rows)
+
+    def failures(self) -> list[Failure]:
+        """The latest failure of every sample that is not finished (``skipped.jsonl``)."""
+        self._load()
+        done = set(self._samples)
+        last: dict[str, Failure] = {}
+        for f in self._failures:
+            if f.sample_id not in done:
+                last.pop(f.sample_id, None)
+                last[f.sample_id] = f
+        return list(last.values())
+
+    def summary(self) -> dict[str, Any] | None:
+        """``summary.json`` as written by the last run, or None."""
+        p = self.path / SUMMARY
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except ValueError:
+            self.problems.append(f"{SUMMARY}: not valid JSON; ignored")
+            return None
+
+    def read_artifact(self, rel: str) -> str | None:
+        p = _inside(self.path, rel)
+        return p.read_text() if p.is_file() else None
+
+    # -- nested runs and artifacts ---------------------------------------------------------
+    def sub_path(self, name: str) -> Path:
+        """Where the nested run ``name`` (e.g. ``flip``) lives."""
+        return _inside(self.path, name)
+
+    def sub(self, name: str) -> "RunStore | None":
+        """The nested run ``name``, or None if there is none."""
+        p = self.sub_path(name)
+        return RunStore.read(p) if self.is_run_dir(p) else None
+
+    def write_artifact(self, rel: str, data: str | bytes) -> Path:
+        """Write a derived file (report.md, report.json, ...) atomically; ``rel`` is sanitised."""
+        p = _inside(self.path, rel)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(p, data)
+        return p
+
+    def write_json_artifact(self, rel: str, obj: Any) -> Path:
+        return self.write_artifact(rel, dumps(obj, indent=2) + "\n")
+
+    def put_file(self, rel: str, src: Path) -> Path:
+        """Move a file rendered elsewhere (a figure) into the run directory as ``rel`` (sanitised)."""
+        return self.write_artifact(rel, Path(src).read_bytes())
+
+    def artifact_path(self, rel: str) -> Path:
+        """The path ``rel`` (sanitised) would have; for links in reports."""
+        return _inside(self.path, rel)
+
+
+def _failure(d: Any) -> Failure:
+    return Failure.model_validate(d)
+
+
+def _facts_v1(row: dict[str, Any], rec: SampleRecord, run: dict[str, Any]) -> SampleFacts:
+    import math
+
+    a, b = row["ref"]["box"], row["tgt"]["box"]
+    d_ab = math.hypot((b[0] + b[2] - a[0] - a[2]) / 2, (b[1] + b[3] - a[1] - a[3]) / 2)
+    r_max = run.get("rho_r", 2.0) * d_ab
+    return SampleFacts(**{**row, "true_angle": rec.true_angle, "d_ab": d_ab, "r_max": r_max,
+                          "sigma": run.get("sigma_r", 0.6) * r_max, "logits": rec.logits, "pred": rec.pred,
+                          "correct": rec.correct,
+                          "cos_true": (rec.cos or {}).get("true")})
+
+
+def join(facts: SampleFacts, row: SourceRow) -> SampleRecord:
+    """One sample's facts and one source's row as the record users read (:class:`SampleRecord`)."""
+    cos = row.cos
+    if facts.cos_true is not None:
+        cos = {**(cos or {}), "true": facts.cos_true}
+    return SampleRecord(
+        sample_id=row.sample_id, source=row.source, relation=facts.relation, pred=facts.pred,
+        correct=facts.correct, logits=facts.logits, true_angle=facts.true_angle, compass=row.compass,
+        peak_sector=row.peak_sector, peak_angle=row.peak_angle, sector_angle=row.sector_angle,
+        dae=row.dae, dae_sector=row.dae_sector, ea=row.ea, flags=list(row.flags), cos=cos, extra=dict(row.extra),
+    )
+
+
+class RunWriter(RunStore):
+    """The one writer of a run directory.
+
+    ``with RunWriter(out, doc, sources=...) as w:`` creates the directory if needed, takes the
+    exclusive lock (a second writer gets :class:`RunDirError`) and, unless ``overwrite``, checks
+    that ``doc`` (:func:`creg.store.identity.describe_run`) may continue the stored run. Nothing
+    is changed until :meth:`start`, which the runner calls once everything (the model included)
+    has loaded: it clears the directory (``overwrite``) or repairs it for the resume, and
+    writes ``config.json``.
+    """
+
+    def __init__(self, path: Path | str, doc: dict[str, Any], *, sources: Sequence[str], overwrite: bool = False,
+                 log: Callable[[str], None] = print):
+        super().__init__(path)
+        self.doc = doc
+        self.source_names = list(sources)
+        self.overwrite = overwrite
+        self.log = log
+        self._lock = DirLock(self.path)
+        self.done_ids: set[str] = set()
+        self._facts_done: dict[str, SampleFacts] = {}
+        self._rows_done: list[SourceRow] = []
+
+    def __enter__(self) -> "RunWriter":
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()
+        except LockBusy as e:
+            raise RunDirError(f"{self.path} is being written by another creg run ({e}); wait for it to end or use another --out") from None
+        try:
+            self._check()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+    def _check(self) -> None:
+        entries = [p for p in self.path.iterdir() if p.name != DirLock.NAME]
+        if not self.is_run_dir(self.path):
+            if entries:
+                raise RunDirError(f"{self.path} is not empty and holds no creg run (no {CONFIG}); "
+                                  "choose a new or empty --out (creg never deletes files it did not write)")
+            return
+        if self.overwrite:
+            return
+        stored = self.config
+        if self.schema_version != SCHEMA_VERSION:
+            raise RunDirError(f"{self.path} holds a creg {stored.get('creg_version', '0.1')} run (run-directory schema "
+                              f"version {self.schema_version}); this creg continues only version {SCHEMA_VERSION} runs: "
+                              "`creg report` still reads it; use another --out, or --overwrite to start it again")
+        diff = resume_differences(stored, self.doc)
+        if diff:
+            raise RunDirError(f"{self.path} holds a run with a different configuration ({'; '.join(diff)}); "
+                              "use another --out, or --overwrite to start it again")
+
+    def start(self) -> None:
+        """Clear (``overwrite``) or repair (resume) the directory and write ``config.json``."""
+        if self.overwrite and self.is_run_dir(self.path):
+            for p in self.path.iterdir():
+                if p.name == DirLock.NAME:
+                    continue
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+        self._config = None
+        self._loaded = False
+        if self.is_run_dir(self.path):
+            self._repair()
+        write_json_atomic(self.path / CONFIG, self.doc)
+        self._config = self.doc
+
+    def _repair(self) -> None:
+        """Keep the samples whose facts and every source's row are there; move unreadable lines
+        to ``rejected.jsonl`` (with their line numbers); drop torn tails and partial samples."""
+        samples = read_json_lines(self.path / SAMPLES, SampleFacts.model_validate)
+        rows = read_json_lines(self.path / RECORDS, SourceRow.model_validate)
+        fails = read_json_lines(self.path / SKIPPED, _failure)
+        for p in samples.problems + rows.problems + fails.problems:
+            self.log(f"{self.path.name}: {p}")
+        rejected = [dumps({"file": name, "line": no, "error": err, "text": text})
+                    for name, jl in ((SAMPLES, samples), (RECORDS, rows), (SKIPPED, fails))
+                    for no, err, text in jl.bad_lines]
+        append_lines(self.path / REJECTED, rejected)
+
+        facts: dict[str, SampleFacts] = {}
+        for f in samples.rows:
+            facts.setdefault(f.id, f)
+        by_sample: dict[str, dict[str, SourceRow]] = {}
+        for r in rows.rows:
+            if r.source in self.source_names:
+                by_sample.setdefault(r.sample_id, {}).setdefault(r.source, r)
+        self.done_ids = {sid for sid in facts if len(by_sample.get(sid, {})) == len(self.source_names)}
+        kept_facts = [facts[sid] for sid in facts if sid in self.done_ids]
+        kept_rows = [r for sid in facts if sid in self.done_ids for r in by_sample[sid].values()]
+        last_fail: dict[str, Failure] = {}
+        for f in fails.rows:
+            if f.sample_id not in self.done_ids:
+                last_fail.pop(f.sample_id, None)
+                last_fail[f.sample_id] = f
+        if len(kept_facts) != len(samples.rows) or samples.torn_tail or samples.bad_lines:
+            write_atomic(self.path / SAMPLES, "".join(dumps(f.model_dump()) + "\n" for f in kept_facts))
+        if len(kept_rows) != len(rows.rows) or rows.torn_tail or rows.bad_lines:
+            write_atomic(self.path / RECORDS, "".join(dumps(r.model_dump()) + "\n" for r in kept_rows))
+        if len(last_fail) != len(fails.rows) or fails.torn_tail or fails.bad_lines:
+            write_atomic(self.path / SKIPPED, "".join(dumps(f.model_dump()) + "\n" for f in last_fail.values()))
+        self._facts_done = {f.id: f for f in kept_facts}
+        self._rows_done = kept_rows
+        self.retry_ids = set(last_fail)
+
+    # -- writing ---------------------------------------------------------------------------
+    retry_ids: set[str] = set()
+
+    def records_so_far(self) -> list[SampleRecord]:
+        """The joined records of every finished sample (this run's and the resumed ones)."""
+        return [join(self._facts_done[r.sample_id], r) for r in self._rows_done]
+
+    def write_samples(self, results: Iterable[tuple[SampleFacts, Sequence[SourceRow]]]) -> None:
+        """Append finished samples: their facts to ``samples.jsonl``, then their rows to ``records.jsonl``."""
+        results = list(results)
+        append_lines(self.path / SAMPLES, [dumps(f.model_dump()) for f, _ in results])
+        append_lines(self.path / RECORDS, [dumps(r.model_dump()) for _, rows in results for r in rows])
+        for f, rows in results:
+            self._facts_done[f.id] = f
+            self._rows_done += list(rows)
+            self.done_ids.add(f.id)
+
+    def write_failure(self, failure: Failure) -> None:
+        append_lines(self.path / SKIPPED, [dumps(failure.model_dump())])
+
+    def write_summary(self, summary: dict[str, Any], table: str) -> None:
+        write_json_atomic(self.path / SUMMARY, summary)
+        write_atomic(self.path / TABLE, table)
+
+
+def write_grid_files(out_root: Path | str, name: str, obj: Any, text: str) -> tuple[Path, Path]:
+    """The table of a grid of runs (``creg analyze ablation|prompts``): ``NAME.json`` and ``NAME.md``
+    next to the grid's run directories."""
+    root = Path(out_root)
+    root.mkdir(parents=True, exist_ok=True)
+    j, m = _inside(root, f"{name}.json"), _inside(root, f"{name}.md")
+    write_json_atomic(j, obj)
+    write_atomic(m, text)
+    return j, m

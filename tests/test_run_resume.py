@@ -23,14 +23,14 @@ from creg.store import RunStore, SourceRow
 
 N = 30
 PLUGIN = '''
-import time, torch, creg
+import os, time, torch, creg
 from creg.relevance import RelevanceMap, RelevanceSource
 
 class SlowOracle(RelevanceSource):
     name = "slow_oracle"
     needs_model = False
     def explain(self, ctx):
-        time.sleep(0.05)
+        time.sleep(float(os.environ.get("CREG_TEST_SLOW_S", "0.05")))
         return [RelevanceMap(values=torch.ones(1, 1, dtype=torch.float64),
                              cell_xy=torch.tensor([[list(s.tgt_box.center)]], dtype=torch.float64)) for s in ctx.samples]
 
@@ -133,3 +133,31 @@ def test_torn_last_line_and_orphan_sample_line_are_repaired(tmp_path):
     counts = Counter((r.sample_id, r.source) for r in _records(out))
     assert len(counts) == 12 and set(counts.values()) == {1}
     assert (out / "samples.jsonl").read_text().splitlines() == samples  # one line each, same order
+
+
+def test_sigterm_ends_like_ctrl_c_with_a_partial_summary(tmp_path, plugin_env):
+    out = tmp_path / "run"
+    proc = _start_and_wait(out, plugin_env, min_lines=4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err.decode()[-2000:]
+    assert b"terminated (SIGTERM)" in err and b"Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and 0 < summary["n_samples"] < N
+    done = subprocess.run(_cmd(out), env=plugin_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and json.loads((out / "summary.json").read_text())["complete"] is True
+
+
+def test_two_runs_into_the_same_out_at_once_the_second_is_refused(tmp_path, plugin_env):
+    out = tmp_path / "run"
+    slow = dict(plugin_env, CREG_TEST_SLOW_S="0.5")  # the first run outlives the second's start-up
+    first = _start_and_wait(out, slow, min_lines=2)
+    second = subprocess.run(_cmd(out), env=plugin_env, capture_output=True, text=True, timeout=120)
+    still_running = first.poll() is None
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=60)
+    assert still_running, "the first run ended before the second started; the test proves nothing"
+    assert second.returncode == 2 and "being written by another creg run" in second.stderr
+    assert "Traceback" not in second.stderr
+    counts = Counter((r.sample_id, r.source) for r in _records(out))
+    assert counts and set(counts.values()) == {1}

@@ -29,13 +29,13 @@ MAX_EXAMPLE_FIGURES = 9
 ReportError = RunDirError
 
 
-def load_run(run_dir: Path, log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[SampleRecord], dict[str, dict[str, Any]]]:
+def load_run(run_dir: Path | RunStore, log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[SampleRecord], dict[str, dict[str, Any]]]:
     """(config.json, records, samples.jsonl rows by id) of a run directory, read through the run store;
     bad lines are reported through ``log`` with their line numbers and cost only themselves."""
-    store = RunStore.read(run_dir)
+    store = run_dir if isinstance(run_dir, RunStore) else RunStore.read(run_dir)
     records = store.records()
     for p in store.problems:
-        (log or (lambda m: None))(f"{Path(run_dir).name}: {p}")
+        (log or (lambda m: None))(f"{store.path.name}: {p}")
     if not records:
         raise ReportError(f"{run_dir} holds no records yet")
     samples = {sid: f.model_dump() for sid, f in store.samples().items()}
@@ -89,7 +89,7 @@ def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], No
     """Compute the report of ``run_dir``, write report.json, report.md and figures/; return the report."""
     run_dir = Path(run_dir)
     store = RunStore.read(run_dir)
-    config, records, samples = load_run(run_dir, log)
+    config, records, samples = load_run(store, log)
     run = config["run"]
     metrics = _registry(None)
     sources = list(dict.fromkeys(r.source for r in records))

@@ -150,7 +150,7 @@ def test_sigterm_ends_like_ctrl_c_with_a_partial_summary(tmp_path, plugin_env):
 
 def test_two_runs_into_the_same_out_at_once_the_second_is_refused(tmp_path, plugin_env):
     out = tmp_path / "run"
-    slow = dict(plugin_env, CREG_TEST_SLOW_S="0.5")  # the first run outlives the second's start-up
+    slow = dict(plugin_env, CREG_TEST_SLOW_S="1.0")  # the first run outlives the second's start-up
     first = _start_and_wait(out, slow, min_lines=2)
     second = subprocess.run(_cmd(out), env=plugin_env, capture_output=True, text=True, timeout=120)
     still_running = first.poll() is None

@@ -303,19 +303,15 @@ def test_a_failing_sample_is_recorded_and_retried_by_the_next_run(tmp_path, plug
     assert store.failures() == [] and len(store.records()) == 12
 
 
-def test_a_missing_image_is_retried_once_it_is_there(tmp_path, plugins):
+def _files_benchmark(plugins, images, n=3):
     from creg.benchmark import Benchmark
     from creg.sample import Box, make_sample
-    from PIL import Image
-
-    images = tmp_path / "images"
-    images.mkdir()
 
     class Files(Benchmark):
         name = "files"
 
         def samples(self):
-            for i in range(3):
+            for i in range(n):
                 yield make_sample(id=f"f{i}", image=images / f"{i}.png", image_size=(64, 64), ref_name="a",
                                   ref_box=Box(x0=0, y0=0, x1=10, y1=10), tgt_name="b",
                                   tgt_box=Box(x0=40, y0=0, x1=50, y1=10), relation="right")
@@ -323,6 +319,28 @@ def test_a_missing_image_is_retried_once_it_is_there(tmp_path, plugins):
     mod = types.ModuleType("creg_filesbench")
     mod.register_benchmarks = creg.hookimpl(lambda register: register("files", Files))
     plugins.add_module(mod)
+
+
+def test_a_decompression_bomb_is_a_failure_with_its_reason(tmp_path, plugins, monkeypatch):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    _files_benchmark(plugins, images, n=2)
+    Image.new("RGB", (64, 64)).save(images / "0.png")
+    Image.new("RGB", (64, 64)).save(images / "1.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 > 2 x 1000 pixels: PIL refuses it as a bomb
+    res = run(RunConfig(sources=["boom"], bench="files"), tmp_path / "r", plugins)
+    assert res.processed == 0 and res.summary["skipped"] == {"DecompressionBombError": 2}
+    assert res.summary["complete"] is True
+
+
+def test_a_missing_image_is_retried_once_it_is_there(tmp_path, plugins):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    _files_benchmark(plugins, images)
     for i in (0, 2):
         Image.new("RGB", (64, 64)).save(images / f"{i}.png")
     cfg = RunConfig(sources=["boom"], bench="files")

@@ -84,7 +84,7 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
         fail(str(e))
     except (RunError, RegistryError, PluginLoadError) as e:
         fail(str(e))
-    except FileNotFoundError as e:  # a benchmark's data is missing: its message says what and where
+    except OSError as e:  # a benchmark's data is missing, a full disk: the message says what and where
         fail(str(e))
     except KeyboardInterrupt as e:
         from ..runner import Terminated

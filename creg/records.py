@@ -1,7 +1,9 @@
-"""What a run writes per sample and source: one JSON line each in ``records.jsonl``.
+"""The record users read per sample and source: one source's row joined with its sample's facts.
 
-The schema is a contract that users parse (docs/user-guide.md lists it); add fields, never
-rename or remove them.
+A run directory stores the per-sample facts once (``samples.jsonl``) and the per-source fields in
+``records.jsonl`` (:mod:`creg.store.schema`); :meth:`creg.store.RunStore.records` joins them into
+these records, whose layout is creg 0.1's ``records.jsonl`` line. The fields are a contract that
+users parse (docs/user-guide.md lists them); add fields, never rename or remove them.
 """
 
 from __future__ import annotations

@@ -198,7 +198,8 @@ class Runner:
         if self.progress:
             from tqdm.auto import tqdm
 
-            total = getattr(self.benchmark, "n", None)
+            expected = getattr(self.benchmark, "expected_count", None)
+            total = expected() if callable(expected) else getattr(self.benchmark, "n", None)
             bar = tqdm(total=total, unit="sample", desc=f"{self.config.bench}", dynamic_ncols=True)
         processed = tried = failed = 0
         failures: dict[str, int] = {}

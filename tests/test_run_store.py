@@ -439,3 +439,27 @@ def test_a_0_1_run_directory_is_read_and_not_continued(tmp_path, plugins):
     assert rep["summary"]["sources"]["oracle"]["dae"] == 0.0 and rep["summary"]["sources"]["random"]["ea"] == 0.0
     with pytest.raises(RunDirError, match="schema version 1.*`creg report` still reads it"):
         run(RunConfig(sources=["oracle", "random"], n=2), out, plugins)
+
+
+def test_a_source_name_with_a_path_cannot_make_the_report_write_outside(tmp_path):
+    pytest.importorskip("matplotlib")
+    from creg.reporting.report import build_report
+
+    evil = "x/../../../elsewhere/y"
+
+    class Evil(RelevanceSource):
+        name = evil
+        needs_model = False
+
+        def explain(self, ctx):
+            return _oracle_maps(ctx)
+
+    mod = types.ModuleType("creg_evil")
+    mod.register_sources = creg.hookimpl(lambda register: register(evil, Evil))
+    plugins = make_plugins(mod)
+    out = tmp_path / "a" / "b" / "r"
+    run(RunConfig(sources=[evil], n=2), out, plugins)
+    rep = build_report(out, log=quiet)
+    inside = out.resolve()
+    assert all((out / rel).resolve().is_relative_to(inside) and (out / rel).is_file() for rel in rep["figures"].values())
+    assert not any(p.name.endswith(".png") for p in tmp_path.rglob("*") if not p.resolve().is_relative_to(inside))

@@ -181,11 +181,15 @@ class Runner:
                 f"{last.error.splitlines()[0][:200] if last.error else ''}; every failure is in {self.out / 'skipped.jsonl'}")
 
     def run(self) -> RunResult:
-        with RunWriter(self.out, self.describe(), sources=[s.name for s in self.sources], overwrite=self.overwrite,
-                       log=self.log) as store:
-            self.adapter  # noqa: B018 - load (and so validate) the model before the directory changes
-            store.start()
-            return self._run(store)
+        restore = _terminate_as_interrupt()  # SIGTERM ends the run like Ctrl-C, from here on
+        try:
+            with RunWriter(self.out, self.describe(), sources=[s.name for s in self.sources],
+                           overwrite=self.overwrite, log=self.log) as store:
+                self.adapter  # noqa: B018 - load (and so validate) the model before the directory changes
+                store.start()
+                return self._run(store)
+        finally:
+            restore()
 
     def _run(self, store: RunWriter) -> RunResult:
         names = [s.name for s in self.sources]
@@ -207,7 +211,6 @@ class Runner:
         complete = False
         error: BaseException | None = None
         t0 = time.perf_counter()
-        restore = _terminate_as_interrupt()
         try:
             for batch in self._batches(iter(self.benchmark.samples()), done_ids, bar):
                 n_ok = self._process(batch, store, failures)
@@ -222,7 +225,6 @@ class Runner:
         except BaseException as e:  # noqa: BLE001 - re-raised below, after the summary
             error = e
         finally:
-            restore()
             if bar is not None:
                 bar.close()
         bench_skipped = dict(getattr(self.benchmark, "skipped", {}) or {})

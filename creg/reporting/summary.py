@@ -4,7 +4,7 @@
 
     {"sources": {NAME: {"n", METRIC, METRIC_ci for every registered metric (creg's own: "dae",
                         "ea", "dae_sector", "cos_peak"; creg.scoring.registry),
-                        "by_class": {REL: {"n", METRIC}}  (breakdown metrics: "dae", "ea", ...),
+                        "by_class": {REL: {"n", METRIC}},
                         "by_correct": {"correct": {...}, "incorrect": {...}},
                         "flags": {FLAG: count},
                         "cos": {"n", "op", "peak"|"true": {"delta"|"delta_opp"|"cos": {"mean", "ci"}},
@@ -58,15 +58,15 @@ def metric_group(recs: Sequence[SampleRecord], metrics, seed: int = 0, *, ci: bo
 
 def summarize_source(recs: Sequence[SampleRecord], seed: int = 0, metrics=None) -> dict[str, Any]:
     """Metrics of one source: every registered metric overall (with CIs), by class and by
-    correct/incorrect (breakdown metrics), flag counts, and the occlusion readings (--cos)."""
+    correct/incorrect (without CIs), flag counts, and the occlusion readings (--cos)."""
     metrics = _registry(metrics)
     out = metric_group(recs, metrics, seed)
     out["by_class"] = {
-        rel: metric_group([r for r in recs if r.relation == rel], metrics, seed, ci=False, breakdown=True) for rel in RELATIONS
+        rel: metric_group([r for r in recs if r.relation == rel], metrics, seed, ci=False) for rel in RELATIONS
     }
     if any(r.correct is not None for r in recs):
         out["by_correct"] = {
-            name: metric_group([r for r in recs if r.correct is want], metrics, seed, ci=False, breakdown=True)
+            name: metric_group([r for r in recs if r.correct is want], metrics, seed, ci=False)
             for name, want in (("correct", True), ("incorrect", False))
         }
     flags: dict[str, int] = {}

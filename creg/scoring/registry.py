@@ -51,7 +51,8 @@ class Metric:
     table_ci: bool = True
     #: "always", "if_present" (a column once any source has a value) or "never"
     table: str = "if_present"
-    #: per class / correct-incorrect breakdowns and the per-class report table
+    #: a column of the report's per-class and correct-vs-incorrect tables (summary.json's
+    #: ``by_class`` / ``by_correct`` hold every metric)
     breakdown: bool = True
     #: paired bootstrap test between every two sources
     paired: bool = True

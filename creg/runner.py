@@ -103,6 +103,12 @@ class Runner:
         from .scoring.pipeline import ScoringSettings
 
         self.settings = ScoringSettings.from_config(config)
+        from .scoring.registry import MetricsMissing
+
+        try:
+            self._metrics()  # before the run directory is touched
+        except MetricsMissing as e:
+            raise RunError(str(e)) from None
 
     def describe(self) -> dict[str, Any]:
         """The ``config.json`` document: the configuration as given and as resolved (creg.store.identity)."""

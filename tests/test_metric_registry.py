@@ -84,3 +84,15 @@ def test_a_metric_returning_the_wrong_shape_is_named():
     reg = metric_registry(plugins)
     with pytest.raises(ValueError, match="metric 'bad' .* shape"):
         reg["bad"].values([object(), object()])
+
+
+def test_a_stale_install_without_creg_metrics_is_refused_before_the_run_starts(tmp_path):
+    from creg.run_config import RunError
+    from creg.scoring.builtin_metrics import register_metrics
+
+    plugins = discover()
+    plugins.manager.unregister(plugins.manager.get_plugin("creg_metrics"))
+    with pytest.raises(RunError, match="reinstall creg"):
+        Runner(RunConfig(sources=["oracle"], n=2), tmp_path / "r", plugins=plugins, progress=False, log=lambda m: None)
+    assert not (tmp_path / "r").exists()
+    assert register_metrics  # the module itself is importable: only the entry point is missing

@@ -17,6 +17,7 @@ def report_cmd(run_dir: str, no_figures: bool) -> None:
     """Write RUN_DIR/report.md, report.json and figures/ (docs/evaluation.md explains them)."""
     from ..reporting.figures import PlotsUnavailable
     from ..reporting.report import ReportError, build_report
+    from ..scoring.registry import MetricsMissing
 
     try:
         try:
@@ -24,7 +25,7 @@ def report_cmd(run_dir: str, no_figures: bool) -> None:
         except PlotsUnavailable as e:
             log(f"creg: {e}; writing the report without figures")
             report = build_report(Path(run_dir), figures=False, log=log)
-    except ReportError as e:
+    except (ReportError, MetricsMissing) as e:
         fail(str(e))
     click.echo(f"wrote {Path(run_dir) / 'report.md'}, report.json" +
                (f" and {len(report['figures'])} figures in {Path(run_dir) / 'figures'}" if report["figures"] else ""))

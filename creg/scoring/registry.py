@@ -93,6 +93,10 @@ class Metric:
         return value, (list(interval) if interval is not None else None)
 
 
+class MetricsMissing(RuntimeError):
+    """creg's own metrics are not registered: the installation's entry points are out of date."""
+
+
 @dataclass
 class MetricRegistry:
     """Registered metrics in registration order (creg's own first)."""
@@ -126,6 +130,10 @@ def collect_metrics(plugins) -> MetricRegistry:
     reg = MetricRegistry()
     manager = plugins.manager
     impls = manager.hook.register_metrics.get_hookimpls()
+    if not any(getattr(i.plugin, "__name__", "") == BUILTIN_MODULE for i in impls):
+        raise MetricsMissing(
+            f"creg's own metrics are not registered (entry point creg_metrics = {BUILTIN_MODULE} is missing): "
+            "the installed creg metadata is stale; reinstall creg (`pip install -e .` in a clone)")
     # creg's own metrics come first (in the table, and they win a name clash); then the others in
     # the order their plugins were loaded
     ordered = sorted(impls, key=lambda i: (getattr(i.plugin, "__name__", "") != BUILTIN_MODULE, impls.index(i)))

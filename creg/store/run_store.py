@@ -286,6 +286,8 @@ class RunWriter(RunStore):
         self.log = log
         self._lock = DirLock(self.path)
         self.done_ids: set[str] = set()
+        #: samples that failed before and are retried by this run
+        self.retry_ids: set[str] = set()
         self._facts_done: dict[str, SampleFacts] = {}
         self._rows_done: list[SourceRow] = []
 
@@ -380,8 +382,6 @@ class RunWriter(RunStore):
         self.retry_ids = set(last_fail)
 
     # -- writing ---------------------------------------------------------------------------
-    retry_ids: set[str] = set()
-
     def records_so_far(self) -> list[SampleRecord]:
         """The joined records of every finished sample (this run's and the resumed ones)."""
         return [join(self._facts_done[r.sample_id], r) for r in self._rows_done]

@@ -144,8 +144,7 @@ def test_sigterm_ends_like_ctrl_c_with_a_partial_summary(tmp_path, plugin_env):
     assert b"terminated (SIGTERM)" in err and b"Traceback" not in err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False and 0 < summary["n_samples"] < N
-    done = subprocess.run(_cmd(out), env=plugin_env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and json.loads((out / "summary.json").read_text())["complete"] is True
+    assert "Partial run" in (out / "table.md").read_text()
 
 
 def test_two_runs_into_the_same_out_at_once_the_second_is_refused(tmp_path, plugin_env):

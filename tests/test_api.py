@@ -197,7 +197,7 @@ def test_explain_cli_several_sources_json_and_figure(tmp_path):
                                       "--tgt", "plate", "--tgt-box", "160,60,200,100", "--json", "--out", str(out),
                                       "--format", "svg", "--dpi", "50"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert list(data["sources"]) == ["oracle", "target_box"] and data["sources"]["oracle"]["peak"] == "E"
     assert data["figure"].endswith("fig.svg") and (tmp_path / "fig.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     bad = CliRunner().invoke(cli, ["explain", "--adapter", "none", "--image", str(tmp_path / "s.png"), "--source", "oracle",
@@ -206,9 +206,41 @@ def test_explain_cli_several_sources_json_and_figure(tmp_path):
     assert bad.exit_code == 2 and "--format is pdf" in bad.output
 
 
-def test_explain_cli_defaults_to_the_toy_model():
-    from creg.cli.explain import explain_cmd
+def test_explain_cli_defaults_to_the_toy_model(tmp_path):
+    from creg.cli import cli
 
-    adapter = next(p for p in explain_cmd.params if p.name == "adapter")
-    source = next(p for p in explain_cmd.params if p.name == "sources")
-    assert adapter.default is None and "qwen2vl-toy" in adapter.help and source.default == "creg"
+    scene().save(tmp_path / "s.png")
+    result = CliRunner().invoke(cli, ["explain", "--image", str(tmp_path / "s.png"), "--ref", "red square",
+                                      "--ref-box", "20,60,60,100", "--tgt", "blue square", "--tgt-box", "160,60,200,100",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["model"] == "qwen2vl-toy" and list(data["sources"]) == ["creg"]
+    assert data["answer"] == "right"  # the trained toy model reads this scene
+
+
+def test_offline_hub_id_fails_at_once(monkeypatch, tmp_path):
+    import time
+
+    from creg.cli import cli
+    from creg.hub import ModelUnavailable, hub_reachable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    t0 = time.perf_counter()
+    with pytest.raises(ModelUnavailable, match="huggingface-cli download someone/not-cached"):
+        creg.load("someone/not-cached", adapter="qwen2vl")
+    scene().save(tmp_path / "s.png")
+    result = CliRunner().invoke(cli, ["explain", "--adapter", "qwen2vl", "--model", "someone/not-cached",
+                                      "--image", str(tmp_path / "s.png"), "--ref", "a", "--ref-box", "20,60,60,100",
+                                      "--tgt", "b", "--tgt-box", "160,60,200,100"])
+    assert result.exit_code == 2 and "HF_HUB_OFFLINE is set" in result.output and "Traceback" not in result.output
+    assert time.perf_counter() - t0 < 30  # not the minutes of a loader's retries
+    with pytest.raises(ModelUnavailable, match="directory not found"):
+        creg.load("./no/such/dir", adapter="qwen2vl")
+    # no network: a closed local port stands in for the hub
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert hub_reachable(timeout=2) is False
+    with pytest.raises(ModelUnavailable, match="cannot be reached"):
+        creg.load("someone/not-cached", adapter="qwen2vl")

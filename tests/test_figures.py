@@ -124,6 +124,23 @@ def test_heatmap_follows_the_cell_centres():
     plt.close(fig)
 
 
+def test_a_point_map_is_a_marker_at_its_pixel():
+    """oracle / random put all relevance at one point: a star there, not a colour over the whole image."""
+    plt = fg.pyplot()
+    img = Image.new("RGB", (200, 200), (0, 0, 0))
+    fig, ax = plt.subplots(figsize=(2, 2), dpi=100)
+    fg.draw_heatmap(ax, img, np.ones((1, 1)), np.array([[[150.0, 50.0]]]), colorbar=False)
+    fig.canvas.draw()
+    buf = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float)
+
+    def pixel(x, y):
+        px, py = ax.transData.transform((x, y))
+        return buf[int(round(buf.shape[0] - py)), int(round(px))]
+
+    assert pixel(150, 50).sum() > 500 and pixel(50, 150).sum() < 30
+    plt.close(fig)
+
+
 def test_rose_has_a_probability_scale():
     plt = fg.pyplot()
     fig = plt.figure()

@@ -37,15 +37,18 @@ PEAK_COLOUR = "#c2188b"
 REF_COLOUR = "#ff7f0e"
 TGT_COLOUR = "#1f77b4"
 HEATMAP_CMAP = "inferno"
-#: How much of the relevance colour covers the image (0: image only, 1: map only).
-HEATMAP_ALPHA = 0.6
+#: Opacity of the relevance colour over the image at the map's maximum (0: image only, 1: map only);
+#: a cell's opacity grows with its relevance from HEATMAP_ALPHA / 4, so the image shows through
+#: where there is no evidence.
+HEATMAP_ALPHA = 0.75
 
 #: 20 colours, pairwise distinct (CIELAB distance >= 27, as far apart as tab10's own closest pair;
 #: tests/test_figures.py checks > 20) and visible on white (L* 25-80): matplotlib's tab10, then ten
-#: colours chosen greedily to be as far as possible from all before them.
+#: colours chosen greedily to be as far as possible from all before them, ordered so that the
+#: 11th and 12th sources (the usual controls) get hues that tab10 has not (plum, tan).
 PALETTE: tuple[str, ...] = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#0000ff", "#ff22ff", "#224400", "#4411aa", "#eebb88", "#00ddaa", "#ff0077", "#00dd00", "#886600", "#770055",
+    "#770055", "#eebb88", "#00dd00", "#4411aa", "#886600", "#00ddaa", "#ff22ff", "#224400", "#ff0077", "#0000ff",
 )
 
 #: Figure formats ``creg report`` / ``creg explain`` write.
@@ -178,13 +181,18 @@ def draw_heatmap(ax, image, relevance, cell_xy=None, *, image_size: tuple[int, i
     norm = r / top if top > 0 else r
     xs, ys = xy[0, :, 0], xy[:, 0, 1]
     separable = np.allclose(xy[..., 0], xs[None, :]) and np.allclose(xy[..., 1], ys[:, None])
-    if separable and np.all(np.diff(xs) > 0) and np.all(np.diff(ys) > 0):
+    opacity = alpha * (0.25 + 0.75 * norm) if alpha < 1 else np.ones_like(norm)
+    if r.size == 1:  # a point source (oracle, random direction): all relevance at one pixel
+        mesh = ax.scatter(xy[..., 0].ravel(), xy[..., 1].ravel(), c=norm.ravel(), cmap=HEATMAP_CMAP, vmin=0, vmax=1,
+                          marker="*", s=260, edgecolors="black", linewidths=0.8, zorder=5)
+    elif separable and np.all(np.diff(xs) > 0) and np.all(np.diff(ys) > 0):
         mesh = ax.pcolormesh(_edges(xs, 0, size[0]), _edges(ys, 0, size[1]), norm, cmap=HEATMAP_CMAP,
-                             vmin=0, vmax=1, alpha=alpha, shading="flat", zorder=1)
+                             vmin=0, vmax=1, shading="flat", zorder=1)
+        mesh.set_alpha(opacity)
     else:  # an irregular layout (several grids): one square marker per cell
         cell = max(size) / max(r.shape) * 0.9
         mesh = ax.scatter(xy[..., 0].ravel(), xy[..., 1].ravel(), c=norm.ravel(), cmap=HEATMAP_CMAP, vmin=0, vmax=1,
-                          alpha=alpha, marker="s", s=(cell * 72 / ax.figure.dpi) ** 2, zorder=1)
+                          alpha=opacity.ravel(), marker="s", s=(cell * 72 / ax.figure.dpi) ** 2, zorder=1)
     ax.set_xlim(0, size[0])
     ax.set_ylim(size[1], 0)
     if colorbar:
@@ -292,7 +300,7 @@ def explanation_figure(image, sample: dict[str, Any], rows: Sequence[dict[str, A
         fig.suptitle(title, fontsize=10)
     fig.legend(handles=_legend_handles(any(r.get("r_max") for r in rows)), loc="lower center", ncol=2,
                fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.7 / (3.6 * n + 0.7), 1, 1))
+    fig.tight_layout(rect=(0, 0.45 / (3.6 * n + 0.7), 1, 1))
     return fig
 
 
@@ -323,8 +331,8 @@ def examples_figure(path: Path, items: Sequence[dict[str, Any]], title: str, *, 
                    title=head + (f"\n{vlm}" if vlm else ""), relevance=it.get("relevance"), cell_xy=it.get("cell_xy"),
                    r_max=it.get("r_max"), image_size=tuple(s.get("image_size") or ()) or None)
         pax = fig.add_subplot(2, n, n + j + 1, projection="polar")
-        draw_compass(pax, r["compass"], r["true_angle"], r["peak_angle"], colour=colour, title="P(θ_k)")
-    fig.suptitle(title, fontsize=10)
+        draw_compass(pax, r["compass"], r["true_angle"], r["peak_angle"], colour=colour)
+    fig.suptitle(f"{title}  (roses: P(θ_k) per sector)", fontsize=10)
     fig.legend(handles=_legend_handles(heat), loc="lower center", ncol=4 if heat else 3, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, path, dpi=dpi)

@@ -234,7 +234,8 @@ class Explanation:
                  f"true: {self.relation} ({self.true_angle:.0f}°){vlm}")
         fig = fg.explanation_figure(self.image, self.sample.summary(), rows, title=title,
                                     colours=fg.source_colours(self.sources))
-        if path is None:
+        if path is None:  # detached from pyplot: a notebook shows the returned figure once, not twice
+            fg.pyplot().close(fig)
             return fig
         return fg.save(fig, Path(path), dpi=dpi or fg.DEFAULT_DPI)
 

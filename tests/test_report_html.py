@@ -89,3 +89,15 @@ def test_html_renders_in_headless_chromium(report_dir, tmp_path):
     from PIL import Image
 
     assert shot.is_file() and np.asarray(Image.open(shot).convert("L")).std() > 10
+
+
+def test_pdf_figures_and_an_html_with_png_copies(tmp_path):
+    run = tmp_path / "run"
+    Runner(RunConfig(sources=["oracle"], n=3), run, progress=False, log=lambda _: None).run()
+    rep = build_report(run, log=lambda _: None, fmt="pdf", dpi=40)
+    assert rep["figures"] and all(rel.endswith(".pdf") for rel in rep["figures"].values())
+    for rel in rep["figures"].values():
+        assert (run / rel).read_bytes().startswith(b"%PDF")
+    page = (run / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(rep["figures"])
+    assert "![per_class](figures/per_class.pdf)" in (run / "report.md").read_text()

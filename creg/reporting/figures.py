@@ -221,7 +221,11 @@ def draw_scene(ax, image, ref_box: Sequence[float], tgt_box: Sequence[float], *,
     for box, colour, name in ((ref_box, REF_COLOUR, f"A: {ref_name}"), (tgt_box, TGT_COLOUR, f"B: {tgt_name}")):
         x0, y0, x1, y1 = box
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, lw=2, zorder=3))
-        ax.text(x0, y0 - 2, name, color=colour, fontsize=7, va="bottom", zorder=4, clip_on=True,
+        # the label grows away from the nearer image edges, so that it stays inside the image
+        right = size is not None and (x0 + x1) / 2 > size[0] / 2
+        below = size is not None and y0 < 0.12 * size[1]
+        ax.text(x1 if right else x0, y1 + 2 if below else y0 - 2, name, color=colour, fontsize=7, zorder=4,
+                ha="right" if right else "left", va="top" if below else "bottom", clip_on=True,
                 bbox=dict(facecolor="white", alpha=0.75, pad=1, edgecolor="none"))
     a = ((ref_box[0] + ref_box[2]) / 2, (ref_box[1] + ref_box[3]) / 2)
     b = ((tgt_box[0] + tgt_box[2]) / 2, (tgt_box[1] + tgt_box[3]) / 2)

@@ -80,7 +80,12 @@ def sample_row(row: dict[str, Any]) -> dict[str, Any]:
         out[f"{who}_name"] = obj.get("name")
         for key, v in zip(("x0", "y0", "x1", "y1"), obj.get("box") or (None,) * 4):
             out[f"{who}_{key}"] = v
-    if out["ref_x0"] is not None and out["tgt_x0"] is not None:
+    for key in ("r_max", "sigma"):  # run store v2 keeps the sample's geometry
+        if key in row:
+            out[key] = row[key]
+    if row.get("d_ab") is not None:
+        out["d_ab"] = row["d_ab"]
+    elif out["ref_x0"] is not None and out["tgt_x0"] is not None:
         ax, ay = (out["ref_x0"] + out["ref_x1"]) / 2, (out["ref_y0"] + out["ref_y1"]) / 2
         bx, by = (out["tgt_x0"] + out["tgt_x1"]) / 2, (out["tgt_y0"] + out["tgt_y1"]) / 2
         out["d_ab"] = math.hypot(bx - ax, by - ay)
@@ -122,22 +127,39 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def read_run(run_dir: str | Path) -> RunFrames:
-    """The tidy tables of a run directory (see the module docstring)."""
-    pd = _pandas()
-    run_dir = Path(run_dir)
+def _read_files(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
+    """(config's run, records, sample rows, summary) read from the files of a 0.1 run directory."""
     if not (run_dir / "config.json").is_file() or not (run_dir / "records.jsonl").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json / records.jsonl); make one with `creg run`")
     config = json.loads((run_dir / "config.json").read_text()).get("run", {})
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
+    return config, _jsonl(run_dir / "records.jsonl"), _jsonl(run_dir / "samples.jsonl"), summary
+
+
+def _read(run_dir: Path):
+    """Through the run store (creg.store) where this creg has one, else from the files."""
+    try:
+        from .store import RunStore
+    except ImportError:
+        return _read_files(run_dir)
+    store = RunStore.read(run_dir)
+    return (store.config.get("run", {}), [r.model_dump() for r in store.records()],
+            [f.model_dump() for f in store.samples().values()], store.summary())
+
+
+def read_run(run_dir: str | Path) -> RunFrames:
+    """The tidy tables of a run directory (see the module docstring)."""
+    pd = _pandas()
+    config, raw_records, raw_samples, stored = _read(Path(run_dir))
     seen: set[tuple[str, str]] = set()
     recs = []
-    for rec in _jsonl(run_dir / "records.jsonl"):
+    for rec in raw_records:
         key = (rec.get("sample_id"), rec.get("source"))
         if key not in seen:
             seen.add(key)
             recs.append(rec)
     samples_rows = {}
-    for row in _jsonl(run_dir / "samples.jsonl"):
+    for row in raw_samples:
         samples_rows.setdefault(row["id"], sample_row(row))
     samples = pd.DataFrame(list(samples_rows.values()))
     records = pd.DataFrame([record_row(r) for r in recs])
@@ -152,8 +174,7 @@ def read_run(run_dir: str | Path) -> RunFrames:
                               "angle": i * 360.0 / len(probs), "p": p})
     compass = pd.DataFrame(long_rows, columns=["sample_id", "source", "sector", "direction", "angle", "p"])
     summary_rows = []
-    if (run_dir / "summary.json").is_file():
-        stored = json.loads((run_dir / "summary.json").read_text())
+    if stored:
         for name, s in stored.get("sources", {}).items():
             row: dict[str, Any] = {"source": name}
             for key, v in s.items():

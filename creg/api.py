@@ -339,15 +339,12 @@ def explain_samples(samples, sources, adapter, *, k: int = 8, sigma_r: float = 0
     """Explain a batch of samples with several built sources and one shared forward pass.
 
     Returns ({source name: one :class:`SourceExplanation` per sample}, ``(b, 4)`` class logits or None).
-    The projection and the scoring are the runner's (:func:`creg.runner.record_for`), so the numbers
-    equal a run's records.
+    The projection and the scoring are a run's (:func:`_score`), so the numbers equal a run's records.
     """
     from .adapter import ForwardRequest
-    from .compass import project_to_compass
     from .compass import uniform_cell_xy
     from .context import ExplainContext, merge_requests
     from .reporting.figures import sector_names
-    from .runner import record_for
 
     request = merge_requests([s.request() for s in sources if s.needs_model]) if adapter is not None else ForwardRequest()
     ctx = ExplainContext(list(samples), adapter, request, seed=seed)
@@ -357,11 +354,8 @@ def explain_samples(samples, sources, adapter, *, k: int = 8, sigma_r: float = 0
         maps = src.explain(ctx)
         rows = []
         for i, (sample, rmap) in enumerate(zip(ctx.samples, maps)):
-            ref_box = getattr(rmap, "ref_box", None) or sample.ref_box
-            compass = project_to_compass(rmap.values, ref_box, sample.tgt_box, sample.image_size, k=k, sigma_r=sigma_r,
-                                         rho_r=rho_r, cell_xy=rmap.cell_xy, rng=ctx.rng(i, f"tie/{src.name}"))
-            record = record_for(sample, src.name, compass, None if logits is None else logits[i],
-                                extra=getattr(rmap, "extra", None))
+            record, compass = _score(sample, src.name, rmap, None if logits is None else logits[i], k=k,
+                                     sigma_r=sigma_r, rho_r=rho_r, rng=ctx.rng(i, f"tie/{src.name}"))
             values = rmap.values.detach().float().cpu().numpy()
             if rmap.cell_xy is not None:
                 cell_xy = rmap.cell_xy.detach().double().cpu().numpy()
@@ -374,6 +368,25 @@ def explain_samples(samples, sources, adapter, *, k: int = 8, sigma_r: float = 0
                 r_max=compass.r_max, sigma=compass.sigma, flags=list(compass.flags), record=record))
         out[src.name] = rows
     return out, logits
+
+
+def _score(sample, source: str, rmap, logits, *, k: int, sigma_r: float, rho_r: float, rng):
+    """(record, compass) of one map: the run's scoring pipeline (creg.scoring where this creg has it,
+    the 0.1 runner's otherwise)."""
+    try:
+        from .scoring.pipeline import ScoringSettings, sample_facts, score_map
+        from .store import join
+    except ImportError:
+        from .compass import project_to_compass
+        from .runner import record_for
+
+        ref_box = getattr(rmap, "ref_box", None) or sample.ref_box
+        compass = project_to_compass(rmap.values, ref_box, sample.tgt_box, sample.image_size, k=k, sigma_r=sigma_r,
+                                     rho_r=rho_r, cell_xy=rmap.cell_xy, rng=rng)
+        return record_for(sample, source, compass, logits, extra=getattr(rmap, "extra", None)), compass
+    settings = ScoringSettings(k=k, sigma_r=sigma_r, rho_r=rho_r)
+    row, compass = score_map(sample, rmap, settings, source=source, rng=rng)
+    return join(sample_facts(sample, settings, logits), row), compass
 
 
 # -- a run ------------------------------------------------------------------------------------------------

@@ -176,3 +176,21 @@ def test_a_source_without_defined_dae_is_named_as_left_out(tmp_path):
                        peak_angle=0.0, sector_angle=0.0, dae=None, dae_sector=None, ea=None, flags=["zero_distance"])
     examples, left_out, _ = build_examples({"run": {}}, {"x": [rec]}, {}, heatmaps=False, log=lambda _: None)
     assert examples == {} and "no sample with a defined DAE" in left_out["x"]
+
+
+def test_report_says_why_examples_have_no_heatmap(tmp_path):
+    """A run made with a model the configuration does not name (a fake passed in): the examples are
+    drawn without heatmaps and report.md says why."""
+    from fake_vlm import FakeVLMAdapter
+
+    from creg.reporting.report import build_report
+    from creg.runner import Runner, RunConfig
+
+    run = tmp_path / "run"
+    Runner(RunConfig(sources=["creg"], n=2, bench_options={"width": 112, "height": 112}), run,
+           adapter=FakeVLMAdapter(patch_px=14, seed=5), progress=False, log=lambda _: None).run()
+    rep = build_report(run, log=lambda _: None, dpi=40, html=False)
+    assert "examples_creg" in rep["figures"]
+    notes = " ".join(rep["figure_notes"])
+    assert "heatmaps:" in notes and "needs a model" in notes
+    assert "note: heatmaps:" in (run / "report.md").read_text()

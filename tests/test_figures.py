@@ -124,6 +124,26 @@ def test_heatmap_follows_the_cell_centres():
     plt.close(fig)
 
 
+def test_a_multi_grid_union_row_is_drawn_cell_by_cell():
+    """Several grids as one (1, n) row of cells (multi-grid adapters): each cell at its own pixel centre."""
+    plt = fg.pyplot()
+    img = Image.new("RGB", (200, 200), (0, 0, 0))
+    cell_xy = np.array([[[50.0, 50.0], [150.0, 50.0], [50.0, 150.0], [150.0, 150.0]]])
+    rel = np.array([[0.0, 0.0, 0.0, 1.0]])
+    fig, ax = plt.subplots(figsize=(2, 2), dpi=100)
+    fg.draw_heatmap(ax, img, rel, cell_xy, colorbar=False, alpha=1.0)
+    fig.canvas.draw()
+    buf = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float)
+
+    def pixel(x, y):
+        px, py = ax.transData.transform((x, y))
+        return buf[int(round(buf.shape[0] - py)), int(round(px))]
+
+    assert pixel(150, 150).sum() > 500 and pixel(120, 120).sum() > 500  # the hot cell covers its quadrant
+    assert pixel(50, 50).sum() < 30 and pixel(150, 50).sum() < 30
+    plt.close(fig)
+
+
 def test_a_point_map_is_a_marker_at_its_pixel():
     """oracle / random put all relevance at one point: a star there, not a colour over the whole image."""
     plt = fg.pyplot()

@@ -189,10 +189,11 @@ def draw_heatmap(ax, image, relevance, cell_xy=None, *, image_size: tuple[int, i
         mesh = ax.pcolormesh(_edges(xs, 0, size[0]), _edges(ys, 0, size[1]), norm, cmap=HEATMAP_CMAP,
                              vmin=0, vmax=1, shading="flat", zorder=1)
         mesh.set_alpha(opacity)
-    else:  # an irregular layout (several grids): one square marker per cell
-        cell = max(size) / max(r.shape) * 0.9
+    else:  # an irregular layout (several grids as one row of cells): one square marker per cell, sized so
+        # that the cells would tile the image
+        cell = math.sqrt(size[0] * size[1] / r.size) * 0.95 * (ax.get_window_extent().width / size[0])
         mesh = ax.scatter(xy[..., 0].ravel(), xy[..., 1].ravel(), c=norm.ravel(), cmap=HEATMAP_CMAP, vmin=0, vmax=1,
-                          alpha=opacity.ravel(), marker="s", s=(cell * 72 / ax.figure.dpi) ** 2, zorder=1)
+                          alpha=opacity.ravel(), marker="s", s=(cell * 72 / ax.figure.dpi) ** 2, linewidths=0, zorder=1)
     ax.set_xlim(0, size[0])
     ax.set_ylim(size[1], 0)
     if colorbar:

@@ -376,7 +376,7 @@ def per_class_figure(path: Path, per_class: dict[str, Any], *, colours: dict[str
     for i, name in enumerate(names):
         vals = [sources[name][r]["dae"] if sources[name][r]["dae"] is not None else np.nan for r in RELATIONS]
         off = -spread / 2 + spread * (i + 0.5) / max(len(names), 1)
-        ax.plot(x + off, vals, "o", color=colours[name], ms=5, label=name, mec="white", mew=0.5)
+        ax.plot(x + off, vals, "o", color=colours[name], ms=7, label=name, mec="white", mew=0.6)
     for xi in x[:-1]:
         ax.axvline(xi + 0.5, color="#dddddd", lw=0.8)
     ax.axhline(per_class["chance"]["dae"], ls="--", color="grey")

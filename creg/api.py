@@ -159,6 +159,11 @@ class SourceExplanation:
         """The name of the peak sector (E, NE, ...)."""
         return self.sectors[self.peak_sector]
 
+    def __repr__(self) -> str:
+        dae = f"{self.dae:.1f}°" if self.dae is not None else "undefined"
+        return (f"SourceExplanation({self.source!r}, peak {self.peak} ({self.peak_angle:.1f}°), DAE {dae}, "
+                f"EA {self.ea}, grid {tuple(self.relevance.shape)})")
+
     def to_dict(self, *, maps: bool = False) -> dict[str, Any]:
         out = {"source": self.source, "compass": dict(zip(self.sectors, map(float, self.compass))),
                "peak": self.peak, "peak_sector": self.peak_sector, "peak_angle": self.peak_angle,
@@ -185,6 +190,12 @@ class Explanation:
     answer: str | None = None
     correct: bool | None = None
     model: str = ""
+
+    def __repr__(self) -> str:
+        per = "; ".join(f"{n}: peak {s.peak}, DAE {s.dae:.1f}°" if s.dae is not None else f"{n}: peak {s.peak}"
+                        for n, s in self.sources.items())
+        answer = f", answer {self.answer!r}" if self.answer else ""
+        return f"Explanation({self.sample.tgt_name!r} vs {self.sample.ref_name!r}, true {self.relation}{answer}; {per})"
 
     def __getitem__(self, source: str) -> SourceExplanation:
         try:

@@ -62,6 +62,8 @@ def test_explain_without_model_gives_maps_compasses_and_metrics(tmp_path):
     path = ex.plot(tmp_path / "ex.png", dpi=60)
     assert path.read_bytes().startswith(b"\x89PNG")
     assert "peak: E (sector 0)" in str(ex)
+    assert repr(ex).startswith("Explanation('blue square' vs 'red square', true right; oracle: peak E, DAE 0.0°")
+    assert repr(o) == "SourceExplanation('oracle', peak E (0.0°), DAE 0.0°, EA True, grid (1, 1))"
 
 
 def test_explain_accepts_a_path_and_checks_its_input(tmp_path):

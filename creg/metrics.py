@@ -68,7 +68,9 @@ def bootstrap_ci(
 
 def paired_bootstrap_pvalue(a, b, *, n_boot: int = 10000, seed: int = 0) -> dict[str, float]:
     """Paired bootstrap of mean(a - b) over the same samples: the difference, its 95% CI and a
-    two-sided p-value (share of resampled differences on the far side of 0, doubled)."""
+    two-sided p-value: the bootstrap distribution is centred at 0 (the null hypothesis of no
+    difference) and p = (1 + #{|resampled| >= |observed|}) / (n_boot + 1), so p is never 0: its
+    floor 1 / (n_boot + 1) is the resolution of ``n_boot`` resamples (Davison & Hinkley 1997, Ch. 4)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
@@ -81,5 +83,6 @@ def paired_bootstrap_pvalue(a, b, *, n_boot: int = 10000, seed: int = 0) -> dict
     lo, hi = np.quantile(means, [0.025, 0.975])
     # centre the bootstrap distribution at 0 for the null hypothesis of no difference
     centred = means - d.mean()
-    p = float(np.mean(np.abs(centred) >= abs(d.mean()) - 1e-12))
+    extreme = int(np.count_nonzero(np.abs(centred) >= abs(d.mean()) - 1e-12))
+    p = (1 + extreme) / (n_boot + 1)
     return {"diff": float(d.mean()), "ci": [float(lo), float(hi)], "p": p, "n": int(d.size)}

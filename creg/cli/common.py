@@ -40,3 +40,22 @@ def fail(message: str, code: int = 2) -> None:
 
 def log(message: str) -> None:
     click.echo(message, err=True)
+
+
+def config_file_option(fn):
+    """``--config FILE``: the command's settings from a TOML/YAML file or a run's config.json
+    (:mod:`creg.run_file`); options given on the command line override the file."""
+    def load(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value is None:
+            return
+        from ..run_file import ConfigFileError, default_map
+
+        try:
+            defaults = default_map(value, {p.name: p for p in ctx.command.params}, log=log)
+        except ConfigFileError as e:
+            fail(str(e))
+        ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+    return click.option("--config", "config", type=click.Path(dir_okay=False), default=None, is_eager=True,
+                        expose_value=False, callback=load, metavar="FILE",
+                        help="settings from a TOML/YAML file or a run's config.json; command-line options override it")(fn)

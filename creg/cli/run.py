@@ -8,7 +8,7 @@ import json
 
 import click
 
-from .common import fail, log, parse_options
+from .common import config_file_option, fail, log, parse_options
 
 from ..plugins import PluginLoadError, UnknownName, get_plugins
 from ..registry import RegistryError, load_registry
@@ -30,6 +30,7 @@ def _default_out(config) -> Path:
 
 
 @click.command("run")
+@config_file_option
 @click.option("--adapter", default=None, help=f"preset (see `creg list`) or adapter plugin name; default {DEFAULT_ADAPTER}")
 @click.option("--model", default=None, help="hub id or local directory (overrides the preset's model)")
 @click.option("--source", "sources", default=DEFAULT_SOURCES, show_default=True, help="comma-separated source names")

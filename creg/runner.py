@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from .logs import info as log_info
 from .adapter import VLMAdapter
 from .plugins import Plugins, get_plugins
 from .registry import load_registry
@@ -76,7 +77,7 @@ class Runner:
 
     def __init__(self, config: RunConfig, out: Path, *, plugins: Plugins | None = None,
                  adapter: VLMAdapter | None = None, overwrite: bool = False,
-                 progress: bool = True, log: Callable[[str], None] = print,
+                 progress: bool = True, log: Callable[[str], None] = log_info,
                  max_failures: float | int | str | None = None):
         self.config = config
         self.out = Path(out)

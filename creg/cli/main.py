@@ -11,6 +11,7 @@ import click
 
 from ..plugins import get_plugins
 from .analyze import analyze_group
+from .common import verbosity_params
 from .explain import explain_cmd
 from .export import export_cmd
 from .list_plugins import list_cmd
@@ -26,6 +27,10 @@ def cli() -> None:
 
 for _command in (list_cmd, run_cmd, report_cmd, export_cmd, explain_cmd, analyze_group):
     cli.add_command(_command)
+# -v/-q on the group (creg -q run ...) and on every core command (creg run ... -q)
+cli.params.extend(verbosity_params(group=True))
+for _command in (list_cmd, run_cmd, report_cmd, export_cmd, explain_cmd, *analyze_group.commands.values()):
+    _command.params.extend(verbosity_params())
 
 
 def _mount_plugin_commands() -> None:

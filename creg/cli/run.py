@@ -60,6 +60,7 @@ def _default_out(config) -> Path:
 def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, k, sigma_r, rho_r, prompt,
             dtype, device, source_opt, bench_opt, registries, cos, cos_op, overwrite, max_failures, no_progress) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
+    from ..logs import quiet
     from ..runner import Runner, RunConfig, RunError
 
     plugins = get_plugins()
@@ -78,8 +79,8 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
             batch_size=batch_size, cos=cos, cos_op=cos_op, registry=list(registries),
         )
         out_dir = Path(out) if out else _default_out(config)
-        runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress,
-                        log=lambda m: click.echo(m, err=True), max_failures=max_failures)
+        runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress and not quiet(),
+                        log=log, max_failures=max_failures)
         result = runner.run()
     except UnknownName as e:
         fail(str(e))

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..logs import info as log_info
 from ..benchmark import Benchmark
 from ..metrics import paired_bootstrap_pvalue
 from ..records import SampleRecord
@@ -192,7 +193,7 @@ class FlippedBenchmark(Benchmark):
         return {**self.inner.describe(), "flipped": True}
 
 
-def run_flipped(run_dir: Path, *, progress: bool = True, log: Callable[[str], None] = print):
+def run_flipped(run_dir: Path, *, progress: bool = True, log: Callable[[str], None] = log_info):
     """Re-run a run's configuration on flipped images into ``RUN_DIR/flip`` (resumable; no COS)."""
     from ..runner import Runner, RunConfig
 
@@ -297,7 +298,7 @@ def prompt_configs(base, prompts: Sequence[str] = ("A", "B", "C")) -> dict[str, 
 
 
 def run_variants(configs: dict[str, Any], out_root: Path, *, progress: bool = True,
-                 log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+                 log: Callable[[str], None] = log_info) -> dict[str, dict[str, Any]]:
     """Run each configuration into ``out_root/NAME`` (resumable) and return their summaries.
     One model load is shared when every configuration names the same model."""
     from ..runner import Runner

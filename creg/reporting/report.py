@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from ..logs import info as log_info
 from . import analysis
 from ..records import SampleRecord
 from ..store import RunDirError, RunStore, safe_name
@@ -69,7 +70,7 @@ def sample_images(config: dict[str, Any], samples: dict[str, dict[str, Any]], id
     return out
 
 
-def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], None] = print, fmt: str = "png",
+def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], None] = log_info, fmt: str = "png",
                  dpi: int | None = None, html: bool = True, heatmaps: bool = True,
                  baseline: str | None = None) -> dict[str, Any]:
     """Compute the report of ``run_dir``, write report.json, report.md, figures/ (as ``fmt`` at ``dpi``)

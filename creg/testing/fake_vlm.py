@@ -1,4 +1,5 @@
-"""A small but real vision-language model behind the :class:`creg.adapter.VLMAdapter` contract.
+"""A small but real vision-language model behind the :class:`creg.adapter.VLMAdapter` contract
+(test-only: the model creg's own source tests run on; plugin authors may use it too).
 
 It exists so that relevance sources can be tested without Qwen2-VL: every number it returns
 comes from an actual torch computation, and it honours the contract in full -- hidden-state

@@ -195,7 +195,12 @@ def main(argv=None) -> int:
 
     def run_sources(batch, names):
         srcs = [plugins.load("source", n)() for n in names]
-        ctx = ExplainContext.for_sources(batch, adapter, srcs)
+        if hasattr(ExplainContext, "for_sources"):
+            ctx = ExplainContext.for_sources(batch, adapter, srcs)
+        else:  # creg before the source requests (for before/after comparisons)
+            from creg.context import merge_requests
+
+            ctx = ExplainContext(batch, adapter, merge_requests([s.request() for s in srcs]))
         for s in srcs:
             s.explain(ctx)
 

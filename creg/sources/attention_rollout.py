@@ -9,8 +9,8 @@ Only that row is computed. The layers stream by in forward order (one attention 
 time, in the context's no-grad attention pass); :class:`AttentionRollout` keeps each layer's
 ``(b, seq, seq)`` head-averaged, normalised map and, once all have arrived, propagates the
 answer row from the top: ``r = e_a^T Â_L``, then ``r <- r Â_l`` for l = L-1 .. 1 -- one
-vector-matrix product per layer, O(L seq^2), instead of a running matrix product,
-O(L seq^3). Memory: L maps of ``b seq^2`` float32 (the eager attention of one layer already
+vector-matrix product per layer (accumulated in float64), O(L seq^2), instead of a running
+matrix product, O(L seq^3). Memory: L maps of ``b seq^2`` float32 (the eager attention of one layer already
 materialises ``heads`` times that).
 """
 
@@ -57,10 +57,10 @@ class AttentionRollout:
             raise RuntimeError("no attention layer has arrived")
         top = self.layers[-1]
         index = index.to(top.device)
-        row = top[torch.arange(top.shape[0], device=top.device), index][:, None, :]  # b 1 k
+        row = top[torch.arange(top.shape[0], device=top.device), index][:, None, :].double()  # b 1 k
         for a in reversed(self.layers[:-1]):
-            row = torch.bmm(row, a)
-        return row[:, 0, :]
+            row = torch.bmm(row, a.double())  # float64: a float32 vector-matrix chain loses ~1e-5
+        return row[:, 0, :].float()
 
     def product(self) -> torch.Tensor:
         """``(b, q, k)`` the full product R = Â_L ... Â_1 (O(L seq^3): for checks, not for runs)."""

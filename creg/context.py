@@ -95,6 +95,8 @@ class ExplainContext:
         self._attention_output: ForwardOutput | None = None
         #: number of backward passes taken (one per target when every source declared its gradients).
         self.backward_passes = 0
+        #: number of attention passes run (one when the readers were registered by for_sources).
+        self.attention_passes = 0
 
     @classmethod
     def for_sources(
@@ -181,6 +183,11 @@ class ExplainContext:
             result[VISION] = cache[VISION]
         return result
 
+    @property
+    def differentiated_targets(self) -> set[str]:
+        """The gradient targets a backward pass has been taken for."""
+        return {t for t, grads in self._grads.items() if grads}
+
     # -- the attention pass ------------------------------------------------------------------
     def attention_reader(self, source: RelevanceSource) -> AttentionReader:
         """``source``'s reader after the attention pass has streamed every decoder layer to it.
@@ -224,6 +231,7 @@ class ExplainContext:
             raise RuntimeError(f"the adapter streamed {seen} attention maps for {self.adapter.num_layers} decoder layers")
         self._attention_output = output
         self._readers.update(readers)
+        self.attention_passes += 1
 
     def rng(self, i: int, salt: str) -> np.random.Generator:
         """A generator fixed by the run seed, the sample id and ``salt`` (e.g. the source name)."""

@@ -209,9 +209,10 @@ class SourceContract:
         targets = {g.target for g in request.gradients}
         assert ctx.backward_passes <= len(targets), (
             f"{source.name} took {ctx.backward_passes} backward passes but declared {len(targets)} gradient targets")
-        assert set(ctx._grads) <= targets, f"{source.name} read gradients of undeclared targets {set(ctx._grads) - targets}"
+        extra = ctx.differentiated_targets - targets
+        assert not extra, f"{source.name} read gradients of undeclared targets {sorted(extra)}"
         if not request.attentions:
-            assert ctx._attention_output is None, f"{source.name} ran an attention pass it did not request"
+            assert ctx.attention_passes == 0, f"{source.name} ran an attention pass it did not request"
 
     def test_independent_of_the_other_sources_in_the_run(self, source, samples, adapter):
         """Bit-identical maps when a companion requesting everything shares the batch."""

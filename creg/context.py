@@ -18,6 +18,9 @@ it. The context knows no method; from the union of the requests it plans
   pass is what makes a source's numbers independent of the other sources in the run: the
   gradient pass is the same forward (same attention kernels, same graph) whether or not an
   attention source is present, and nothing in it keeps per-layer attention maps for backward.
+  An adapter whose attention maps do not change the numerics of a pass (it captures them
+  without switching kernels) says so with ``attentions_preserve_numerics = True``; the
+  gradient pass then streams them too and no second pass runs.
 """
 
 from __future__ import annotations
@@ -123,7 +126,11 @@ class ExplainContext:
         """The gradient pass (run on first use): class logits, hidden states, vision activations."""
         if self.adapter is None:
             raise RuntimeError("this source needs a model, but the run has no adapter (--adapter none)")
-        return self.adapter.forward(self.samples, self.request.forward_request())
+        request = self.request.forward_request()
+        if self._attention_sources and getattr(self.adapter, "attentions_preserve_numerics", False):
+            # the adapter streams attention maps without changing the pass: one pass serves both
+            return self._stream_attentions(self._attention_sources, request.model_copy(update={"attentions": True}))
+        return self.adapter.forward(self.samples, request)
 
     @property
     def has_model(self) -> bool:
@@ -196,9 +203,14 @@ class ExplainContext:
         registered by :meth:`for_sources` at once; a source that was not registered gets a pass
         of its own.
         """
+        if source in self._attention_sources:
+            self.output  # noqa: B018 -- may be the pass that streams the attention maps
         if source not in self._readers:
+            if self.adapter is None:
+                raise RuntimeError("attention maps need a model, but the run has no adapter (--adapter none)")
             pending = [s for s in self._attention_sources if s not in self._readers]
-            self._attention_pass(pending if source in pending else [*pending, source])
+            with torch.no_grad():
+                self._stream_attentions(pending if source in pending else [*pending, source], ForwardRequest(attentions=True))
         return self._readers[source]
 
     @property
@@ -208,9 +220,8 @@ class ExplainContext:
             raise RuntimeError("no attention pass has run (call attention_reader first)")
         return self._attention_output
 
-    def _attention_pass(self, sources: list[RelevanceSource]) -> None:
-        if self.adapter is None:
-            raise RuntimeError("attention maps need a model, but the run has no adapter (--adapter none)")
+    def _stream_attentions(self, sources: list[RelevanceSource], request: ForwardRequest) -> ForwardOutput:
+        """Run a pass with ``request`` (attentions on), streaming each layer to ``sources``' readers."""
         readers = {s: s.attention_reader() for s in sources}
         user = self._on_attention if self._attention_output is None else None
         seen = 0
@@ -225,13 +236,13 @@ class ExplainContext:
             if user is not None:
                 user(layer_idx, attn)
 
-        with torch.no_grad():
-            output = self.adapter.forward(self.samples, ForwardRequest(attentions=True), on_attention=fan_out)
+        output = self.adapter.forward(self.samples, request, on_attention=fan_out)
         if seen != self.adapter.num_layers:
             raise RuntimeError(f"the adapter streamed {seen} attention maps for {self.adapter.num_layers} decoder layers")
         self._attention_output = output
         self._readers.update(readers)
         self.attention_passes += 1
+        return output
 
     def rng(self, i: int, salt: str) -> np.random.Generator:
         """A generator fixed by the run seed, the sample id and ``salt`` (e.g. the source name)."""

@@ -8,6 +8,7 @@ import torch
 from creg.adapter import ForwardRequest
 from creg.context import ExplainContext
 from creg.relevance import GradientRequest, RelevanceSource, SourceRequest
+from creg.sources.gradxact import GradXActSource
 from creg.sources.token_grid import token_relevance_maps
 from creg.testing.fake_vlm import FakeVLMAdapter
 from creg_synthetic.scenes import scene_sample
@@ -76,37 +77,58 @@ def test_a_0_1_source_with_a_forward_request_still_works(adapter, samples):
     assert len(maps) == 2 and all(m.values.sum() > 0 for m in maps)
 
 
-def test_attention_pass_is_separate_no_grad_and_shared(adapter, samples, monkeypatch):
-    class Reader:
-        def __init__(self):
-            self.layers = []
+class KernelSwitchingFake(FakeVLMAdapter):
+    """As an adapter that must switch kernels to expose attention maps (Qwen2-VL: eager)."""
 
-        def update(self, i, attn):
-            assert not attn.requires_grad
-            self.layers.append(i)
+    attentions_preserve_numerics = False
 
-    class Attn(RelevanceSource):
-        name = "attn"
 
-        def request(self):
-            return SourceRequest(attentions=True)
+class Reader:
+    def __init__(self):
+        self.layers = []
 
-        def attention_reader(self):
-            return Reader()
+    def update(self, i, attn):
+        assert not attn.requires_grad
+        self.layers.append(i)
 
-        def explain(self, ctx):
-            return ctx.attention_reader(self)
 
+class Attn(RelevanceSource):
+    name = "attn"
+
+    def request(self):
+        return SourceRequest(attentions=True)
+
+    def attention_reader(self):
+        return Reader()
+
+    def explain(self, ctx):
+        return ctx.attention_reader(self)
+
+
+def test_attention_pass_is_separate_no_grad_and_shared(samples, monkeypatch):
+    adapter = KernelSwitchingFake(d=32, dv=16, heads=4, num_layers=5, seed=3)
+    a, b = Attn(), Attn()
+    calls = []
+    real = adapter.forward
+    monkeypatch.setattr(adapter, "forward", lambda s, r=ForwardRequest(), **k:
+                        calls.append((r, torch.is_grad_enabled())) or real(s, r, **k))
+    ctx = ExplainContext.for_sources(samples, adapter, [a, b, GradXActSource()])
+    ra, rb = a.explain(ctx), b.explain(ctx)
+    assert ra is not rb and ra.layers == rb.layers == list(range(adapter.num_layers))
+    assert calls == [(ForwardRequest(layers=(-2,)), True), (ForwardRequest(attentions=True), False)]
+    assert ctx.attention_passes == 1
+
+
+def test_an_adapter_that_keeps_numerics_streams_attention_in_the_gradient_pass(adapter, samples, monkeypatch):
     a, b = Attn(), Attn()
     calls = []
     real = adapter.forward
     monkeypatch.setattr(adapter, "forward", lambda s, r=ForwardRequest(), **k: calls.append(r) or real(s, r, **k))
-    ctx = ExplainContext.for_sources(samples, adapter, [a, b])
+    ctx = ExplainContext.for_sources(samples, adapter, [a, GradXActSource(), b])
     ra, rb = a.explain(ctx), b.explain(ctx)
-    assert ra is not rb and ra.layers == rb.layers == list(range(adapter.num_layers))
-    assert calls == [ForwardRequest(attentions=True)]  # one pass for both readers; no gradient pass needed
-    ctx.output  # noqa: B018
-    assert calls[1] == ForwardRequest() and not calls[1].attentions
+    assert ra.layers == rb.layers == list(range(adapter.num_layers))
+    assert calls == [ForwardRequest(layers=(-2,), attentions=True)]
+    assert ctx.output is ctx.attention_output
 
 
 def test_a_source_that_requests_attentions_without_a_reader_fails_clearly(adapter, samples):

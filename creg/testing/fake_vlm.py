@@ -86,6 +86,8 @@ class FakeVLMAdapter(VLMAdapter):
     ``num_layers``, ``merge``, ``seed``, ``patch_px`` (default 16)."""
 
     description = "test-only fake VLM"
+    #: its attention is always computed explicitly: streaming it changes nothing in the pass.
+    attentions_preserve_numerics = True
 
     def __init__(self, config: AdapterConfig | None = None, **options: Any):
         config = config or AdapterConfig(model="fake", options=options)

@@ -244,6 +244,15 @@ class ExplainContext:
         self.attention_passes += 1
         return output
 
+    def release(self) -> None:
+        """Drop the passes' outputs, the cached gradients and the attention readers (the autograd
+        graph and saved activations go with them), e.g. before COS's occluded passes. Layouts
+        needed afterwards must be read first; a later read of :attr:`output` runs the pass again."""
+        self.__dict__.pop("output", None)
+        self._grads.clear()
+        self._readers.clear()
+        self._attention_output = None
+
     def rng(self, i: int, salt: str) -> np.random.Generator:
         """A generator fixed by the run seed, the sample id and ``salt`` (e.g. the source name)."""
         key = f"{self.seed}/{self.samples[i].id}/{salt}".encode()

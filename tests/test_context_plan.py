@@ -144,3 +144,18 @@ def test_a_source_that_requests_attentions_without_a_reader_fails_clearly(adapte
     src = NoReader()
     with pytest.raises(NotImplementedError, match="attention_reader"):
         src.explain(ExplainContext.for_sources(samples, adapter, [src]))
+
+
+def test_release_frees_the_graph_and_a_later_read_runs_the_pass_again(adapter, samples):
+    import gc
+    import weakref
+
+    src = GradXActSource()
+    ctx = ExplainContext.for_sources(samples, adapter, [src])
+    first = src.explain(ctx)
+    hidden = weakref.ref(ctx.output.hidden[-2])
+    ctx.release()
+    gc.collect()
+    assert hidden() is None and ctx.differentiated_targets == set()
+    again = src.explain(ctx)
+    assert all(torch.equal(a.values, b.values) for a, b in zip(first, again))

@@ -30,19 +30,19 @@ def _records(out, source: str) -> list[str]:
     return [line for line in lines if json.loads(line)["source"] == source]
 
 
-def _run(tmp_path, name: str, sources: str) -> list[str]:
+def _run(tmp_path, name: str, sources: str) -> tuple[list[str], str]:
     out = tmp_path / name
     opts = ["--source-opt", "integrated_gradients.steps=4"] if "integrated_gradients" in sources else []
     res = CliRunner().invoke(cli, ["run", "--adapter", "qwen2vl-toy", "--bench", "synthetic", "--n", "6",
                                    "--batch-size", "3", "--source", sources, *opts,
                                    "--out", str(out), "--no-progress"])
     assert res.exit_code == 0, res.output
-    return _records(out, "creg")
+    return _records(out, "creg"), (out / "samples.jsonl").read_text()  # per-sample facts (logits) too
 
 
 def test_creg_records_are_byte_identical_with_and_without_attention_rollout(tmp_path):
     alone = _run(tmp_path, "alone", "creg")
-    assert len(alone) == 6
+    assert len(alone[0]) == 6 and alone[1].count("\n") == 6
     assert _run(tmp_path, "with_rollout", "creg,attention_rollout") == alone
     assert _run(tmp_path, "rollout_first", "attention_rollout,gradcam,integrated_gradients,creg") == alone
 

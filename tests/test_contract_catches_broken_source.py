@@ -41,6 +41,18 @@ class Signed(GradXActSource):
         return token_relevance_maps(-grad_times_act(grad, ctx.output.hidden[self.layer]), ctx)
 
 
+class RelevanceOffTheImage(GradXActSource):
+    """Puts its mass on a cell centred outside the image."""
+
+    def explain(self, ctx):
+        maps = super().explain(ctx)
+        for m in maps:
+            m.cell_xy = m.cell_xy.clone()
+            m.cell_xy[0, 0] = torch.tensor([-40.0, -40.0], dtype=m.cell_xy.dtype)
+            m.values[0, 0] = 1.0
+        return maps
+
+
 class UsesWhateverLayersTheRunKept(GradXActSource):
     """Sums Grad x Act over every layer the gradient pass happens to hold: depends on the run."""
 
@@ -89,6 +101,7 @@ def outcomes(cls, adapter, samples) -> dict[str, str]:
     (TooFewMaps, {"test_one_map_per_sample_with_valid_shapes_and_values"}),
     (Unseeded, {"test_deterministic", "test_independent_of_the_other_sources_in_the_run"}),
     (Signed, {"test_one_map_per_sample_with_valid_shapes_and_values"}),
+    (RelevanceOffTheImage, {"test_one_map_per_sample_with_valid_shapes_and_values"}),
     (UsesWhateverLayersTheRunKept, {"test_independent_of_the_other_sources_in_the_run"}),
 ])
 def test_each_broken_source_fails_exactly_its_check(broken, failing, adapter, samples):

@@ -243,7 +243,7 @@ class Runner:
         try:
             summary = summarize(
                 store.records_so_far(), names, seed=self.config.seed, complete=complete, skipped=all_skipped,
-                bench=self.config.bench, adapter=self.config.adapter, metrics=self._metrics(),
+                bench=self.config.bench, adapter=self.config.adapter, metrics=self._metrics(), pairwise=True,
                 elapsed_s=round(time.perf_counter() - t0, 2),
             )
             title = f"{self.config.bench} · {self.config.adapter} · n={summary['n_samples']}"

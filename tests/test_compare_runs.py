@@ -125,3 +125,32 @@ def test_report_pattern_resolves_to_the_newest_run(two_runs, tmp_path):
     assert none.exit_code == 2 and "no run directory matches" in none.output
     missing = runner.invoke(cli, ["report", str(tmp_path / "absent")])
     assert missing.exit_code == 2 and "no such run directory" in missing.output
+
+
+def test_run_summary_holds_the_pairwise_tests(tmp_path):
+    """creg run's summary.json carries the report's pairwise tests (same numbers)."""
+    from creg.store import RunStore
+
+    run = tmp_path / "run"
+    Runner(RunConfig(sources=["oracle", "random", "target_box"], n=6), run, progress=False, log=_quiet).run()
+    stored = RunStore.read(run).summary()["pairwise"]
+    assert {(t["a"], t["b"]) for t in stored} == {("oracle", "random"), ("oracle", "target_box"), ("random", "target_box")}
+    again = analysis.pairwise_tests(RunStore.read(run).records(), seed=0)
+    assert [(t["a"], t["b"], t["metric"], t["p"], t["diff"]) for t in stored] == \
+        [(t["a"], t["b"], t["metric"], t["p"], t["diff"]) for t in again]
+
+
+def test_many_tests_at_once_equal_one_at_a_time():
+    """The vectorised bootstrap draws the same resamples as the one-test function (same seed)."""
+    from creg.metrics import paired_bootstrap_many
+
+    rng = np.random.default_rng(0)
+    diffs = rng.normal(size=(4, 37))
+    diffs[1] = 0.0
+    diffs[2] += 2.0
+    many = paired_bootstrap_many(diffs, n_boot=2500, seed=9, chunk=600)
+    for row, res in zip(diffs, many):
+        one = paired_bootstrap_pvalue(row, np.zeros_like(row), n_boot=2500, seed=9)
+        assert res["diff"] == pytest.approx(one["diff"], abs=1e-12) and res["p"] == one["p"]
+        assert res["ci"] == pytest.approx(one["ci"], abs=1e-12)
+    assert many[1]["p"] == 1.0 and many[2]["p"] == pytest.approx(1 / 2501)

@@ -93,3 +93,20 @@ def test_a_newer_config_json_field_is_ignored_with_a_warning(tmp_path):
     r = _run(["--config", str(cfg), "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "future_knob" in r.output and "ignored" in r.output
+
+
+def test_the_user_guides_settings_file_is_valid(tmp_path):
+    """docs/user-guide.md's TOML example is a settings file creg run accepts as written."""
+    import re
+    from pathlib import Path
+
+    from creg.cli.run import run_cmd
+    from creg.run_file import default_map
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "user-guide.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    cfg = tmp_path / "experiment.toml"
+    cfg.write_text(block)
+    defaults = default_map(cfg, {p.name: p for p in run_cmd.params})
+    assert defaults["sources"] == "creg,attention_rollout,random" and defaults["n"] == 200
+    assert defaults["source_opt"] == ["creg.layers=[-2, -3]"] and defaults["bench_opt"] == ["width=448"]

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..logs import info as log_info
 from ..benchmark import Benchmark
-from ..metrics import paired_bootstrap_pvalue
+from ..metrics import paired_bootstrap_many, paired_bootstrap_pvalue
 from ..records import SampleRecord
 from ..sample import RELATIONS, Box, Sample, make_sample
 from .summary import _mean, _registry, answers as _answers, metric_group
@@ -261,12 +261,19 @@ def pairwise_tests(records: Sequence[SampleRecord], *, n_boot: int = 10000, seed
     pairs = [(s, baseline) for s in groups if s != baseline] if baseline is not None else itertools.combinations(groups, 2)
     values = metric_values(records, metrics)
     tests: list[dict[str, Any]] = []
+    by_ids: dict[tuple[str, ...], list[tuple[int, np.ndarray]]] = {}  # tests on the same samples share resamples
     for a, b in pairs:
         for m in metrics:
             va, vb = values[(a, m.name)], values[(b, m.name)]
             if not va and not vb:
                 continue
-            tests.append({"a": a, "b": b, "metric": m.name, **paired_test(va, vb, n_boot=n_boot, seed=seed)})
+            ids = tuple(sorted(va.keys() & vb.keys()))
+            by_ids.setdefault(ids, []).append((len(tests), np.array([va[i] - vb[i] for i in ids], dtype=np.float64)))
+            tests.append({"a": a, "b": b, "metric": m.name, "n_boot": n_boot})
+    for ids, group in by_ids.items():
+        diffs = np.stack([d for _, d in group]) if ids else np.empty((len(group), 0))
+        for (i, _), res in zip(group, paired_bootstrap_many(diffs, n_boot=n_boot, seed=seed)):
+            tests[i].update(res)
     return adjust_holm(tests)
 
 

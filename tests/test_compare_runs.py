@@ -154,3 +154,11 @@ def test_many_tests_at_once_equal_one_at_a_time():
         assert res["diff"] == pytest.approx(one["diff"], abs=1e-12) and res["p"] == one["p"]
         assert res["ci"] == pytest.approx(one["ci"], abs=1e-12)
     assert many[1]["p"] == 1.0 and many[2]["p"] == pytest.approx(1 / 2501)
+
+
+def test_report_prints_the_p_value_floor_not_zero():
+    from creg.reporting.report import _p
+
+    assert _p(1 / 10001, 10000) == "≤1.0e-04"
+    assert _p(0.0123, 10000) == "0.0123" and _p(2.5e-5, 100000) == "2.5e-05"
+    assert _p(float("nan"), 10000) == "–"

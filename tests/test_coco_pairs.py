@@ -15,7 +15,7 @@ from creg_coco_pairs.benchmark import CocoPairsBenchmark
 from creg_coco_pairs.pairs import PairRules, image_candidates
 from creg_coco_pairs.selection import class_quotas
 
-COCO_TINY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-tiny"
+from shared_data import COCO_TINY  # CREG_TEST_COCO, default ../shared/data/coco-tiny
 NAMES = {i: n for n, i in CATEGORIES.items()}
 
 
@@ -186,7 +186,7 @@ def test_registered_through_the_entry_point():
 # -- the real COCO 2017 layout ------------------------------------------------------------------
 
 needs_coco_tiny = pytest.mark.skipif(not (COCO_TINY / "annotations").is_dir(),
-                                     reason=f"real COCO sample not found at {COCO_TINY}")
+                                     reason=f"real COCO sample not found at {COCO_TINY} (set CREG_TEST_COCO)")
 
 
 @needs_coco_tiny

@@ -21,9 +21,9 @@ from creg_vsr.names import match_category
 from creg_vsr.relations import PAPER, STRICT, creg_relation
 from creg_vsr.rows import PARTS, SPLITS, VsrRow, load_rows, parse_caption
 
-COCO_TINY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-tiny"
+from shared_data import COCO_TINY  # CREG_TEST_COCO, default ../shared/data/coco-tiny
 needs_coco_tiny = pytest.mark.skipif(not (COCO_TINY / "annotations").is_dir(),
-                                     reason=f"real COCO sample not found at {COCO_TINY}")
+                                     reason=f"real COCO sample not found at {COCO_TINY} (set CREG_TEST_COCO)")
 
 
 def row(part: str, line: int, split: str = "random") -> VsrRow:

@@ -1,13 +1,16 @@
-"""``creg explain``: one image, one or more sources."""
+"""``creg explain``: one image, one or more sources, one model load (a thin layer over
+:meth:`creg.api.Model.explain`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
 
 import click
 
 from .common import fail, log, parse_options
+
+DEFAULT_SOURCES = "creg"
 
 
 def _parse_box(value: str) -> list[float]:
@@ -22,8 +25,9 @@ def _parse_box(value: str) -> list[float]:
 
 def explain_sample(sample, source, adapter, *, k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0, seed: int = 0,
                    adapter_name: str = "adapter"):
-    """(record, compass) of one sample explained by one source, through the same pipeline as
-    ``creg run`` (:func:`creg.scoring.explain_batch`); a plugin's failure raises naming the plugin."""
+    """(record, compass) of one sample explained by one built source (0.1 helper), through the same
+    pipeline as ``creg run`` (:func:`creg.scoring.explain_batch`); a plugin's failure raises naming
+    the plugin. The API's :func:`creg.api.explain_samples` explains several sources and keeps the maps."""
     from ..scoring.pipeline import ScoringSettings, explain_batch
     from ..store import join
 
@@ -36,33 +40,39 @@ def explain_sample(sample, source, adapter, *, k: int = 8, sigma_r: float = 0.6,
 
 
 def format_explanation(sample, record, source_name: str) -> str:
-    """The text ``creg explain`` prints: one bar per sector, the peak, the truth and the model's answer."""
+    """The text of one record (0.1 helper; ``creg explain`` prints :func:`creg.api.format_explanation`)."""
     import numpy as np
 
+    from ..api import Explanation, SourceExplanation, format_explanation as fmt
     from ..reporting.figures import sector_names
-    from ..sample import RELATIONS
 
     p = np.asarray(record.compass)
-    names = sector_names(p.size)
-    lines = [f"Where is the {sample.tgt_name} relative to the {sample.ref_name}?  (source {source_name}, K={p.size})"]
-    for name, v in zip(names, p):
-        lines.append(f"  {name:>4} {v:6.3f} {'█' * int(round(40 * v / max(p.max(), 1e-12)))}")
-    lines.append(f"peak: {names[record.peak_sector]} (sector {record.peak_sector}), evidence points at {record.peak_angle:.1f}°")
-    dae = f", DAE {record.dae:.1f}°" if record.dae is not None else ""
-    lines.append(f"true A→B: {record.true_angle:.1f}° ({record.relation}){dae}")
-    if record.logits is not None:
-        probs = np.exp(np.asarray(record.logits) - np.max(record.logits))
-        probs /= probs.sum()
-        lines.append(f"model: {record.pred}  (" + ", ".join(f"{r} {q:.2f}" for r, q in zip(RELATIONS, probs)) + ")")
-    else:
-        lines.append("model: – (no model)")
-    if record.flags:
-        lines.append(f"flags: {', '.join(record.flags)}")
-    return "\n".join(lines)
+    s = SourceExplanation(source=source_name, relevance=np.zeros((1, 1)), cell_xy=np.zeros((1, 1, 2)), compass=p,
+                          sectors=sector_names(p.size), peak_sector=record.peak_sector, peak_angle=record.peak_angle,
+                          sector_angle=record.sector_angle, dae=record.dae, ea=record.ea, d_ab=0.0, r_max=0.0, sigma=0.0,
+                          flags=list(record.flags), record=record)
+    ex = Explanation(sample=sample, image=None, relation=record.relation, relation_given=True, sources={source_name: s},
+                     logits=None if record.logits is None else np.asarray(record.logits), answer=record.pred,
+                     correct=record.correct)
+    return fmt(ex, s)
+
+
+def _figure_path(out: str, fmt: str | None) -> Path:
+    from ..reporting.figures import FORMATS
+
+    path = Path(out)
+    suffix = path.suffix.lstrip(".").lower()
+    if fmt is None:
+        if suffix in FORMATS:
+            return path
+        return path.with_name(path.name + ".png")
+    if suffix in FORMATS and suffix != fmt:
+        raise click.BadParameter(f"--out {out} ends in .{suffix} but --format is {fmt}", param_hint="--out")
+    return path if suffix == fmt else path.with_name(path.name + f".{fmt}")
 
 
 @click.command("explain")
-@click.option("--adapter", default="none", show_default=True, help="preset or adapter plugin name (see `creg list`)")
+@click.option("--adapter", default=None, help="preset or adapter plugin name (see `creg list`); default: the toy model, qwen2vl-toy")
 @click.option("--model", default=None, help="hub id or local directory (overrides the preset's model)")
 @click.option("--image", "image_path", required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("--ref", "ref_name", required=True, help="name of the reference object A")
@@ -71,55 +81,60 @@ def format_explanation(sample, record, source_name: str) -> str:
 @click.option("--tgt-box", required=True, help="B's box x0,y0,x1,y1 (pixels)")
 @click.option("--relation", type=click.Choice(["left", "right", "above", "below"]), default=None,
               help="ground truth (gt-targeted sources need it); default: the dominant axis of the boxes")
-@click.option("--source", default="creg", show_default=True)
+@click.option("--source", "sources", default=DEFAULT_SOURCES, show_default=True,
+              help="comma-separated source names; all share one forward pass")
 @click.option("--source-opt", multiple=True, help="SOURCE.KEY=VALUE")
 @click.option("--k", "k", type=int, default=8, show_default=True)
 @click.option("--prompt", default=None)
 @click.option("--dtype", default=None, type=click.Choice(["auto", "float32", "bfloat16", "float16"]))
 @click.option("--device", default=None)
 @click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="write the figure (scene + compass rose) here")
-def explain_cmd(adapter, model, image_path, ref_name, ref_box, tgt_name, tgt_box, relation, source, source_opt, k,
-                prompt, dtype, device, registries, out) -> None:
-    """Explain one image: the compass distribution, the model's answer and (with --out) a figure."""
-    from PIL import Image
-
-    from .common import parse_options
-    from ..plugins import UnknownName, get_plugins
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="write the figure here: per source the relevance heatmap over the image beside the compass rose")
+@click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default=None,
+              help="figure format (default: --out's suffix, else png)")
+@click.option("--dpi", type=click.IntRange(min=20, max=1200), default=200, show_default=True, help="figure resolution")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of the text")
+@click.option("--maps", is_flag=True, help="with --json: include each relevance map and its cell centres")
+def explain_cmd(adapter, model, image_path, ref_name, ref_box, tgt_name, tgt_box, relation, sources, source_opt, k,
+                prompt, dtype, device, registries, out, fmt, dpi, as_json, maps) -> None:
+    """Explain one image: the compass distribution per source, the model's answer and (with --out) a figure."""
+    from ..api import DEFAULT_MODEL, ApiError, load
+    from ..hub import ModelUnavailable
+    from ..plugins import UnknownName
     from ..registry import RegistryError, load_registry
-    from ..run_config import RunConfig, RunError, build_sources, resolve_adapter
-    from ..sample import Box, InvalidSample, make_sample, relation_from_boxes
+    from ..run_config import RunError
     from ..scoring.pipeline import PluginError
 
-    rb, tb = Box(**dict(zip(("x0", "y0", "x1", "y1"), _parse_box(ref_box)))), Box(**dict(zip(("x0", "y0", "x1", "y1"), _parse_box(tgt_box))))
-    if relation is None:
-        dx, dy = tb.center[0] - rb.center[0], tb.center[1] - rb.center[1]
-        relation = relation_from_boxes(rb, tb, ratio=1.0) or ("right" if dx >= 0 else "left")
-        of = " of" if relation in ("left", "right") else ""
-        log(f"ground truth taken from the boxes: B is {relation}{of} A (set --relation to override)")
+    names = [s.strip() for s in sources.split(",") if s.strip()]
+    if not names:
+        raise click.BadParameter("name at least one source", param_hint="--source")
+    rb, tb = _parse_box(ref_box), _parse_box(tgt_box)
+    figure = _figure_path(out, fmt) if out else None
     try:
-        with Image.open(image_path) as im:
-            size = im.size
-        sample = make_sample(id=Path(image_path).stem, image=Path(image_path), image_size=size, ref_name=ref_name,
-                             ref_box=rb, tgt_name=tgt_name, tgt_box=tb, relation=relation)
-        config = RunConfig(adapter=adapter, model=model, dtype=dtype, device=device, prompt=prompt, sources=[source],
-                           source_options=parse_options(source_opt, keyed=True), k=k, registry=list(registries))
-        plugins = get_plugins()
-        adapter_cls, adapter_config = resolve_adapter(config, plugins, load_registry(config.registry))
-        src = build_sources(config, plugins, adapter_cls is not None)[0]
-        vlm = adapter_cls.load(adapter_config) if adapter_cls is not None else None
-        record, _ = explain_sample(sample, src, vlm, k=k, adapter_name=adapter)
-    except (UnknownName, RunError, RegistryError, InvalidSample, OSError, PluginError) as e:
+        if adapter is None:
+            adapter = DEFAULT_MODEL if DEFAULT_MODEL in load_registry(registries) else "none"
+        m = load(model, adapter=adapter, dtype=dtype, device=device, prompt=prompt, registry=registries) if model else \
+            load(adapter, dtype=dtype, device=device, prompt=prompt, registry=registries)
+        ex = m.explain(image_path, ref=(ref_name, rb), tgt=(tgt_name, tb), sources=names, relation=relation, k=k,
+                       source_options=parse_options(source_opt, keyed=True))
+    except (ApiError, ModelUnavailable, UnknownName, RunError, RegistryError, OSError, PluginError) as e:
         fail(str(e))
-    click.echo(format_explanation(sample, record, source))
-    if out:
-        from ..reporting.figures import PlotsUnavailable, explain_figure
+    if not ex.relation_given and not as_json:
+        of = " of" if ex.relation in ("left", "right") else ""
+        log(f"ground truth taken from the boxes: B is {ex.relation}{of} A (set --relation to override)")
+    if figure is not None:
+        from ..reporting.figures import PlotsUnavailable
 
         try:
-            explain_figure(Path(out), sample.load_image(), sample.summary(), record.model_dump(),
-                           title=f"{source}: where is the {tgt_name} relative to the {ref_name}?")
+            ex.plot(figure, dpi=dpi)
         except PlotsUnavailable as e:
             fail(str(e))
-        click.echo(f"figure: {out}")
-
-
+    if as_json:
+        data = ex.to_dict(maps=maps)
+        data["figure"] = str(figure) if figure is not None else None
+        click.echo(json.dumps(data))
+        return
+    click.echo(str(ex))
+    if figure is not None:
+        click.echo(f"figure: {figure}")

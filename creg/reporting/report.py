@@ -19,10 +19,8 @@ from typing import Any, Callable
 from . import analysis
 from ..records import SampleRecord
 from ..store import RunDirError, RunStore, safe_name
+from .examples import select_examples  # noqa: F401 (0.1 import path)
 from .summary import _fmt, _registry, markdown_table, summarize
-
-#: At most this many per-source example figures (the whole figure folder stays under ~12 files).
-MAX_EXAMPLE_FIGURES = 9
 
 
 #: The directory is not a run directory (or holds no records): :class:`creg.store.RunDirError`.
@@ -71,22 +69,13 @@ def sample_images(config: dict[str, Any], samples: dict[str, dict[str, Any]], id
     return out
 
 
-def select_examples(recs: list[SampleRecord]) -> list[tuple[str, SampleRecord]]:
-    """Best, median and worst sample of one source by DAE (Fig. 3 and 5: success and failure)."""
-    ok = sorted((r for r in recs if r.dae is not None), key=lambda r: r.dae)
-    if not ok:
-        return []
-    picks = [("best", ok[0]), ("median", ok[len(ok) // 2]), ("worst", ok[-1])]
-    seen, out = set(), []
-    for label, r in picks:
-        if r.sample_id not in seen:
-            seen.add(r.sample_id)
-            out.append((label, r))
-    return out
+def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], None] = print, fmt: str = "png",
+                 dpi: int | None = None, html: bool = True, heatmaps: bool = True) -> dict[str, Any]:
+    """Compute the report of ``run_dir``, write report.json, report.md, figures/ (as ``fmt`` at ``dpi``)
+    and, with ``html``, one self-contained report.html; return the report.
 
-
-def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Compute the report of ``run_dir``, write report.json, report.md and figures/; return the report."""
+    Everything is rendered in a scratch folder and handed to the run store, the only writer of the
+    run directory."""
     run_dir = Path(run_dir)
     store = RunStore.read(run_dir)
     config, records, samples = load_run(store, log)
@@ -105,54 +94,51 @@ def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], No
         "pairwise": analysis.pairwise_tests(records, seed=run.get("seed", 0), metrics=metrics) if len(sources) > 1 else [],
         "flip": None,
         "figures": {},
+        "examples_left_out": {},
+        "figure_notes": [],
         "problems": list(store.problems),
     }
     flip = store.sub("flip")
     if flip is not None:
         report["flip"] = analysis.flip_equivariance(records, flip.records())
 
-    if figures:
-        report["figures"] = _figures(store, config, records, samples, summary, report, log)
-    store.write_json_artifact("report.json", report)
-    store.write_artifact("report.md", report_markdown(report, metrics))
+    with tempfile.TemporaryDirectory(prefix="creg-report-") as tmp:
+        scratch = Path(tmp)
+        if figures:
+            report["figures"] = _figures(store, scratch, config, records, samples, summary, report, log, fmt=fmt,
+                                         dpi=dpi, heatmaps=heatmaps, png_copies=html and fmt == "pdf")
+        store.write_json_artifact("report.json", report)
+        store.write_artifact("report.md", report_markdown(report, metrics))
+        if html:
+            from .html import render_html
+
+            store.write_artifact("report.html", render_html(report, scratch, metrics))
+            report["html"] = "report.html"
     return report
 
 
-def _figures(store: RunStore, config, records, samples, summary, report, log) -> dict[str, str]:
-    """Render the figures into a scratch folder, then hand each to the run store."""
+def _figures(store: RunStore, scratch: Path, config, records, samples, summary, report, log, *, fmt="png", dpi=None,
+             heatmaps=True, png_copies=False) -> dict[str, str]:
+    """Render every figure into ``scratch/figures`` (file names from source names made safe), then
+    hand each file to the run store; returns {figure name: path relative to the run directory}."""
     from . import figures as fg
+    from .examples import build_examples
 
-    made: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="creg-figures-") as tmp:
-        scratch = Path(tmp)
-
-        def keep(key: str, rendered: Path) -> None:
-            rel = f"figures/{safe_name(rendered.name)}"
-            store.put_file(rel, rendered)
-            made[key] = rel
-
-        keep("per_class", fg.per_class_figure(scratch / "per_class.png", report["per_class"]))
-        if any("cos" in s for s in summary["sources"].values()):
-            keep("cos", fg.cos_figure(scratch / "cos.png", summary))
-        groups = analysis.by_source(records)
-        picks = {name: select_examples(recs) for name, recs in list(groups.items())[:MAX_EXAMPLE_FIGURES]}
-        images = sample_images(config, samples, {r.sample_id for p in picks.values() for _, r in p})
-        if picks and not images:
-            log("note: the samples' images could not be found; example figures show boxes only")
-        for name, chosen in picks.items():
-            items = [{"label": label, "image": images.get(r.sample_id), "record": r.model_dump(),
-                      "sample": samples.get(r.sample_id) or _sample_stub(r)} for label, r in chosen]
-            if items:
-                path = fg.examples_figure(scratch / f"examples_{safe_name(name)}.png", items,
-                                          f"{name}: best / median / worst sample by DAE (green: true A→B, magenta: compass peak)")
-                keep(f"examples_{name}", path)
-    return made
-
-
-def _sample_stub(r: SampleRecord) -> dict[str, Any]:
-    """A samples.jsonl row for a record whose sample line is missing: the boxes are unknown, so a
-    unit-distance stand-in keeps the arrows drawable."""
-    return {"id": r.sample_id, "ref": {"name": "A", "box": [0, 0, 2, 2]}, "tgt": {"name": "B", "box": [0, 0, 2, 2]}}
+    examples, left_out, notes = build_examples(config, analysis.by_source(records), samples, heatmaps=heatmaps, log=log)
+    report["examples_left_out"], report["figure_notes"] = left_out, notes
+    for note in notes:
+        log(f"note: {note}")
+    examples = {safe_name(name): items for name, items in examples.items()}
+    out_dir = scratch / "figures"
+    made = fg.report_figures(out_dir, summary=summary, per_class=report["per_class"], examples=examples,
+                             fmt=fmt, dpi=dpi or fg.DEFAULT_DPI)
+    if png_copies:  # report.html embeds these: browsers do not show a PDF in an <img>
+        fg.report_figures(out_dir, summary=summary, per_class=report["per_class"], examples=examples,
+                          fmt="png", dpi=dpi or fg.DEFAULT_DPI)
+    for path in sorted(out_dir.rglob("*")):
+        if path.is_file():
+            store.put_file(str(path.relative_to(scratch)), path)
+    return {name: str(path.relative_to(scratch)) for name, path in made.items()}
 
 
 # -- Markdown -----------------------------------------------------------------------------------
@@ -243,11 +229,26 @@ def report_markdown(report: dict[str, Any], metrics=None) -> str:
         lines.append("")
 
     if report["figures"]:
-        lines += ["## Figures", ""]
+        lines += ["## Figures", "", "How to read them: docs/evaluation.md.", ""]
         for name, rel in report["figures"].items():
-            lines.append(f"- [{name}]({rel})")
-        lines += ["", "How to read them: docs/evaluation.md.", ""]
+            lines += [f"### {figure_caption(name)}", "", f"![{name}]({rel})", ""]
+        for name, why in report.get("examples_left_out", {}).items():
+            lines.append(f"- no example figure for **{name}**: {why}")
+        for note in report.get("figure_notes", []):
+            lines.append(f"- note: {note}")
+        lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def figure_caption(name: str) -> str:
+    """A figure's heading in report.md / report.html."""
+    if name == "per_class":
+        return "Per class: VLM accuracy and DAE (Fig. 4)"
+    if name == "cos":
+        return "Causal occlusion (Eq. 8)"
+    if name.startswith("examples_"):
+        return f"Examples: {name[len('examples_'):]} (best / median / worst by DAE)"
+    return name
 
 
 def _p(p: float, n_boot: int) -> str:

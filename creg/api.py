@@ -1,0 +1,481 @@
+"""The Python API: a model in one line, an explained image in one more, a run, its tidy tables.
+
+::
+
+    import creg
+    m = creg.load("qwen2vl-toy")                       # a preset, a hub id or a local directory
+    ex = m.explain("scene.png", ref=("cup", (10, 20, 60, 80)), tgt=("bottle", (120, 30, 170, 90)),
+                   sources=["creg", "attention_rollout"])
+    ex["creg"].dae, ex.answer, ex.plot("scene-explained.png")
+    summary = creg.run(sources=["creg", "random"], n=20, out="runs/quick")
+    frames = creg.read_run("runs/quick")               # pandas DataFrames (pip install 'creg[frames]')
+
+The command line is a thin layer over these functions: ``creg explain`` calls :meth:`Model.explain`
+and ``creg run`` shares :data:`RUN_DEFAULTS` with :func:`run`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+#: ``creg.load()`` without a name, ``creg explain`` without ``--adapter`` and ``creg run``
+#: without ``--adapter``: the embedded toy model (docs/toy-model.md).
+DEFAULT_MODEL = "qwen2vl-toy"
+
+BoxLike = Any  # creg.Box or (x0, y0, x1, y1) in pixels
+ObjectLike = Any  # (name, box)
+
+
+class ApiError(ValueError):
+    """Bad input to the Python API; the message says what and how to fix it."""
+
+
+# -- loading a model ------------------------------------------------------------------------------------
+
+def _infer_adapter(model: str, adapters: Sequence[str]) -> str:
+    """The adapter plugin of a local directory (its config.json's ``model_type``) or a cached hub id."""
+    config_path = Path(model) / "config.json"
+    model_type = None
+    if config_path.is_file():
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    else:
+        from .hub import cached_file
+
+        cached = cached_file(model, "config.json")
+        if cached is not None:
+            model_type = json.loads(Path(cached).read_text()).get("model_type")
+    if model_type:
+        key = model_type.replace("_", "").replace("-", "").lower()
+        for name in adapters:
+            if name.replace("_", "").replace("-", "").lower() == key:
+                return name
+    raise ApiError(f"cannot tell which adapter plugin loads {model!r}"
+                   f"{f' (model_type {model_type!r})' if model_type else ''}: pass adapter=NAME, one of {sorted(adapters)}")
+
+
+def load(model: str = DEFAULT_MODEL, *, adapter: str | None = None, dtype: str | None = None,
+         device: str | None = None, prompt: str | None = None, registry: Iterable[str | Path] = (),
+         **options: Any) -> "Model":
+    """Load a model for :meth:`Model.explain`.
+
+    ``model``: a preset name (``creg list``), ``"none"`` (geometry-only sources), a local directory
+    in ``save_pretrained`` layout or a hub id. ``adapter``: the adapter plugin for a directory or hub
+    id (inferred from its ``config.json`` when omitted), or a preset whose settings to use with this
+    ``model``. ``dtype``/``device``/``prompt`` override
+    the preset's; every other keyword is an adapter option (``AdapterConfig.options``).
+    """
+    from .plugins import get_plugins
+    from .registry import Preset, load_registry
+    from .run_config import NO_MODEL
+
+    plugins = get_plugins()
+    presets = load_registry(list(registry))
+    overrides = {"dtype": dtype, "device": device, "prompt": prompt}
+    if model in presets and adapter is None:
+        preset = presets[model]
+    elif NO_MODEL in (model, adapter):
+        preset = Preset(adapter=NO_MODEL, model="")
+    elif adapter in presets:  # a preset's settings with another model
+        preset = presets[adapter].model_copy(update={"model": model})
+    else:
+        if adapter is None and model in plugins.names("adapter"):
+            raise ApiError(f"{model!r} is an adapter plugin, not a model: name the model too "
+                           f"(creg.load(HUB_ID_OR_DIR, adapter={model!r}); creg: --adapter {model} --model HUB_ID_OR_DIR), "
+                           "or use a preset (`creg list`)")
+        if adapter is None:
+            adapter = _infer_adapter(model, plugins.names("adapter"))
+        preset = Preset(adapter=adapter, model=model)
+    if preset.adapter == NO_MODEL:
+        return Model(model, None)
+    config = preset.adapter_config(**overrides)
+    if options:
+        config = config.model_copy(update={"options": {**config.options, **options}})
+    from .hub import check_available
+
+    check_available(config.model)
+    cls = plugins.load("adapter", preset.adapter)
+    return Model(model, cls.load(config))
+
+
+# -- explaining one image -------------------------------------------------------------------------------
+
+def _box(value: BoxLike, what: str):
+    from pydantic import ValidationError
+
+    from .sample import Box
+
+    if isinstance(value, Box):
+        return value
+    try:
+        x0, y0, x1, y1 = (float(v) for v in value)
+        return Box(x0=x0, y0=y0, x1=x1, y1=y1)
+    except (TypeError, ValueError, ValidationError) as e:
+        raise ApiError(f"{what}: expected a creg.Box or (x0, y0, x1, y1) in pixels, got {value!r} ({e})") from None
+
+
+def _object(value: ObjectLike, what: str):
+    try:
+        name, box = value
+    except (TypeError, ValueError):
+        raise ApiError(f"{what}: expected (name, box), got {value!r}") from None
+    return str(name), _box(box, f"{what} box")
+
+
+@dataclass
+class SourceExplanation:
+    """One source's explanation of one image.
+
+    ``relevance``: ``(h, w)`` relevance on the model's vision grid; ``cell_xy``: ``(h, w, 2)``
+    pixel centres (x, y) of those cells in the original image; ``compass``: ``(K,)`` P(theta_k),
+    sector k centred at k * 360 / K (``sectors`` names them); angles in degrees, 0 = right, 90 = up.
+    ``dae``/``ea``: Eq. 6-7 against the true direction A -> B of the boxes (None when A and B share
+    their centre); ``record``: the same numbers as a run's ``records.jsonl`` line.
+    """
+
+    source: str
+    relevance: np.ndarray
+    cell_xy: np.ndarray
+    compass: np.ndarray
+    sectors: list[str]
+    peak_sector: int
+    peak_angle: float
+    sector_angle: float
+    dae: float | None
+    ea: bool | None
+    d_ab: float
+    r_max: float
+    sigma: float
+    flags: list[str]
+    record: Any
+
+    @property
+    def peak(self) -> str:
+        """The name of the peak sector (E, NE, ...)."""
+        return self.sectors[self.peak_sector]
+
+    def __repr__(self) -> str:
+        dae = f"{self.dae:.1f}°" if self.dae is not None else "undefined"
+        return (f"SourceExplanation({self.source!r}, peak {self.peak} ({self.peak_angle:.1f}°), DAE {dae}, "
+                f"EA {self.ea}, grid {tuple(self.relevance.shape)})")
+
+    def to_dict(self, *, maps: bool = False) -> dict[str, Any]:
+        out = {"source": self.source, "compass": dict(zip(self.sectors, map(float, self.compass))),
+               "peak": self.peak, "peak_sector": self.peak_sector, "peak_angle": self.peak_angle,
+               "sector_angle": self.sector_angle, "dae": self.dae, "ea": self.ea, "d_ab": self.d_ab,
+               "r_max": self.r_max, "sigma": self.sigma, "flags": self.flags, "grid_hw": list(self.relevance.shape)}
+        if maps:
+            out["relevance"] = self.relevance.tolist()
+            out["cell_xy"] = self.cell_xy.tolist()
+        return out
+
+
+@dataclass
+class Explanation:
+    """An image explained by one or more sources (:meth:`Model.explain`); ``ex["creg"]`` is a
+    :class:`SourceExplanation`. ``logits``: ``(4,)`` class logits (left, right, above, below) or
+    None without a model; ``answer``: the model's answer (their argmax)."""
+
+    sample: Any
+    image: Any
+    relation: str
+    relation_given: bool
+    sources: dict[str, SourceExplanation]
+    logits: np.ndarray | None = None
+    answer: str | None = None
+    correct: bool | None = None
+    model: str = ""
+
+    def __repr__(self) -> str:
+        per = "; ".join(f"{n}: peak {s.peak}, DAE {s.dae:.1f}°" if s.dae is not None else f"{n}: peak {s.peak}"
+                        for n, s in self.sources.items())
+        answer = f", answer {self.answer!r}" if self.answer else ""
+        return f"Explanation({self.sample.tgt_name!r} vs {self.sample.ref_name!r}, true {self.relation}{answer}; {per})"
+
+    def __getitem__(self, source: str) -> SourceExplanation:
+        try:
+            return self.sources[source]
+        except KeyError:
+            raise KeyError(f"{source!r} was not explained; this explanation has {list(self.sources)}") from None
+
+    def __iter__(self):
+        return iter(self.sources.values())
+
+    @property
+    def true_angle(self) -> float:
+        """theta_true, the direction A -> B of the box centres (deg)."""
+        return self.sample.angle
+
+    @property
+    def probs(self) -> dict[str, float] | None:
+        """The model's answer distribution over the four relations (softmax of ``logits``)."""
+        if self.logits is None:
+            return None
+        from .sample import RELATIONS
+
+        z = np.exp(self.logits - self.logits.max())
+        return dict(zip(RELATIONS, map(float, z / z.sum())))
+
+    def to_dict(self, *, maps: bool = False) -> dict[str, Any]:
+        """A JSON-able dict (``creg explain --json``); ``maps=True`` adds each relevance map."""
+        return {"sample": self.sample.summary(), "relation": self.relation, "relation_given": self.relation_given,
+                "true_angle": self.true_angle, "model": self.model or None, "answer": self.answer,
+                "correct": self.correct, "logits": None if self.logits is None else list(map(float, self.logits)),
+                "probs": self.probs, "sources": {n: s.to_dict(maps=maps) for n, s in self.sources.items()}}
+
+    def __str__(self) -> str:
+        return "\n\n".join(format_explanation(self, s) for s in self.sources.values())
+
+    def plot(self, path: str | Path | None = None, *, sources: Sequence[str] | None = None, dpi: int | None = None):
+        """The figure: per source, the relevance heatmap over the image with boxes and arrows, beside
+        the compass rose. Saved to ``path`` (png, pdf or svg by suffix) when given; returns the figure
+        (or the path once saved)."""
+        from .reporting import figures as fg
+
+        names = list(sources) if sources is not None else list(self.sources)
+        rows = [{"source": n, "record": self[n].record.model_dump(), "relevance": self[n].relevance,
+                 "cell_xy": self[n].cell_xy, "r_max": self[n].r_max or None} for n in names]
+        vlm = f" · VLM: {self.answer} ({max(self.probs.values()):.2f})" if self.answer else ""
+        title = (f"Where is the {self.sample.tgt_name} relative to the {self.sample.ref_name}? "
+                 f"true: {self.relation} ({self.true_angle:.0f}°){vlm}")
+        fig = fg.explanation_figure(self.image, self.sample.summary(), rows, title=title,
+                                    colours=fg.source_colours(self.sources))
+        if path is None:  # detached from pyplot: a notebook shows the returned figure once, not twice
+            fg.pyplot().close(fig)
+            return fig
+        return fg.save(fig, Path(path), dpi=dpi or fg.DEFAULT_DPI)
+
+
+def format_explanation(ex: Explanation, s: SourceExplanation) -> str:
+    """The text ``creg explain`` prints for one source: one bar per sector, the peak, the truth and
+    the model's answer."""
+    p = s.compass
+    lines = [f"Where is the {ex.sample.tgt_name} relative to the {ex.sample.ref_name}?  (source {s.source}, K={p.size})"]
+    for name, v in zip(s.sectors, p):
+        lines.append(f"  {name:>4} {v:6.3f} {'█' * int(round(40 * v / max(p.max(), 1e-12)))}")
+    lines.append(f"peak: {s.peak} (sector {s.peak_sector}), evidence points at {s.peak_angle:.1f}°")
+    dae = f", DAE {s.dae:.1f}°" if s.dae is not None else ""
+    lines.append(f"true A→B: {ex.true_angle:.1f}° ({ex.relation}){dae}")
+    if ex.probs is not None:
+        lines.append(f"model: {ex.answer}  (" + ", ".join(f"{r} {q:.2f}" for r, q in ex.probs.items()) + ")")
+    else:
+        lines.append("model: – (no model)")
+    if s.flags:
+        lines.append(f"flags: {', '.join(s.flags)}")
+    return "\n".join(lines)
+
+
+class Model:
+    """A loaded model (or none) that explains images with any number of sources in one forward pass."""
+
+    def __init__(self, name: str, adapter):
+        self.name = name
+        self.adapter = adapter
+
+    def __repr__(self) -> str:
+        return f"creg.Model({self.name!r}, adapter={type(self.adapter).__name__ if self.adapter else None})"
+
+    def explain(self, image, ref: ObjectLike, tgt: ObjectLike, *, sources: Sequence[str] | str = ("creg",),
+                relation: str | None = None, source_options: Mapping[str, Mapping[str, Any]] | None = None,
+                k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0, seed: int = 0, id: str | None = None) -> Explanation:
+        """Explain where ``tgt`` lies relative to ``ref`` in ``image``.
+
+        ``image``: a path or a PIL image; ``ref``/``tgt``: ``(name, box)`` with box a
+        :class:`creg.Box` or ``(x0, y0, x1, y1)`` in pixels. ``sources``: source names (``creg
+        list``); all share one forward pass. ``relation``: the ground truth (left/right/above/below)
+        that gt-targeted sources and ``correct`` need; by default the dominant axis of the boxes.
+        """
+        from .sample import InvalidSample, make_sample, relation_from_boxes
+
+        ref_name, ref_box = _object(ref, "ref")
+        tgt_name, tgt_box = _object(tgt, "tgt")
+        names = [s.strip() for s in sources.split(",")] if isinstance(sources, str) else list(sources)
+        if not names:
+            raise ApiError("sources: name at least one source (see `creg list`)")
+        pil, path = _image(image)
+        given = relation is not None
+        if relation is None:
+            dx = tgt_box.center[0] - ref_box.center[0]
+            relation = relation_from_boxes(ref_box, tgt_box, ratio=1.0) or ("right" if dx >= 0 else "left")
+        sample_id = id or (path.stem if path is not None else "image")
+        try:
+            sample = make_sample(id=sample_id, image=path if path is not None else pil, image_size=pil.size,
+                                 ref_name=ref_name, ref_box=ref_box, tgt_name=tgt_name, tgt_box=tgt_box, relation=relation)
+        except InvalidSample as e:
+            raise ApiError(str(e)) from None
+        built = _build_sources(names, dict(source_options or {}), self.adapter is not None)
+        results, logits = explain_samples([sample], built, self.adapter, k=k, sigma_r=sigma_r, rho_r=rho_r, seed=seed)
+        per = {name: results[name][0] for name in names}
+        rec = next(iter(per.values())).record
+        return Explanation(sample=sample, image=pil, relation=relation, relation_given=given, sources=per,
+                           logits=None if logits is None else logits[0], answer=rec.pred, correct=rec.correct,
+                           model=self.name if self.adapter is not None else "")
+
+
+def _image(image):
+    """(RGB PIL image, path or None) of a path or a PIL image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise ApiError(f"image file not found: {path}")
+        try:
+            with Image.open(path) as im:
+                return im.convert("RGB"), path
+        except (UnidentifiedImageError, OSError) as e:
+            raise ApiError(f"cannot read image {path}: {e}") from None
+    if hasattr(image, "convert") and hasattr(image, "size"):
+        return image.convert("RGB"), None
+    raise ApiError(f"image: expected a path or a PIL image, got {type(image).__name__}")
+
+
+def _build_sources(names: list[str], options: dict[str, dict[str, Any]], has_model: bool):
+    from .plugins import UnknownName, get_plugins
+    from .run_config import RunConfig, RunError, build_sources
+
+    try:
+        return build_sources(RunConfig(sources=names, source_options=options), get_plugins(), has_model)
+    except (UnknownName, RunError) as e:
+        raise ApiError(str(e)) from None
+
+
+def explain_samples(samples, sources, adapter, *, k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0,
+                    seed: int = 0) -> tuple[dict[str, list[SourceExplanation]], np.ndarray | None]:
+    """Explain a batch of samples with several built sources and one shared forward pass.
+
+    Returns ({source name: one :class:`SourceExplanation` per sample}, ``(b, 4)`` class logits or None).
+    The projection and the scoring are a run's (:func:`_score`), so the numbers equal a run's records.
+    """
+    from .adapter import ForwardRequest
+    from .compass import uniform_cell_xy
+    from .context import ExplainContext, merge_requests
+    from .reporting.figures import sector_names
+
+    request = merge_requests([s.request() for s in sources if s.needs_model]) if adapter is not None else ForwardRequest()
+    ctx = ExplainContext(list(samples), adapter, request, seed=seed)
+    logits = ctx.output.class_logits.detach().float().cpu().numpy() if adapter is not None else None
+    out: dict[str, list[SourceExplanation]] = {}
+    for src in sources:
+        maps = src.explain(ctx)
+        rows = []
+        for i, (sample, rmap) in enumerate(zip(ctx.samples, maps)):
+            record, compass = _score(sample, src.name, rmap, None if logits is None else logits[i], k=k,
+                                     sigma_r=sigma_r, rho_r=rho_r, rng=ctx.rng(i, f"tie/{src.name}"))
+            values = rmap.values.detach().float().cpu().numpy()
+            if rmap.cell_xy is not None:
+                cell_xy = rmap.cell_xy.detach().double().cpu().numpy()
+            else:
+                cell_xy = uniform_cell_xy(tuple(values.shape), sample.image_size).numpy()
+            rows.append(SourceExplanation(
+                source=src.name, relevance=values, cell_xy=cell_xy, compass=compass.probs.numpy(),
+                sectors=sector_names(compass.k), peak_sector=compass.peak_sector, peak_angle=compass.peak_angle,
+                sector_angle=compass.sector_angle, dae=record.dae, ea=record.ea, d_ab=compass.d_ab,
+                r_max=compass.r_max, sigma=compass.sigma, flags=list(compass.flags), record=record))
+        out[src.name] = rows
+    return out, logits
+
+
+def _score(sample, source: str, rmap, logits, *, k: int, sigma_r: float, rho_r: float, rng):
+    """(record, compass) of one map through the run's scoring pipeline (:func:`creg.scoring.score_map`)."""
+    from .scoring.pipeline import ScoringSettings, sample_facts, score_map
+    from .store import join
+
+    settings = ScoringSettings(k=k, sigma_r=sigma_r, rho_r=rho_r)
+    row, compass = score_map(sample, rmap, settings, source=source, rng=rng)
+    return join(sample_facts(sample, settings, logits), row), compass
+
+
+# -- a run ------------------------------------------------------------------------------------------------
+
+#: The defaults of ``creg run`` (the CLI reads them from here): keyword -> value.
+RUN_DEFAULTS: dict[str, Any] = {
+    "adapter": None,  # DEFAULT_MODEL when the registry has it, else "none"
+    "model": None,
+    "sources": ["oracle", "creg", "creg_gt", "attention_rollout", "gradnorm", "integrated_gradients", "gradcam",
+                "gradxact", "target_box", "random_relevance", "random"],
+    "bench": "synthetic",
+    "n": None,
+    "seed": 0,
+    "out": None,
+    "data_dir": None,
+    "batch_size": 1,
+    "k": 8,
+    "sigma_r": 0.6,
+    "rho_r": 2.0,
+    "prompt": None,
+    "dtype": None,
+    "device": None,
+    "source_options": {},
+    "bench_options": {},
+    "registry": [],
+    "cos": False,
+    "cos_op": "grey",
+    "overwrite": False,
+    "progress": False,
+}
+
+
+def run(**options: Any) -> dict[str, Any]:
+    """Run a benchmark like ``creg run`` (same keyword names as the long options, same defaults:
+    :data:`RUN_DEFAULTS`) and return its summary (``summary.json``'s content) with ``out`` added.
+
+    ``sources``: a list or a comma-separated string; ``source_options``: {source: {key: value}}
+    (``--source-opt``); ``bench_options``: {key: value} (``--bench-opt``); ``limit`` is ``n``.
+    """
+    import os
+
+    from .registry import load_registry
+    from .run_config import RunConfig
+
+    if "limit" in options:
+        options["n"] = options.pop("limit")
+    unknown = set(options) - set(RUN_DEFAULTS)
+    if unknown:
+        raise ApiError(f"creg.run: unknown option(s) {sorted(unknown)}; the options are {sorted(RUN_DEFAULTS)}")
+    opts = {**RUN_DEFAULTS, **options}
+    if isinstance(opts["sources"], str):
+        opts["sources"] = [s.strip() for s in opts["sources"].split(",") if s.strip()]
+    if opts["registry"] and isinstance(opts["registry"], (str, Path)):
+        opts["registry"] = [opts["registry"]]
+    if opts["adapter"] is None:
+        opts["adapter"] = DEFAULT_MODEL if DEFAULT_MODEL in load_registry(opts["registry"]) else "none"
+    if opts["data_dir"] is None:
+        opts["data_dir"] = os.environ.get("CREG_DATA_DIR")
+    from .runner import Runner
+
+    config = RunConfig(**{k: (str(v) if k == "data_dir" and v is not None else v) for k, v in opts.items()
+                          if k not in ("out", "overwrite", "progress")})
+    out = Path(opts["out"]) if opts["out"] else default_out(config)
+    result = Runner(config, out, overwrite=opts["overwrite"], progress=opts["progress"], log=_log).run()
+    return {**result.summary, "out": str(result.out)}
+
+
+def default_out(config) -> Path:
+    """``runs/BENCH-ADAPTER-HASH``: the hash covers the configuration, so the same run lands in the
+    same directory (and continues there)."""
+    import hashlib
+
+    ident = json.dumps(config.identity(), sort_keys=True, default=str)
+    return Path("runs") / f"{config.bench}-{config.adapter}-{hashlib.sha1(ident.encode()).hexdigest()[:8]}"
+
+
+def _log(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
+
+
+# -- reading a run ------------------------------------------------------------------------------------------
+
+def read_run(run_dir: str | Path):
+    """A run's records as tidy pandas DataFrames (``pip install 'creg[frames]'``); see
+    :func:`creg.frames.read_run`."""
+    from .frames import read_run as _read
+
+    return _read(run_dir)

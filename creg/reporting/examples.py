@@ -1,0 +1,169 @@
+"""The report's example figures: which samples each source shows, their images, and their relevance
+maps (re-computed, since a run stores compasses, not maps).
+
+Every source gets its best, median and worst sample by DAE; a source without any defined DAE is
+left out with the reason, and the report says so. Heatmaps need the relevance maps: the run's model
+is loaded again and the chosen samples are explained once more with the run's settings (one forward
+pass per sample for all sources). Where that cannot be done -- the model cannot be loaded here, a
+source needs a model the configuration does not name, an image is gone -- the figures show the
+scene without the heatmap and the report says why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from ..records import SampleRecord
+
+
+def select_examples(recs: list[SampleRecord]) -> list[tuple[str, SampleRecord]]:
+    """Best, median and worst sample of one source by DAE (Fig. 3 and 5: success and failure)."""
+    ok = sorted((r for r in recs if r.dae is not None), key=lambda r: (r.dae, r.sample_id))
+    if not ok:
+        return []
+    picks = [("best", ok[0]), ("median", ok[len(ok) // 2]), ("worst", ok[-1])]
+    seen, out = set(), []
+    for label, r in picks:
+        if r.sample_id not in seen:
+            seen.add(r.sample_id)
+            out.append((label, r))
+    return out
+
+
+def run_samples(config: dict[str, Any], samples: dict[str, dict[str, Any]], ids: set[str]) -> dict[str, Any]:
+    """:class:`creg.sample.Sample` objects of ``ids``: from ``samples.jsonl`` rows with an image file,
+    else re-created by the benchmark (benchmarks are deterministic). Unrecoverable ids are left out."""
+    from ..sample import Box, InvalidSample, make_sample
+
+    out: dict[str, Any] = {}
+    for sid in ids:
+        row = samples.get(sid) or {}
+        path = row.get("image")
+        if path and Path(path).is_file():
+            try:
+                out[sid] = make_sample(id=sid, image=Path(path), image_size=tuple(row["image_size"]),
+                                       ref_name=row["ref"]["name"], ref_box=Box(**dict(zip(("x0", "y0", "x1", "y1"), row["ref"]["box"]))),
+                                       tgt_name=row["tgt"]["name"], tgt_box=Box(**dict(zip(("x0", "y0", "x1", "y1"), row["tgt"]["box"]))),
+                                       relation=row["relation"], meta=row.get("meta") or {})
+            except (InvalidSample, KeyError, TypeError, ValueError):
+                pass
+    missing = set(ids) - set(out)
+    if missing:
+        try:
+            from ..plugins import get_plugins
+            from ..run_config import RunConfig, build_benchmark
+
+            bench = build_benchmark(RunConfig(**config["run"]), get_plugins())
+            for s in bench.samples():
+                if s.id in missing:
+                    out[s.id] = s
+                    missing.discard(s.id)
+                    if not missing:
+                        break
+        except Exception:  # noqa: BLE001 - figures fall back to boxes only; the report still completes
+            pass
+    return out
+
+
+def recompute_maps(config: dict[str, Any], samples: dict[str, Any], wanted: dict[str, set[str]],
+                   log: Callable[[str], None]) -> tuple[dict[tuple[str, str], dict[str, Any]], str | None]:
+    """Relevance maps of ``wanted`` ({sample id: source names}) with the run's model and settings.
+
+    Returns ({(sample id, source): {relevance, cell_xy, r_max, peak_sector}}, None) or ({}, the
+    reason nothing could be computed)."""
+    from ..api import explain_samples
+    from ..plugins import get_plugins
+    from ..registry import load_registry
+    from ..run_config import RunConfig, build_sources, resolve_adapter
+
+    run = config["run"]
+    try:
+        cfg = RunConfig(**run)
+        plugins = get_plugins()
+        adapter_cls, adapter_config = resolve_adapter(cfg, plugins, load_registry(cfg.registry))
+        asked = {n for v in wanted.values() for n in v}
+        names = [n for n in cfg.sources if n in asked] + sorted(asked - set(cfg.sources))
+        sources = build_sources(cfg.model_copy(update={"sources": names, "source_options": {
+            k: v for k, v in cfg.source_options.items() if k in names}}), plugins, adapter_cls is not None)
+        if adapter_cls is not None:
+            from ..hub import check_available
+
+            check_available(adapter_config.model)
+            log(f"heatmaps: loading {cfg.adapter} to recompute the example samples' relevance maps ...")
+            adapter = adapter_cls.load(adapter_config)
+        else:
+            adapter = None
+    except Exception as e:  # noqa: BLE001 - the report completes without heatmaps and says why
+        return {}, f"the run's model and sources could not be set up again here ({type(e).__name__}: {e})"
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    problems = []
+    for sid, srcs in wanted.items():
+        if sid not in samples:
+            problems.append(f"{sid}: sample not recoverable")
+            continue
+        chosen = [s for s in sources if s.name in srcs]
+        try:
+            results, _ = explain_samples([samples[sid]], chosen, adapter, k=cfg.k, sigma_r=cfg.sigma_r,
+                                         rho_r=cfg.rho_r, seed=cfg.seed)
+        except Exception as e:  # noqa: BLE001 - one unreadable image must not sink the report
+            problems.append(f"{sid}: {type(e).__name__}: {e}")
+            continue
+        for name, (ex,) in results.items():
+            out[(sid, name)] = {"relevance": ex.relevance, "cell_xy": ex.cell_xy, "r_max": ex.r_max or None,
+                                "peak_sector": ex.peak_sector}
+    return out, ("; ".join(problems[:3]) if problems else None)
+
+
+def build_examples(config: dict[str, Any], groups: dict[str, list[SampleRecord]], samples: dict[str, dict[str, Any]],
+                   *, heatmaps: bool = True, log: Callable[[str], None] = print) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str], list[str]]:
+    """({source: example items for :func:`creg.reporting.figures.examples_figure`}, {source left out:
+    why}, notes for the report)."""
+    picks = {name: select_examples(recs) for name, recs in groups.items()}
+    left_out = {name: "no sample with a defined DAE (A and B share their centre in every sample)"
+                for name, p in picks.items() if not p}
+    ids = {r.sample_id for p in picks.values() for _, r in p}
+    objs = run_samples(config, samples, ids)
+    images = {}
+    for sid, s in objs.items():
+        try:
+            images[sid] = s.load_image()
+        except (OSError, ValueError):
+            pass
+    notes = []
+    if ids and not images:
+        notes.append("the samples' images could not be found; example figures show boxes only")
+    maps: dict[tuple[str, str], dict[str, Any]] = {}
+    if heatmaps and picks:
+        wanted: dict[str, set[str]] = {}
+        for name, p in picks.items():
+            for _, r in p:
+                wanted.setdefault(r.sample_id, set()).add(name)
+        maps, problem = recompute_maps(config, {sid: objs[sid] for sid in objs if sid in images}, wanted, log)
+        if problem:
+            notes.append(f"heatmaps: {problem}")
+        changed = sorted({name for (sid, name), m in maps.items()
+                          for _, r in picks[name] if r.sample_id == sid and r.peak_sector != m["peak_sector"]})
+        if changed:
+            notes.append("heatmaps: the recomputed maps of " + ", ".join(changed) + " peak in another sector than the "
+                         "run recorded (a model or code change since the run, or nondeterministic kernels); the roses "
+                         "show the recorded compasses")
+    elif not heatmaps:
+        notes.append("heatmaps were not requested (--no-heatmaps)")
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for name, chosen in picks.items():
+        items = []
+        for label, r in chosen:
+            item = {"label": label, "image": images.get(r.sample_id), "record": r.model_dump(),
+                    "sample": samples.get(r.sample_id) or (objs[r.sample_id].summary() if r.sample_id in objs else _sample_stub(r))}
+            item.update({k: v for k, v in maps.get((r.sample_id, name), {}).items() if k != "peak_sector"})
+            items.append(item)
+        if items:
+            examples[name] = items
+    return examples, left_out, notes
+
+
+def _sample_stub(r: SampleRecord) -> dict[str, Any]:
+    """A samples.jsonl row for a record whose sample line is missing: the boxes are unknown, so a
+    unit-distance stand-in keeps the arrows drawable."""
+    return {"id": r.sample_id, "ref": {"name": "A", "box": [0, 0, 2, 2]}, "tgt": {"name": "B", "box": [0, 0, 2, 2]}}

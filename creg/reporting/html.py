@@ -1,0 +1,138 @@
+"""``report.html``: the report as one self-contained file to share (figures embedded as data URIs).
+
+The page is report.md rendered to HTML (the same sections, tables and figures), with a small
+stylesheet. Only the Markdown that :func:`creg.reporting.report.report_markdown` writes is
+supported: headings, tables, paragraphs, lists, block quotes, images, ``code``, **bold**, *italic*.
+PNG and SVG figures are embedded as they are; for PDF figures the report also writes PNG copies
+(``figures/*.png``), since browsers do not show a PDF inside an ``<img>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+from typing import Any
+
+MIME = {"png": "image/png", "svg": "image/svg+xml"}
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.5em; border-bottom: 1px solid #ddd; padding-bottom: .3em; }
+h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #eee; }
+h3 { font-size: 1.05em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; }
+th { background: #f3f3f3; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+blockquote { border-left: 4px solid #e0a000; margin: 1em 0; padding: .2em 1em; background: #fff8e1; }
+code { background: #f5f5f5; padding: 0 .2em; }
+"""
+
+
+def _inline(text: str) -> str:
+    """Inline Markdown of one line (already free of images) to HTML."""
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])", r"<em>\1</em>", out)
+    out = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', out)
+    return out
+
+
+def _image(alt: str, rel: str, run_dir: Path) -> str:
+    path = run_dir / rel
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt == "pdf":
+        path, fmt = path.with_suffix(".png"), "png"
+    if fmt not in MIME or not path.is_file():
+        return f'<p class="missing">figure {html.escape(rel)} is not available</p>'
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:{MIME[fmt]};base64,{data}"></figure>'
+
+
+def _table(rows: list[str]) -> str:
+    cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+    head, align, body = cells[0], cells[1], cells[2:]
+    num = [a.endswith(":") for a in align]
+    cls = lambda i: ' class="num"' if i < len(num) and num[i] else ""  # noqa: E731
+    out = ["<table>", "<thead><tr>" + "".join(f"<th{cls(i)}>{_inline(c)}</th>" for i, c in enumerate(head)) + "</tr></thead>",
+           "<tbody>"]
+    for row in body:
+        out.append("<tr>" + "".join(f"<td{cls(i)}>{_inline(c)}</td>" for i, c in enumerate(row)) + "</tr>")
+    out += ["</tbody>", "</table>"]
+    return "\n".join(out)
+
+
+def markdown_to_html(md: str, run_dir: Path) -> str:
+    """The body HTML of report.md's Markdown subset, figures embedded from ``run_dir``."""
+    lines = md.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+            continue
+        m = re.match(r"^(#{1,6}) (.*)$", line)
+        if m:
+            level = len(m.group(1))
+            out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
+            i += 1
+            continue
+        m = re.match(r"^!\[([^\]]*)\]\(([^)]+)\)$", line.strip())
+        if m:
+            out.append(_image(m.group(1), m.group(2), run_dir))
+            i += 1
+            continue
+        if line.startswith("|"):
+            block = []
+            while i < len(lines) and lines[i].startswith("|"):
+                block.append(lines[i])
+                i += 1
+            out.append(_table(block))
+            continue
+        if line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{_inline(lines[i][2:])}</li>")
+                i += 1
+            out.append("<ul>\n" + "\n".join(items) + "\n</ul>")
+            continue
+        if line.startswith(">"):
+            quote = []
+            while i < len(lines) and lines[i].startswith(">"):
+                quote.append(_inline(lines[i].lstrip("> ")))
+                i += 1
+            out.append("<blockquote>" + " ".join(quote) + "</blockquote>")
+            continue
+        para = []
+        while i < len(lines) and lines[i].strip() and not re.match(r"^(#|\||- |>|!\[)", lines[i]):
+            para.append(_inline(lines[i]))
+            i += 1
+        out.append("<p>" + " ".join(para) + "</p>")
+    return "\n".join(out)
+
+
+def render_html(report: dict[str, Any], figures_root: Path, metrics=None) -> str:
+    """The self-contained report.html page of the report dict; figures are embedded from the files
+    under ``figures_root`` (where the report's relative figure paths point)."""
+    from .report import report_markdown
+
+    body = markdown_to_html(report_markdown(report, metrics), Path(figures_root))
+    title = html.escape(f"creg report: {report['run_dir']}")
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<style>{STYLE}</style>\n</head>\n'
+            f"<body>\n{body}\n</body>\n</html>\n")
+
+
+def write_html(report: dict[str, Any], run_dir: Path) -> Path:
+    """Write ``run_dir/report.html`` (self-contained) from the report dict and its figure files,
+    through the run store (the only writer of a run directory)."""
+    from ..store import RunStore
+
+    store = RunStore.read(run_dir)
+    return store.write_artifact("report.html", render_html(report, store.path))

@@ -128,11 +128,3 @@ def render_html(report: dict[str, Any], figures_root: Path, metrics=None) -> str
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<style>{STYLE}</style>\n</head>\n'
             f"<body>\n{body}\n</body>\n</html>\n")
 
-
-def write_html(report: dict[str, Any], run_dir: Path) -> Path:
-    """Write ``run_dir/report.html`` (self-contained) from the report dict and its figure files,
-    through the run store (the only writer of a run directory)."""
-    from ..store import RunStore
-
-    store = RunStore.read(run_dir)
-    return store.write_artifact("report.html", render_html(report, store.path))

@@ -35,7 +35,6 @@ Example (the docs/speed.md run)::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile

@@ -143,9 +143,13 @@ def run(runner, *, world: World | None = None, messages_factory: Callable[[World
     world = world or world_from_env()
     if world is None:
         return runner.run()
+    from ..runner import _terminate_as_interrupt
+
     messages = messages_factory(world)
+    restore = _terminate_as_interrupt()  # torchrun stops workers with SIGTERM: end like Ctrl-C, parts intact
     try:
         result = run_data_parallel(runner, world, messages)
     finally:
+        restore()
         messages.close()
     return result if world.is_main else None

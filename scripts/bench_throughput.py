@@ -22,8 +22,10 @@ Sections (``--sections``, default all):
 * ``ranks``  toy model: 1 process vs 2 processes, each with its strided share of the same samples
   (what ``torchrun --nproc-per-node 2 -m creg run`` does after start-up).
 * ``fpu``    a random Qwen2-VL of the same depth as Qwen2-VL-2B/7B (28 decoder layers, smaller
-  width, ``--hidden``) at 64/256/1024 vision tokens: FPU per source and for the Table-1 set, the
-  Table-1 set's peak memory per phase, and --cos overhead; the toy model's FPU too.
+  width, ``--hidden``) at 64/256/1024 vision tokens: FPU per source and for the Table-1 set, and
+  --cos overhead; the toy model's FPU too.
+* ``memory`` the same model: the Table-1 set's peak memory per phase, and COS's with the graph
+  of the sources still alive (as before this change) and freed first (now).
 * ``captum`` the same model: ``integrated_gradients`` vs Captum's ``LayerIntegratedGradients`` run
   two ways, with equal results checked: (a) on a forward that starts at layer -2 (the last
   block, final norm and lm_head: Captum's fairest set-up, top layers only) and (b) on the full
@@ -34,7 +36,7 @@ Sections (``--sections``, default all):
 Example (docs/speed.md)::
 
     nice -n 19 python scripts/bench_throughput.py --sections batch,ranks,profile
-    nice -n 19 python scripts/bench_throughput.py --sections fpu,captum --hidden 256
+    nice -n 19 python scripts/bench_throughput.py --sections fpu,memory,captum --hidden 256
 """
 
 from __future__ import annotations
@@ -189,7 +191,7 @@ def _rank_worker(rank: int, size: int, n: int, barrier, results) -> None:
     w0, c0 = time.time(), time.process_time()
     for s in mine:
         explain_batch([s], srcs, adapter, ScoringSettings())
-    results.put((rank, w0, time.time(), time.process_time() - c0))
+    results.put((rank, w0, time.time(), time.process_time() - c0, len(mine)))
 
 
 def _spread(size: int, n: int) -> tuple[float, list[float]]:
@@ -202,7 +204,7 @@ def _spread(size: int, n: int) -> tuple[float, list[float]]:
     for p in procs:
         p.join()
     wall = max(g[2] for g in got) - min(g[1] for g in got)
-    return wall, [g[3] / (g[2] - g[1]) for g in sorted(got)]
+    return wall, [g[3] / (g[2] - g[1]) for g in sorted(got)], sum(g[3] for g in got) / sum(g[4] for g in got)
 
 
 def section_ranks(args) -> None:
@@ -210,15 +212,16 @@ def section_ranks(args) -> None:
     rows = []
     for _ in range(args.rank_repeats):
         for size in (1, 2):
-            wall, share = _spread(size, n)
-            rows.append((size, n / wall, share))
+            wall, share, cpu_per_sample = _spread(size, n)
+            rows.append((size, n / wall, share, cpu_per_sample))
     best = {size: max(r[1] for r in rows if r[0] == size) for size in (1, 2)}
     print(f"\n## Ranks (toy model, Table-1 sources, {n} samples, batch 1, one thread per rank, wall clock)\n")
-    print("| ranks | samples/s (best) | vs 1 rank | CPU/wall per rank (1.0 = a whole core) |")
-    print("|---:|---:|---:|---|")
+    print("| ranks | samples/s (best) | vs 1 rank | CPU/wall per rank (1.0 = a whole core) | CPU s per sample |")
+    print("|---:|---:|---:|---|---|")
     for size in (1, 2):
         shares = [", ".join(f"{s:.2f}" for s in r[2]) for r in rows if r[0] == size]
-        print(f"| {size} | {best[size]:.1f} | {best[size] / best[1]:.2f}x | {' / '.join(shares)} |")
+        cpu = [f"{r[3]:.3f}" for r in rows if r[0] == size]
+        print(f"| {size} | {best[size]:.1f} | {best[size] / best[1]:.2f}x | {' / '.join(shares)} | {' / '.join(cpu)} |")
 
 
 # -- forward-pass units ---------------------------------------------------------------------
@@ -265,6 +268,7 @@ def _memory_phases(adapter, sample, *, release: bool):
     device = adapter.device
     t1 = sources(TABLE1)
     out = {}
+    start = torch.cuda.memory_allocated() if device.type == "cuda" else _status("VmRSS")
     with PhasePeak(device) as m:
         with torch.no_grad():
             adapter.forward([sample])
@@ -287,7 +291,9 @@ def _memory_phases(adapter, sample, *, release: bool):
         ctx.release()
     with PhasePeak(device) as m:
         causal_occlusion(adapter, [sample], queries, k=8, rho_r=2.0, cell_xy=cell_xy)
-    out["COS (graph freed)" if release else "COS (graph alive, before this change)"] = m.mib
+    # above the RSS before the shared forward: what the graph still held counts here
+    key = "COS, graph freed first (now)" if release else "COS, graph still alive (before)"
+    out[key + ": above the level before the shared forward"] = m.mib + (m.base - start) / 2**20
     return out
 
 
@@ -316,6 +322,20 @@ def section_fpu(args) -> None:
         cells = [f"{med(results[t][row]):.2f}" if row in results[t] else "-" for t in tokens]
         print(f"| {row} | " + " | ".join(cells) + " |")
 
+    if args.no_toy:
+        return
+    toy = load_toy()
+    r = _fpu_rows(toy, synthetic(args.n_fpu), PER_SOURCE, args.repeats)
+    print("\n### Toy model (qwen2vl-toy), 64 vision tokens\n")
+    print("| FPU (median) | toy |\n|---|---:|")
+    for row in PER_SOURCE + ["Table-1 set", "--cos adds"]:
+        print(f"| {row} | {med(r[row]):.2f} |")
+
+
+def section_memory(args) -> None:
+    adapter, model_dir = load_deep(args.hidden, args.layers, args.model)
+    tokens = [int(t) for t in args.tokens.split(",")]
+    head = " | ".join(f"{t} tokens" for t in tokens)
     print("\n### Peak memory per phase, Table-1 set + COS, one sample (MiB above the phase's start; "
           "CPU: RSS high-water, see the script's docstring)\n")
     mem = {}
@@ -328,15 +348,6 @@ def section_fpu(args) -> None:
     print("|---|" + "---:|" * len(tokens))
     for ph in phases:
         print(f"| {ph} | " + " | ".join(f"{mem[t].get(ph, float('nan')):.0f}" for t in tokens) + " |")
-
-    if args.no_toy:
-        return
-    toy = load_toy()
-    r = _fpu_rows(toy, synthetic(args.n_fpu), PER_SOURCE, args.repeats)
-    print("\n### Toy model (qwen2vl-toy), 64 vision tokens\n")
-    print("| FPU (median) | toy |\n|---|---:|")
-    for row in PER_SOURCE + ["Table-1 set", "--cos adds"]:
-        print(f"| {row} | {med(r[row]):.2f} |")
 
 
 # -- Captum ---------------------------------------------------------------------------------
@@ -473,7 +484,7 @@ def section_profile(args) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sections", default="batch,ranks,fpu,captum,profile")
+    p.add_argument("--sections", default="batch,ranks,fpu,memory,captum,profile")
     p.add_argument("--model", help="an existing Qwen2-VL checkpoint dir for fpu/captum (default: build a random one)")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=28)

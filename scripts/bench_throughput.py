@@ -99,7 +99,17 @@ class PhasePeak:
             self.mib = (_status("VmHWM") - self.base) / 2**20
 
 
+_CUDA = False  # set by --device cuda: time is then wall-clock between device synchronisations
+
+
 def cpu_time(fn) -> float:
+    """Process CPU time of ``fn()`` (on CUDA: wall-clock time, synchronised)."""
+    if _CUDA:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        return time.perf_counter() - t0
     t0 = time.process_time()
     fn()
     return time.process_time() - t0
@@ -119,7 +129,7 @@ def load_toy():
     return cls.load(cfg)
 
 
-def load_deep(hidden: int, layers: int, model_dir: str | None):
+def load_deep(hidden: int, layers: int, model_dir: str | None, device: str = "cpu", dtype: str = "float32"):
     from creg.adapter import AdapterConfig
     from creg_qwen2vl.adapter import Qwen2VLAdapter
 
@@ -131,7 +141,7 @@ def load_deep(hidden: int, layers: int, model_dir: str | None):
             Path(tempfile.mkdtemp(prefix="bench_qwen2vl_")), seed=0, text_hidden_size=hidden, text_layers=layers,
             text_heads=heads, text_kv_heads=2, text_intermediate_size=4 * hidden, vision_embed_dim=128,
             vision_heads=4, vision_depth=4, max_pixels=896 * 896))
-    return Qwen2VLAdapter.load(AdapterConfig(model=model_dir, dtype="float32", device="cpu")), model_dir
+    return Qwen2VLAdapter.load(AdapterConfig(model=model_dir, dtype=dtype, device=device)), model_dir
 
 
 def synthetic(n: int, side: int = 224, start: int = 0):
@@ -298,7 +308,7 @@ def _memory_phases(adapter, sample, *, release: bool):
 
 
 def section_fpu(args) -> None:
-    adapter, model_dir = load_deep(args.hidden, args.layers, args.model)
+    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
     cfg = adapter.model.config
     print(f"\n## Forward-pass units (random Qwen2-VL: {cfg.text_config.num_hidden_layers} decoder layers, hidden "
           f"{cfg.text_config.hidden_size}, vision depth {cfg.vision_config.depth}; CPU time, one thread)\n")
@@ -333,7 +343,7 @@ def section_fpu(args) -> None:
 
 
 def section_memory(args) -> None:
-    adapter, model_dir = load_deep(args.hidden, args.layers, args.model)
+    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
     tokens = [int(t) for t in args.tokens.split(",")]
     head = " | ".join(f"{t} tokens" for t in tokens)
     print("\n### Peak memory per phase, Table-1 set + COS, one sample (MiB above the phase's start; "
@@ -357,7 +367,7 @@ def section_captum(args) -> None:
     from creg.adapter import ForwardRequest
     from creg.sources.integrated_gradients import layer_integrated_gradients
 
-    adapter, _ = load_deep(args.hidden, args.layers, args.model)
+    adapter, _ = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
     text = adapter.model.model.language_model
     last = text.layers[-1]
     option_ids = list(adapter.option_token_ids)
@@ -498,7 +508,11 @@ def main(argv=None) -> int:
     p.add_argument("--rank-repeats", type=int, default=2)
     p.add_argument("--n-fpu", type=int, default=1)
     p.add_argument("--no-toy", action="store_true", help="fpu: leave out the toy model's column")
+    p.add_argument("--device", default="cpu", help="fpu/memory/captum: cpu, cuda, auto")
+    p.add_argument("--dtype", default="float32", help="fpu/memory/captum: float32, bfloat16, auto (bf16 on CUDA)")
     args = p.parse_args(argv)
+    global _CUDA
+    _CUDA = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     torch.set_num_threads(1)
     torch.manual_seed(0)
     lower_mmap_threshold()

@@ -23,6 +23,18 @@ DATA_DIR_ENV = "CREG_DATA_DIR"
 
 
 
+class _BatchSizeText(click.ParamType):
+    """``N`` or ``auto``, passed through: run_cmd checks it (creg.batching.parse_batch_size, a one-line error)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+_BATCH_SIZE = _BatchSizeText()
+
+
 def _default_out(config) -> Path:
     ident = json.dumps(config.identity(), sort_keys=True, default=str)
     h = hashlib.sha1(ident.encode()).hexdigest()[:8]
@@ -38,7 +50,7 @@ def _default_out(config) -> Path:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="run directory (default: runs/BENCH-ADAPTER-HASH)")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar=DATA_DIR_ENV, help=f"dataset root (or ${DATA_DIR_ENV})")
-@click.option("--batch-size", default="1", show_default=True, metavar="N|auto",
+@click.option("--batch-size", type=_BATCH_SIZE, default=1, show_default=True,
               help="samples per forward pass, grouped by similar length; auto: the largest that fits the GPU "
                    "(8 on the CPU) -- docs/speed.md")
 @click.option("--k", "k", type=int, default=8, show_default=True, help="compass sectors")

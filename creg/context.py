@@ -132,15 +132,6 @@ class ExplainContext:
             return self._stream_attentions(self._attention_sources, request.model_copy(update={"attentions": True}))
         return self.adapter.forward(self.samples, request)
 
-    def release(self) -> None:
-        """Drop the forward pass, its autograd graph, saved activations and the cached gradients
-        once every source has read them (before causal occlusion's forward passes, which need
-        none of it). A later use of :attr:`output` runs the forward pass again."""
-        self.__dict__.pop("output", None)
-        self._grads.clear()
-        if self._rollout is not None:
-            self._rollout = AttentionRollout()
-
     @property
     def has_model(self) -> bool:
         return self.adapter is not None

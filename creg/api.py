@@ -382,19 +382,10 @@ def explain_samples(samples, sources, adapter, *, k: int = 8, sigma_r: float = 0
 
 
 def _score(sample, source: str, rmap, logits, *, k: int, sigma_r: float, rho_r: float, rng):
-    """(record, compass) of one map: the run's scoring pipeline (creg.scoring where this creg has it,
-    the 0.1 runner's otherwise)."""
-    try:
-        from .scoring.pipeline import ScoringSettings, sample_facts, score_map
-        from .store import join
-    except ImportError:
-        from .compass import project_to_compass
-        from .runner import record_for
+    """(record, compass) of one map through the run's scoring pipeline (:func:`creg.scoring.score_map`)."""
+    from .scoring.pipeline import ScoringSettings, sample_facts, score_map
+    from .store import join
 
-        ref_box = getattr(rmap, "ref_box", None) or sample.ref_box
-        compass = project_to_compass(rmap.values, ref_box, sample.tgt_box, sample.image_size, k=k, sigma_r=sigma_r,
-                                     rho_r=rho_r, cell_xy=rmap.cell_xy, rng=rng)
-        return record_for(sample, source, compass, logits, extra=getattr(rmap, "extra", None)), compass
     settings = ScoringSettings(k=k, sigma_r=sigma_r, rho_r=rho_r)
     row, compass = score_map(sample, rmap, settings, source=source, rng=rng)
     return join(sample_facts(sample, settings, logits), row), compass

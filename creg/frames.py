@@ -19,7 +19,6 @@ Column names are stable: a K = 8 run always has ``p_E`` .. ``p_SE``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,32 +115,10 @@ def record_row(rec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:  # a torn last line of an interrupted run
-                continue
-    return rows
-
-
-def _read_files(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
-    """(config's run, records, sample rows, summary) read from the files of a 0.1 run directory."""
-    if not (run_dir / "config.json").is_file() or not (run_dir / "records.jsonl").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json / records.jsonl); make one with `creg run`")
-    config = json.loads((run_dir / "config.json").read_text()).get("run", {})
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
-    return config, _jsonl(run_dir / "records.jsonl"), _jsonl(run_dir / "samples.jsonl"), summary
-
-
 def _read(run_dir: Path):
-    """Through the run store (creg.store) where this creg has one, else from the files."""
-    try:
-        from .store import RunStore
-    except ImportError:
-        return _read_files(run_dir)
+    """(config's run, joined records, sample facts, summary) through the run store (creg.store)."""
+    from .store import RunStore
+
     store = RunStore.read(run_dir)
     return (store.config.get("run", {}), [r.model_dump() for r in store.records()],
             [f.model_dump() for f in store.samples().values()], store.summary())

@@ -453,7 +453,7 @@ def test_a_source_name_with_a_path_cannot_make_the_report_write_outside(tmp_path
     rows = (out / "records.jsonl").read_text().replace('"source": "oracle"', json.dumps({"source": evil})[1:-1])
     (out / "records.jsonl").write_text(rows)
     rep = build_report(out, log=quiet)
-    assert f"examples_{evil}" in rep["figures"]
+    assert any(name.startswith("examples_x_") for name in rep["figures"])
     inside = out.resolve()
     assert all((out / rel).resolve().is_relative_to(inside) and (out / rel).is_file() for rel in rep["figures"].values())
     assert not any(p.suffix == ".png" for p in tmp_path.rglob("*") if not p.resolve().is_relative_to(inside))

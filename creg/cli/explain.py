@@ -25,8 +25,9 @@ def _parse_box(value: str) -> list[float]:
 
 def explain_sample(sample, source, adapter, *, k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0, seed: int = 0,
                    adapter_name: str = "adapter"):
-    """(record, compass) of one sample explained by one source, through the same pipeline as
-    ``creg run`` (:func:`creg.scoring.explain_batch`); a plugin's failure raises naming the plugin."""
+    """(record, compass) of one sample explained by one built source (0.1 helper), through the same
+    pipeline as ``creg run`` (:func:`creg.scoring.explain_batch`); a plugin's failure raises naming
+    the plugin. The API's :func:`creg.api.explain_samples` explains several sources and keeps the maps."""
     from ..scoring.pipeline import ScoringSettings, explain_batch
     from ..store import join
 

@@ -117,16 +117,14 @@ def markdown_to_html(md: str, run_dir: Path) -> str:
     return "\n".join(out)
 
 
-def write_html(report: dict[str, Any], run_dir: Path) -> Path:
-    """Write ``run_dir/report.html`` (self-contained) from the report dict and its figure files."""
+def render_html(report: dict[str, Any], figures_root: Path, metrics=None) -> str:
+    """The self-contained report.html page of the report dict; figures are embedded from the files
+    under ``figures_root`` (where the report's relative figure paths point)."""
     from .report import report_markdown
 
-    run_dir = Path(run_dir)
-    body = markdown_to_html(report_markdown(report), run_dir)
+    body = markdown_to_html(report_markdown(report, metrics), Path(figures_root))
     title = html.escape(f"creg report: {report['run_dir']}")
-    page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<style>{STYLE}</style>\n</head>\n'
             f"<body>\n{body}\n</body>\n</html>\n")
-    from ..store import RunStore
 
-    return RunStore.read(run_dir).write_artifact("report.html", page.encode("utf-8"))

@@ -75,7 +75,10 @@ def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], No
                  baseline: str | None = None) -> dict[str, Any]:
     """Compute the report of ``run_dir``, write report.json, report.md, figures/ (as ``fmt`` at ``dpi``)
     and, with ``html``, one self-contained report.html; return the report. ``baseline``: a source of
-    the run; the pairwise tests then compare each other source with it only (ReportError if absent)."""
+    the run; the pairwise tests then compare each other source with it only (ReportError if absent).
+
+    Everything is rendered in a scratch folder and handed to the run store, the only writer of the
+    run directory."""
     run_dir = Path(run_dir)
     store = RunStore.read(run_dir)
     config, records, samples = load_run(store, log)
@@ -95,23 +98,26 @@ def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], No
         "baseline": baseline,
         "flip": None,
         "figures": {},
-        "problems": list(store.problems),
         "examples_left_out": {},
         "figure_notes": [],
+        "problems": list(store.problems),
     }
     flip = store.sub("flip")
     if flip is not None:
         report["flip"] = analysis.flip_equivariance(records, flip.records())
 
-    if figures:
-        report["figures"] = _figures(store, config, records, samples, summary, report, log, fmt=fmt, dpi=dpi,
-                                     heatmaps=heatmaps, png_copies=html and fmt == "pdf")
-    store.write_json_artifact("report.json", report)
-    store.write_artifact("report.md", report_markdown(report, metrics))
-    if html:
-        from .html import write_html
+    with tempfile.TemporaryDirectory(prefix="creg-report-") as tmp:
+        scratch = Path(tmp)
+        if figures:
+            report["figures"] = _figures(store, scratch, config, records, samples, summary, report, log, fmt=fmt,
+                                         dpi=dpi, heatmaps=heatmaps, png_copies=html and fmt == "pdf")
+        store.write_json_artifact("report.json", report)
+        store.write_artifact("report.md", report_markdown(report, metrics))
+        if html:
+            from .html import render_html
 
-        report["html"] = str(write_html(report, store.path).relative_to(store.path))
+            store.write_artifact("report.html", render_html(report, scratch, metrics))
+            report["html"] = "report.html"
     return report
 
 
@@ -123,10 +129,10 @@ def _pairwise(records, sources, *, seed, metrics, baseline):
     return analysis.pairwise_tests(records, seed=seed, metrics=metrics, baseline=baseline)
 
 
-def _figures(store: RunStore, config, records, samples, summary, report, log, *, fmt="png", dpi=None, heatmaps=True,
-             png_copies=False) -> dict[str, str]:
-    """Render the figures into a scratch folder, then hand each to the run store (nothing else writes
-    into a run directory); figure names built from source names are made file-name safe."""
+def _figures(store: RunStore, scratch: Path, config, records, samples, summary, report, log, *, fmt="png", dpi=None,
+             heatmaps=True, png_copies=False) -> dict[str, str]:
+    """Render every figure into ``scratch/figures`` (file names from source names made safe), then
+    hand each file to the run store; returns {figure name: path relative to the run directory}."""
     from . import figures as fg
     from .examples import build_examples
 
@@ -134,21 +140,17 @@ def _figures(store: RunStore, config, records, samples, summary, report, log, *,
     report["examples_left_out"], report["figure_notes"] = left_out, notes
     for note in notes:
         log(f"note: {note}")
-    safe = {safe_name(name): name for name in examples}
-    examples = {key: examples[name] for key, name in safe.items()}
-    made: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="creg-figures-") as tmp:
-        scratch = Path(tmp)
-        for f in [fmt] + (["png"] if png_copies and fmt != "png" else []):  # report.html embeds PNGs: browsers do not show a PDF in an <img>
-            rendered = fg.report_figures(scratch, summary=summary, per_class=report["per_class"], examples=examples,
-                                         fmt=f, dpi=dpi or fg.DEFAULT_DPI)
-            for key, path in rendered.items():
-                rel = f"figures/{path.name}"
-                store.put_file(rel, path)
-                if f == fmt:
-                    name = f"examples_{safe[key[len('examples_'):]]}" if key.startswith("examples_") else key
-                    made[name] = rel
-    return made
+    examples = {safe_name(name): items for name, items in examples.items()}
+    out_dir = scratch / "figures"
+    made = fg.report_figures(out_dir, summary=summary, per_class=report["per_class"], examples=examples,
+                             fmt=fmt, dpi=dpi or fg.DEFAULT_DPI)
+    if png_copies:  # report.html embeds these: browsers do not show a PDF in an <img>
+        fg.report_figures(out_dir, summary=summary, per_class=report["per_class"], examples=examples,
+                          fmt="png", dpi=dpi or fg.DEFAULT_DPI)
+    for path in sorted(out_dir.rglob("*")):
+        if path.is_file():
+            store.put_file(str(path.relative_to(scratch)), path)
+    return {name: str(path.relative_to(scratch)) for name, path in made.items()}
 
 
 # -- Markdown -----------------------------------------------------------------------------------

@@ -93,13 +93,13 @@ def load(model: str = DEFAULT_MODEL, *, adapter: str | None = None, dtype: str |
         preset = Preset(adapter=adapter, model=model)
     if preset.adapter == NO_MODEL:
         return Model(model, None)
-    config = preset.adapter_config(**overrides)
-    if options:
-        config = config.model_copy(update={"options": {**config.options, **options}})
     from .hub import check_available
+    from .run_config import adapter_options
 
-    check_available(config.model)
     cls = plugins.load("adapter", preset.adapter)
+    config = preset.adapter_config(**overrides)
+    config = config.model_copy(update={"options": adapter_options(preset.adapter, cls, {**preset.options, **options})})
+    check_available(config.model)
     return Model(model, cls.load(config))
 
 

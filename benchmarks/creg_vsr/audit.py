@@ -16,8 +16,6 @@ from pathlib import Path
 
 import click
 
-from creg.sample import InvalidSample, make_sample
-
 from .matching import IMAGE_NOT_ANNOTATED, INSTANCE_RULES, NEGATIVE, NOT_DIRECTIONAL, CocoInstances, RowMatch, match_row
 from .relations import MAPPINGS
 from .rows import PARTS, SPLITS, load_rows
@@ -43,6 +41,8 @@ class AuditLine:
 
 
 def _boxes_valid(m: RowMatch) -> bool:
+    from creg.sample import InvalidSample, make_sample
+
     def box(ann):
         x, y, w, h = (float(v) for v in ann["bbox"])
         return {"x0": x, "y0": y, "x1": x + w, "y1": y + h}

@@ -14,7 +14,6 @@ import click
 from .common import fail
 
 from ..plugins import PluginLoadError, get_plugins
-from ..registry import RegistryError, load_registry
 
 KINDS = (("adapter", "Adapters (--adapter / presets)"), ("source", "Sources (--source)"), ("benchmark", "Benchmarks (--bench)"))
 
@@ -47,6 +46,8 @@ def list_cmd(names: tuple[str, ...], show_options: bool, registries: tuple[str, 
 
     NAMES limits the listing to those plugins and shows their options.
     """
+    from ..registry import RegistryError, load_registry
+
     plugins = get_plugins()
     try:
         presets = load_registry(registries)

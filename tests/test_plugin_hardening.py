@@ -188,3 +188,18 @@ def test_list_options_shows_each_plugins_options():
     assert "max_per_image (int, default 1)" in res.output
     res = CliRunner().invoke(plugins_mod_cli(), ["list", "--options"])
     assert res.exit_code == 0 and "min_ratio" in res.output
+
+
+@pytest.mark.parametrize("kind", ["source", "benchmark"])
+def test_first_party_registration_metadata_matches_the_classes(kind):
+    """What `creg list` shows without importing is what the class says once imported."""
+    p = discover()
+    for name, reg in p.registered[kind].items():
+        if not reg.dist.startswith("creg "):
+            continue
+        cls = reg.load()
+        assert reg.description == cls.description, name
+        if kind == "source":
+            assert reg.metadata.get("needs_model", True) == cls.needs_model, name
+        else:
+            assert reg.metadata.get("needs_data", False) == cls.needs_data, name

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import MappingProxyType, ModuleType
@@ -38,6 +39,15 @@ BASE_CLASSES: dict[str, str] = {
     "adapter": "creg.adapter:VLMAdapter",
     "source": "creg.relevance:RelevanceSource",
     "benchmark": "creg.benchmark:Benchmark",
+}
+
+
+#: what a registered name may be: it goes into command lines (``--source a,b``, ``--source-opt NAME.KEY=V``) and
+#: file names, so no path separators, spaces or commas; a source name has no dot (``--source-opt`` splits at it).
+NAME_PATTERNS: dict[str, re.Pattern] = {
+    "adapter": re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+    "source": re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"),
+    "benchmark": re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
 }
 
 
@@ -179,8 +189,11 @@ class Plugins:
             caller = self.manager.subset_hook_caller(hook, remove_plugins=others)
 
             def register(name: str, target: Any, *, description: str = "", _kind: str = kind, **metadata: Any) -> None:
-                if not isinstance(name, str) or not name:
-                    raise ValueError(f"{plugin_name} ({dist}): a {_kind} name must be a non-empty string, got {name!r}")
+                if not isinstance(name, str) or not NAME_PATTERNS[_kind].match(name):
+                    self.failures.append(PluginFailure(plugin_name, dist, (
+                        f"{_kind} name {name!r} refused: use up to 64 letters, digits, '_' and '-'"
+                        + ("" if _kind == "source" else " and '.'"))))
+                    return
                 table = self.registered[_kind]
                 if name in table:
                     first = table[name]

@@ -218,3 +218,17 @@ def test_adapter_options_are_validated_against_the_adapter_options(monkeypatch):
         resolve_adapter(RunConfig(adapter="p", adapter_options={"max_pixels": 0}), plugins, presets)
     with pytest.raises(OptionsError, match=r"unknown option 'min_pixel'"):
         resolve_adapter(RunConfig(adapter="p", adapter_options={"min_pixel": 1}), plugins, presets)
+
+
+def test_explain_takes_adapter_options_and_threads_and_checks_them(tmp_path):
+    img = tmp_path / "i.png"
+    __import__("PIL.Image").Image.new("RGB", (64, 64)).save(img)
+    base = ["explain", "--image", str(img), "--ref", "a", "--ref-box", "0,0,10,10", "--tgt", "b", "--tgt-box", "40,0,50,10",
+            "--source", "oracle", "--threads", "1"]
+    assert CliRunner().invoke(cli, base + ["--adapter", "none"]).exit_code == 0
+    res = CliRunner().invoke(cli, base + ["--adapter", "none", "--adapter-opt", "max_pixels=5"])
+    assert res.exit_code == 2 and "--adapter-opt given but 'none' runs no model" in res.output
+    res = CliRunner().invoke(cli, base + ["--adapter", "none", "--k", "0"])
+    assert res.exit_code == 2 and "Invalid value for '--k'" in res.output
+    res = CliRunner().invoke(cli, base[:9] + ["--tgt-box", "50,0,40,10", "--adapter", "none"])
+    assert res.exit_code == 2 and "bad box: x0 must be < x1" in res.output

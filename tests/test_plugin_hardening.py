@@ -203,3 +203,25 @@ def test_first_party_registration_metadata_matches_the_classes(kind):
             assert reg.metadata.get("needs_model", True) == cls.needs_model, name
         else:
             assert reg.metadata.get("needs_data", False) == cls.needs_data, name
+
+
+def test_a_name_that_could_become_a_path_or_break_the_command_line_is_refused():
+    import types
+
+    from creg import hookimpl
+
+    plugin = types.ModuleType("naughty_plugin")
+
+    @hookimpl
+    def register_sources(register):
+        register("x/../../../elsewhere/y", "naughty_plugin:X")
+        register("a.b", "naughty_plugin:X")  # --source-opt a.b.k=v could not name it
+        register("fine_name", "naughty_plugin:X")
+
+    plugin.register_sources = register_sources
+    p = discover()
+    p.add_module(plugin, dist="naughty 1.0")
+    assert "fine_name" in p.names("source")
+    assert not {"x/../../../elsewhere/y", "a.b"} & set(p.names("source"))
+    refused = [f.error for f in p.failures if f.dist == "naughty 1.0"]
+    assert len(refused) == 2 and "'x/../../../elsewhere/y' refused" in refused[0]

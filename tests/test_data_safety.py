@@ -211,3 +211,45 @@ def test_synthetic_yields_lazily_and_knows_its_count_cheaply():
         next(it)
     gc.collect()
     assert ref_sample() is None and ref_image() is None  # the benchmark keeps no sample it has yielded
+
+
+def test_a_decompression_bomb_or_extreme_aspect_image_is_a_skipped_sample_not_an_aborted_run(tmp_path, monkeypatch):
+    """Through the runner with a model: the refused images are skipped with their reason, the others run."""
+    from creg.benchmark import Benchmark
+    from creg.plugins import discover
+    from creg.run_config import RunConfig
+    from creg.runner import Runner
+    from fake_vlm import FakeVLMAdapter
+
+    monkeypatch.setattr(images_mod, "MAX_PIXELS", 300 * 300)
+    files = {}
+    for name, size in {"ok": (64, 64), "bomb": (400, 400), "wide": (2020, 10)}.items():
+        files[name] = tmp_path / f"{name}.png"
+        Image.new("RGB", size, (200, 200, 200)).save(files[name])
+
+    class Files(Benchmark):
+        name = "files"
+
+        def samples(self):
+            for name, path in files.items():
+                w, h = Image.open(path).size
+                yield make_sample(id=name, image=path, image_size=(w, h), ref_name="a",
+                                  ref_box=Box(x0=0, y0=0, x1=4, y1=4), tgt_name="b",
+                                  tgt_box=Box(x0=w - 4, y0=0, x1=w, y1=4), relation="right")
+
+    import types
+
+    from creg import hookimpl
+
+    plugin = types.ModuleType("files_plugin")
+    plugin.register_benchmarks = hookimpl(lambda register: register("files", Files))
+    plugins = discover()
+    plugins.add_module(plugin)
+    config = RunConfig(adapter="none", sources=["creg"], bench="files")
+    result = Runner(config, tmp_path / "run", plugins=plugins, adapter=FakeVLMAdapter(), progress=False,
+                    log=lambda m: None).run()
+    assert result.processed >= 1
+    records = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
+    assert {json.loads(r)["sample_id"] for r in records} == {"ok"}
+    skipped = (tmp_path / "run" / "skipped.jsonl").read_text()
+    assert "decompression bomb" in skipped and "extreme aspect ratio" in skipped

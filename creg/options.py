@@ -90,10 +90,32 @@ def describe_options(cls: type) -> list[dict[str, Any]]:
         default = None if f.default is PydanticUndefined else f.default
         if f.default_factory is not None:
             default = f.default_factory()
-        ann = f.annotation
-        type_name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
-        rows.append({"name": field_name, "type": type_name, "default": default, "description": f.description or ""})
+        rows.append({"name": field_name, "type": _type_text(f.annotation, f.metadata), "default": default,
+                     "description": f.description or ""})
     return rows
+
+
+def _type_text(ann: Any, metadata: Sequence[Any] = ()) -> str:
+    """A short human reading of a field's type: ``unique|largest|all``, ``int >= 1``, ``list of int``."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is Literal:
+        text = "|".join(str(a) for a in args)
+    elif origin in (tuple, list, set, frozenset):
+        inner = [a for a in args if a is not Ellipsis]
+        text = "list of " + (_type_text(inner[0]) if inner else "values")
+    elif origin in (typing.Union, types.UnionType):
+        text = " or ".join("none" if a is type(None) else _type_text(a) for a in args)
+    else:
+        text = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+    bounds = []
+    for m in metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(m, attr, None) is not None:
+                bounds.append(f"{sign} {getattr(m, attr)}")
+    return f"{text} {', '.join(bounds)}" if bounds else text
 
 
 # -- field types ----------------------------------------------------------------------------------

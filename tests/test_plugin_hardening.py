@@ -184,8 +184,9 @@ def test_list_and_help_import_neither_torch_nor_model_code():
 def test_list_options_shows_each_plugins_options():
     res = CliRunner().invoke(plugins_mod_cli(), ["list", "synthetic", "coco_pairs"])
     assert res.exit_code == 0, res.output
-    assert "width (int, default 224): image width in pixels" in res.output
-    assert "max_per_image (int, default 1)" in res.output
+    assert "width (int >= 32, <= 4096, default 224): image width in pixels" in res.output
+    assert "instances (unique|largest|all, default 'unique')" in res.output
+    assert "max_per_image (int >= 0, default 1)" in res.output
     res = CliRunner().invoke(plugins_mod_cli(), ["list", "--options"])
     assert res.exit_code == 0 and "min_ratio" in res.output
 

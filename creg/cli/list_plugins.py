@@ -88,3 +88,5 @@ def list_cmd(names: tuple[str, ...], show_options: bool, registries: tuple[str, 
             click.echo(f"  {f.entry_point} ({f.dist}): {f.error}")
     for c in plugins.clashes:
         click.echo(f"Name clash: {c}")
+    if not (show_options or wanted):
+        click.echo("Options of each plugin: creg list --options (or creg list NAME ...)")

@@ -3,7 +3,7 @@
 A plugin is a module listed under the ``creg`` entry-point group of its distribution, e.g.::
 
     [project.entry-points.creg]
-    creg_llava = "creg_llava"
+    my_vlm_creg = "my_vlm_creg"
 
 that implements any of these hooks with ``@creg.hookimpl`` (a function without the marker is
 never called). Each hook receives a ``register`` callable::
@@ -17,7 +17,7 @@ never called). Each hook receives a ``register`` callable::
 
     @creg.hookimpl
     def register_adapters(register):
-        register("llava", "creg_llava.adapter:LlavaAdapter", description="LLaVA-1.5 (llava-hf)")
+        register("my_vlm", "my_vlm_creg.adapter:MyVlmAdapter", description="MyVLM-7B (my-org checkpoints)")
 
 The target must subclass :class:`creg.adapter.VLMAdapter`, :class:`creg.relevance.RelevanceSource`
 or :class:`creg.benchmark.Benchmark`; that is checked when it is loaded. Name entry points and

@@ -139,6 +139,7 @@ def test_default_threads_never_exceed_four_or_idle_cores(monkeypatch):
     import os
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert default_threads() == 4
@@ -146,6 +147,9 @@ def test_default_threads_never_exceed_four_or_idle_cores(monkeypatch):
     assert default_threads() == 2
     monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 0.0, 0.0))
     assert default_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 ranks of torchrun on this machine share its 16 cores
+    assert default_threads() == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert default_threads() == 3
 

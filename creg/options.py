@@ -144,15 +144,22 @@ def parse_layers(value: Any) -> tuple[int, ...]:
     return layers
 
 
+def _layers_field(value: Any) -> tuple[int, ...]:
+    try:
+        return parse_layers(value)
+    except ValueError as e:  # the field name is already in the message validate_options builds
+        raise ValueError(str(e).removeprefix("layers: ")) from None
+
+
 def _one_layer(value: Any) -> int:
-    layers = parse_layers(value)
+    layers = _layers_field(value)
     if len(layers) != 1:
         raise ValueError(f"expected one layer index, got {value!r}")
     return layers[0]
 
 
 #: A pydantic field type: hidden-state indices (``-2``, ``"-2,-3"``, ``[-2,-3]``) -> a tuple of ints.
-Layers = Annotated[tuple[int, ...], BeforeValidator(parse_layers)]
+Layers = Annotated[tuple[int, ...], BeforeValidator(_layers_field)]
 #: A pydantic field type: one hidden-state index (``-2`` or ``"-2"``).
 Layer = Annotated[int, BeforeValidator(_one_layer)]
 

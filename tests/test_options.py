@@ -29,7 +29,7 @@ def test_validate_options_converts_command_line_strings_and_json():
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"layers": "abc"}, "source 'demo': option 'layers': layers: expected integers like -2,-3, got 'abc'"),
+    ({"layers": "abc"}, "source 'demo': option 'layers': expected integers like -2,-3, got 'abc'"),
     ({"steps": 0}, "source 'demo': option 'steps': Input should be greater than or equal to 1, got 0"),
     ({"stepz": 3}, "source 'demo': unknown option 'stepz' (valid options: layers, steps, mode)"),
     ({"mode": "median"}, "source 'demo': option 'mode': Input should be 'max' or 'minmax', got 'median'"),

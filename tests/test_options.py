@@ -235,4 +235,5 @@ def test_explain_takes_adapter_options_and_threads_and_checks_them(tmp_path):
     res = CliRunner().invoke(cli, base + ["--adapter", "none", "--k", "0"])
     assert res.exit_code == 2 and "Invalid value for '--k'" in res.output
     res = CliRunner().invoke(cli, base[:9] + ["--tgt-box", "50,0,40,10", "--adapter", "none"])
-    assert res.exit_code == 2 and "bad box: x0 must be < x1" in res.output
+    assert res.exit_code == 2 and "tgt box: x0 must be < x1, got x0=50.0, x1=40.0" in res.output
+    assert len(res.output.strip().splitlines()) == 1

@@ -59,6 +59,7 @@ def _stored_threads(out_dir: Path) -> int | None:
 def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, no_progress, **kw) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
     from ..benchmark import DataInvalid
+    from ..hub import ModelUnavailable, check_available
     from ..options import OptionsError
     from ..plugins import PluginLoadError, UnknownName, get_plugins
     from ..registry import RegistryError, load_registry
@@ -87,8 +88,11 @@ def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, no_progress, **k
         config.threads = apply_threads(config.threads)
         runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress, log=log,
                         max_failures=max_failures)
+        runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress, log=log,
+                        max_failures=max_failures)
+        if runner.adapter_config is not None:  # a hub id that is not here fails now, not after the run dir exists
+            check_available(runner.adapter_config.model)
         result = run_here_or_distributed(runner, world=world)  # one process, or one rank of a torchrun launch
-    except (UnknownName, RunError, RegistryError, PluginLoadError, OptionsError, DataInvalid) as e:
         fail(str(e))
     except OSError as e:  # a benchmark's data is missing, a full disk: the message says what and where
         fail(str(e))

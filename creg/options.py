@@ -50,7 +50,8 @@ def _format_error(err: dict[str, Any]) -> str:
     if err.get("type") == "missing":
         return f"option {loc!r} is required"
     value = err.get("input")
-    shown = f", got {value!r}" if value is not None and not isinstance(value, dict) and "got" not in msg else ""
+    shown = (f", got {value!r}" if value is not None and not isinstance(value, dict) and "got" not in msg
+             and repr(value) not in msg else "")
     return f"option {loc!r}: {msg}{shown}" if loc else f"{msg}{shown}"
 
 

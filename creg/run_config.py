@@ -122,7 +122,7 @@ def config_error_message(e: ValidationError) -> str:
         flag = _FLAGS.get(field, "--" + field.replace("_", "-")) if field else ""
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         value = err.get("input")
-        got = f", got {value!r}" if "got" not in msg and not isinstance(value, dict) else ""
+        got = f", got {value!r}" if "got" not in msg and repr(value) not in msg and not isinstance(value, dict) else ""
         parts.append(f"{flag}: {msg}{got}" if flag else msg)
     return "; ".join(parts)
 

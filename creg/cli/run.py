@@ -88,8 +88,6 @@ def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, no_progress, **k
         config.threads = apply_threads(config.threads)
         runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress, log=log,
                         max_failures=max_failures)
-        runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress, log=log,
-                        max_failures=max_failures)
         if runner.adapter_config is not None:  # a hub id that is not here fails now, not after the run dir exists
             check_available(runner.adapter_config.model)
         result = run_here_or_distributed(runner, world=world)  # one process, or one rank of a torchrun launch

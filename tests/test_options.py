@@ -83,7 +83,8 @@ BASE = ["run", "--adapter", "none", "--source", "oracle", "--limit", "4", "--no-
 
 @pytest.mark.parametrize("extra, message", [
     (["--k", "0"], "Invalid value for '--k'"),
-    (["--batch-size", "0"], "Invalid value for '--batch-size'"),
+    (["--batch-size", "0"], "creg: --batch-size 0: expected a positive integer or 'auto'"),
+    (["--batch-size", "5000"], "creg: --batch-size: Input should be less than or equal to 4096"),
     (["--limit", "-1"], "Invalid value for '--limit'"),
     (["--threads", "0"], "Invalid value for '--threads'"),
     (["--sigma-r", "0"], "Invalid value for '--sigma-r'"),

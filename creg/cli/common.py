@@ -107,20 +107,12 @@ def compass_options(fn: Callable) -> Callable:
 
 
 class BatchSize(click.ParamType):
-    """``--batch-size``: an integer from 1 to 4096, or ``auto`` (the largest that fits: creg.batching)."""
+    """``--batch-size N|auto``, passed through: :func:`run_config_from` checks it (creg.batching.parse_batch_size)."""
 
     name = "N|auto"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int) or str(value).strip().lower() != "auto":
-            try:
-                number = int(str(value).strip())
-            except ValueError:
-                self.fail(f"{value!r} is neither an integer nor auto", param, ctx)
-            if not 1 <= number <= 4096:
-                self.fail(f"{number} is not in the range 1<=x<=4096 (or auto)", param, ctx)
-            return number
-        return "auto"
+        return value
 
 
 def execution_options(*, batch_size: bool = True) -> Callable:
@@ -142,6 +134,13 @@ def run_config_from(kw: dict[str, Any], **fields: Any):
     from ..run_config import RunConfig, RunError
 
     values: dict[str, Any] = {}
+    if kw.get("batch_size") is not None:
+        from ..batching import parse_batch_size
+
+        try:
+            kw = {**kw, "batch_size": parse_batch_size(kw["batch_size"])}
+        except ValueError as e:
+            fail(str(e))
     for key in ("adapter", "model", "dtype", "device", "prompt", "bench", "n", "seed", "data_dir", "k", "sigma_r",
                 "rho_r", "batch_size", "threads"):
         if key in kw and kw[key] is not None:

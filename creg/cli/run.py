@@ -91,6 +91,7 @@ def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, no_progress, **k
         if runner.adapter_config is not None:  # a hub id that is not here fails now, not after the run dir exists
             check_available(runner.adapter_config.model)
         result = run_here_or_distributed(runner, world=world)  # one process, or one rank of a torchrun launch
+    except (UnknownName, RunError, RegistryError, PluginLoadError, OptionsError, DataInvalid, ModelUnavailable) as e:
         fail(str(e))
     except OSError as e:  # a benchmark's data is missing, a full disk: the message says what and where
         fail(str(e))

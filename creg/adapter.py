@@ -243,6 +243,10 @@ def split_cells(cell_xy: torch.Tensor, patch_hw: tuple[int, int]) -> torch.Tenso
     return torch.stack([rearrange(px, "h w fy fx -> (h fy) (w fx)"), rearrange(py, "h w fy fx -> (h fy) (w fx)")], -1)
 
 
+class LayerOutOfRange(ValueError):
+    """A requested hidden-state index does not exist in the model (it has too few layers)."""
+
+
 class ForwardOutput(BaseModel):
     """The result of :meth:`VLMAdapter.forward` for a batch of ``b`` samples.
 
@@ -337,5 +341,13 @@ class VLMAdapter(ABC):
         n = self.num_layers
         t = layer if layer >= 0 else n + 1 + layer
         if not 0 <= t <= n:
-            raise ValueError(f"layer {layer} out of range for a model with {n} decoder layers")
+            raise LayerOutOfRange(
+                f"layer {layer} is out of range: the model of adapter {type(self).__name__} has {n} decoder layers, "
+                f"so hidden-state indices run from {-(n + 1)} to {n}"
+            )
         return t
+
+    def check_layers(self, layers: Sequence[int]) -> None:
+        """Raise :class:`LayerOutOfRange` (one clear line) if any of ``layers`` does not exist."""
+        for layer in layers:
+            self.layer_to_block(layer)

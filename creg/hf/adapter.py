@@ -51,8 +51,8 @@ class HFAdapter(VLMAdapter):
                                           "stream attention maps switch to eager for their duration")
         answer_only_replay: bool = Field(True, description="logits_from_layer computes the last block for the "
                                          "answer position only (same result, cheaper)")
-        device_map: str | None = Field(None, description="accelerate big-model placement, e.g. 'auto' (the "
-                                       "config's device is then ignored)")
+        device_map: str | dict[str, Any] | None = Field(None, description="accelerate big-model placement, e.g. "
+                                                        "'auto' or {module: device} (the config's device is then ignored)")
 
     #: the transformers model class or its name in ``transformers``.
     model_class: ClassVar[Any] = None

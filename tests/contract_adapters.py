@@ -16,14 +16,15 @@ from pathlib import Path
 import torch
 
 from creg.adapter import VisionGrid, VisionLayout
-from creg.hf import centre_crop_region, region_cell_xy, token_grid_layout
+from creg.hf import centre_crop_region, load_images, region_cell_xy, token_grid_layout
 from creg.prompts import render_prompt
 from creg_qwen2vl.adapter import Qwen2VLAdapter
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "creg-example-adapter"
 sys.path.insert(0, str(EXAMPLE / "src"))
 
-from creg_example_adapter.adapter import BOS, IMG, IMG_END, IMG_START, ASK, PAD, ExampleTinyAdapter, to_patches, word_ids  # noqa: E402
+from creg_example_adapter.adapter import ExampleTinyAdapter  # noqa: E402
+from creg_example_adapter.model import IMG, left_pad, sequence, to_patches  # noqa: E402
 
 
 CROP = 224  # as CLIP's processor (LLaVA-1.5): shortest side to CROP, then the centre CROP x CROP
@@ -81,23 +82,16 @@ class TiledExampleAdapter(ExampleTinyAdapter):
     NAMES = ("tile 0", "tile 1", "thumbnail")
 
     def _inputs(self, samples, images):
-        if images is not None and len(images) != len(samples):
-            raise ValueError(f"got {len(images)} images for {len(samples)} samples")
         side = TILE_CELLS * 28
-        rows, patches, regions = [], [], []
-        for i, s in enumerate(samples):
-            image = s.load_image() if images is None else images[i].convert("RGB")
-            if tuple(image.size) != tuple(s.image_size):
-                raise ValueError(f"sample {s.id!r}: the image is {image.size} but image_size says {s.image_size}")
+        patches, regions = [], []
+        for s, image in zip(samples, load_images(samples, images)):
             boxes = tile_regions(image.size)
             tiles = [image.crop(tuple(round(v) for v in b)).resize((side, side)) for b in boxes]
-            patches.append(torch.cat([to_patches(t, (side, side)) for t in tiles]))
+            patches.append(torch.cat([to_patches(t, (side, side)) for t in tiles]).to(self.device))
             regions.append((boxes, image.size))
-            question = word_ids(render_prompt(self.config.prompt, s.ref_name, s.tgt_name))
-            rows.append([BOS, IMG_START] + [IMG] * (3 * TILE_CELLS**2) + [IMG_END] + question + [ASK])
-        seq = max(map(len, rows))
-        ids = torch.tensor([[PAD] * (seq - len(r)) + r for r in rows], device=self.device)
-        return ids, ids != PAD, [p.to(self.device) for p in patches], [self.layout(ids[i], *regions[i]) for i in range(len(rows))]
+        ids = left_pad([sequence(3 * TILE_CELLS**2, render_prompt(self.config.prompt, s.ref_name, s.tgt_name))
+                        for s in samples]).to(self.device)
+        return ids, ids != 0, patches, [self.layout(ids[i], *regions[i]) for i in range(len(samples))]
 
     def layout(self, row, boxes, size):
         positions = (row == IMG).nonzero()[:, 0].cpu()

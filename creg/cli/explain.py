@@ -99,6 +99,7 @@ def _figure_path(out: str, fmt: str | None) -> Path:
 def explain_cmd(adapter, model, image_path, ref_name, ref_box, tgt_name, tgt_box, relation, sources, source_opt, k,
                 prompt, dtype, device, registries, out, fmt, dpi, as_json, maps) -> None:
     """Explain one image: the compass distribution per source, the model's answer and (with --out) a figure."""
+    from ..adapter import LayerOutOfRange
     from ..api import DEFAULT_MODEL, ApiError, load
     from ..hub import ModelUnavailable
     from ..plugins import UnknownName
@@ -118,7 +119,7 @@ def explain_cmd(adapter, model, image_path, ref_name, ref_box, tgt_name, tgt_box
             load(adapter, dtype=dtype, device=device, prompt=prompt, registry=registries)
         ex = m.explain(image_path, ref=(ref_name, rb), tgt=(tgt_name, tb), sources=names, relation=relation, k=k,
                        source_options=parse_options(source_opt, keyed=True))
-    except (ApiError, ModelUnavailable, UnknownName, RunError, RegistryError, OSError, PluginError) as e:
+    except (ApiError, ModelUnavailable, UnknownName, RunError, RegistryError, OSError, PluginError, LayerOutOfRange) as e:
         fail(str(e))
     if not ex.relation_given and not as_json:
         of = " of" if ex.relation in ("left", "right") else ""

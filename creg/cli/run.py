@@ -74,6 +74,7 @@ def _default_out(config) -> Path:
 def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, k, sigma_r, rho_r, prompt,
             dtype, device, source_opt, bench_opt, registries, cos, cos_op, overwrite, max_failures, no_progress) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
+    from ..adapter import LayerOutOfRange
     from ..logs import quiet
     from ..runner import Runner, RunConfig, RunError
 
@@ -106,7 +107,7 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
         result = run_here_or_distributed(runner, world=world)  # one process, or one rank of a torchrun launch
     except UnknownName as e:
         fail(str(e))
-    except (RunError, RegistryError, PluginLoadError) as e:
+    except (RunError, RegistryError, PluginLoadError, LayerOutOfRange) as e:
         fail(str(e))
     except OSError as e:  # a benchmark's data is missing, a full disk: the message says what and where
         fail(str(e))

@@ -52,7 +52,7 @@ def test_vision_activations_are_the_encoders_last_block_in_raster_order(qwen2_5v
     ad = qwen2_5vl_adapter
     samples = [_sample((168, 112), 1), _sample((112, 224), 2)]
     out = ad.forward(samples, ForwardRequest(vision_activations=True))
-    batch = ad.to_model(ad.encode(samples))
+    batch = ad.encode(samples)
     seen = {}
     visual = ad.model.model.visual
     handle = visual.blocks[-1].register_forward_hook(lambda m, a, o: seen.setdefault("out", o.detach()))

@@ -85,7 +85,7 @@ class HFAdapter(VLMAdapter):
         raise NotImplementedError
 
     def vision_layouts(self, batch: dict[str, torch.Tensor], images: Sequence[Any]) -> list[VisionLayout]:
-        """One layout per row of ``batch`` (from :meth:`encode`); ``images`` are the original PIL images."""
+        """One layout per row of ``batch`` (CPU, from :meth:`encode_texts`); ``images``: the original PIL images."""
         raise NotImplementedError
 
     def vision_hook(self, batch: dict[str, torch.Tensor], layouts: list[VisionLayout]) -> VisionHook:
@@ -117,7 +117,7 @@ class HFAdapter(VLMAdapter):
         return module_device(self.model.get_input_embeddings())
 
     # -- inputs --------------------------------------------------------------------------------
-    def encode(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> dict[str, torch.Tensor]:
+    def encode_cpu(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> dict[str, torch.Tensor]:
         """CPU model inputs of ``samples`` (their own images unless ``images`` are given, already
         loaded): the chat up to the generation prompt, then the answer prefix."""
         if not samples:
@@ -126,6 +126,10 @@ class HFAdapter(VLMAdapter):
             images = load_images(samples, None)
         texts = [self.chat(render_prompt(self.config.prompt, s.ref_name, s.tgt_name)) for s in samples]
         return self.append_tokens(self.encode_texts(texts, images), self.answer.prefix_ids)
+
+    def encode(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`encode_cpu` on the model's device, ready for ``model(**inputs)``."""
+        return self.to_model(self.encode_cpu(samples, images))
 
     @staticmethod
     def append_tokens(batch: dict[str, torch.Tensor], ids: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -174,7 +178,7 @@ class HFAdapter(VLMAdapter):
             raise ValueError("request.attentions needs an on_attention callback")
         self.check_layers(request.layers)
         loaded = load_images(samples, images)
-        cpu_batch = self.encode(samples, loaded)
+        cpu_batch = self.encode_cpu(samples, loaded)
         layouts = self.vision_layouts(cpu_batch, loaded)
         hidden_blocks: dict[int, list[int]] = {}
         norm_layers: list[int] = []
@@ -219,13 +223,13 @@ class HFAdapter(VLMAdapter):
     # -- references for the contract ---------------------------------------------------------
     def next_token_logits(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> torch.Tensor:
         """``(b, vocab)`` float32: the model's next-token logits after the prompt, plain forward, no hooks."""
-        batch = self.to_model(self.encode(samples, load_images(samples, images)))
+        batch = self.encode(samples, load_images(samples, images))
         with torch.no_grad():
             return self.model(**batch, use_cache=False, logits_to_keep=1).logits[:, -1].float()
 
     def reference_hidden_states(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, ...]:
         """transformers' own ``output_hidden_states`` of a plain forward (N + 1 entries ``(b, seq, d)``)."""
-        batch = self.to_model(self.encode(samples))
+        batch = self.encode(samples)
         with torch.no_grad():
             return tuple(self.model(**batch, use_cache=False, output_hidden_states=True).hidden_states)
 

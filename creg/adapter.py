@@ -204,16 +204,42 @@ class VisionLayout(BaseModel):
     def patch_centres(self) -> torch.Tensor | None:
         """``(H_p, W_p, 2)`` pixel centres of the vision-encoder activation patches.
 
-        ``patch_xy`` when the adapter gives it; else, for a single grid whose patch grid is a
-        whole multiple of the cell grid, each cell's footprint (half the spacing to its
-        neighbours on each side) split evenly into its patches -- the geometry ``cell_xy``
-        implies, not the whole image. None when neither is known.
+        ``patch_xy`` when the adapter gives it; else, for a single grid, the geometry ``cell_xy``
+        implies (not the whole image): each cell's footprint (half the spacing to its neighbours
+        on each side) split evenly into its patches when the patch grid is a whole multiple of
+        the cell grid, otherwise the patches spread evenly over the cells' joint footprint.
+        None for a multi-grid layout without ``patch_xy``, or without ``patch_hw``.
         """
         if self.patch_xy is not None:
             return self.patch_xy.double().cpu()
         if self.patch_hw is None or self.is_multi_grid:
             return None
-        return split_cells(self.cell_xy.double().cpu(), self.patch_hw)
+        xy = self.cell_xy.double().cpu()
+        split = split_cells(xy, self.patch_hw)
+        return split if split is not None else spread_over_cells(xy, self.patch_hw)
+
+
+def _spacing(cell_xy: torch.Tensor) -> tuple[float, float]:
+    """Mean (dx, dy) between neighbouring cell centres (a lone row or column: the other axis's)."""
+    h, w = cell_xy.shape[:2]
+    xs, ys = cell_xy[0, :, 0], cell_xy[:, 0, 1]
+    dx = float((xs[1:] - xs[:-1]).mean()) if w > 1 else None
+    dy = float((ys[1:] - ys[:-1]).mean()) if h > 1 else None
+    dx = dx if dx is not None else (dy if dy is not None else 0.0)
+    return dx, (dy if dy is not None else dx)
+
+
+def spread_over_cells(cell_xy: torch.Tensor, patch_hw: tuple[int, int]) -> torch.Tensor:
+    """``(H_p, W_p, 2)`` centres of a patch grid laid evenly over the cells' joint footprint
+    (first cell's centre - half a spacing to last cell's + half a spacing)."""
+    dx, dy = _spacing(cell_xy)
+    x0, x1 = float(cell_xy[0, 0, 0]) - dx / 2, float(cell_xy[0, -1, 0]) + dx / 2
+    y0, y1 = float(cell_xy[0, 0, 1]) - dy / 2, float(cell_xy[-1, 0, 1]) + dy / 2
+    hp, wp = patch_hw
+    xs = x0 + (torch.arange(wp, dtype=torch.float64) + 0.5) * ((x1 - x0) / wp)
+    ys = y0 + (torch.arange(hp, dtype=torch.float64) + 0.5) * ((y1 - y0) / hp)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx, yy], dim=-1)
 
 
 def split_cells(cell_xy: torch.Tensor, patch_hw: tuple[int, int]) -> torch.Tensor | None:
@@ -228,11 +254,7 @@ def split_cells(cell_xy: torch.Tensor, patch_hw: tuple[int, int]) -> torch.Tenso
     if hp % h or wp % w:
         return None
     fy, fx = hp // h, wp // w
-    xs, ys = cell_xy[0, :, 0], cell_xy[:, 0, 1]
-    dx = float((xs[1:] - xs[:-1]).mean()) if w > 1 else None
-    dy = float((ys[1:] - ys[:-1]).mean()) if h > 1 else None
-    dx = dx if dx is not None else (dy if dy is not None else 0.0)
-    dy = dy if dy is not None else dx
+    dx, dy = _spacing(cell_xy)
     offs_x = (torch.arange(fx, dtype=torch.float64) + 0.5) / fx * dx - dx / 2  # fx
     offs_y = (torch.arange(fy, dtype=torch.float64) + 0.5) / fy * dy - dy / 2
     px = (cell_xy[..., 0][:, :, None, None] + offs_x[None, None, None, :])  # h w 1 fx

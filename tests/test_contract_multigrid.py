@@ -96,3 +96,21 @@ def test_patch_centres_follow_the_cells_not_the_whole_image():
     torch.testing.assert_close(lay.patch_centres(), region_cell_xy((4, 4), region))
     assert not torch.allclose(lay.patch_centres(), uniform_cell_xy((4, 4), size))
     assert split_cells(lay.cell_xy, (5, 4)) is None  # not a whole number of patches per cell
+    odd = VisionLayout(token_index=torch.arange(4), grid_hw=(2, 2), cell_xy=lay.cell_xy, patch_hw=(5, 4))
+    torch.testing.assert_close(odd.patch_centres(), region_cell_xy((5, 4), region))  # spread over the crop
+
+
+# -- a centre-cropping model passes, vision activations included -----------------------------
+from creg_qwen2vl.adapter import Qwen2VLAdapter  # noqa: E402
+from contract_adapters import CentreCropQwen2VLAdapter  # noqa: E402
+
+
+class TestCentreCropContract(AdapterContract):
+    """LLaVA-1.5-style preprocessing (shortest side to 224, centre crop): its ``cell_xy`` is the
+    crop, and the vision-activation check places patches by the geometry that ``cell_xy``
+    implies (not over the whole image), so the whole contract passes."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def adapter(cls, tiny_qwen2vl_deep_dir):
+        return CentreCropQwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir)))

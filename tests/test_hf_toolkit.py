@@ -92,3 +92,26 @@ def test_accelerate_device_map_on_cpu(tiny_qwen2vl_deep_dir, adapter):
     seen = []
     placed.forward(samples, ForwardRequest(attentions=True), on_attention=lambda i, w: seen.append((i, w.device.type)))
     assert seen == [(i, "cpu") for i in range(6)]
+
+
+@pytest.mark.parametrize("prepend", [False, True])
+def test_the_hook_order_pitfall(adapter, prepend):
+    """transformers 5 installs its output-capturing hooks the first time hidden states are asked
+    for; a later forward hook that replaces a layer's output is seen by ``output_hidden_states``
+    only when registered with ``prepend=True`` (docs/adapter-guide.md, the hook-order pitfall)."""
+    batch = adapter.encode([_sample("s", (56, 56))])
+    with torch.no_grad():
+        adapter.model(**batch, use_cache=False, output_hidden_states=True)  # installs transformers' hooks
+    kept = {}
+
+    def replace(module, args, output):
+        kept["new"] = (2 * output).detach().requires_grad_(True)
+        return kept["new"]
+
+    handle = adapter.decoder.layers[2].register_forward_hook(replace, prepend=prepend)
+    try:
+        with torch.no_grad():
+            recorded = adapter.model(**batch, use_cache=False, output_hidden_states=True).hidden_states[3]
+    finally:
+        handle.remove()
+    assert (recorded is kept["new"]) == prepend

@@ -14,8 +14,9 @@ not kept.
 Hook order (transformers 5): the block-input leaf is a forward *pre*-hook on the block, which
 replaces the input before the block runs. A hook that replaces a module's *output* must be
 registered with ``register_forward_hook(..., prepend=True)``: transformers' own output capture
-(``output_hidden_states``) hooks the same modules, and a hook added after it swaps the tensor
-too late -- the recorded hidden state is then not the one the rest of the model uses.
+(``output_hidden_states``) hooks the same modules the first time it is used, and a hook added
+after that swaps the tensor too late -- the recorded hidden state is then not the one the rest
+of the model uses.
 """
 
 from __future__ import annotations

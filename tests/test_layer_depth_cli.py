@@ -46,9 +46,12 @@ def test_the_example_runs_with_layers_it_has(with_example_adapter, tmp_path):
     assert "| creg | 2 |" in res.output
 
 
-def test_creg_explain_says_the_same(with_example_adapter, tmp_path):
+def test_creg_explain_says_the_same(tiny_qwen2vl_dir, tmp_path):
     image = tmp_path / "scene.png"
     draw_image((112, 84), noise_seed=1).save(image)
-    res = CliRunner().invoke(cli, ["explain", "--adapter", "example-tiny", "--model", "random:0", "--image", str(image),
+    res = CliRunner().invoke(cli, ["explain", "--adapter", "qwen2vl", "--model", str(tiny_qwen2vl_dir), "--image", str(image),
+                                   "--source", "creg", "--source-opt", "creg.layers=-2,-9",
                                    "--ref", "dog", "--ref-box", "0,0,20,20", "--tgt", "cat", "--tgt-box", "60,40,100,80"])
-    assert res.exit_code == 2 and "layer -5 is out of range" in res.output.strip().splitlines()[-1], res.output
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1] == ("creg: layer -9 is out of range: the model of adapter Qwen2VLAdapter "
+                                                   "has 4 decoder layers, so hidden-state indices run from -5 to 4"), res.output

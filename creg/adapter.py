@@ -35,7 +35,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .options import PluginOptions
 from .prompts import DEFAULT_PROMPT
@@ -67,15 +67,76 @@ class ForwardRequest(BaseModel):
     attentions: bool = False
 
 
+class VisionGrid(BaseModel):
+    """One raster grid of vision tokens: a whole image, a tile, a thumbnail, a base image.
+
+    * ``token_index``: ``(h * w,)`` long, positions of the grid's tokens in the (padded)
+      sequence, in raster order (row-major, top row first).
+    * ``grid_hw``: ``(h, w)`` after token merging.
+    * ``cell_xy``: ``(h, w, 2)`` float, pixel centre (x, y) of each cell in the *original*
+      image (every resize, crop, pad and tiling undone). A cell on padding outside the image
+      has its centre outside ``[0, W] x [0, H]``.
+    * ``cell_in_image``: ``(h, w)`` bool, False for cells on padding (they carry no
+      relevance); None = every cell is on the image.
+    * ``name``: what the grid is ("image", "tile 0", "thumbnail", "base", ...), for reports.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    token_index: torch.Tensor
+    grid_hw: tuple[int, int]
+    cell_xy: torch.Tensor
+    cell_in_image: torch.Tensor | None = None
+    name: str = "image"
+
+    @model_validator(mode="after")
+    def _shapes_agree(self) -> "VisionGrid":
+        h, w = self.grid_hw
+        if tuple(self.token_index.shape) != (h * w,):
+            raise ValueError(f"token_index has shape {tuple(self.token_index.shape)}, grid {h}x{w} needs ({h * w},)")
+        if tuple(self.cell_xy.shape) != (h, w, 2):
+            raise ValueError(f"cell_xy has shape {tuple(self.cell_xy.shape)}, grid {h}x{w} needs ({h}, {w}, 2)")
+        if self.cell_in_image is not None and tuple(self.cell_in_image.shape) != (h, w):
+            raise ValueError(f"cell_in_image has shape {tuple(self.cell_in_image.shape)}, needs ({h}, {w})")
+        return self
+
+    @property
+    def in_image(self) -> torch.Tensor:
+        """``(h, w)`` bool: the cells that lie on the image (all True unless declared)."""
+        if self.cell_in_image is None:
+            return torch.ones(self.grid_hw, dtype=torch.bool)
+        return self.cell_in_image.bool().cpu()
+
+
 class VisionLayout(BaseModel):
     """Where one sample's image lives in the sequence and on the image.
+
+    A *single-grid* layout (the 0.1 contract, still valid unchanged) gives the grid directly:
 
     * ``token_index``: ``(n_vis,)`` long, positions of the vision tokens in the (padded)
       sequence, in raster order of the grid (row-major, top row first), ``n_vis = H_g * W_g``.
     * ``grid_hw``: ``(H_g, W_g)`` after token merging.
     * ``cell_xy``: ``(H_g, W_g, 2)`` float, pixel centre (x, y) of each cell in the original
-      image (the processor's resize undone).
+      image (the processor's resize, crop and pad undone).
     * ``patch_hw``: ``(H_p, W_p)`` grid of the vision encoder's activations before merging.
+
+    A *multi-grid* layout (tiles + thumbnail, any-resolution grid + base image) is built with
+    :meth:`from_grids`; :attr:`grids` lists every grid and the flat fields above then describe the
+    **union** of all cells as one row: ``grid_hw = (1, n_cells)``, ``token_index`` and
+    ``cell_xy`` ``(1, n_cells, 2)`` concatenated grid by grid. Code that maps per-token values
+    through the flat fields (every relevance source) therefore covers every cell, and the
+    compass projects the union by pixel centres. Per-grid geometry (footprints, raster
+    checks) must use ``grids``, which is never empty: a single-grid layout has one.
+
+    Optional, both kinds:
+
+    * ``cell_in_image``: ``(H_g, W_g)`` bool over the flat cells, False on padding.
+    * ``non_spatial_index``: ``(n,)`` long, positions of vision tokens that have no pixel
+      position (CLS, row-newline, tile-separator tokens); they belong to no grid.
+    * ``patch_xy``: ``(H_p, W_p, 2)`` pixel centres of the vision encoder's activation patches
+      in the original image (rows of several tiles stacked), matching
+      ``ForwardOutput.vision_activations``. None: :meth:`patch_centres` derives them from
+      ``cell_xy`` (each cell split evenly into its patches).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
@@ -84,6 +145,131 @@ class VisionLayout(BaseModel):
     grid_hw: tuple[int, int]
     cell_xy: torch.Tensor
     patch_hw: tuple[int, int] | None = None
+    cell_in_image: torch.Tensor | None = None
+    #: the grids of a multi-grid layout (set by :meth:`from_grids`); empty for a single grid.
+    multi_grids: tuple[VisionGrid, ...] = ()
+    non_spatial_index: torch.Tensor | None = None
+    patch_xy: torch.Tensor | None = None
+
+    @model_validator(mode="after")
+    def _patch_xy_fits(self) -> "VisionLayout":
+        if self.patch_xy is not None and self.patch_hw is not None and tuple(self.patch_xy.shape) != (*self.patch_hw, 2):
+            raise ValueError(f"patch_xy has shape {tuple(self.patch_xy.shape)}, patch_hw {self.patch_hw} needs {(*self.patch_hw, 2)}")
+        return self
+
+    @classmethod
+    def from_grids(
+        cls,
+        grids: "list[VisionGrid] | tuple[VisionGrid, ...]",
+        *,
+        non_spatial_index: torch.Tensor | None = None,
+        patch_hw: tuple[int, int] | None = None,
+        patch_xy: torch.Tensor | None = None,
+    ) -> "VisionLayout":
+        """A layout of one or more grids; with one grid it is an ordinary single-grid layout."""
+        grids = tuple(grids)
+        if not grids:
+            raise ValueError("a vision layout needs at least one grid")
+        extra = dict(non_spatial_index=non_spatial_index, patch_hw=patch_hw, patch_xy=patch_xy)
+        if len(grids) == 1:
+            g = grids[0]
+            return cls(token_index=g.token_index, grid_hw=g.grid_hw, cell_xy=g.cell_xy,
+                       cell_in_image=g.cell_in_image, **extra)
+        n = sum(g.grid_hw[0] * g.grid_hw[1] for g in grids)
+        return cls(
+            token_index=torch.cat([g.token_index.long().cpu() for g in grids]),
+            grid_hw=(1, n),
+            cell_xy=torch.cat([g.cell_xy.double().cpu().reshape(-1, 2) for g in grids])[None],
+            cell_in_image=torch.cat([g.in_image.reshape(-1) for g in grids])[None],
+            multi_grids=grids,
+            **extra,
+        )
+
+    @property
+    def grids(self) -> tuple[VisionGrid, ...]:
+        """Every grid of the sample (one for a single-grid layout, built from the flat fields)."""
+        if self.multi_grids:
+            return self.multi_grids
+        return (VisionGrid(token_index=self.token_index, grid_hw=self.grid_hw, cell_xy=self.cell_xy,
+                           cell_in_image=self.cell_in_image),)
+
+    @property
+    def is_multi_grid(self) -> bool:
+        return len(self.multi_grids) > 1
+
+    @property
+    def in_image(self) -> torch.Tensor:
+        """``(H_g, W_g)`` bool over the flat cells: False for cells on padding."""
+        if self.cell_in_image is None:
+            return torch.ones(self.grid_hw, dtype=torch.bool)
+        return self.cell_in_image.bool().cpu()
+
+    def patch_centres(self) -> torch.Tensor | None:
+        """``(H_p, W_p, 2)`` pixel centres of the vision-encoder activation patches.
+
+        ``patch_xy`` when the adapter gives it; else, for a single grid, the geometry ``cell_xy``
+        implies (not the whole image): each cell's footprint (half the spacing to its neighbours
+        on each side) split evenly into its patches when the patch grid is a whole multiple of
+        the cell grid, otherwise the patches spread evenly over the cells' joint footprint.
+        None for a multi-grid layout without ``patch_xy``, or without ``patch_hw``.
+        """
+        if self.patch_xy is not None:
+            return self.patch_xy.double().cpu()
+        if self.patch_hw is None or self.is_multi_grid:
+            return None
+        xy = self.cell_xy.double().cpu()
+        split = split_cells(xy, self.patch_hw)
+        return split if split is not None else spread_over_cells(xy, self.patch_hw)
+
+
+def _spacing(cell_xy: torch.Tensor) -> tuple[float, float]:
+    """Mean (dx, dy) between neighbouring cell centres (a lone row or column: the other axis's)."""
+    h, w = cell_xy.shape[:2]
+    xs, ys = cell_xy[0, :, 0], cell_xy[:, 0, 1]
+    dx = float((xs[1:] - xs[:-1]).mean()) if w > 1 else None
+    dy = float((ys[1:] - ys[:-1]).mean()) if h > 1 else None
+    dx = dx if dx is not None else (dy if dy is not None else 0.0)
+    return dx, (dy if dy is not None else dx)
+
+
+def spread_over_cells(cell_xy: torch.Tensor, patch_hw: tuple[int, int]) -> torch.Tensor:
+    """``(H_p, W_p, 2)`` centres of a patch grid laid evenly over the cells' joint footprint
+    (first cell's centre - half a spacing to last cell's + half a spacing)."""
+    dx, dy = _spacing(cell_xy)
+    x0, x1 = float(cell_xy[0, 0, 0]) - dx / 2, float(cell_xy[0, -1, 0]) + dx / 2
+    y0, y1 = float(cell_xy[0, 0, 1]) - dy / 2, float(cell_xy[-1, 0, 1]) + dy / 2
+    hp, wp = patch_hw
+    xs = x0 + (torch.arange(wp, dtype=torch.float64) + 0.5) * ((x1 - x0) / wp)
+    ys = y0 + (torch.arange(hp, dtype=torch.float64) + 0.5) * ((y1 - y0) / hp)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx, yy], dim=-1)
+
+
+def split_cells(cell_xy: torch.Tensor, patch_hw: tuple[int, int]) -> torch.Tensor | None:
+    """``(h, w, 2)`` cell centres -> ``(H_p, W_p, 2)`` centres of the patches that tile each cell.
+
+    Needs ``H_p = f_y * h`` and ``W_p = f_x * w`` (whole factors); a cell's footprint is its
+    centre +- half the spacing to its neighbours (a lone row or column: the spacing of the
+    other axis). Returns None when the factors are not whole.
+    """
+    h, w = cell_xy.shape[:2]
+    hp, wp = patch_hw
+    if hp % h or wp % w:
+        return None
+    fy, fx = hp // h, wp // w
+    dx, dy = _spacing(cell_xy)
+    offs_x = (torch.arange(fx, dtype=torch.float64) + 0.5) / fx * dx - dx / 2  # fx
+    offs_y = (torch.arange(fy, dtype=torch.float64) + 0.5) / fy * dy - dy / 2
+    px = (cell_xy[..., 0][:, :, None, None] + offs_x[None, None, None, :])  # h w 1 fx
+    py = (cell_xy[..., 1][:, :, None, None] + offs_y[None, None, :, None])  # h w fy 1
+    px, py = torch.broadcast_tensors(px, py)  # h w fy fx
+    from einops import rearrange
+
+    return torch.stack([rearrange(px, "h w fy fx -> (h fy) (w fx)"), rearrange(py, "h w fy fx -> (h fy) (w fx)")], -1)
+
+
+class LayerOutOfRange(ValueError):
+    """A requested hidden-state index does not exist in the model (it has too few layers)."""
 
 
 class ForwardOutput(BaseModel):
@@ -183,5 +369,13 @@ class VLMAdapter(ABC):
         n = self.num_layers
         t = layer if layer >= 0 else n + 1 + layer
         if not 0 <= t <= n:
-            raise ValueError(f"layer {layer} out of range for a model with {n} decoder layers")
+            raise LayerOutOfRange(
+                f"layer {layer} is out of range: the model of adapter {type(self).__name__} has {n} decoder layers, "
+                f"so hidden-state indices run from {-(n + 1)} to {n}"
+            )
         return t
+
+    def check_layers(self, layers: Sequence[int]) -> None:
+        """Raise :class:`LayerOutOfRange` (one clear line) if any of ``layers`` does not exist."""
+        for layer in layers:
+            self.layer_to_block(layer)

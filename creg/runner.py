@@ -141,12 +141,16 @@ class Runner:
     def _process(self, batch: list[Sample], store: RunWriter, failures: dict[str, int]) -> int:
         """Score ``batch`` and write it; a failing batch is retried one sample at a time, so only
         the culprit is recorded as failed. Returns the number of samples finished."""
+        from .adapter import LayerOutOfRange
         from .scoring.pipeline import PluginError, SampleError, explain_batch, short_traceback
 
         try:
             result = explain_batch(batch, self.sources, self.adapter, self.settings, seed=self.config.seed,
                                    adapter_name=self.config.adapter)
         except Exception as e:  # noqa: BLE001 - one sample's failure must not end the run
+            depth = e if isinstance(e, LayerOutOfRange) else e.__cause__
+            if isinstance(depth, LayerOutOfRange):  # the run asks for layers the model lacks: no sample can run
+                raise RunError(str(depth)) from e
             if len(batch) > 1:
                 return sum(self._process([s], store, failures) for s in batch)
             plugin = e.plugin if isinstance(e, PluginError) else None

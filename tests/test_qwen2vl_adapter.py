@@ -11,11 +11,13 @@ from creg_qwen2vl.adapter import Qwen2VLAdapter
 
 
 @pytest.fixture(scope="module")
-def qwen2vl_adapter(tiny_qwen2vl_dir):
-    return Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_dir)))
+def qwen2vl_adapter(tiny_qwen2vl_deep_dir):
+    return Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir)))
 
 
 class TestQwen2VLContract(AdapterContract):
+    """Square, wide and tall images (the contract's default sizes); 6 decoder layers."""
+
     @pytest.fixture(scope="class")
     @classmethod
     def adapter(cls, qwen2vl_adapter):
@@ -38,7 +40,7 @@ class TestQwen2VLContract(AdapterContract):
         return reference
 
 
-class TestQwen2VLContractTallImages(TestQwen2VLContract):
-    """Portrait images, with a grid taller than wide."""
+class TestQwen2VLContractOddSizes(TestQwen2VLContract):
+    """Sizes that are no multiple of 28 px (the resize changes the aspect ratio slightly)."""
 
-    image_sizes = ((84, 140), (56, 196))
+    image_sizes = ((97, 97), (200, 70), (56, 196))

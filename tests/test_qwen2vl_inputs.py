@@ -12,8 +12,8 @@ from creg.adapter import AdapterConfig, ForwardRequest
 from creg.compass import uniform_cell_xy
 from creg.sample import make_sample
 from creg.testing import draw_image
-from creg_qwen2vl.adapter import Qwen2VLAdapter, option_token_ids
-from creg_qwen2vl.inputs import Qwen2VLInputs
+from creg.hf import ChatInputs, answer_tokens
+from creg_qwen2vl.adapter import IMAGE_TOKEN, Qwen2VLAdapter, merged_token_count
 
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
@@ -32,7 +32,7 @@ def _sample(sid: str, size: tuple[int, int], tgt: str = "red ball", seed: int = 
     )
 
 
-def simulated_processor(manual: Qwen2VLInputs):
+def simulated_processor(manual: ChatInputs):
     """A real ``Qwen2VLProcessor`` over the same tokenizer and image processor. transformers 5.x
     insists on a video processor, which needs torchvision; the class check is patched away, the
     processor's own text expansion and tokenisation run unchanged."""
@@ -49,11 +49,18 @@ def simulated_processor(manual: Qwen2VLInputs):
 def test_processor_and_manual_paths_give_identical_inputs(adapter):
     manual = adapter.inputs
     assert manual.mode == ("full" if HAS_TORCHVISION else "manual")
-    full = Qwen2VLInputs(manual.tokenizer, manual.image_processor, manual.chat_template, processor=simulated_processor(manual))
+    full = ChatInputs(manual.tokenizer, manual.image_processor, manual.chat_template, image_token=IMAGE_TOKEN,
+                      image_token_count=merged_token_count, processor=simulated_processor(manual))
     assert full.mode == "full"
     questions = ["where is the cat?", "In this image, where is the red ball relative to the dog?"]
+    texts = [adapter.chat(q) for q in questions]
     images = [draw_image((112, 84), noise_seed=1), draw_image((84, 196), noise_seed=2)]
-    a, b = manual.encode(questions, images), full.encode(questions, images)
+    a = adapter.encode_texts(texts, images)
+    adapter.processor = full
+    try:
+        b = adapter.encode_texts(texts, images)
+    finally:
+        adapter.processor = manual
     for key in ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw"):
         assert torch.equal(a[key], b[key]), key
     assert (a["attention_mask"][0] == 0).any(), "the shorter question is left-padded"
@@ -72,8 +79,8 @@ def test_auto_mode_uses_the_processor_when_it_loads(tiny_qwen2vl_dir, adapter):
 
 @pytest.mark.skipif(HAS_TORCHVISION, reason="the full processor loads when torchvision is installed")
 def test_full_mode_without_torchvision_says_why(tiny_qwen2vl_dir):
-    with pytest.raises(ImportError, match="Qwen2VLProcessor"):
-        Qwen2VLInputs.from_pretrained(str(tiny_qwen2vl_dir), "full")
+    with pytest.raises(ImportError, match="cannot build the processor"):
+        Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_dir), options={"processor": "full"}))
 
 
 def test_load_defaults_and_frozen_parameters(adapter):
@@ -83,24 +90,49 @@ def test_load_defaults_and_frozen_parameters(adapter):
     assert adapter.num_layers == 4
     tok = adapter.inputs.tokenizer
     assert [tok.decode([i]) for i in adapter.option_token_ids] == ["1", "2", "3", "4"]
+    assert adapter.answer.prefix_ids == (), "Qwen continues the generation prompt with the digit itself"
 
 
 def test_bad_options_fail_before_loading(tiny_qwen2vl_dir):
-    with pytest.raises(ValueError, match="unknown Qwen2-VL adapter option"):
+    with pytest.raises(ValueError, match="procesor"):
         Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_dir), options={"procesor": "manual"}))
-    with pytest.raises(ValueError, match="processor mode"):
+    with pytest.raises(ValueError, match="processor"):
         Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_dir), options={"processor": "fast"}))
     with pytest.raises(ValueError, match="unknown prompt"):
         Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_dir), prompt="Z"))
 
 
-def test_multi_token_option_is_refused():
-    class SplitsDigits:
-        def encode(self, text, add_special_tokens=False):
-            return [7, 8] if text == "3" else [int(text)]
+class _CharTokenizer:
+    """One token per character (ids = code points), except what ``pieces`` says."""
 
-    with pytest.raises(ValueError, match="option '3' is 2 tokens"):
-        option_token_ids(SplitsDigits(), "some/model")
+    def __init__(self, pieces=None):
+        self.pieces = pieces or {}
+
+    def encode(self, text, add_special_tokens=False):
+        out = []
+        for ch in text:
+            out.extend(self.pieces.get(ch, [ord(ch)]))
+        return out
+
+    def decode(self, ids):
+        inverse = {tuple(v): k for k, v in self.pieces.items()}
+        return "".join(inverse.get((i,), chr(i) if i < 0x110000 else "") for i in ids)
+
+
+def test_multi_token_option_is_refused():
+    splits_three = _CharTokenizer({"3": [0x110001, 0x110002]})
+    with pytest.raises(ValueError, match="answer '3' is not one token"):
+        answer_tokens(splits_three, "Q: where? A:", lambda o: f"Q: where? A:{o}<end>", "some/model")
+
+
+def test_prefix_space_piece_is_fed_and_the_digit_is_the_option():
+    """Llama-style: "A: 1" is ... ":" "▁" "1" -- the space piece is the answer prefix."""
+    tok = _CharTokenizer()
+    found = answer_tokens(tok, "Q: where? A:", lambda o: f"Q: where? A: {o}</s>", "llama-like")
+    assert found.prefix_ids == (ord(" "),)
+    assert found.option_ids == tuple(ord(d) for d in "1234")
+    plain = answer_tokens(tok, "Q: where? A:\n", lambda o: f"Q: where? A:\n{o}<end>", "qwen-like")
+    assert plain.prefix_ids == () and plain.option_ids == tuple(ord(d) for d in "1234")
 
 
 def test_answer_position_is_the_end_of_the_generation_prompt(adapter):

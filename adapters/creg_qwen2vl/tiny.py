@@ -11,7 +11,7 @@ short pieces; each option digit "1".."4" is one token (Qwen's pre-tokenizer spli
 
 Calling the model directly (not through the adapter): transformers 5.x needs
 ``mm_token_type_ids`` (1 at ``<|image_pad|>`` tokens, else 0) next to ``input_ids`` to compute
-M-RoPE positions; ``creg_qwen2vl.inputs.Qwen2VLInputs.encode`` returns complete inputs.
+M-RoPE positions; ``Qwen2VLAdapter.encode`` returns complete inputs.
 """
 
 from __future__ import annotations
@@ -33,14 +33,6 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     "<|video_pad|>",
 )
 
-#: Words beyond the prompt templates that samples commonly name (COCO-like objects, colours).
-_EXTRA_WORDS = (
-    "person man woman child dog cat horse bird car truck bus bicycle motorcycle chair table couch bed "
-    "bottle cup bowl laptop phone book clock vase tree house sign light umbrella bag ball kite plate "
-    "red green blue yellow black white orange purple gray brown circle square triangle star box "
-    "object left right above below top bottom picture image you are a helpful assistant system user"
-)
-
 #: Default sizes; every key can be overridden through ``build_tiny_qwen2vl(**config_overrides)``.
 DEFAULTS: dict[str, Any] = {
     "text_hidden_size": 64,
@@ -60,54 +52,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _training_corpus() -> list[str]:
-    from creg.prompts import PROMPTS
-
-    words = _EXTRA_WORDS.split()
-    lines = [PROMPTS[name].format(ref=a, tgt=b) for name in PROMPTS for a, b in zip(words, words[1:])]
-    lines += ["system\nYou are a helpful assistant.", "user\n", "assistant\n"] * 8
-    lines.append(_EXTRA_WORDS)
-    return lines
-
-
 def build_tokenizer(vocab_size: int = DEFAULTS["vocab_size"]):
     """A ``Qwen2Tokenizer``: byte-level BPE trained on the prompt templates, Qwen's special tokens."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+    from creg.testing.tiny_tokenizers import build_qwen2_tokenizer
 
-    # Train with the same pre-tokenizer Qwen2Tokenizer installs, so the merges fit it.
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - len(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(_training_corpus(), trainer=trainer)
-    model_state = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_state["merges"]]
-    vocab = dict(model_state["vocab"])
-    # Special tokens come after the BPE vocabulary, as in the released checkpoints.
-    for tok in SPECIAL_TOKENS:
-        vocab[tok] = len(vocab)
-
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        unk_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        padding_side="left",
-    )
-    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
-    tokenizer.chat_template = QWEN2VL_CHAT_TEMPLATE
-    return tokenizer
+    return build_qwen2_tokenizer(SPECIAL_TOKENS, QWEN2VL_CHAT_TEMPLATE, vocab_size=vocab_size)
 
 
 def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, **config_overrides: Any) -> Path:

@@ -96,6 +96,7 @@ def _figure_path(out: str, fmt: str | None) -> Path:
 def explain_cmd(image_path, ref_name, ref_box, tgt_name, tgt_box, relation, sources, out, fmt, dpi, as_json, maps,
                 **kw) -> None:
     """Explain one image: the compass distribution per source, the model's answer and (with --out) a figure."""
+    from ..adapter import LayerOutOfRange
     from ..api import DEFAULT_MODEL, ApiError, load
     from ..hub import ModelUnavailable
     from ..options import OptionsError
@@ -126,7 +127,7 @@ def explain_cmd(image_path, ref_name, ref_box, tgt_name, tgt_box, relation, sour
         ex = m.explain(image_path, ref=(ref_name, rb), tgt=(tgt_name, tb), sources=names, relation=relation,
                        k=config.k, sigma_r=config.sigma_r, rho_r=config.rho_r, source_options=config.source_options)
     except (ApiError, ModelUnavailable, UnknownName, RunError, RegistryError, OSError, OptionsError, PluginLoadError,
-            PluginError) as e:
+            PluginError, LayerOutOfRange) as e:
         fail(str(e))
     if not ex.relation_given and not as_json:
         of = " of" if ex.relation in ("left", "right") else ""

@@ -59,6 +59,7 @@ def _stored_threads(out_dir: Path) -> int | None:
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, no_progress, **kw) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
+    from ..adapter import LayerOutOfRange
     from ..logs import quiet
     from ..benchmark import DataInvalid
     from ..hub import ModelUnavailable, check_available
@@ -93,7 +94,8 @@ def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, no_progress, **k
         if runner.adapter_config is not None:  # a hub id that is not here fails now, not after the run dir exists
             check_available(runner.adapter_config.model)
         result = run_here_or_distributed(runner, world=world)  # one process, or one rank of a torchrun launch
-    except (UnknownName, RunError, RegistryError, PluginLoadError, OptionsError, DataInvalid, ModelUnavailable) as e:
+    except (UnknownName, RunError, RegistryError, PluginLoadError, OptionsError, DataInvalid, ModelUnavailable,
+            LayerOutOfRange) as e:
         fail(str(e))
     except OSError as e:  # a benchmark's data is missing, a full disk: the message says what and where
         fail(str(e))

@@ -69,5 +69,5 @@ class RandomRelevanceSource(RelevanceSource):
         for i in range(len(ctx.samples)):
             layout = ctx.layout(i)
             values = torch.from_numpy(ctx.rng(i, self.name).random(layout.grid_hw))
-            maps.append(RelevanceMap(values=values, cell_xy=layout.cell_xy))
+            maps.append(RelevanceMap(values=values * layout.in_image, cell_xy=layout.cell_xy))  # none on padding
         return maps

@@ -1,4 +1,10 @@
-"""From per-token relevance to a sample's vision grid and a :class:`RelevanceMap`."""
+"""From per-token relevance to a sample's vision grid and a :class:`RelevanceMap`.
+
+A single-grid layout gives an ``(H_g, W_g)`` map; a multi-grid layout (tiles, thumbnail, base
+image) gives its union of cells as one row ``(1, n_cells)`` with every cell's own pixel centre
+(see :class:`creg.adapter.VisionLayout`). Cells on padding outside the image carry no relevance:
+:func:`relevance_map` sets them to 0.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +34,11 @@ def to_grid(vision_values: torch.Tensor, layout: VisionLayout) -> torch.Tensor:
 
 
 def relevance_map(grid: torch.Tensor, layout: VisionLayout, ref_box: Box | None = None) -> RelevanceMap:
-    """A detached float32 CPU :class:`RelevanceMap` on the layout's cells (``(H_g, W_g)`` values)."""
+    """A detached float32 CPU :class:`RelevanceMap` on the layout's cells (``(H_g, W_g)`` values);
+    cells on padding (``layout.in_image`` False) get 0."""
     values = grid.detach().float().cpu()
+    if layout.cell_in_image is not None:
+        values = values * layout.in_image
     return RelevanceMap(values=values, cell_xy=layout.cell_xy, ref_box=ref_box)
 
 

@@ -5,6 +5,7 @@ Contract suites, one base class each, that a plugin's own test suite subclasses:
 :class:`creg.relevance.RelevanceSource`) and :class:`BenchmarkContract` (a
 :class:`creg.benchmark.Benchmark`); see each module's docstring. :class:`FakeVLMAdapter` is a
 small real torch model behind the adapter contract, the model creg's own source tests use.
+:mod:`creg.testing.tiny_tokenizers` builds tokenizers for tiny local test checkpoints.
 Importing this package needs pytest.
 """
 

@@ -22,7 +22,16 @@ The checks run on small generated images (``image_sizes``, one of them non-squar
 trained model: they hold for a randomly initialised one. The geometric checks draw a bright
 marker on a dark image and require that the vision cell whose embedding (hidden-state index 0)
 changes most is a cell whose pixel footprint, taken from ``cell_xy``, covers the marker -- this
-ties ``token_index`` order, ``grid_hw`` and ``cell_xy`` together.
+ties ``token_index`` order, ``grid_hw`` and ``cell_xy`` together. Markers are small and sit
+near the image's edges, so a ``cell_xy`` that ignores a centre crop or padding misses them; for
+a multi-grid layout (tiles, thumbnail, base image) the marker must land in the right cell of
+*every* grid that covers it.
+
+Checks against the model's own outputs need the adapter to expose them (creg's
+:class:`creg.hf.HFAdapter` does): ``reference_hidden_states(samples)`` (transformers'
+``output_hidden_states``; hidden-state indices must match it) and ``answer_logits(samples)``
+(teacher-forced option logits; the class logits must match them). An adapter without them (the
+0.1 contract) still passes: those two tests are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -38,9 +47,12 @@ from creg.sample import ImageUnreadable, InvalidSample, Sample, make_sample
 
 #: A marker as fractions (x0, y0, x1, y1) of the image: off-centre in both axes, so that a grid
 #: flipped or transposed in either direction moves it.
+#: Small, and where a centre crop of a non-square image (which keeps its middle) bites: about a
+#: quarter of the way in from an edge. A ``cell_xy`` that ignores the crop (or padding) maps the
+#: cells the marker changes away from it, at either marker, on wide and tall images alike.
 MARKERS: dict[str, tuple[float, float, float, float]] = {
-    "top_right": (0.62, 0.08, 0.84, 0.36),
-    "bottom_left": (0.10, 0.66, 0.32, 0.92),
+    "top_right": (0.62, 0.24, 0.76, 0.38),
+    "bottom_left": (0.24, 0.62, 0.38, 0.76),
 }
 
 BACKGROUND = (24, 24, 24)
@@ -91,19 +103,32 @@ def covers(centre: tuple[float, float], half: tuple[float, float], box: tuple[fl
     return x - hx < x1 and x + hx > x0 and y - hy < y1 and y + hy > y0
 
 
+def overlap_fraction(centre: tuple[float, float], half: tuple[float, float], box: tuple[float, float, float, float]) -> float:
+    """Area shared by the footprint ``centre +- half`` and ``box``, over the smaller of the two
+    (1 = one contains the other, 0 = disjoint); an infinite half-width spans the box."""
+    (x, y), (hx, hy) = centre, half
+    x0, y0, x1, y1 = box
+    fx0, fx1 = (x0, x1) if hx == float("inf") else (x - hx, x + hx)
+    fy0, fy1 = (y0, y1) if hy == float("inf") else (y - hy, y + hy)
+    shared = max(0.0, min(fx1, x1) - max(fx0, x0)) * max(0.0, min(fy1, y1) - max(fy0, y0))
+    smaller = min((fx1 - fx0) * (fy1 - fy0), (x1 - x0) * (y1 - y0))
+    return shared / smaller if smaller > 0 else 0.0
+
+
 def assert_marker_found(change: torch.Tensor, cell_xy: torch.Tensor, box: tuple[int, int, int, int], what: str) -> None:
     """The cells a marker changed are the cells under it.
 
     ``change``: ``(h, w)`` how much each cell changed; ``cell_xy``: ``(h, w, 2)`` their centres.
-    The most-changed cell's footprint must overlap the marker ``box``, and the change-weighted
+    The most-changed cell's footprint must overlap the marker ``box`` (by a tenth of the smaller
+    of the two areas, so a corner touch does not count), and the change-weighted
     centroid of the clearly changed cells (over a quarter of the maximum) must lie within half
     a cell of the box -- a grid read transposed or mirrored moves one or the other.
     """
     half = cell_footprints(cell_xy)
     u, v = divmod(int(change.argmax()), change.shape[1])
     centre = tuple(cell_xy[u, v].tolist())
-    assert covers(centre, half, box), (
-        f"{what} ({u}, {v}) changed most but its centre {centre} is not over the marker {box}: "
+    assert overlap_fraction(centre, half, box) >= 0.1, (
+        f"{what} ({u}, {v}) changed most but its footprint (centre {centre}) is not over the marker {box}: "
         "token order, grid_hw and cell_xy disagree"
     )
     weights = change.double() * (change >= 0.25 * change.max())
@@ -113,6 +138,22 @@ def assert_marker_found(change: torch.Tensor, cell_xy: torch.Tensor, box: tuple[
         f"the {what}s the marker changed centre on ({cx:.1f}, {cy:.1f}), away from the marker {box}: "
         "token order, grid_hw and cell_xy disagree"
     )
+
+
+def grid_change(change_by_token: torch.Tensor, grid) -> torch.Tensor:
+    """``(seq,)`` per-position change -> ``(h, w)`` on ``grid``'s cells (cells on padding: 0)."""
+    values = change_by_token[grid.token_index.to(change_by_token.device)].detach().float().cpu()
+    return values.reshape(grid.grid_hw) * grid.in_image
+
+
+def grid_covers(grid, box: tuple[int, int, int, int]) -> bool:
+    """Does the footprint of ``grid``'s in-image cells (by ``cell_xy``) overlap ``box``?"""
+    hx, hy = cell_footprints(grid.cell_xy)
+    xy = grid.cell_xy.double()[grid.in_image]
+    hx = 0.0 if hx == float("inf") else hx
+    hy = 0.0 if hy == float("inf") else hy
+    x0, y0, x1, y1 = box
+    return bool(((xy[:, 0] - hx < x1) & (xy[:, 0] + hx > x0) & (xy[:, 1] - hy < y1) & (xy[:, 1] + hy > y0)).any())
 
 
 def default_layers(num_layers: int) -> tuple[int, ...]:
@@ -131,8 +172,12 @@ class AdapterContract:
     supports_attentions: ClassVar[bool] = True
     #: the adapter returns vision-encoder activations (``ForwardRequest.vision_activations``).
     supports_vision_activations: ClassVar[bool] = True
-    #: (width, height) of the generated test images; keep one non-square.
-    image_sizes: ClassVar[tuple[tuple[int, int], ...]] = ((112, 112), (168, 84))
+    #: (width, height) of the generated test images: square, wide and tall.
+    image_sizes: ClassVar[tuple[tuple[int, int], ...]] = ((112, 112), (168, 84), (84, 168))
+    #: reference hidden states (``output_hidden_states``) vs the adapter's ``hidden``.
+    hidden_atol: ClassVar[float] = 1e-4
+    #: the depth check needs -2..-5 to be distinct decoder blocks (not the embeddings).
+    min_layers_for_depth_check: ClassVar[int] = 5
     #: batched vs one-at-a-time, and eager vs default attention (float32).
     batch_atol: ClassVar[float] = 1e-4
     #: ``logits_from_layer(output, l, output.hidden[l])`` vs ``output.class_logits``.
@@ -182,18 +227,18 @@ class AdapterContract:
         """``f(size, marker=None, noise_seed=None, sid=None) -> Sample``: the image is saved as a
         PNG file; the reference box is on the left, the target on the right."""
 
-        def make(size, marker=None, noise_seed=None, sid=None) -> Sample:
+        def make(size, marker=None, noise_seed=None, sid=None, ref_name="dog", tgt_name="red ball") -> Sample:
             w, h = size
-            sid = sid or f"{w}x{h}-{marker or 'plain'}-{noise_seed}"
+            sid = sid or f"{w}x{h}-{marker or 'plain'}-{noise_seed}-{len(ref_name)}-{len(tgt_name)}"
             path = image_dir / f"{sid}.png"
             draw_image(size, marker, noise_seed=noise_seed).save(path)
             return make_sample(
                 id=sid,
                 image=path,
                 image_size=(w, h),
-                ref_name="dog",
+                ref_name=ref_name,
                 ref_box={"x0": 0.05 * w, "y0": 0.4 * h, "x1": 0.25 * w, "y1": 0.6 * h},
-                tgt_name="red ball",
+                tgt_name=tgt_name,
                 tgt_box={"x0": 0.7 * w, "y0": 0.4 * h, "x1": 0.9 * w, "y1": 0.6 * h},
                 relation="right",
             )
@@ -235,13 +280,27 @@ class AdapterContract:
         assert lay.token_index.unique().numel() == gh * gw, "vision token positions must be distinct"
         assert 0 <= int(lay.token_index.min()) and int(lay.token_index.max()) < seq
         assert lay.cell_xy.shape == (gh, gw, 2) and lay.cell_xy.is_floating_point()
+        if lay.non_spatial_index is not None and lay.non_spatial_index.numel():
+            overlap = set(lay.non_spatial_index.tolist()) & set(lay.token_index.tolist())
+            assert not overlap, f"positions {sorted(overlap)} are both grid cells and tokens without a pixel position"
         w, h = sample.image_size
-        xy = lay.cell_xy.double()
-        assert (xy[..., 0] >= 0).all() and (xy[..., 0] <= w).all(), "cell x must lie on the image"
-        assert (xy[..., 1] >= 0).all() and (xy[..., 1] <= h).all(), "cell y must lie on the image"
-        assert (xy[:, 1:, 0] > xy[:, :-1, 0]).all(), "x must grow along a row (raster order, left to right)"
-        assert (xy[1:, :, 1] > xy[:-1, :, 1]).all(), "y must grow down the columns (top row first)"
-        if lay.patch_hw is not None:
+        for g in lay.grids:
+            xy = g.cell_xy.double()
+            inside = g.in_image
+            assert inside.any(), f"grid {g.name!r} has no cell on the image"
+            on = xy[inside]
+            assert (on[:, 0] >= 0).all() and (on[:, 0] <= w).all(), f"grid {g.name!r}: in-image cell x must lie on the image"
+            assert (on[:, 1] >= 0).all() and (on[:, 1] <= h).all(), f"grid {g.name!r}: in-image cell y must lie on the image"
+            off = xy[~inside]
+            assert not (((off[:, 0] > 0) & (off[:, 0] < w) & (off[:, 1] > 0) & (off[:, 1] < h)).any()), (
+                f"grid {g.name!r}: a cell declared on padding has its centre inside the image"
+            )
+            assert (xy[:, 1:, 0] > xy[:, :-1, 0]).all(), f"grid {g.name!r}: x must grow along a row (raster order)"
+            assert (xy[1:, :, 1] > xy[:-1, :, 1]).all(), f"grid {g.name!r}: y must grow down the columns (top row first)"
+        if len(lay.grids) > 1:
+            union = torch.cat([g.token_index for g in lay.grids])
+            assert torch.equal(union.cpu(), lay.token_index.cpu()), "a multi-grid layout's token_index is its grids' union"
+        if lay.patch_hw is not None and not lay.is_multi_grid:
             assert lay.patch_hw[0] >= gh and lay.patch_hw[1] >= gw
 
     def test_no_graph_without_a_request(self, adapter, samples):
@@ -252,25 +311,48 @@ class AdapterContract:
 
     # -- where the vision tokens are -------------------------------------------------------
     def test_vision_tokens_are_the_image_positions(self, adapter, make_image_sample):
-        """Changing only the pixels changes exactly the vision positions of the input embeddings."""
+        """Changing only the pixels changes the input embeddings (index 0) at every in-image grid
+        cell, and nowhere but at grid cells and declared tokens without a pixel position."""
         size = self.image_sizes[-1]
         a, b = make_image_sample(size, noise_seed=11), make_image_sample(size, noise_seed=12)
         out_a = adapter.forward([a], ForwardRequest(layers=(0,)))
         out_b = adapter.forward([b], ForwardRequest(layers=(0,)))
         diff = (out_a.hidden[0][0] - out_b.hidden[0][0]).detach().abs().amax(dim=-1).cpu()
         changed = set((diff > 0).nonzero()[:, 0].tolist())
-        assert changed == set(out_a.vision[0].token_index.tolist())
+        lay = out_a.vision[0]
+        cells = set(lay.token_index[lay.in_image.reshape(-1)].tolist())
+        allowed = set(lay.token_index.tolist())
+        if lay.non_spatial_index is not None:
+            allowed |= set(lay.non_spatial_index.tolist())
+        assert cells <= changed, f"vision cells {sorted(cells - changed)[:8]} did not change with the pixels"
+        assert changed <= allowed, f"positions {sorted(changed - allowed)[:8]} changed with the pixels but are no vision token"
 
     @pytest.mark.parametrize("where", sorted(MARKERS))
-    @pytest.mark.parametrize("size_index", [0, 1])
+    @pytest.mark.parametrize("size_index", [0, 1, 2])
     def test_marker_lands_in_its_cell(self, adapter, make_image_sample, where, size_index):
-        """The cells whose embeddings (index 0) a bright marker changes are the cells under it, by cell_xy."""
+        """The cells whose embeddings (index 0) a small marker changes are the cells under it, by
+        ``cell_xy`` -- in every grid whose cells cover the marker (tiles, thumbnail, base image)."""
         size = self.image_sizes[size_index % len(self.image_sizes)]
         plain = make_image_sample(size)
         marked = make_image_sample(size, marker=where)
         out = adapter.forward([plain, marked], ForwardRequest(layers=(0,)))
-        change = (vision_rows(out, 0, 1) - vision_rows(out, 0, 0)).norm(dim=-1)
-        assert_marker_found(change, out.vision[1].cell_xy, _marker_box(size, where), "cell")
+        box = _marker_box(size, where)
+        h0 = out.hidden[0]
+        if out.vision[0].token_index.shape != out.vision[1].token_index.shape:
+            raise AssertionError("two images of the same size got different vision layouts")
+        per_token = torch.zeros(h0.shape[1], device=h0.device)
+        i0, i1 = out.vision[0].token_index.to(h0.device), out.vision[1].token_index.to(h0.device)
+        per_token[i1] = (h0[1, i1] - h0[0, i0]).detach().float().norm(dim=-1)
+        assert per_token.max() > 0, f"the marker {box} changed no vision token: is it outside what the model sees?"
+        checked = 0
+        for g in out.vision[1].grids:
+            if not grid_covers(g, box):
+                continue
+            change = grid_change(per_token, g)
+            assert change.max() > 0, f"grid {g.name!r} covers the marker {box} by cell_xy, but none of its cells changed"
+            assert_marker_found(change, g.cell_xy, box, f"cell of grid {g.name!r}")
+            checked += 1
+        assert checked, f"no grid's cells cover the marker {box}"
 
     # -- logits ----------------------------------------------------------------------------
     def test_class_logits_are_the_models_next_token_logits(self, adapter, samples, reference_class_logits):
@@ -302,6 +384,74 @@ class AdapterContract:
             torch.testing.assert_close(
                 vision_rows(together, layer, i), vision_rows(alone, layer, 0), atol=self.batch_atol, rtol=1e-4
             )
+
+    def test_padding_changes_nothing(self, adapter, make_image_sample):
+        """Names of different token lengths pad the shorter row: the batch must give each sample
+        the class logits, vision-token states, answer state and gradients it gets alone."""
+        layer = default_layers(adapter.num_layers)[0]
+        size = self.image_sizes[1 % len(self.image_sizes)]
+        short = make_image_sample(size, noise_seed=41, ref_name="dog", tgt_name="cat")
+        long = make_image_sample(size, noise_seed=42, ref_name="small brown dog near the table",
+                                 tgt_name="big red ball on the green grass")
+        req = ForwardRequest(layers=(layer,))
+        together = adapter.forward([short, long], req)
+        g_together = torch.autograd.grad(together.class_logits[:, 1].sum(), together.hidden[layer])[0]
+        alone = [adapter.forward([s], req) for s in (short, long)]
+        lengths = [a.hidden[layer].shape[1] for a in alone]
+        assert lengths[0] != lengths[1], "the contract's names should differ in token length (nothing was padded)"
+        for i, one in enumerate(alone):
+            what = f"sample {i} (sequence {lengths[i]} alone, {together.hidden[layer].shape[1]} padded)"
+            torch.testing.assert_close(together.class_logits[i].detach(), one.class_logits[0].detach(),
+                                       atol=self.batch_atol, rtol=0, msg=lambda m: f"{what}: class logits differ\n{m}")
+            torch.testing.assert_close(vision_rows(together, layer, i), vision_rows(one, layer, 0), atol=self.batch_atol,
+                                       rtol=1e-4, msg=lambda m: f"{what}: the states at token_index differ (does token_index "
+                                       f"account for left padding?)\n{m}")
+            at_b, at_1 = int(together.answer_index[i]), int(one.answer_index[0])
+            torch.testing.assert_close(together.hidden[layer][i, at_b].detach(), one.hidden[layer][0, at_1].detach(),
+                                       atol=self.batch_atol, rtol=1e-4, msg=lambda m: f"{what}: the answer position differs\n{m}")
+            g_one = torch.autograd.grad(one.class_logits[:, 1].sum(), one.hidden[layer])[0]
+            lay_b, lay_1 = together.vision[i], one.vision[0]
+            grad_b = g_together[i, lay_b.token_index.to(g_together.device)].float().cpu()
+            grad_1 = g_one[0, lay_1.token_index.to(g_one.device)].float().cpu()
+            scale = grad_1.abs().max().clamp_min(1e-12)
+            torch.testing.assert_close(grad_b / scale, grad_1 / scale, atol=1e-3, rtol=0,
+                                       msg=lambda m: f"{what}: relevance (gradients at the vision tokens) differs\n{m}")
+
+    def test_hidden_state_indices_are_the_models_own(self, adapter, samples):
+        """Every hidden-state index, negative or not, is transformers' ``output_hidden_states``
+        entry of that index (catches -2..-5 resolved like ``model.layers[l]``)."""
+        reference = getattr(adapter, "reference_hidden_states", None)
+        if reference is None:
+            pytest.skip("the adapter has no reference_hidden_states(samples) to compare with (0.1 contract)")
+        n = adapter.num_layers
+        assert n >= self.min_layers_for_depth_check, (
+            f"the depth check needs a model with >= {self.min_layers_for_depth_check} decoder layers so that "
+            f"-2..-5 are distinct blocks; this one has {n}"
+        )
+        layers = tuple(range(-(n + 1), 0)) + tuple(range(0, n + 1))
+        out = adapter.forward(samples, ForwardRequest(layers=layers))
+        ref = reference(samples)
+        assert len(ref) == n + 1, f"{len(ref)} reference hidden states for {n} layers"
+        for l in layers:
+            torch.testing.assert_close(out.hidden[l].detach().float(), ref[l].detach().float(), atol=self.hidden_atol,
+                                       rtol=1e-4, msg=lambda m: f"hidden[{l}] is not output_hidden_states[{l}]\n{m}")
+
+    def test_class_logits_are_what_the_model_answers_with(self, adapter, samples):
+        """The class logits equal the model's own logits of each option read where the chat with
+        that answer, tokenized from its text, predicts the option token (answer position, option
+        tokens and any prefix-space piece all right)."""
+        answer_logits = getattr(adapter, "answer_logits", None)
+        if answer_logits is None:
+            pytest.skip("the adapter has no answer_logits(samples) to compare with (0.1 contract)")
+        out = adapter.forward(samples)
+        torch.testing.assert_close(out.class_logits.detach().cpu(), answer_logits(samples).detach().float().cpu(),
+                                   atol=self.reference_atol, rtol=0)
+
+    def test_layer_beyond_the_model_is_refused(self, adapter, samples):
+        n = adapter.num_layers
+        for layer in (-(n + 2), n + 1):
+            with pytest.raises(ValueError, match=str(layer)):
+                adapter.forward(samples[:1], ForwardRequest(layers=(layer,)))
 
     def test_images_argument_replaces_the_pixels(self, adapter, make_image_sample):
         size = self.image_sizes[0]
@@ -375,7 +525,10 @@ class AdapterContract:
         # Raster order: the patch that the marker changes most lies under the marker.
         change = (out.vision_activations[1] - out.vision_activations[0]).detach().float().norm(dim=-1).cpu()
         w, h = self.image_sizes[-1]
-        patch_xy = uniform_cell_xy(tuple(change.shape), (w, h))
+        patch_xy = out.vision[1].patch_centres()
+        if patch_xy is None:  # no patch geometry and none implied: the activations span the image
+            patch_xy = uniform_cell_xy(tuple(change.shape), (w, h))
+        assert tuple(patch_xy.shape[:2]) == tuple(change.shape), f"patch_xy {tuple(patch_xy.shape)} vs activations {tuple(change.shape)}"
         assert_marker_found(change, patch_xy, _marker_box((w, h), "top_right"), "vision-activation patch")
 
     def test_attention_maps_are_streamed(self, adapter, samples):

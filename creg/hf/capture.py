@@ -1,15 +1,22 @@
 """Hooks that cut the autograd graph at the earliest requested layer and capture what CREG needs.
 
 A forward pass runs under ``torch.no_grad()``. The hook at the *gradient root* -- the vision
-encoder's last block when vision activations are requested, else the input of the decoder
-block whose input is the earliest requested hidden-state index, else the final norm (index -1
-alone) -- switches gradients on and hands the rest of the model a detached leaf that requires
-grad. So nothing below the root keeps activations for backward, and everything above it is in
-the graph. Later requested layers are captured as they flow past (the very tensors the next
-block consumes, so ``torch.autograd.grad(logits, hidden[l])`` works). Each decoder block's
-call arguments (attention mask, M-RoPE cos/sin, ...) from the root upward are kept for
-replaying the decoder (:meth:`Qwen2VLAdapter.logits_from_layer`). Attention maps are passed to
-a callback as each layer computes them and are not kept.
+module's output when vision activations are requested, else the input of the decoder block
+whose input is the earliest requested hidden-state index, else the final norm's output (index
+-1 alone) -- switches gradients on and hands the rest of the model a detached leaf that
+requires grad. Nothing below the root keeps activations for backward; everything above it is in
+the graph. Requested layers are captured as they flow past (the very tensors the next block
+consumes, so ``torch.autograd.grad(logits, hidden[l])`` works). Each block's call arguments
+(attention mask, rotary cos/sin, ...) from the root upward are kept for replaying the decoder
+(:mod:`creg.hf.replay`). Attention maps go to a callback as each layer computes them and are
+not kept.
+
+Hook order (transformers 5): the block-input leaf is a forward *pre*-hook on the block, which
+replaces the input before the block runs. A hook that replaces a module's *output* must be
+registered with ``register_forward_hook(..., prepend=True)``: transformers' own output capture
+(``output_hidden_states``) hooks the same modules the first time it is used, and a hook added
+after that swaps the tensor too late -- the recorded hidden state is then not the one the rest
+of the model uses.
 """
 
 from __future__ import annotations
@@ -20,69 +27,56 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .layout import windows_to_raster
+from .decoder import DecoderParts
+
+
+@dataclass
+class VisionHook:
+    """Where the vision-encoder activations for GradCAM come from, and their layout.
+
+    ``module``: the vision module whose *output* holds the activations of every image of the
+    batch; ``split(output) -> [(H_p, W_p, d_v), ...]`` one raster per sample (tiles stacked
+    along H_p); ``join(rasters) -> output``: the inverse, fed on to the rest of the model.
+    """
+
+    module: nn.Module
+    split: Callable[[Any], list[torch.Tensor]]
+    join: Callable[[list[torch.Tensor]], Any]
 
 
 @dataclass
 class ReplayState:
-    """What :meth:`Qwen2VLAdapter.logits_from_layer` needs to rerun the top of the decoder."""
+    """What :func:`creg.hf.replay.replay_decoder` needs to rerun the top of the decoder."""
 
     #: decoder block index -> keyword arguments it was called with (tensors batch-first, ``b``).
     block_kwargs: dict[int, dict[str, Any]] = field(default_factory=dict)
     batch_size: int = 0
 
 
-def repeat_batch(value: Any, r: int, b: int) -> Any:
-    """``value`` with every batch-first tensor (leading dim ``b``) stacked ``r`` times along dim 0,
-    so that row ``i`` of the result belongs to sample ``i % b``."""
-    if r == 1:
-        return value
-    if isinstance(value, torch.Tensor):
-        return value.repeat(r, *([1] * (value.dim() - 1))) if value.dim() and value.shape[0] == b else value
-    if isinstance(value, tuple):
-        return tuple(repeat_batch(v, r, b) for v in value)
-    if isinstance(value, list):
-        return [repeat_batch(v, r, b) for v in value]
-    if isinstance(value, dict):
-        return {k: repeat_batch(v, r, b) for k, v in value.items()}
-    return value
-
-
-def _raster_to_windows(raster: torch.Tensor, merge_size: int) -> torch.Tensor:
-    from einops import rearrange
-
-    return rearrange(raster, "(hb mh) (wb mw) d -> (hb wb mh mw) d", mh=merge_size, mw=merge_size)
-
-
 class ForwardCapture:
     """Context manager installing the hooks of one forward pass (see module docstring).
 
     ``hidden_blocks``: decoder block index -> the requested hidden-state indices that are its
-    input; ``norm_layers``: requested indices naming the final norm's output (-1).
-    ``vision_patch_hw``: per image (h_p, w_p) when vision activations are requested.
+    input; ``norm_layers``: requested indices naming the final norm's output (-1);
+    ``vision``: where to take vision activations (None: not requested);
+    ``on_attention(layer, (b, heads, q, k))``: called per layer (needs eager attention).
     """
 
     def __init__(
         self,
-        model: nn.Module,
+        parts: DecoderParts,
         *,
         hidden_blocks: dict[int, list[int]],
         norm_layers: list[int],
-        vision_patch_hw: list[tuple[int, int]] | None,
-        merge_size: int,
-        on_attention: Callable[[int, torch.Tensor], None] | None,
+        vision: VisionHook | None = None,
+        on_attention: Callable[[int, torch.Tensor], None] | None = None,
     ):
-        text = model.model.language_model
-        self.layers: nn.ModuleList = text.layers
-        self.norm: nn.Module = text.norm
-        self.vision_last_block: nn.Module = model.model.visual.blocks[-1]
+        self.parts = parts
         self.hidden_blocks = hidden_blocks
         self.norm_layers = norm_layers
-        self.vision_patch_hw = vision_patch_hw
-        self.merge_size = merge_size
+        self.vision = vision
         self.on_attention = on_attention
-
-        if vision_patch_hw is not None:
+        if vision is not None:
             self.root: tuple[str, int] | None = ("vision", 0)
         elif hidden_blocks:
             self.root = ("block", min(hidden_blocks))
@@ -90,8 +84,7 @@ class ForwardCapture:
             self.root = ("norm", 0)
         else:
             self.root = None
-        self.first_replay_block = min(hidden_blocks) if hidden_blocks else len(self.layers)
-
+        self.first_replay_block = min(hidden_blocks) if hidden_blocks else len(parts.layers)
         self.hidden: dict[int, torch.Tensor] = {}
         self.vision_activations: list[torch.Tensor] | None = None
         self.replay = ReplayState()
@@ -100,13 +93,9 @@ class ForwardCapture:
     # -- hooks -----------------------------------------------------------------------------
     def _vision_hook(self, module, args, output):
         torch.set_grad_enabled(True)
-        sizes = [h * w for h, w in self.vision_patch_hw]
-        rasters = [
-            windows_to_raster(chunk, hw, self.merge_size).detach().requires_grad_(True)
-            for chunk, hw in zip(output.split(sizes), self.vision_patch_hw)
-        ]
+        rasters = [r.detach().requires_grad_(True) for r in self.vision.split(output)]
         self.vision_activations = rasters
-        return torch.cat([_raster_to_windows(r, self.merge_size) for r in rasters])
+        return self.vision.join(rasters)
 
     def _block_pre_hook(self, index: int):
         def hook(module, args, kwargs):
@@ -144,14 +133,15 @@ class ForwardCapture:
 
     # -- context ---------------------------------------------------------------------------
     def __enter__(self) -> "ForwardCapture":
-        if self.vision_patch_hw is not None:
-            self._handles.append(self.vision_last_block.register_forward_hook(self._vision_hook))
-        for i in range(self.first_replay_block, len(self.layers)):
-            self._handles.append(self.layers[i].register_forward_pre_hook(self._block_pre_hook(i), with_kwargs=True))
+        layers = self.parts.layers
+        if self.vision is not None:
+            self._handles.append(self.vision.module.register_forward_hook(self._vision_hook, prepend=True))
+        for i in range(self.first_replay_block, len(layers)):
+            self._handles.append(layers[i].register_forward_pre_hook(self._block_pre_hook(i), with_kwargs=True, prepend=True))
         if self.norm_layers or self.root == ("norm", 0):
-            self._handles.append(self.norm.register_forward_hook(self._norm_hook))
+            self._handles.append(self.parts.norm.register_forward_hook(self._norm_hook, prepend=True))
         if self.on_attention is not None:
-            for i, layer in enumerate(self.layers):
+            for i, layer in enumerate(layers):
                 self._handles.append(layer.self_attn.register_forward_hook(self._attention_hook(i)))
         return self
 

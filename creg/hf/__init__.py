@@ -1,0 +1,24 @@
+"""creg's toolkit for adapters of decoder-based Hugging Face VLMs (public API).
+
+Subclass :class:`HFAdapter` and implement only what is model-specific -- loading the processor,
+the chat text, encoding, and the vision layout; docs/adapter-guide.md walks through it. The pieces
+are usable on their own: :func:`find_decoder`, :class:`ForwardCapture`, :func:`replay_decoder`,
+:func:`answer_tokens`, :class:`ChatInputs`, and the geometry helpers.
+"""
+
+from .adapter import HFAdapter
+from .answer import AnswerTokens, answer_tokens
+from .capture import ForwardCapture, ReplayState, VisionHook
+from .chat_inputs import ChatInputs
+from .decoder import DecoderParts, find_decoder, module_device
+from .geometry import cells_in_image, centre_crop_region, pad_to_square_region, region_cell_xy, token_grid_layout
+from .loading import load_images, load_model, resolve_device, resolve_dtype
+from .patch_order import raster_to_windows, windows_to_raster
+from .replay import last_position_block, replay_decoder, repeat_batch
+
+__all__ = [
+    "AnswerTokens", "ChatInputs", "DecoderParts", "ForwardCapture", "HFAdapter", "ReplayState", "VisionHook",
+    "answer_tokens", "cells_in_image", "centre_crop_region", "find_decoder", "last_position_block", "load_images",
+    "load_model", "module_device", "pad_to_square_region", "raster_to_windows", "region_cell_xy", "replay_decoder",
+    "repeat_batch", "resolve_device", "resolve_dtype", "token_grid_layout", "windows_to_raster",
+]

@@ -1,0 +1,262 @@
+"""``HFAdapter``: a creg adapter for a decoder-based Hugging Face VLM, minus what is model-specific.
+
+A subclass says how its model is loaded and fed, and where the image lands:
+
+* ``model_class``: the transformers class (or its name), e.g. ``"LlavaForConditionalGeneration"``;
+* :meth:`load_processor`: an object with a ``tokenizer`` (``padding_side`` is set to "left");
+* :meth:`chat`: the conversation text with one image placeholder, up to the generation prompt or
+  with the assistant's answer;
+* :meth:`encode_texts`: model inputs for conversation texts and images (left-padded, the image
+  placeholder expanded);
+* :meth:`vision_layouts`: one :class:`~creg.adapter.VisionLayout` per row of that batch;
+* optionally :meth:`vision_hook` (GradCAM's activations; without it vision activations are
+  refused clearly).
+
+Everything else is here: loading (dtype, device, ``device_map``), the answer prefix and option
+tokens (:mod:`creg.hf.answer`), the forward pass with the gradient leaf at the earliest requested
+layer, block-input capture and streamed attention (:mod:`creg.hf.capture`), replay from a layer
+(:mod:`creg.hf.replay`), and the references the contract checks against
+(:meth:`next_token_logits`, :meth:`answer_logits`, :meth:`reference_hidden_states`).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, ClassVar, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from creg.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
+from creg.prompts import OPTION_TOKENS, render_prompt, resolve_template
+from creg.sample import Sample
+
+from .answer import AnswerTokens, answer_tokens
+from .capture import ForwardCapture, ReplayState, VisionHook
+from .decoder import find_decoder, module_device
+from .loading import load_images, load_model
+from .replay import replay_decoder
+
+#: A question used to find the answer tokens at load time (any prompt gives the same tokens).
+_PROBE_QUESTION = render_prompt("A", "dog", "ball")
+
+
+class HFAdapter(VLMAdapter):
+    """Base class of adapters for transformers VLMs (see module docstring)."""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        attn_implementation: str = Field("sdpa", description="attention kernel of ordinary passes; passes that "
+                                          "stream attention maps switch to eager for their duration")
+        answer_only_replay: bool = Field(True, description="logits_from_layer computes the last block for the "
+                                         "answer position only (same result, cheaper)")
+        device_map: str | dict[str, Any] | None = Field(None, description="accelerate big-model placement, e.g. "
+                                                        "'auto' or {module: device} (the config's device is then ignored)")
+
+    #: the transformers model class or its name in ``transformers``.
+    model_class: ClassVar[Any] = None
+
+    def __init__(self, config: AdapterConfig, model, processor, options: "HFAdapter.Options"):
+        super().__init__(config)
+        self.model = model
+        self.processor = processor
+        self.options = options
+        self.tokenizer = processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        self.decoder = find_decoder(model)
+        self.answer: AnswerTokens = answer_tokens(
+            self.tokenizer, self.chat(_PROBE_QUESTION), lambda o: self.chat(_PROBE_QUESTION, o), config.model
+        )
+        self.option_token_ids = self.answer.option_ids
+
+    # -- what a subclass implements ------------------------------------------------------------
+    @classmethod
+    def load_processor(cls, config: AdapterConfig, options: "HFAdapter.Options") -> Any:
+        """An object with ``.tokenizer`` (and whatever :meth:`encode_texts` uses)."""
+        raise NotImplementedError
+
+    def chat(self, question: str, answer: str | None = None) -> str:
+        """The conversation text with one image placeholder (generation prompt last when no answer)."""
+        raise NotImplementedError
+
+    def encode_texts(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Model inputs (CPU tensors): ``input_ids``/``attention_mask`` ``(b, seq)`` left-padded, pixels, ..."""
+        raise NotImplementedError
+
+    def vision_layouts(self, batch: dict[str, torch.Tensor], images: Sequence[Any]) -> list[VisionLayout]:
+        """One layout per row of ``batch`` (CPU, from :meth:`encode_texts`); ``images``: the original PIL images."""
+        raise NotImplementedError
+
+    def vision_hook(self, batch: dict[str, torch.Tensor], layouts: list[VisionLayout]) -> VisionHook:
+        """Where GradCAM's vision activations come from (see :class:`creg.hf.capture.VisionHook`)."""
+        raise NotImplementedError(f"{type(self).__name__} returns no vision-encoder activations")
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def parse_options(cls, config: AdapterConfig) -> "HFAdapter.Options":
+        values = config.options if isinstance(config.options, dict) else config.options.model_dump()
+        return cls.Options.model_validate(values)
+
+    @classmethod
+    def load(cls, config: AdapterConfig) -> "HFAdapter":
+        resolve_template(config.prompt)  # fail before loading weights on a bad prompt
+        options = cls.parse_options(config)
+        processor = cls.load_processor(config, options)
+        model = load_model(cls.model_class, config.model, device=config.device, dtype=config.dtype,
+                           attn_implementation=options.attn_implementation, device_map=options.device_map)
+        return cls(config, model, processor, options)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.decoder.layers)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the inputs go (the input embeddings' device)."""
+        return module_device(self.model.get_input_embeddings())
+
+    # -- inputs --------------------------------------------------------------------------------
+    def encode_cpu(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> dict[str, torch.Tensor]:
+        """CPU model inputs of ``samples`` (their own images unless ``images`` are given, already
+        loaded): the chat up to the generation prompt, then the answer prefix."""
+        if not samples:
+            raise ValueError("forward needs at least one sample")
+        if images is None:
+            images = load_images(samples, None)
+        texts = [self.chat(render_prompt(self.config.prompt, s.ref_name, s.tgt_name)) for s in samples]
+        return self.append_tokens(self.encode_texts(texts, images), self.answer.prefix_ids)
+
+    def encode(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`encode_cpu` on the model's device, ready for ``model(**inputs)``."""
+        return self.to_model(self.encode_cpu(samples, images))
+
+    @staticmethod
+    def append_tokens(batch: dict[str, torch.Tensor], ids: Sequence[int]) -> dict[str, torch.Tensor]:
+        """``batch`` with text tokens ``ids`` appended to every row: ``input_ids`` gets them,
+        ``attention_mask`` ones, any other ``(b, seq)`` per-token tensor zeros."""
+        if not ids:
+            return batch
+        b, seq = batch["input_ids"].shape
+        tail = torch.tensor(list(ids), dtype=batch["input_ids"].dtype).expand(b, -1)
+        out = {}
+        for k, v in batch.items():
+            if k == "input_ids":
+                out[k] = torch.cat([v, tail], 1)
+            elif isinstance(v, torch.Tensor) and v.dim() == 2 and tuple(v.shape) == (b, seq):
+                fill = torch.ones if k == "attention_mask" else torch.zeros
+                out[k] = torch.cat([v, fill(b, len(ids), dtype=v.dtype)], 1)
+            else:
+                out[k] = v
+        return out
+
+    def to_model(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``batch`` on the model's input device; floating tensors (pixels) in the model's dtype."""
+        dtype = self.model.dtype
+        return {k: (v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device)) if isinstance(v, torch.Tensor) else v
+                for k, v in batch.items()}
+
+    @contextmanager
+    def attention_implementation(self, name: str | None):
+        """Switch the model's attention kernel for the duration (None: keep it)."""
+        previous = self.model.config._attn_implementation
+        if name is None or name == previous:
+            yield
+            return
+        self.model.set_attn_implementation(name)
+        try:
+            yield
+        finally:
+            self.model.set_attn_implementation(previous)
+
+    _attention_implementation = attention_implementation  # the 0.1 Qwen2-VL adapter's name for it
+
+    # -- the contract --------------------------------------------------------------------------
+    def forward(self, samples: Sequence[Sample], request: ForwardRequest = ForwardRequest(), *,
+                on_attention=None, images: Sequence[Any] | None = None) -> ForwardOutput:
+        if request.attentions and on_attention is None:
+            raise ValueError("request.attentions needs an on_attention callback")
+        self.check_layers(request.layers)
+        loaded = load_images(samples, images)
+        cpu_batch = self.encode_cpu(samples, loaded)
+        layouts = self.vision_layouts(cpu_batch, loaded)
+        hidden_blocks: dict[int, list[int]] = {}
+        norm_layers: list[int] = []
+        for layer in dict.fromkeys(request.layers):
+            block = self.layer_to_block(layer)
+            (norm_layers if block == self.num_layers else hidden_blocks.setdefault(block, [])).append(layer)
+        capture = ForwardCapture(
+            self.decoder, hidden_blocks=hidden_blocks, norm_layers=norm_layers,
+            vision=self.vision_hook(cpu_batch, layouts) if request.vision_activations else None,
+            on_attention=on_attention if request.attentions else None,
+        )
+        batch = self.to_model(cpu_batch)
+        with self.attention_implementation("eager" if request.attentions else None):
+            with capture, torch.no_grad():
+                out = self.model(**batch, use_cache=False, logits_to_keep=1)
+        capture.replay.batch_size = len(samples)
+        seq = batch["input_ids"].shape[1]
+        return ForwardOutput(
+            class_logits=out.logits[:, -1, list(self.option_token_ids)].float(),
+            hidden={layer: capture.hidden[layer] for layer in request.layers},
+            vision=layouts,
+            vision_activations=capture.vision_activations,
+            answer_index=torch.full((len(samples),), seq - 1, dtype=torch.long),
+            state=capture.replay,
+        )
+
+    def logits_from_layer(self, output: ForwardOutput, layer: int, hidden: torch.Tensor) -> torch.Tensor:
+        state: ReplayState = output.state
+        if not isinstance(state, ReplayState):
+            raise TypeError(f"output was not produced by a {type(self).__name__} forward pass")
+        block = self.layer_to_block(layer)
+        same = [l for l in output.hidden if self.layer_to_block(l) == block]
+        if not same:
+            raise KeyError(f"layer {layer} was not requested in the forward pass (have {sorted(output.hidden)})")
+        ref = output.hidden[same[0]]
+        b = state.batch_size
+        if hidden.dim() != 3 or hidden.shape[0] % b or hidden.shape[1:] != ref.shape[1:]:
+            raise ValueError(f"hidden must be (r*{b}, {ref.shape[1]}, {ref.shape[2]}), got {tuple(hidden.shape)}")
+        logits = replay_decoder(self.decoder, state, block, hidden.to(ref.dtype), answer_only=self.options.answer_only_replay)
+        return logits[:, list(self.option_token_ids)].float()
+
+    # -- references for the contract ---------------------------------------------------------
+    def next_token_logits(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> torch.Tensor:
+        """``(b, vocab)`` float32: the model's next-token logits after the prompt, plain forward, no hooks."""
+        batch = self.encode(samples, load_images(samples, images))
+        with torch.no_grad():
+            return self.model(**batch, use_cache=False, logits_to_keep=1).logits[:, -1].float()
+
+    def reference_hidden_states(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, ...]:
+        """transformers' own ``output_hidden_states`` of a plain forward (N + 1 entries ``(b, seq, d)``)."""
+        batch = self.encode(samples)
+        with torch.no_grad():
+            return tuple(self.model(**batch, use_cache=False, output_hidden_states=True).hidden_states)
+
+    def answer_logits(self, samples: Sequence[Sample]) -> torch.Tensor:
+        """``(b, 4)`` teacher-forced: for each option, the conversation *with that answer* is
+        tokenized from its text and run; the logit of the option's token is read at the position
+        that predicts it. Raises if the option is not the single token there."""
+        loaded = load_images(samples, None)
+        questions = [render_prompt(self.config.prompt, s.ref_name, s.tgt_name) for s in samples]
+        columns = []
+        for option, option_id in zip(OPTION_TOKENS, self.option_token_ids):
+            texts = [self.chat(q, option) for q in questions]
+            tails = []
+            for q, text in zip(questions, texts):
+                ids = self.tokenizer.encode(text, add_special_tokens=False)
+                at = len(self.tokenizer.encode(self.chat(q), add_special_tokens=False)) + len(self.answer.prefix_ids)
+                if ids[at] != option_id:
+                    raise AssertionError(f"answer {option!r} is token {ids[at]} after the prompt, not {option_id}")
+                tails.append(len(ids) - at)  # the option and what follows it
+            batch = self.to_model(self.encode_texts(texts, loaded))
+            with torch.no_grad():
+                logits = self.model(**batch, use_cache=False).logits
+            seq = batch["input_ids"].shape[1]
+            rows = []
+            for i, tail in enumerate(tails):
+                if int(batch["input_ids"][i, seq - tail]) != option_id:
+                    raise AssertionError(f"the encoded conversation does not hold answer {option!r} where its text puts it")
+                rows.append(logits[i, seq - tail - 1, option_id])
+            columns.append(torch.stack(rows))
+        return torch.stack(columns, dim=1).float()

@@ -1,0 +1,110 @@
+"""Questions and images to model inputs the way a VLM's processor does it.
+
+Two interchangeable paths give identical inputs:
+
+* ``full``: the checkpoint's processor (``AutoProcessor.from_pretrained``), as the model card
+  does it. Some transformers 5 processors cannot be built without torchvision (a video
+  processor needs it).
+* ``manual``: the tokenizer + the image processor (``AutoImageProcessor``, which picks the PIL
+  backend when torchvision is missing) + the chat template, assembled here as the processors
+  do: render the chat, expand the one image placeholder into as many tokens as the image
+  yields (``image_token_count``), tokenize with left padding.
+
+``auto`` tries ``full`` and falls back to ``manual``. Left padding puts every row's answer
+position last.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import torch
+
+ProcessorMode = Literal["auto", "full", "manual"]
+
+
+def messages(question: str, answer: str | None = None) -> list[dict[str, Any]]:
+    """One user turn (the image, then the question) and, with ``answer``, the assistant's turn."""
+    turns = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    if answer is not None:
+        turns.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return turns
+
+
+def local_chat_template(model: str) -> str | None:
+    """The chat template a local checkpoint directory ships in its own file, if any."""
+    path = Path(model)
+    if (path / "chat_template.jinja").is_file():
+        return (path / "chat_template.jinja").read_text()
+    if (path / "chat_template.json").is_file():
+        return json.loads((path / "chat_template.json").read_text())["chat_template"]
+    return None
+
+
+class ChatInputs:
+    """Encodes (text, image) pairs. ``image_token_count(inputs, vision, i)``: how many
+    placeholder tokens image ``i`` of the image processor's output ``vision`` becomes
+    (``inputs`` is this object, e.g. for ``inputs.image_processor.merge_size``)."""
+
+    def __init__(self, tokenizer, image_processor, chat_template: str, *, image_token: str,
+                 image_token_count: Callable[["ChatInputs", dict[str, Any], int], int], processor=None):
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        self.image_processor = image_processor
+        self.chat_template = chat_template
+        self.image_token = image_token
+        self.image_token_id: int = tokenizer.convert_tokens_to_ids(image_token)
+        self.image_token_count = image_token_count
+        self.processor = processor
+        self.mode: Literal["full", "manual"] = "full" if processor is not None else "manual"
+
+    @classmethod
+    def from_pretrained(cls, model: str, mode: ProcessorMode = "auto", *, image_token: str,
+                        image_token_count: Callable[["ChatInputs", dict[str, Any], int], int], fallback_template: str | None = None,
+                        **image_kwargs: Any) -> "ChatInputs":
+        """Load from a hub id or local directory; ``image_kwargs`` override image-processor settings."""
+        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+        if mode not in ("auto", "full", "manual"):
+            raise ValueError(f"processor mode must be auto, full or manual, got {mode!r}")
+        common = dict(image_token=image_token, image_token_count=image_token_count)
+        if mode in ("auto", "full"):
+            try:
+                processor = AutoProcessor.from_pretrained(model, **image_kwargs)
+            except (ImportError, OSError, ValueError, TypeError) as e:
+                if mode == "full":
+                    raise ImportError(f"cannot build the processor of {model!r}: {e}") from e
+            else:
+                template = processor.chat_template or processor.tokenizer.chat_template or fallback_template
+                return cls(processor.tokenizer, processor.image_processor, template, processor=processor, **common)
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        image_processor = AutoImageProcessor.from_pretrained(model, **image_kwargs)
+        template = tokenizer.chat_template or local_chat_template(model) or fallback_template
+        if template is None:
+            raise ValueError(f"{model!r} ships no chat template")
+        return cls(tokenizer, image_processor, template, **common)
+
+    def chat(self, question: str, answer: str | None = None) -> str:
+        """The conversation text: up to the generation prompt, or with the assistant's ``answer``."""
+        return self.tokenizer.apply_chat_template(
+            messages(question, answer), chat_template=self.chat_template, tokenize=False,
+            add_generation_prompt=answer is None,
+        )
+
+    def encode(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """``input_ids`` / ``attention_mask`` ``(b, seq)`` left-padded, plus the image processor's
+        outputs (``pixel_values``, grid sizes, ...)."""
+        if self.processor is not None:
+            enc = self.processor(text=list(texts), images=list(images), padding=True, return_tensors="pt")
+            return dict(enc.items())
+        vision = dict(self.image_processor(images=list(images), return_tensors="pt").items())
+        expanded = []
+        for i, text in enumerate(texts):
+            head, sep, tail = text.partition(self.image_token)
+            if not sep or self.image_token in tail:
+                raise ValueError(f"the chat template must place exactly one {self.image_token} per conversation")
+            expanded.append(head + self.image_token * self.image_token_count(self, vision, i) + tail)
+        enc = self.tokenizer(expanded, padding=True, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], **vision}

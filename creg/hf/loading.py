@@ -1,0 +1,65 @@
+"""Loading a transformers model the way every creg adapter does: frozen, eval, chosen dtype.
+
+``device`` is where a single-device model runs (``auto``: CUDA when available). With
+``device_map`` (e.g. ``"auto"``, accelerate's big-model loading) transformers places the
+blocks itself and ``device`` is ignored; creg's hooks and replay then follow each block's
+device (:mod:`creg.hf.capture`, :mod:`creg.hf.replay`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from creg.sample import Sample
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: bfloat16 on CUDA, float32 elsewhere."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[dtype]
+
+
+def load_model(model_class: Any, name: str, *, device: str, dtype: str, attn_implementation: str,
+               device_map: str | dict[str, Any] | None = None):
+    """``model_class.from_pretrained(name)`` frozen and in eval mode.
+
+    ``model_class``: a transformers class or its name (``"LlavaForConditionalGeneration"``).
+    """
+    if isinstance(model_class, str):
+        import transformers
+
+        model_class = getattr(transformers, model_class)
+    target = resolve_device(device)
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, target), "attn_implementation": attn_implementation}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    model = model_class.from_pretrained(name, **kwargs)
+    if device_map is None:
+        model.to(target)
+    return model.eval().requires_grad_(False)
+
+
+def load_images(samples: Sequence[Sample], images: Sequence[Any] | None) -> list[Any]:
+    """The samples' RGB images (or ``images`` in their place), checked against ``image_size``."""
+    if images is not None and len(images) != len(samples):
+        raise ValueError(f"got {len(images)} images for {len(samples)} samples")
+    loaded = [s.load_image() for s in samples] if images is None else [im.convert("RGB") for im in images]
+    for s, im in zip(samples, loaded):
+        if tuple(im.size) != tuple(s.image_size):
+            raise ValueError(
+                f"sample {s.id!r}: the image is {im.size[0]}x{im.size[1]} but image_size says "
+                f"{s.image_size[0]}x{s.image_size[1]}; boxes and cell centres would not match the pixels"
+            )
+    return loaded

@@ -1,0 +1,51 @@
+"""Presets for Qwen2.5-VL: the hub ones and a local one resolve to the plugin; creg run end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from creg.plugins import get_plugins
+from creg.registry import load_registry
+from creg.run_config import RunConfig, resolve_adapter
+from creg_qwen2_5vl.adapter import Qwen2_5VLAdapter
+
+
+def test_hub_presets_name_the_real_checkpoints(tiny_qwen2_5vl_dir, tmp_path):
+    registry = tmp_path / "registry.toml"
+    registry.write_text(f'[presets.tiny-qwen2_5vl]\nadapter = "qwen2_5vl"\nmodel = "{tiny_qwen2_5vl_dir}"\n')
+    presets = load_registry([registry])
+    plugins = get_plugins()
+    for name, hub in (("qwen2.5vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct"), ("qwen2.5vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct")):
+        cls, config = resolve_adapter(RunConfig(adapter=name), plugins, presets)
+        assert cls is Qwen2_5VLAdapter and config.model == hub
+    cls, config = resolve_adapter(RunConfig(adapter="tiny-qwen2_5vl"), plugins, presets)
+    assert cls is Qwen2_5VLAdapter and config.model == str(tiny_qwen2_5vl_dir)
+
+
+def test_plugin_import_is_light():
+    code = "import sys, creg_qwen2_5vl; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    assert "qwen2_5vl" in get_plugins().names("adapter")
+
+
+def test_creg_run_with_a_local_preset_and_the_issue_sources(tiny_qwen2_5vl_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from creg.cli import cli
+
+    registry = tmp_path / "registry.toml"
+    registry.write_text(f'[presets.tiny-qwen2_5vl]\nadapter = "qwen2_5vl"\nmodel = "{tiny_qwen2_5vl_dir}"\n')
+    sources = "creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,random,oracle"
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["run", "--registry", str(registry), "--adapter", "tiny-qwen2_5vl", "--source", sources,
+                                   "--source-opt", "integrated_gradients.steps=8", "--bench", "synthetic",
+                                   "--n", "2", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert isinstance(summary["vlm_accuracy"], float)
+    assert list(summary["sources"]) == sources.split(",")
+    for name in sources.split(","):
+        assert f"| {name} | 2 |" in res.output

@@ -11,4 +11,4 @@ DESCRIPTION = "Qwen2.5-VL (3B/7B-Instruct or a local checkpoint; window-attentio
 
 @hookimpl
 def register_adapters(register):
-    register("qwen2_5vl", "creg_qwen2_5vl.adapter:Qwen2_5VLAdapter")
+    register("qwen2_5vl", "creg_qwen2_5vl.adapter:Qwen2_5VLAdapter", description=DESCRIPTION)

@@ -25,8 +25,9 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from creg.options import PluginOptions
 from creg.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
 from creg.prompts import OPTION_TOKENS, render_prompt, resolve_template
 from creg.sample import Sample
@@ -44,9 +45,7 @@ _PROBE_QUESTION = render_prompt("A", "dog", "ball")
 class HFAdapter(VLMAdapter):
     """Base class of adapters for transformers VLMs (see module docstring)."""
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
+    class Options(PluginOptions):
         attn_implementation: str = Field("sdpa", description="attention kernel of ordinary passes; passes that "
                                           "stream attention maps switch to eager for their duration")
         answer_only_replay: bool = Field(True, description="logits_from_layer computes the last block for the "

@@ -11,7 +11,7 @@ import torch
 from creg.adapter import AdapterConfig
 from creg.sample import RELATIONS
 from creg_qwen2vl.adapter import Qwen2VLAdapter
-from creg_qwen2vl.toy import CHECKPOINT_DIR
+from creg_toy import CHECKPOINT_DIR
 from creg_synthetic.scenes import scene_sample
 
 N = 120  # a multiple of 4: 30 scenes per relation

@@ -18,12 +18,12 @@ from creg.sample import RELATIONS
 from creg_toy import CHECKPOINT_DIR
 from creg_toy.data import FLIP_RELATION, flip_sample, scenes
 
-N = 120  # a multiple of 4: 30 scenes per relation
+N = 80  # a multiple of 4: 20 scenes per relation
 
 
 @pytest.fixture(scope="module")
 def adapter():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # on a shared machine 2 threads spin-wait (docs/toy-model.md)
     if not (CHECKPOINT_DIR / "model.safetensors").is_file():
         pytest.fail(f"the toy checkpoint is missing: {CHECKPOINT_DIR}")
     cls = get_plugins().load("adapter", "qwen2vl")

@@ -19,6 +19,19 @@ direction" and as "the true direction"; both readings are computed and labelled:
 * ``adjacent`` (control beyond the paper, §6.5): the two sectors next to the peak;
   ``cos = mean Delta S_adj - Delta S_peak`` > 0 when the peak itself matters more than its
   neighbours.
+* ``area_matched`` (control beyond the paper, issue 12): the paper's COS compares two wedges
+  clipped by the image border, so they can differ a lot in size (on creg 0.1's synthetic
+  scenes the peak wedge of noise relevance covered 0.20-0.25 of the image, its opposite
+  0.04-0.05): hiding more pixels hurts more whatever the direction. The control hides the
+  *same number of pixels* in the shape of the same kind of wedge, rotated to another sector
+  (:func:`area_matched_mask`: the pixels of sector s' nearest to the centre, as many as the
+  peak wedge has; s' drawn uniformly from the other sectors that are large enough, seeded by
+  the sample id and the peak sector, so every source with the same peak shares the control).
+  ``cos = Delta S_ctrl - Delta S_peak`` > 0 when hiding the attributed direction hurts more than
+  hiding as much of the image in a direction drawn at random.
+
+Every occlusion records the occluded fraction of the image (``area``, ``area_opp``,
+``adjacent.areas``, ``area_matched.area``), so the area confound can be read off any record.
 
 Operators (what "occlude" means; §6.5 asks for more than grey fill):
 
@@ -38,7 +51,9 @@ gets Delta S = 0 exactly, without a forward pass; its ``area`` in the record is 
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -69,21 +84,30 @@ def pixel_polar(image_size: tuple[int, int], center: tuple[float, float]) -> tup
     return polar_coordinates(torch.stack([xx, yy], dim=-1), center)
 
 
+@lru_cache(maxsize=32)
+def _pixel_sectors(image_size: tuple[int, int], center: tuple[float, float], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sector, rho), each ``(H, W)`` and read-only, of every pixel centre seen from ``center``
+    (cached: the wedges and controls of one sample share it)."""
+    theta, rho = pixel_polar(image_size, center)
+    sector, rho = sector_of(theta, k).numpy(), rho.numpy()
+    sector.flags.writeable = rho.flags.writeable = False
+    return sector, rho
+
+
 def sector_masks(image_size: tuple[int, int], center: tuple[float, float], r_max: float, k: int) -> np.ndarray:
     """``(K, H, W)`` bool: mask ``s`` is the wedge of sector ``s`` out to ``r_max`` around ``center``."""
-    theta, rho = pixel_polar(image_size, center)
-    sector = sector_of(theta, k).numpy()
-    inside = _in_radius(rho, r_max).numpy()
+    sector, rho = _pixel_sectors(tuple(image_size), tuple(center), k)
+    inside = _in_radius(rho, r_max)
     return (sector[None] == np.arange(k)[:, None, None]) & inside[None]
 
 
 def wedge_mask(image_size: tuple[int, int], center: tuple[float, float], r_max: float, sector: int, k: int) -> np.ndarray:
     """``(H, W)`` bool: the pixels of sector ``sector`` within ``r_max`` of ``center``."""
-    theta, rho = pixel_polar(image_size, center)
-    return ((sector_of(theta, k) == sector) & _in_radius(rho, r_max)).numpy()
+    sectors, rho = _pixel_sectors(tuple(image_size), tuple(center), k)
+    return (sectors == sector) & _in_radius(rho, r_max)
 
 
-def _in_radius(rho: torch.Tensor, r_max: float) -> torch.Tensor:
+def _in_radius(rho, r_max: float):
     """0 < rho <= r_max: a point at the centre itself has no direction and belongs to no wedge."""
     return (rho > 1e-9) & (rho <= r_max)
 
@@ -125,6 +149,67 @@ def patch_drop_mask(cell_xy, image_size: tuple[int, int], center: tuple[float, f
     cells = ((sector_of(theta, k) == sector) & _in_radius(rho, r_max)).numpy()  # gh gw
     rows, cols = cell_footprints(xy, image_size)
     return cells[rows[:, None], cols[None, :]]
+
+
+def _nearest_first(member: np.ndarray, rho: np.ndarray, count: int) -> np.ndarray:
+    """Bool mask of the ``count`` members with the smallest ``rho`` (ties: raster order)."""
+    idx = np.flatnonzero(member.ravel())
+    keep = idx[np.argsort(rho.ravel()[idx], kind="stable")[:count]]
+    out = np.zeros(member.size, dtype=bool)
+    out[keep] = True
+    return out.reshape(member.shape)
+
+
+def area_matched_mask(op: Operator, image_size: tuple[int, int], center: tuple[float, float], like: np.ndarray,
+                      avoid_sector: int, k: int, rng: np.random.Generator, cell_xy=None) -> tuple[np.ndarray, int]:
+    """An occlusion the size of ``like`` (an ``(H, W)`` bool mask) in the shape of a wedge of
+    another sector: ``(mask, sector)``.
+
+    The sector is drawn uniformly from the sectors other than ``avoid_sector`` that hold enough
+    pixels (for ``patch_drop``: enough grid cells) in the whole image; the mask is that sector's
+    pixels (cells) nearest to ``center``, exactly as many as ``like`` has. If no other sector is
+    large enough (``like`` is a wedge towards the open image from a point near a corner), the
+    largest one is taken whole and topped up from its neighbours, nearest-first, alternating
+    sides: the count still matches.
+    """
+    others = [s for s in range(k) if s != avoid_sector]
+    if op == "patch_drop":
+        if cell_xy is None:
+            raise ValueError("patch_drop needs the model's vision grid (cell_xy)")
+        xy = torch.as_tensor(cell_xy, dtype=torch.float64)
+        theta, rho = polar_coordinates(xy, center)
+        rows, cols = cell_footprints(xy, image_size)
+        # ``like`` is a union of cell footprints: read each cell at its footprint's first pixel
+        first_row = np.searchsorted(rows, np.arange(xy.shape[0]))
+        first_col = np.searchsorted(cols, np.arange(xy.shape[1]))
+        count = int(like[np.minimum(first_row, len(rows) - 1)[:, None], np.minimum(first_col, len(cols) - 1)[None, :]].sum())
+        sector, rho = sector_of(theta, k).numpy(), rho.numpy()
+    else:
+        sector, rho = _pixel_sectors(tuple(image_size), tuple(center), k)
+        count = int(like.sum())
+    has_dir = rho > 1e-9
+    capacity = {s: int(((sector == s) & has_dir).sum()) for s in others}
+    fits = [s for s in others if capacity[s] >= count]
+    chosen = int(rng.choice(fits)) if fits else max(others, key=lambda s: capacity[s])
+    # the chosen sector nearest-first; if it is too small (a wedge clipped by the border), its
+    # neighbours on either side in turn, so that the pixel count always matches
+    picked = np.zeros(sector.shape, dtype=bool)
+    order = [chosen] + [(chosen + sign * step) % k for step in range(1, k) for sign in (1, -1)]
+    for s in dict.fromkeys(order):
+        need = count - int(picked.sum())
+        if need <= 0:
+            break
+        if s != avoid_sector:
+            picked |= _nearest_first((sector == s) & has_dir, rho, need)
+    if op == "patch_drop":
+        picked = picked[rows[:, None], cols[None, :]]
+    return picked, chosen
+
+
+def control_rng(sample_id: str, peak_sector: int) -> np.random.Generator:
+    """The area-matched control's generator: a function of the sample and the peak sector only
+    (not of the source, the run's other sources or the batch)."""
+    return np.random.default_rng([zlib.crc32(sample_id.encode()), peak_sector])
 
 
 # -- operators: what occluding a mask does to the image ---------------------------------------
@@ -226,6 +311,8 @@ def causal_occlusion(
         }
         for keys in plan.values():
             wanted.update(dict.fromkeys(keys))
+        plan["area_matched"] = [("area_matched", q.index, q.center, q.r_max, q.peak_sector)]
+        wanted.update(dict.fromkeys(plan["area_matched"]))
         plans.append(plan)
 
     # occlude every distinct wedge once; empty wedges need no forward pass
@@ -233,10 +320,20 @@ def causal_occlusion(
     batch_samples: list[Sample] = list(samples)
     batch_images: list[Image.Image] = list(images)  # rows 0..b-1: the unoccluded baseline
     row: dict[WedgeKey, int] = {}
-    for key in wanted:
-        i, center, r_max, sector = key
-        xy = cell_xy[i] if cell_xy is not None else None
-        mask = occlusion_mask(op, images[i].size, center, r_max, sector, k, xy)
+    control_sector: dict[WedgeKey, int] = {}
+    masks: dict[WedgeKey, np.ndarray] = {}
+    for key in sorted(wanted, key=lambda key: key[0] == "area_matched"):  # controls after the wedges they match
+        if key[0] == "area_matched":
+            _, i, center, r_max, peak = key
+            xy = cell_xy[i] if cell_xy is not None else None
+            like = masks[(i, center, r_max, peak)]
+            mask, control_sector[key] = area_matched_mask(op, images[i].size, center, like, peak, k,
+                                                          control_rng(samples[i].id, peak), xy)
+        else:
+            i, center, r_max, sector = key
+            xy = cell_xy[i] if cell_xy is not None else None
+            mask = occlusion_mask(op, images[i].size, center, r_max, sector, k, xy)
+            masks[key] = mask
         area[key] = float(mask.mean())
         if mask.any():
             row[key] = len(batch_images)
@@ -252,7 +349,7 @@ def causal_occlusion(
     logp = gt_log_probs(out.class_logits, [s.option for s in batch_samples])
 
     def delta(key: WedgeKey) -> float:
-        i = key[0]
+        i = key[1] if key[0] == "area_matched" else key[0]
         return float(delta_s(logp[row[key]], logp[i])) if key in row else 0.0
 
     results: list[dict[str, Any] | None] = []
@@ -271,7 +368,13 @@ def causal_occlusion(
         adj = [delta(a) for a in plan["adjacent"]]
         entry["adjacent"] = {
             "sectors": [a[3] for a in plan["adjacent"]], "delta": adj, "delta_mean": float(np.mean(adj)),
-            "cos": float(np.mean(adj) - entry["peak"]["delta"]),
+            "cos": float(np.mean(adj) - entry["peak"]["delta"]), "areas": [area[a] for a in plan["adjacent"]],
+        }
+        (ctrl,) = plan["area_matched"]
+        d_ctrl = delta(ctrl)
+        entry["area_matched"] = {
+            "sector": control_sector[ctrl], "delta": d_ctrl, "area": area[ctrl], "area_peak": entry["peak"]["area"],
+            "cos": float(causal_occlusion_score(entry["peak"]["delta"], d_ctrl)),
         }
         results.append(entry)
     return results
@@ -285,8 +388,9 @@ def _stat(values: list[float], seed: int) -> dict[str, Any]:
 
 
 def summarize_cos(entries: Sequence[dict[str, Any] | None], seed: int = 0) -> dict[str, Any] | None:
-    """Means and 95% bootstrap CIs of Delta S and COS for both readings and the adjacent control,
-    over the records that have a ``cos`` entry (None if none has)."""
+    """Means and 95% bootstrap CIs of Delta S and COS for both readings, the adjacent and the
+    area-matched controls, and of the occluded fractions of the image (``area``), over the
+    records that have a ``cos`` entry (None if none has)."""
     rows = [e for e in entries if e]
     if not rows:
         return None
@@ -295,8 +399,14 @@ def summarize_cos(entries: Sequence[dict[str, Any] | None], seed: int = 0) -> di
         out[reading] = {
             name: _stat([r[reading][name] for r in rows], seed) for name in ("delta", "delta_opp", "cos")
         }
+        for name in ("area", "area_opp"):  # the occluded fractions of the image (older records: absent)
+            if all(name in r[reading] for r in rows):
+                out[reading][name] = _stat([r[reading][name] for r in rows], seed)
     out["adjacent"] = {
         "delta": _stat([r["adjacent"]["delta_mean"] for r in rows], seed),
         "cos": _stat([r["adjacent"]["cos"] for r in rows], seed),
     }
+    matched = [r["area_matched"] for r in rows if r.get("area_matched")]
+    if len(matched) == len(rows):  # runs scored before the control existed have none
+        out["area_matched"] = {name: _stat([m[name] for m in matched], seed) for name in ("delta", "cos", "area")}
     return out

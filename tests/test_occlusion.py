@@ -227,3 +227,112 @@ def test_run_with_cos_fills_records_summary_and_table(fake, tmp_path):
             assert r.cos["peak"]["cos"] == pytest.approx(r.cos["true"]["cos"])
     assert res.summary["sources"]["oracle"]["cos"]["n"] == 4
     assert "COS↑ peak" in res.table and "COS at the true direction" in res.table
+
+
+# -- area-matched control (issue 12) ------------------------------------------------------------
+from types import SimpleNamespace
+
+from creg.compass import polar_coordinates, project_to_compass, sector_of
+from creg.context import ExplainContext
+from creg.occlusion import area_matched_mask, control_rng, pixel_polar
+from creg.sources.geometry import OracleSource, RandomRelevanceSource
+from creg_synthetic.benchmark import SyntheticBenchmark
+
+
+def test_area_matched_mask_is_as_large_as_the_wedge_in_another_sector_nearest_first():
+    size, center = (224, 224), (30.0, 100.0)
+    peak = wedge_mask(size, center, 180.0, 0, 8)  # towards the open side: a large wedge
+    mask, sector = area_matched_mask("grey", size, center, peak, 0, 8, np.random.default_rng(0))
+    assert sector != 0 and mask.sum() == peak.sum()
+    theta, rho = pixel_polar(size, center)
+    in_sector = (sector_of(theta, 8).numpy() == sector) & (rho.numpy() > 0)
+    assert not (mask & ~in_sector).any()
+    # nearest first: every chosen pixel is at most as far as every unchosen pixel of that sector
+    assert rho.numpy()[mask].max() <= rho.numpy()[in_sector & ~mask].min()
+    # the generator decides the sector; the sector only draws from those large enough
+    drawn = {area_matched_mask("grey", size, center, peak, 0, 8, np.random.default_rng(s))[1] for s in range(40)}
+    capacity = {s: int(((sector_of(theta, 8).numpy() == s) & (rho.numpy() > 0)).sum()) for s in range(1, 8)}
+    assert drawn == {s for s, c in capacity.items() if c >= peak.sum()}
+    assert control_rng("x", 3).random() == control_rng("x", 3).random() != control_rng("x", 4).random()
+
+
+def test_area_matched_mask_for_patch_drop_hides_as_many_whole_cells():
+    size, center = (224, 224), (60.0, 110.0)
+    xs = (np.arange(8) + 0.5) * 28.0
+    cell_xy = torch.tensor(np.stack(np.meshgrid(xs, xs), axis=-1))
+    peak = patch_drop_mask(cell_xy, size, center, 120.0, 0, 8)
+    mask, sector = area_matched_mask("patch_drop", size, center, peak, 0, 8, np.random.default_rng(1), cell_xy)
+    assert sector != 0
+    cells = lambda m: int(m[14::28, 14::28].sum())  # one pixel per 28-px cell
+    assert cells(mask) == cells(peak) > 0
+    assert mask.sum() == cells(mask) * 28 * 28  # whole cells only
+    theta, _ = polar_coordinates(cell_xy, center)
+    assert (sector_of(theta, 8).numpy()[mask[14::28, 14::28]] == sector).all()
+
+
+class _PixelCountingVLM:
+    """A stand-in model whose log p(gt) falls with the grey pixels it sees: ``where="anywhere"``
+    counts them over the whole image (a model that only feels *how much* is hidden), ``"b"`` only
+    inside B's box (a model that looks at B)."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def forward(self, samples, request=None, images=None):
+        rows = []
+        for s, img in zip(samples, images):
+            px = np.asarray(img)
+            if self.where == "b":
+                b = s.tgt_box
+                px = px[int(b.y0):int(b.y1), int(b.x0):int(b.x1)]
+            grey = px.view(np.uint8).reshape(-1, 3) @ np.array([1, 256, 65536]) == sum(g << (8 * j) for j, g in enumerate(GREY))
+            logits = np.zeros(4)
+            logits[s.option] = 4.0 - 8.0 * grey.mean()
+            rows.append(logits)
+        return SimpleNamespace(class_logits=torch.tensor(np.array(rows)))
+
+
+def _cos_entries(model, samples, source, k=8, rho_r=2.0):
+    ctx = ExplainContext(samples, None, seed=0)
+    queries = []
+    for i, (s, m) in enumerate(zip(samples, source.explain(ctx))):
+        c = project_to_compass(m.values, s.ref_box, s.tgt_box, s.image_size, cell_xy=m.cell_xy, k=k, rho_r=rho_r,
+                               rng=ctx.rng(i, "tie"))
+        queries.append(CosQuery(i, int(c.peak_sector), s.ref_box.center, c.r_max))
+    return causal_occlusion(model, samples, queries, k=k, rho_r=rho_r)
+
+
+def _mean_se(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x.mean(), x.std(ddof=1) / math.sqrt(x.size)
+
+
+def test_area_matched_cos_removes_the_area_confound_of_clipped_wedges():
+    """On creg 0.1's layout A's disc is clipped by the border, and noise peaks fall on the large
+    wedges: a model that only feels how many pixels are hidden gives noise a clearly positive
+    paper COS, and exactly 0 against the area-matched control (same pixel count)."""
+    samples = list(SyntheticBenchmark(seed=0, n=60, layout="legacy").samples())
+    out = _cos_entries(_PixelCountingVLM("anywhere"), samples, RandomRelevanceSource())
+    paper, se = _mean_se([e["peak"]["cos"] for e in out])
+    assert paper > 5 * se > 0
+    assert np.mean([e["peak"]["area"] for e in out]) > 2 * np.mean([e["peak"]["area_opp"] for e in out])
+    for e in out:
+        m = e["area_matched"]
+        assert m["area"] == pytest.approx(m["area_peak"]) and m["sector"] != e["peak"]["sector"]
+        assert m["cos"] == pytest.approx(0.0, abs=1e-9)
+        assert len(e["adjacent"]["areas"]) == 2
+    s = summarize_cos(out)
+    assert s["area_matched"]["cos"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert s["peak"]["area"]["mean"] > s["peak"]["area_opp"]["mean"]
+
+
+def test_uniform_noise_gets_no_positive_area_matched_cos_on_average():
+    """A model that answers from B's pixels: hiding the wedge towards B hurts, so the oracle (peak
+    always towards B) scores a positive area-matched COS, while uniform-noise relevance (peak
+    unrelated to B) does not: its mean stays within 2 standard errors of 0 or below."""
+    samples = list(SyntheticBenchmark(seed=1, n=96).samples())
+    model = _PixelCountingVLM("b")
+    noise, se = _mean_se([e["area_matched"]["cos"] for e in _cos_entries(model, samples, RandomRelevanceSource())])
+    assert noise < 2 * se, (noise, se)
+    oracle, se_o = _mean_se([e["area_matched"]["cos"] for e in _cos_entries(model, samples, OracleSource())])
+    assert oracle > 5 * se_o > 0

@@ -11,4 +11,3 @@ from creg.hookspecs import hookimpl
 def register_adapters(register):
     register("qwen2vl", "creg_qwen2vl.adapter:Qwen2VLAdapter",
              description="Qwen2-VL (Qwen/Qwen2-VL-*-Instruct and local checkpoints of that architecture)")
-from .toy.commands import register_commands  # noqa: E402,F401  (`creg toy train/eval`, docs/toy-model.md)

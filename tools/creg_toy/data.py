@@ -116,7 +116,7 @@ class Batcher:
             enc = self.adapter.encode([s])
             self._ids[key] = enc["input_ids"][0]
             self._grid = enc["image_grid_thw"][0]
-            self.side = int(self._grid[1]) * self.adapter.inputs.patch_size
+            self.side = int(self._grid[1]) * int(self.adapter.inputs.image_processor.patch_size)
         return self._ids[key]
 
     def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,109 @@
+"""The LLaVA adapter (LLaVA-1.5 and LLaVA-NeXT) against the adapter contract, on tiny random checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from creg.adapter import AdapterConfig, ForwardRequest
+from creg.testing import AdapterContract
+from creg_llava.adapter import LlavaAdapter
+
+
+@pytest.fixture(scope="module")
+def llava15_dir(tmp_path_factory):
+    from creg_llava.tiny import build_tiny_llava
+
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava15"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def llava_next_dir(tmp_path_factory):
+    from creg_llava.tiny import build_tiny_llava
+
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava_next"), next=True, seed=0)
+
+
+@pytest.fixture(scope="module")
+def llava15(llava15_dir):
+    return LlavaAdapter.load(AdapterConfig(model=str(llava15_dir)))
+
+
+@pytest.fixture(scope="module")
+def llava_next(llava_next_dir):
+    return LlavaAdapter.load(AdapterConfig(model=str(llava_next_dir)))
+
+
+class TestLlava15Contract(AdapterContract):
+    """Square and wide images: the wide one is centre-cropped."""
+
+    image_sizes = ((112, 112), (168, 84))
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def adapter(cls, llava15):
+        return llava15
+
+
+class TestLlava15ContractTall(TestLlava15Contract):
+    image_sizes = ((84, 140), (112, 112))
+
+
+class TestLlavaNextContract(AdapterContract):
+    """Base image + any-resolution tiles; a wide and a square image."""
+
+    image_sizes = ((168, 84), (112, 112))
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def adapter(cls, llava_next):
+        return llava_next
+
+
+class TestLlavaNextContractTall(TestLlavaNextContract):
+    image_sizes = ((84, 140), (61, 203))
+
+
+def test_the_answer_is_the_space_piece_then_the_digit(llava15):
+    """Llama's tokenizer continues "ASSISTANT:" with "▁" then "1": the prefix is fed, the digit is the option."""
+    tok = llava15.tokenizer
+    assert tok.convert_ids_to_tokens(list(llava15.answer.prefix_ids)) == ["▁"]
+    assert tok.convert_ids_to_tokens(list(llava15.option_token_ids)) == ["1", "2", "3", "4"]
+
+
+def test_crop_layout_of_a_wide_image(llava15, tmp_path):
+    from creg.testing.adapter_contract import draw_image
+    from creg.sample import make_sample
+
+    path = tmp_path / "wide.png"
+    draw_image((168, 84)).save(path)
+    sample = make_sample(id="w", image=path, image_size=(168, 84), ref_name="dog", tgt_name="cat",
+                         ref_box={"x0": 0, "y0": 0, "x1": 10, "y1": 10}, tgt_box={"x0": 100, "y0": 0, "x1": 120, "y1": 10}, relation="right")
+    lay = llava15.forward([sample]).vision[0]
+    assert lay.grid_hw == (8, 8) and not lay.is_multi_grid
+    # the crop keeps x in [42, 126] of the 168 px wide image (224 px resized, 56 px cut each side)
+    assert lay.cell_xy[..., 0].min().item() == pytest.approx(47.25)
+    assert lay.cell_xy[..., 0].max().item() == pytest.approx(120.75)
+    assert lay.patch_xy is not None and torch.allclose(lay.patch_xy, lay.cell_xy.double())
+
+
+def test_next_layout_has_base_grid_tiles_and_newlines(llava_next, tmp_path):
+    from creg.testing.adapter_contract import draw_image
+    from creg.sample import make_sample
+
+    path = tmp_path / "wide.png"
+    draw_image((168, 84)).save(path)
+    sample = make_sample(id="w", image=path, image_size=(168, 84), ref_name="dog", tgt_name="cat",
+                         ref_box={"x0": 0, "y0": 0, "x1": 10, "y1": 10}, tgt_box={"x0": 100, "y0": 0, "x1": 120, "y1": 10}, relation="right")
+    out = llava_next.forward([sample], ForwardRequest(vision_activations=True))
+    lay = out.vision[0]
+    assert [g.name for g in lay.grids] == ["base", "anyres"]
+    base, anyres = lay.grids
+    assert base.grid_hw == (8, 8)
+    r, c = anyres.grid_hw
+    assert lay.non_spatial_index is not None and lay.non_spatial_index.numel() == r  # one newline per row
+    # newline tokens sit right after each row of the any-resolution grid
+    rows = anyres.token_index.reshape(r, c)
+    assert torch.equal(lay.non_spatial_index, rows[:, -1] + 1)
+    # GradCAM's activations: base + 2 tiles (112 x 224 canvas), 8 x 8 patches each, stacked along the height
+    assert out.vision_activations[0].shape[:2] == (24, 8) == lay.patch_hw

@@ -78,3 +78,39 @@ def test_the_option_is_the_digit_itself(internvl):
     tok = internvl.tokenizer
     assert internvl.answer.prefix_ids == ()
     assert tok.convert_ids_to_tokens(list(internvl.option_token_ids)) == ["1", "2", "3", "4"]
+
+
+def test_creg_run_on_the_synthetic_benchmark(internvl_dir, tmp_path):
+    """`creg run` with a local preset (the path the hub presets take), every paper source."""
+    import json
+
+    from click.testing import CliRunner
+
+    from creg.cli import cli
+
+    sources = "creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,random,oracle"
+    registry = tmp_path / "registry.toml"
+    registry.write_text(f'[presets.tiny]\nadapter = "internvl"\nmodel = "{internvl_dir}"\n')
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["run", "--registry", str(registry), "--adapter", "tiny", "--source", sources,
+                                   "--source-opt", "integrated_gradients.steps=4", "--bench", "synthetic",
+                                   "--n", "2", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["sources"]) == sources.split(",")
+    for name in sources.split(","):
+        assert f"| {name} | 2 |" in res.output
+    assert summary["sources"]["oracle"]["dae"] < 1e-9
+
+
+def test_plugin_import_is_light():
+    """``creg list`` imports the plugin module; it must not pull in torch or transformers."""
+    import subprocess
+    import sys
+
+    from creg.plugins import get_plugins
+
+    code = "import sys, creg_internvl; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    assert "internvl" in get_plugins().names("adapter")

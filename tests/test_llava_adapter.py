@@ -107,3 +107,43 @@ def test_next_layout_has_base_grid_tiles_and_newlines(llava_next, tmp_path):
     assert torch.equal(lay.non_spatial_index, rows[:, -1] + 1)
     # GradCAM's activations: base + 2 tiles (112 x 224 canvas), 8 x 8 patches each, stacked along the height
     assert out.vision_activations[0].shape[:2] == (24, 8) == lay.patch_hw
+
+
+SOURCES = "creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,random,oracle"
+
+
+@pytest.mark.parametrize("which", ["llava15", "llava_next"])
+def test_creg_run_on_the_synthetic_benchmark(which, request, tmp_path):
+    """`creg run` with a local preset (the path the hub presets take), every paper source."""
+    import json
+
+    from click.testing import CliRunner
+
+    from creg.cli import cli
+
+    checkpoint = request.getfixturevalue(f"{which}_dir")
+    registry = tmp_path / "registry.toml"
+    registry.write_text(f'[presets.tiny]\nadapter = "llava"\nmodel = "{checkpoint}"\n')
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["run", "--registry", str(registry), "--adapter", "tiny", "--source", SOURCES,
+                                   "--source-opt", "integrated_gradients.steps=4", "--bench", "synthetic",
+                                   "--n", "2", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["sources"]) == SOURCES.split(",")
+    for name in SOURCES.split(","):
+        assert f"| {name} | 2 |" in res.output
+    assert summary["sources"]["oracle"]["dae"] < 1e-9
+
+
+def test_plugin_import_is_light():
+    """``creg list`` imports the plugin module; it must not pull in torch or transformers."""
+    import subprocess
+    import sys
+
+    from creg.plugins import get_plugins
+
+    code = "import sys, creg_llava; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    assert "llava" in get_plugins().names("adapter")

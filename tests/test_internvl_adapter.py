@@ -23,9 +23,7 @@ def internvl(internvl_dir):
 
 
 class TestInternVLContract(AdapterContract):
-    """A wide image (2 tiles + thumbnail) and a square one (1 tile, no thumbnail)."""
-
-    image_sizes = ((168, 84), (112, 112))
+    """Square (1 tile, no thumbnail), wide (2 x 1 tiles + thumbnail), tall (1 x 2 tiles + thumbnail)."""
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -33,8 +31,10 @@ class TestInternVLContract(AdapterContract):
         return internvl
 
 
-class TestInternVLContractTall(TestInternVLContract):
-    image_sizes = ((84, 140), (61, 203))
+class TestInternVLContractOddSizes(TestInternVLContract):
+    """Aspect ratios between tile arrangements (1 x 3, 3 x 1 tiles), stretched onto the canvas."""
+
+    image_sizes = ((61, 203), (300, 97))
 
 
 def _sample(tmp_path, size):

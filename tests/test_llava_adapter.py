@@ -35,9 +35,7 @@ def llava_next(llava_next_dir):
 
 
 class TestLlava15Contract(AdapterContract):
-    """Square and wide images: the wide one is centre-cropped."""
-
-    image_sizes = ((112, 112), (168, 84))
+    """The contract's square, wide and tall images: the wide and tall ones are centre-cropped."""
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -45,14 +43,15 @@ class TestLlava15Contract(AdapterContract):
         return llava15
 
 
-class TestLlava15ContractTall(TestLlava15Contract):
-    image_sizes = ((84, 140), (112, 112))
+class TestLlava15ContractOddSizes(TestLlava15Contract):
+    """Sizes that no resize divides evenly (rounding of the resize and the crop offset). Not more
+    extreme: the crop of a 1:3 image leaves out the contract's markers altogether."""
+
+    image_sizes = ((97, 130), (150, 101))
 
 
 class TestLlavaNextContract(AdapterContract):
-    """Base image + any-resolution tiles; a wide and a square image."""
-
-    image_sizes = ((168, 84), (112, 112))
+    """Base image + any-resolution tiles (with padding rows or columns unpadded away) + newlines."""
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -60,8 +59,10 @@ class TestLlavaNextContract(AdapterContract):
         return llava_next
 
 
-class TestLlavaNextContractTall(TestLlavaNextContract):
-    image_sizes = ((84, 140), (61, 203))
+class TestLlavaNextContractOddSizes(TestLlavaNextContract):
+    """A 1 x 3 and a 3 x 1 tile canvas, aspect ratios the canvas does not match."""
+
+    image_sizes = ((61, 203), (300, 97))
 
 
 def test_the_answer_is_the_space_piece_then_the_digit(llava15):

@@ -148,3 +148,11 @@ def test_plugin_import_is_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
     assert "llava" in get_plugins().names("adapter")
+
+
+def test_another_model_type_is_refused_before_its_weights_load(tmp_path):
+    from transformers import Qwen2Config
+
+    Qwen2Config(num_hidden_layers=1, hidden_size=8, num_attention_heads=2, intermediate_size=8).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="is a 'qwen2' model; the llava adapter reads llava / llava_next"):
+        LlavaAdapter.load(AdapterConfig(model=str(tmp_path)))

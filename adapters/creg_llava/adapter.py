@@ -40,6 +40,12 @@ class LlavaAdapter(HFAdapter):
 
     @classmethod
     def load_processor(cls, config, options) -> ChatInputs:
+        from transformers import AutoConfig
+
+        kind = AutoConfig.from_pretrained(config.model).model_type
+        if kind not in ("llava", "llava_next"):
+            raise ValueError(f"{config.model!r} is a {kind!r} model; the llava adapter reads llava / llava_next checkpoints")
+
         def no_manual_path(vision: dict, i: int) -> int:
             raise NotImplementedError("LLaVA inputs come from the checkpoint's processor")
 

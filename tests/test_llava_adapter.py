@@ -25,6 +25,14 @@ def llava_next_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def llava15_padded(tmp_path_factory):
+    from creg_llava.tiny import build_tiny_llava
+
+    return LlavaAdapter.load(AdapterConfig(model=str(build_tiny_llava(tmp_path_factory.mktemp("tiny_llava15_pad"),
+                                                                     pad_to_square=True, seed=0))))
+
+
+@pytest.fixture(scope="module")
 def llava15(llava15_dir):
     return LlavaAdapter.load(AdapterConfig(model=str(llava15_dir)))
 
@@ -50,6 +58,23 @@ class TestLlava15ContractOddSizes(TestLlava15Contract):
     image_sizes = ((97, 130), (150, 101))
 
 
+class TestLlava15PadToSquareContract(AdapterContract):
+    """A LlavaImageProcessor with do_pad: the cells over the padding are declared off the image."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def adapter(cls, llava15_padded):
+        return llava15_padded
+
+
+def test_pad_to_square_cells_on_the_padding_are_off_the_image(llava15_padded, tmp_path):
+    lay = llava15_padded.forward([_sample(tmp_path, (168, 84))]).vision[0]
+    assert lay.grid_hw == (8, 8)
+    # 168 x 84 padded to 168 x 168 (42 rows above and below), 21 px per cell: rows 0-1 and 6-7 are padding
+    assert lay.cell_xy[:, 0, 1].tolist() == pytest.approx([-42 + 21 * (r + 0.5) for r in range(8)])
+    assert lay.in_image[:, 0].tolist() == [False, False, True, True, True, True, False, False]
+
+
 class TestLlavaNextContract(AdapterContract):
     """Base image + any-resolution tiles (with padding rows or columns unpadded away) + newlines."""
 
@@ -72,15 +97,19 @@ def test_the_answer_is_the_space_piece_then_the_digit(llava15):
     assert tok.convert_ids_to_tokens(list(llava15.option_token_ids)) == ["1", "2", "3", "4"]
 
 
-def test_crop_layout_of_a_wide_image(llava15, tmp_path):
-    from creg.testing.adapter_contract import draw_image
+def _sample(tmp_path, size):
     from creg.sample import make_sample
+    from creg.testing.adapter_contract import draw_image
 
-    path = tmp_path / "wide.png"
-    draw_image((168, 84)).save(path)
-    sample = make_sample(id="w", image=path, image_size=(168, 84), ref_name="dog", tgt_name="cat",
-                         ref_box={"x0": 0, "y0": 0, "x1": 10, "y1": 10}, tgt_box={"x0": 100, "y0": 0, "x1": 120, "y1": 10}, relation="right")
-    lay = llava15.forward([sample]).vision[0]
+    path = tmp_path / f"{size[0]}x{size[1]}.png"
+    draw_image(size).save(path)
+    return make_sample(id=path.stem, image=path, image_size=size, ref_name="dog", tgt_name="cat",
+                       ref_box={"x0": 0, "y0": 0, "x1": 10, "y1": 10},
+                       tgt_box={"x0": size[0] - 20, "y0": 0, "x1": size[0] - 5, "y1": 10}, relation="right")
+
+
+def test_crop_layout_of_a_wide_image(llava15, tmp_path):
+    lay = llava15.forward([_sample(tmp_path, (168, 84))]).vision[0]
     assert lay.grid_hw == (8, 8) and not lay.is_multi_grid
     # the crop keeps x in [42, 126] of the 168 px wide image (224 px resized, 56 px cut each side)
     assert lay.cell_xy[..., 0].min().item() == pytest.approx(47.25)
@@ -89,14 +118,7 @@ def test_crop_layout_of_a_wide_image(llava15, tmp_path):
 
 
 def test_next_layout_has_base_grid_tiles_and_newlines(llava_next, tmp_path):
-    from creg.testing.adapter_contract import draw_image
-    from creg.sample import make_sample
-
-    path = tmp_path / "wide.png"
-    draw_image((168, 84)).save(path)
-    sample = make_sample(id="w", image=path, image_size=(168, 84), ref_name="dog", tgt_name="cat",
-                         ref_box={"x0": 0, "y0": 0, "x1": 10, "y1": 10}, tgt_box={"x0": 100, "y0": 0, "x1": 120, "y1": 10}, relation="right")
-    out = llava_next.forward([sample], ForwardRequest(vision_activations=True))
+    out = llava_next.forward([_sample(tmp_path, (168, 84))], ForwardRequest(vision_activations=True))
     lay = out.vision[0]
     assert [g.name for g in lay.grids] == ["base", "anyres"]
     base, anyres = lay.grids

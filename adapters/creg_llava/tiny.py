@@ -76,16 +76,20 @@ def build_tokenizer(vocab_size: int = DEFAULTS["vocab_size"]):
     return tokenizer
 
 
-def build_tiny_llava(out_dir: str | Path, *, next: bool = False, seed: int = 0, **overrides: Any) -> Path:
+def build_tiny_llava(out_dir: str | Path, *, next: bool = False, pad_to_square: bool = False, seed: int = 0,
+                     **overrides: Any) -> Path:
     """Write a tiny LLaVA-1.5 (``next=False``) or LLaVA-NeXT checkpoint to ``out_dir``.
 
     ``overrides`` may set any key of :data:`DEFAULTS`. LLaVA-1.5: shortest edge resized to
     ``image_size`` then centre-cropped, as llava-hf's ``CLIPImageProcessor`` does. LLaVA-NeXT:
     ``image_grid_pinpoints`` scaled from the released 336 px ones to ``image_size``.
+    ``pad_to_square``: LLaVA-1.5 with a ``LlavaImageProcessor`` that pads to a square first (the
+    original LLaVA-1.5 preprocessing) instead of cropping.
     """
     import torch
     from transformers import (
         CLIPImageProcessor,
+        LlavaImageProcessor,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaNextConfig,
@@ -137,7 +141,8 @@ def build_tiny_llava(out_dir: str | Path, *, next: bool = False, seed: int = 0, 
         processor_class = LlavaNextProcessor
     else:
         model = LlavaForConditionalGeneration(LlavaConfig(**config))
-        image_processor = CLIPImageProcessor(size=size, crop_size=crop)
+        image_processor = (LlavaImageProcessor(size=size, crop_size=crop, do_pad=True) if pad_to_square
+                           else CLIPImageProcessor(size=size, crop_size=crop))
         processor_class = LlavaProcessor
     model.eval().save_pretrained(out)
     processor = processor_class(

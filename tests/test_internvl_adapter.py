@@ -114,3 +114,42 @@ def test_plugin_import_is_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
     assert "internvl" in get_plugins().names("adapter")
+
+
+def _processor_without_video(tokenizer, image_processor, image_seq_length):
+    """transformers' own ``InternVLProcessor``, its ``__init__`` bypassed: that builds a video
+    processor, which needs torchvision. ``__call__`` (text + images) needs none of it."""
+    import re
+
+    from transformers import InternVLProcessor
+
+    p = InternVLProcessor.__new__(InternVLProcessor)
+    p.image_processor, p.tokenizer, p.video_processor = image_processor, tokenizer, None
+    p.chat_template, p.image_seq_length = tokenizer.chat_template, image_seq_length
+    p.start_image_token, p.end_image_token = tokenizer.start_image_token, tokenizer.end_image_token
+    p.start_image_token_id, p.end_image_token_id = tokenizer.start_image_token_id, tokenizer.end_image_token_id
+    p.image_token, p.image_token_id = tokenizer.context_image_token, tokenizer.context_image_token_id
+    p.video_token = tokenizer.video_token
+    p.multimodal_pattern = re.compile(f"(?P<image>{re.escape(p.image_token)})|(?P<video>{re.escape(p.video_token)})")
+    return p
+
+
+def test_inputs_are_the_processors_own(internvl_dir):
+    """The adapter's inputs equal InternVLProcessor's (its default crop_to_patches=True: tiles + thumbnail)."""
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    from creg.testing.adapter_contract import draw_image
+
+    adapter = InternVLAdapter.load(AdapterConfig(model=str(internvl_dir)))
+    tokenizer = AutoTokenizer.from_pretrained(internvl_dir)
+    tokenizer.padding_side = "left"
+    processor = _processor_without_video(tokenizer, AutoImageProcessor.from_pretrained(internvl_dir), adapter.tokens_per_tile)
+    images = [draw_image(size, "top_right", noise_seed=i) for i, size in enumerate([(112, 112), (168, 84), (84, 168), (300, 97)])]
+    texts = [adapter.chat(q) for q in ("Where is the dog?", "Is the red ball left of the cat?", "a", "b")]
+    ours = adapter.encode_texts(texts, images)
+    theirs = processor(text=texts, images=images, padding=True, return_tensors="pt")
+    assert set(ours) == {"input_ids", "attention_mask", "pixel_values"}
+    for key in ours:
+        assert torch.equal(ours[key], theirs[key]), key
+    assert isinstance(images[0], Image.Image) and ours["pixel_values"].shape[0] == 1 + 3 + 3 + 4

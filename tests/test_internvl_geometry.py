@@ -71,3 +71,14 @@ def test_cells_follow_the_processor(size):
         assert abs(x - cx) <= step_x and abs(y - cy) <= step_y, (tile.name, (x, y), box)
         checked += 1
     assert checked >= (2 if len(tiles) > 1 else 1)  # a tile and the thumbnail
+
+
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (1024, 256), (448, 448), (4000, 3000)])
+def test_released_checkpoint_settings(size):
+    """InternVL3-*-hf: 448 px tiles, up to 12, 256 tokens each; the processor's own crop count."""
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    ip = GotOcr2ImageProcessorPil(size={"height": 448, "width": 448})
+    tiles = internvl_tiles(size, tile_px=448, patch=14)
+    assert len(tiles) == ip.get_number_of_image_patches(size[1], size[0], {"crop_to_patches": True})
+    assert all(t.cell_xy.shape == (16, 16, 2) and t.patch_xy.shape == (32, 32, 2) for t in tiles)

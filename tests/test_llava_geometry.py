@@ -137,3 +137,24 @@ def test_llava_next_token_count_matches_the_processor(size):
     taken[base.offsets] = True
     taken[anyres.offsets] = True
     assert (~taken).nonzero()[:, 0].tolist() == [64 + (i + 1) * (c + 1) - 1 for i in range(r)]
+
+
+RELEASED_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+
+
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (1024, 256), (336, 336), (1000, 999)])
+def test_released_checkpoint_settings(size):
+    """llava-1.5-7b-hf: 576 tokens; llava-v1.6-*-hf: the processor's own count with the released pinpoints."""
+    from transformers import LlavaNextProcessor
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    one = llava15_tokens(size, size={"shortest_edge": 336}, crop_hw=(336, 336), patch=14)
+    assert one.n_tokens == 576 and one.grids[0].grid_hw == (24, 24)
+    processor = LlavaNextProcessor.__new__(LlavaNextProcessor)
+    processor.image_processor = LlavaNextImageProcessorPil(image_grid_pinpoints=RELEASED_PINPOINTS)
+    processor.patch_size, processor.num_additional_image_tokens = 14, 1
+    w, h = size
+    tokens = llava_next_tokens(size, size={"shortest_edge": 336}, crop_hw=(336, 336), patch=14, tile_px=336,
+                               pinpoints=RELEASED_PINPOINTS)
+    assert tokens.n_tokens == processor._get_number_of_features(h, w, 336, 336) - 1
+    assert tokens.grids[0].grid_hw == (24, 24)

@@ -178,3 +178,12 @@ def test_another_model_type_is_refused_before_its_weights_load(tmp_path):
     Qwen2Config(num_hidden_layers=1, hidden_size=8, num_attention_heads=2, intermediate_size=8).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="is a 'qwen2' model; the llava adapter reads llava / llava_next"):
         LlavaAdapter.load(AdapterConfig(model=str(tmp_path)))
+
+
+def test_gradcam_on_concatenated_feature_layers_is_refused_clearly(llava15, tmp_path):
+    llava15.model.config.vision_feature_layer = [-2, -3]
+    try:
+        with pytest.raises(ValueError, match=r"GradCAM reads one vision layer; this checkpoint concatenates \[-2, -3\]"):
+            llava15.forward([_sample(tmp_path, (112, 112))], ForwardRequest(vision_activations=True))
+    finally:
+        llava15.model.config.vision_feature_layer = -2

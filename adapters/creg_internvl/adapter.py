@@ -97,6 +97,8 @@ class InternVLAdapter(HFAdapter):
         cfg = self.model.config
         side = cfg.vision_config.image_size[0] // cfg.vision_config.patch_size[0]
         crops = [lay.patch_hw[0] // side for lay in layouts]
+        if not isinstance(cfg.vision_feature_layer, int):
+            raise ValueError(f"GradCAM reads one vision layer; this checkpoint concatenates {cfg.vision_feature_layer}")
         tower = self.model.model.vision_tower
         module = tower.layernorm if cfg.vision_feature_layer == -1 else tower.encoder.layer[cfg.vision_feature_layer]
         cls_rows: list[torch.Tensor] = []

@@ -102,6 +102,8 @@ class LlavaAdapter(HFAdapter):
         cfg = self.model.config
         side = cfg.vision_config.image_size // cfg.vision_config.patch_size
         crops = [lay.patch_hw[0] // side for lay in layouts]
+        if not isinstance(cfg.vision_feature_layer, int):
+            raise ValueError(f"GradCAM reads one vision layer; this checkpoint concatenates {cfg.vision_feature_layer}")
         module = self.model.model.vision_tower.encoder.layers[cfg.vision_feature_layer]
         cls_rows: list[torch.Tensor] = []
 

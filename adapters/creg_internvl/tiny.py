@@ -25,12 +25,6 @@ IMAGE_TOKENS = {
 }
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", *IMAGE_TOKENS.values())
 
-_WORDS = (
-    "person man woman child dog cat horse bird car truck bus bicycle chair table couch bed bottle cup bowl "
-    "laptop phone book clock tree house sign ball kite plate red green blue yellow black white circle square "
-    "triangle star box object left right above below top bottom picture image user assistant"
-)
-
 DEFAULTS: dict[str, Any] = {
     "text_hidden_size": 64,
     "text_layers": 6,
@@ -48,35 +42,19 @@ DEFAULTS: dict[str, Any] = {
 
 
 def build_tokenizer(vocab_size: int = DEFAULTS["vocab_size"]):
-    """A ``Qwen2Tokenizer`` (byte-level BPE, digits split) trained on the prompts, with InternVL's tokens."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+    """A ``Qwen2Tokenizer`` trained on the prompts (:mod:`creg.testing.tiny_tokenizers`) with InternVL's tokens."""
+    from creg.testing.tiny_tokenizers import build_qwen2_tokenizer
 
-    from creg.prompts import PROMPTS
+    return build_qwen2_tokenizer(SPECIAL_TOKENS, INTERNVL_CHAT_TEMPLATE, vocab_size=vocab_size)
 
-    words = _WORDS.split()
-    corpus = [PROMPTS[p].format(ref=a, tgt=b) for p in PROMPTS for a, b in zip(words, words[1:])] + [_WORDS]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
-    )
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - len(SPECIAL_TOKENS), initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    bpe.train_from_iterator(corpus, trainer=trainer)
-    state = json.loads(bpe.to_str())["model"]
-    vocab = dict(state["vocab"])
-    for tok in SPECIAL_TOKENS:
-        vocab[tok] = len(vocab)
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        padding_side="left", extra_special_tokens=IMAGE_TOKENS,
-    )
-    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
-    tokenizer.chat_template = INTERNVL_CHAT_TEMPLATE
-    return tokenizer
+
+def _declare_image_tokens(out: Path) -> None:
+    """Name the image tokens in ``tokenizer_config.json`` as the -hf releases do; the tokenizer
+    then has ``start_image_token``, ``context_image_token``, ... (and their ``*_id``)."""
+    path = out / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    config.update(IMAGE_TOKENS)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def build_tiny_internvl(out_dir: str | Path, *, seed: int = 0, **overrides: Any) -> Path:
@@ -124,6 +102,7 @@ def build_tiny_internvl(out_dir: str | Path, *, seed: int = 0, **overrides: Any)
     torch.manual_seed(seed)
     InternVLForConditionalGeneration(config).eval().save_pretrained(out)
     tokenizer.save_pretrained(out)
+    _declare_image_tokens(out)
     GotOcr2ImageProcessor(
         size={"height": tile, "width": tile}, max_patches=c["max_patches"], crop_to_patches=False,
         image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],

@@ -22,12 +22,6 @@ LLAVA_CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
 
-_WORDS = (
-    "person man woman child dog cat horse bird car truck bus bicycle chair table couch bed bottle cup bowl "
-    "laptop phone book clock tree house sign ball kite plate red green blue yellow black white circle square "
-    "triangle star box object left right above below top bottom picture image USER ASSISTANT"
-)
-
 DEFAULTS: dict[str, Any] = {
     "text_hidden_size": 64,
     "text_layers": 6,
@@ -53,10 +47,9 @@ def build_tokenizer(vocab_size: int = DEFAULTS["vocab_size"]):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaTokenizer
 
-    from creg.prompts import PROMPTS
+    from creg.testing.tiny_tokenizers import training_corpus
 
-    words = _WORDS.split()
-    corpus = [PROMPTS[p].format(ref=a, tgt=b) + " ASSISTANT: 1" for p in PROMPTS for a, b in zip(words, words[1:])]
+    corpus = training_corpus() + ["USER: ASSISTANT: 1 2 3 4"] * 8
     specials = ["<unk>", "<s>", "</s>"]
     bytes_ = [f"<0x{i:02X}>" for i in range(256)]
     bpe = Tokenizer(models.BPE(byte_fallback=True))
@@ -64,7 +57,7 @@ def build_tokenizer(vocab_size: int = DEFAULTS["vocab_size"]):
         [pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"), pre_tokenizers.Digits(individual_digits=True)]
     )
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(specials) - len(bytes_), show_progress=False)
-    bpe.train_from_iterator(corpus + [_WORDS], trainer=trainer)
+    bpe.train_from_iterator(corpus, trainer=trainer)
     state = json.loads(bpe.to_str())["model"]
     vocab = {tok: i for i, tok in enumerate(specials + bytes_)}
     for tok in sorted(state["vocab"], key=state["vocab"].get):

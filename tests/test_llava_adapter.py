@@ -51,13 +51,6 @@ class TestLlava15Contract(AdapterContract):
         return llava15
 
 
-class TestLlava15ContractOddSizes(TestLlava15Contract):
-    """Sizes that no resize divides evenly (rounding of the resize and the crop offset). Not more
-    extreme: the crop of a 1:3 image leaves out the contract's markers altogether."""
-
-    image_sizes = ((97, 130), (150, 101))
-
-
 class TestLlava15PadToSquareContract(AdapterContract):
     """A LlavaImageProcessor with do_pad: the cells over the padding are declared off the image."""
 
@@ -82,12 +75,6 @@ class TestLlavaNextContract(AdapterContract):
     @classmethod
     def adapter(cls, llava_next):
         return llava_next
-
-
-class TestLlavaNextContractOddSizes(TestLlavaNextContract):
-    """A 1 x 3 and a 3 x 1 tile canvas, aspect ratios the canvas does not match."""
-
-    image_sizes = ((61, 203), (300, 97))
 
 
 def test_the_answer_is_the_space_piece_then_the_digit(llava15):

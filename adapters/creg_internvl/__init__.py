@@ -9,4 +9,5 @@ from creg.hookspecs import hookimpl
 
 @hookimpl
 def register_adapters(register):
-    register("internvl", "creg_internvl.adapter:InternVLAdapter")
+    register("internvl", "creg_internvl.adapter:InternVLAdapter",
+             description="InternVL 2.5/3 transformers-native (-hf) checkpoints, dynamic tiling with thumbnail, via transformers")

@@ -9,4 +9,5 @@ from creg.hookspecs import hookimpl
 
 @hookimpl
 def register_adapters(register):
-    register("llava", "creg_llava.adapter:LlavaAdapter")
+    register("llava", "creg_llava.adapter:LlavaAdapter",
+             description="LLaVA-1.5 and LLaVA-NeXT (llava-hf checkpoints: centre crop or pad, any-resolution tiles) via transformers")

@@ -1,31 +1,43 @@
-"""The shared state of one explained batch: one forward pass, cached gradients.
+"""The shared state of one explained batch: the passes the run's sources asked for, planned once.
 
-The runner builds one :class:`ExplainContext` per batch with the union of the sources'
-:class:`~creg.adapter.ForwardRequest`; sources read from it. Gradients of a target are taken
-once (``torch.autograd.grad`` with ``retain_graph``) and cached, so ``creg`` and ``gradxact``,
-or ``gradnorm`` and ``gradcam`` with the same target, share one backward pass.
+The runner builds one :class:`ExplainContext` per batch from the sources' requests
+(:class:`creg.relevance.SourceRequest`, :meth:`ExplainContext.for_sources`); sources read from
+it. The context knows no method; from the union of the requests it plans
 
-When the request asks for attentions, the context owns the ``on_attention`` fan-out: every
-streamed layer first updates the attention rollout's running product (:class:`AttentionRollout`,
-read by the ``attention_rollout`` source through :attr:`ExplainContext.attention_rollout`),
-then goes to the runner's own callback, if any. Only one layer's map is alive at a time.
+* **one gradient pass**: a forward pass keeping every hidden layer any source reads or
+  differentiates, and the vision activations if any source reads them or their gradient;
+* **one backward pass per gradient target**: the first time a target's gradient is asked for,
+  ``torch.autograd.grad`` takes it with respect to *every* layer (and the vision activations)
+  declared for that target by any source, and caches the result -- so ``creg`` and
+  ``random_ref``, or ``gradnorm``, ``gradxact`` and ``gradcam`` (target z_gt), share one
+  backward. A gradient nobody declared (a 0.1 source returning a bare
+  :class:`~creg.adapter.ForwardRequest`) is still served, with one more backward if need be;
+* **one attention pass**, only if a source requests attentions: a separate no-grad forward that
+  streams each decoder layer's attention map to the readers of those sources
+  (:meth:`creg.relevance.RelevanceSource.attention_reader`). Keeping it apart from the gradient
+  pass is what makes a source's numbers independent of the other sources in the run: the
+  gradient pass is the same forward (same attention kernels, same graph) whether or not an
+  attention source is present, and nothing in it keeps per-layer attention maps for backward.
+  An adapter whose attention maps do not change the numerics of a pass (it captures them
+  without switching kernels) says so with ``attentions_preserve_numerics = True``; the
+  gradient pass then streams them too and no second pass runs.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .adapter import ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
+from .adapter import AttentionCallback, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
 from .compass import uniform_cell_xy
+from .relevance import AttentionReader, RelevanceSource, SourceRequest, Target
 from .sample import Sample
 
-#: Gradient targets: a (b,) function of the class logits.
-#: ``gt`` = z_gt, ``pred`` = z_pred; ``*_contrastive`` = Eq. 1.
-Target = Literal["gt", "pred", "gt_contrastive", "pred_contrastive"]
+__all__ = ["DEFAULT_CELL_PX", "VISION", "ExplainContext", "Target", "contrastive_target", "default_layout",
+           "merge_requests"]
 
 #: Cell size (px) of the grid used for geometry-only sources when no model runs.
 DEFAULT_CELL_PX = 28
@@ -34,14 +46,9 @@ DEFAULT_CELL_PX = 28
 VISION = "vision"
 
 
-def merge_requests(requests: Sequence[ForwardRequest]) -> ForwardRequest:
-    """The smallest request that serves all of ``requests``."""
-    layers = sorted({l for r in requests for l in r.layers})
-    return ForwardRequest(
-        layers=tuple(layers),
-        vision_activations=any(r.vision_activations for r in requests),
-        attentions=any(r.attentions for r in requests),
-    )
+def merge_requests(requests: Sequence[SourceRequest | ForwardRequest]) -> SourceRequest:
+    """The smallest request that serves all of ``requests`` (:meth:`SourceRequest.union`)."""
+    return SourceRequest.union(requests)
 
 
 def contrastive_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -58,57 +65,72 @@ def contrastive_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 
 class ExplainContext:
-    """One batch of samples, the adapter (or None) and the shared forward pass."""
+    """One batch of samples, the adapter (or None) and the passes planned from ``request``.
+
+    ``request``: the union of the run's source requests (a :class:`SourceRequest`, a list of
+    them, or a bare :class:`ForwardRequest`). ``on_attention``: an extra callback that sees every
+    layer of the attention pass, if one runs.
+    """
 
     def __init__(
         self,
         samples: Sequence[Sample],
         adapter: VLMAdapter | None,
-        request: ForwardRequest = ForwardRequest(),
+        request: SourceRequest | ForwardRequest | Sequence[SourceRequest | ForwardRequest] = SourceRequest(),
         *,
         seed: int = 0,
-        on_attention=None,
+        on_attention: AttentionCallback | None = None,
     ):
         self.samples = list(samples)
         self.adapter = adapter
-        self.request = request
+        self.request = SourceRequest.union(request if isinstance(request, (list, tuple)) else [request])
         self.seed = seed
         self._on_attention = on_attention
-        self._rollout = AttentionRollout() if request.attentions else None
+        #: target -> (layers, vision) to differentiate in that target's one backward pass.
+        self._plan: dict[str, tuple[tuple[int, ...], bool]] = {
+            g.target: (g.layers, g.vision) for g in self.request.gradients
+        }
         #: target -> {layer index or VISION: gradient}; filled lazily, one backward per target.
         self._grads: dict[str, dict[int | str, torch.Tensor]] = {}
+        #: sources that read attention maps, served together by the first attention pass.
+        self._attention_sources: list[RelevanceSource] = []
+        self._readers: dict[RelevanceSource, AttentionReader] = {}
+        self._attention_output: ForwardOutput | None = None
+        #: number of backward passes taken (one per target when every source declared its gradients).
+        self.backward_passes = 0
+        #: number of attention passes run (one when the readers were registered by for_sources).
+        self.attention_passes = 0
 
+    @classmethod
+    def for_sources(
+        cls,
+        samples: Sequence[Sample],
+        adapter: VLMAdapter | None,
+        sources: Sequence[RelevanceSource],
+        *,
+        seed: int = 0,
+        on_attention: AttentionCallback | None = None,
+    ) -> "ExplainContext":
+        """The context for ``sources`` on one batch: their requests merged (geometry-only sources
+        and runs without a model request nothing), attention readers registered up front so that
+        one attention pass serves them all."""
+        model_sources = [s for s in sources if s.needs_model] if adapter is not None else []
+        requests = [SourceRequest.of(s.request()) for s in model_sources]
+        ctx = cls(samples, adapter, requests, seed=seed, on_attention=on_attention)
+        ctx._attention_sources = [s for s, r in zip(model_sources, requests) if r.attentions]
+        return ctx
+
+    # -- the gradient pass -------------------------------------------------------------------
     @cached_property
     def output(self) -> ForwardOutput:
-        """The one forward pass (run on first use)."""
+        """The gradient pass (run on first use): class logits, hidden states, vision activations."""
         if self.adapter is None:
             raise RuntimeError("this source needs a model, but the run has no adapter (--adapter none)")
-        callback = self._on_attention
-        if self._rollout is not None:
-            rollout, user = self._rollout, self._on_attention
-
-            def callback(layer_idx: int, attn: torch.Tensor) -> None:
-                rollout.update(layer_idx, attn)
-                if user is not None:
-                    user(layer_idx, attn)
-
-        return self.adapter.forward(self.samples, self.request, on_attention=callback)
-
-    @property
-    def attention_rollout(self) -> torch.Tensor:
-        """``(b, seq, seq)`` rollout product over all decoder layers (Abnar & Zuidema 2020).
-
-        Needs ``request.attentions``; runs the forward pass if it has not run yet.
-        """
-        if self._rollout is None:
-            raise RuntimeError("attention rollout needs ForwardRequest(attentions=True)")
-        self.output  # noqa: B018 -- the forward pass streams the layers into the rollout
-        if self._rollout.layers_seen != self.adapter.num_layers:
-            raise RuntimeError(
-                f"the adapter streamed {self._rollout.layers_seen} attention maps for "
-                f"{self.adapter.num_layers} decoder layers"
-            )
-        return self._rollout.product
+        request = self.request.forward_request()
+        if self._attention_sources and getattr(self.adapter, "attentions_preserve_numerics", False):
+            # the adapter streams attention maps without changing the pass: one pass serves both
+            return self._stream_attentions(self._attention_sources, request.model_copy(update={"attentions": True}))
+        return self.adapter.forward(self.samples, request)
 
     @property
     def has_model(self) -> bool:
@@ -139,15 +161,10 @@ class ExplainContext:
         """d target / d hidden[layer] for each layer, ``(b, seq, d)``; with ``vision=True`` also
         d target / d vision activations under the key :data:`VISION` (a list of ``(H_p, W_p, d_v)``).
 
-        One backward pass per target computes the gradients of *every* requested hidden layer at
-        once (reaching the earliest requested layer costs the same either way), and is cached.
-        When the forward kept vision activations (GradCAM is in the run), the backward of a
-        plain target (``gt``/``pred``, GradCAM's kind of target) also reaches them, so GradCAM and
-        the layer-(-2) baselines with target z_gt share a single backward pass. Contrastive
-        targets stop at the earliest hidden layer unless asked for ``vision``.
-
-        Samples are independent in the batch, so the gradient of the sum of per-sample targets
-        is each sample's own gradient.
+        The first call for a target takes one backward pass for everything the run's sources
+        declared for that target (a target nobody declared: every hidden layer of the pass),
+        plus anything this call asks for beyond it, and caches it. Samples are independent in
+        the batch, so the gradient of the sum of per-sample targets is each sample's own gradient.
         """
         out = self.output
         absent = [l for l in layers if l not in out.hidden]
@@ -156,58 +173,90 @@ class ExplainContext:
         if vision and out.vision_activations is None:
             raise KeyError("vision activations were not requested in the forward pass")
         cache = self._grads.setdefault(target, {})
-        missing_layers = [l for l in out.hidden if l not in cache]
-        wants_vision = out.vision_activations is not None and VISION not in cache and (
-            vision or (not cache and target in ("gt", "pred"))
-        )
-        need = [l for l in layers if l not in cache] + ([VISION] if vision and VISION not in cache else [])
-        if need:
-            keys: list[int | str] = list(missing_layers)
-            tensors = [out.hidden[l] for l in missing_layers]
-            if wants_vision:
-                keys.append(VISION)
-                tensors.extend(out.vision_activations)
+        if any(l not in cache for l in layers) or (vision and VISION not in cache):
+            planned_layers, planned_vision = self._plan.get(target, (tuple(out.hidden), False))
+            keys = [l for l in dict.fromkeys([*planned_layers, *layers]) if l not in cache and l in out.hidden]
+            with_vision = VISION not in cache and out.vision_activations is not None and (vision or planned_vision)
+            tensors = [out.hidden[l] for l in keys] + (list(out.vision_activations) if with_vision else [])
             tau = self.target_values(target).sum()
             grads = torch.autograd.grad(tau, tensors, retain_graph=True, allow_unused=True)
+            self.backward_passes += 1
             grads = [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, tensors)]
-            for k, g in zip(missing_layers, grads):
-                cache[k] = g
-            if wants_vision:
-                cache[VISION] = list(grads[len(missing_layers):])
+            cache.update(zip(keys, grads))
+            if with_vision:
+                cache[VISION] = grads[len(keys):]
         result: dict[int | str, torch.Tensor] = {l: cache[l] for l in layers}
         if vision:
             result[VISION] = cache[VISION]
         return result
 
+    @property
+    def differentiated_targets(self) -> set[str]:
+        """The gradient targets a backward pass has been taken for."""
+        return {t for t, grads in self._grads.items() if grads}
+
+    # -- the attention pass ------------------------------------------------------------------
+    def attention_reader(self, source: RelevanceSource) -> AttentionReader:
+        """``source``'s reader after the attention pass has streamed every decoder layer to it.
+
+        The first call runs the pass (no grad, separate from the gradient pass) for every source
+        registered by :meth:`for_sources` at once; a source that was not registered gets a pass
+        of its own.
+        """
+        if source in self._attention_sources:
+            self.output  # noqa: B018 -- may be the pass that streams the attention maps
+        if source not in self._readers:
+            if self.adapter is None:
+                raise RuntimeError("attention maps need a model, but the run has no adapter (--adapter none)")
+            pending = [s for s in self._attention_sources if s not in self._readers]
+            with torch.no_grad():
+                self._stream_attentions(pending if source in pending else [*pending, source], ForwardRequest(attentions=True))
+        return self._readers[source]
+
+    @property
+    def attention_output(self) -> ForwardOutput:
+        """The attention pass's output (class logits, layouts, answer positions); it has run."""
+        if self._attention_output is None:
+            raise RuntimeError("no attention pass has run (call attention_reader first)")
+        return self._attention_output
+
+    def _stream_attentions(self, sources: list[RelevanceSource], request: ForwardRequest) -> ForwardOutput:
+        """Run a pass with ``request`` (attentions on), streaming each layer to ``sources``' readers."""
+        readers = {s: s.attention_reader() for s in sources}
+        user = self._on_attention if self._attention_output is None else None
+        seen = 0
+
+        def fan_out(layer_idx: int, attn: torch.Tensor) -> None:
+            nonlocal seen
+            if layer_idx != seen:
+                raise RuntimeError(f"attention of layer {layer_idx} arrived after {seen} layers")
+            seen += 1
+            for reader in readers.values():
+                reader.update(layer_idx, attn)
+            if user is not None:
+                user(layer_idx, attn)
+
+        output = self.adapter.forward(self.samples, request, on_attention=fan_out)
+        if seen != self.adapter.num_layers:
+            raise RuntimeError(f"the adapter streamed {seen} attention maps for {self.adapter.num_layers} decoder layers")
+        self._attention_output = output
+        self._readers.update(readers)
+        self.attention_passes += 1
+        return output
+
+    def release(self) -> None:
+        """Drop the passes' outputs, the cached gradients and the attention readers (the autograd
+        graph and saved activations go with them), e.g. before COS's occluded passes. Layouts
+        needed afterwards must be read first; a later read of :attr:`output` runs the pass again."""
+        self.__dict__.pop("output", None)
+        self._grads.clear()
+        self._readers.clear()
+        self._attention_output = None
+
     def rng(self, i: int, salt: str) -> np.random.Generator:
         """A generator fixed by the run seed, the sample id and ``salt`` (e.g. the source name)."""
         key = f"{self.seed}/{self.samples[i].id}/{salt}".encode()
         return np.random.default_rng(list(key))
-
-
-class AttentionRollout:
-    """Attention rollout (Abnar & Zuidema 2020) accumulated while the layers stream by.
-
-    For each decoder layer ``l`` (in order) with attention ``A_l`` ``(b, heads, q, k)``:
-    heads are averaged, the identity (residual) is added and rows are re-normalised,
-    ``Â_l = (mean_heads A_l + I) / rowsum``; the product is ``R = Â_L @ ... @ Â_1``
-    ``(b, q, k)``. Only the running product and the current layer's map are alive.
-    Rows of padding queries (all keys masked, possibly NaN) are treated as zero attention.
-    """
-
-    def __init__(self) -> None:
-        self.product: torch.Tensor | None = None
-        self.layers_seen = 0
-
-    def update(self, layer_idx: int, attn: torch.Tensor) -> None:
-        if layer_idx != self.layers_seen:
-            raise RuntimeError(f"attention of layer {layer_idx} arrived after {self.layers_seen} layers")
-        with torch.no_grad():
-            a = torch.nan_to_num(attn.detach().float().mean(dim=1))  # b q k
-            a = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-            a = a / a.sum(dim=-1, keepdim=True)
-            self.product = a if self.product is None else torch.bmm(a, self.product)
-        self.layers_seen += 1
 
 
 def default_layout(image_size: tuple[int, int], cell_px: int = DEFAULT_CELL_PX) -> VisionLayout:

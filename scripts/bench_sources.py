@@ -152,12 +152,13 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--image", type=int, default=224, help="square image side (px)")
     p.add_argument("--no-captum", action="store_true")
+    p.add_argument("--sources", help="comma-separated subset of the sources to time (default: all)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     from creg.adapter import AdapterConfig
-    from creg.context import ExplainContext, merge_requests
+    from creg.context import ExplainContext
     from creg.plugins import get_plugins
     from creg_qwen2vl.adapter import Qwen2VLAdapter
     from creg_synthetic.scenes import scene_sample
@@ -194,7 +195,12 @@ def main(argv=None) -> int:
 
     def run_sources(batch, names):
         srcs = [plugins.load("source", n)() for n in names]
-        ctx = ExplainContext(batch, adapter, merge_requests([s.request() for s in srcs]))
+        if hasattr(ExplainContext, "for_sources"):
+            ctx = ExplainContext.for_sources(batch, adapter, srcs)
+        else:  # creg before the source requests (for before/after comparisons)
+            from creg.context import merge_requests
+
+            ctx = ExplainContext(batch, adapter, merge_requests([s.request() for s in srcs]))
         for s in srcs:
             s.explain(ctx)
 
@@ -204,20 +210,22 @@ def main(argv=None) -> int:
     if captum:
         captum["gradxact"]()
 
+    timed_sources = args.sources.split(",") if args.sources else SOURCES
     forward_times = []
     for rep in range(args.repeats):
         for s in samples:
             batch = [s]
             unit = min(timed(lambda: plain_forward(batch), device)[0] for _ in range(2))
             forward_times.append(unit)
-            for name in SOURCES:
+            for name in timed_sources:
                 record(name, batch, lambda: run_sources(batch, [name]), unit)
             record("all Table-1 sources", batch, lambda: run_sources(batch, TABLE1), unit)
             record("all sources", batch, lambda: run_sources(batch, SOURCES), unit)
             if captum and rep < args.captum_repeats:
                 runners = captum_runners(adapter, batch, chunk)
                 for name, fn in runners.items():
-                    record(f"captum:{name}", batch, fn, unit)
+                    if name in timed_sources:
+                        record(f"captum:{name}", batch, fn, unit)
             seq_lens.append(int(adapter.encode(batch)["input_ids"].shape[1]))
 
     med = lambda xs: statistics.median(xs)
@@ -229,7 +237,7 @@ def main(argv=None) -> int:
     print(f"1 unit = one plain no-grad forward = {1000 * med(forward_times):.1f} ms (median)\n")
     print("| source | time (forward units) | peak memory (MiB) | Captum equivalent (units) | Captum peak (MiB) | speed-up vs Captum |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name in SOURCES + ["all Table-1 sources", "all sources"]:
+    for name in timed_sources + ["all Table-1 sources", "all sources"]:
         u, m = med(units[name]), med(mems[name])
         c = f"captum:{name}"
         if c in units:

@@ -147,7 +147,7 @@ def _scene(i: int, ref=(40, 40, 80, 80), tgt=(140, 40, 180, 80), relation="right
 
 @pytest.fixture(scope="module")
 def fake():
-    from fake_vlm import FakeVLMAdapter
+    from creg.testing.fake_vlm import FakeVLMAdapter
 
     return FakeVLMAdapter(patch_px=14, seed=3)
 

@@ -26,7 +26,7 @@ def _quiet(_: str) -> None:
 
 @pytest.fixture(scope="module")
 def fake():
-    from fake_vlm import FakeVLMAdapter
+    from creg.testing.fake_vlm import FakeVLMAdapter
 
     return FakeVLMAdapter(patch_px=14, seed=5)
 

@@ -206,9 +206,9 @@ def test_all_sources_on_qwen_from_one_forward(qwen, samples, monkeypatch):
     calls = []
     real_forward = qwen.forward
     monkeypatch.setattr(qwen, "forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k))
-    ctx = ExplainContext(samples, qwen, merge_requests([s.request() for s in sources]))
+    ctx = ExplainContext.for_sources(samples, qwen, sources)
     for src in sources:
         for i, m in enumerate(src.explain(ctx)):
             assert tuple(m.values.shape) == ctx.layout(i).grid_hw, src.name
             assert torch.isfinite(m.values).all() and (m.values >= 0).all() and m.values.sum() > 0, src.name
-    assert len(calls) == 1
+    assert len(calls) == 2  # the gradient pass and the rollout's no-grad attention pass

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from creg.context import AttentionRollout, contrastive_target, default_layout
+from creg.context import contrastive_target, default_layout
+from creg.sources.attention_rollout import AttentionRollout
 from creg.sample import Box
 from creg.sources.contrastive_multilayer import aggregate_layers, layer_weights, normalise_per_layer
 from creg.sources.gradcam import gradcam_map
@@ -122,10 +123,22 @@ def test_rollout_two_layers_equals_direct_matrix_product():
     eye = torch.eye(s)
     m1, m2 = a1.mean(1) + eye, a2.mean(1) + eye
     m1, m2 = m1 / m1.sum(-1, keepdim=True), m2 / m2.sum(-1, keepdim=True)
-    assert torch.allclose(roll.product, m2 @ m1, atol=1e-6)
+    assert torch.allclose(roll.product(), m2 @ m1, atol=1e-6)
     # by hand for one entry: softmax rows sum to 1, so the normalisation is (A + I) / 2
     assert torch.allclose(m1, (a1.mean(1) + eye) / 2, atol=1e-6)
-    assert torch.allclose(roll.product.sum(-1), torch.ones(b, s), atol=1e-5)  # rows stay stochastic
+    assert torch.allclose(roll.product().sum(-1), torch.ones(b, s), atol=1e-5)  # rows stay stochastic
+    # the answer row propagated from the top (vector-matrix products) is the product's row
+    index = torch.tensor([s - 1, 2])
+    assert torch.allclose(roll.rows(index), (m2 @ m1)[torch.arange(b), index], atol=1e-6)
+
+
+def test_rollout_row_by_hand():
+    """Two layers, two tokens, one head: A1 = [[1, 0], [.5, .5]], A2 = [[1, 0], [0, 1]].
+    Â1 = [[1, 0], [.25, .75]], Â2 = [[1, 0], [0, 1]]; row 1 of Â2 Â1 = [.25, .75]."""
+    roll = AttentionRollout()
+    roll.update(0, torch.tensor([[[[1.0, 0.0], [0.5, 0.5]]]]))
+    roll.update(1, torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]]))
+    assert roll.rows(torch.tensor([1])).tolist() == [[0.25, 0.75]]
 
 
 def test_rollout_rejects_layers_out_of_order():

@@ -1,16 +1,11 @@
-"""Every relevance source end to end on the fake VLM (tests/fake_vlm.py): a real torch model."""
-
-import sys
-from pathlib import Path
+"""Every relevance source end to end on the fake VLM (creg.testing.fake_vlm): a real torch model."""
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+from creg.testing.fake_vlm import FakeVLMAdapter
 
-from fake_vlm import FakeVLMAdapter  # noqa: E402
-
-from creg.context import ExplainContext, contrastive_target, merge_requests  # noqa: E402
+from creg.context import ExplainContext, contrastive_target  # noqa: E402
 from creg.sources.attention_rollout import AttentionRolloutSource  # noqa: E402
 from creg.sources.contrastive_multilayer import CregGtSource, CregSource, aggregate_layers  # noqa: E402
 from creg.sources.gradcam import GradCamSource, gradcam_map  # noqa: E402
@@ -40,13 +35,19 @@ def samples():
 
 
 def make_ctx(adapter, samples, sources, **kw):
-    return ExplainContext(samples, adapter, merge_requests([s.request() for s in sources]), **kw)
+    return ExplainContext.for_sources(samples, adapter, sources, **kw)
 
 
-def test_all_sources_share_one_forward_and_return_grid_maps(adapter, samples):
+def test_all_sources_share_one_gradient_pass_and_return_grid_maps(adapter, samples, monkeypatch):
+    """All sources: one pass (the fake VLM streams attention maps without changing the pass, so
+    the rollout's maps come with the gradient pass), one backward per target (pred_contrastive,
+    gt_contrastive, gt)."""
     sources = [cls() for cls in ALL]
     before = adapter.forward_calls
     ctx = make_ctx(adapter, samples, sources)
+    grad_enabled = []
+    real_forward = adapter.forward
+    monkeypatch.setattr(adapter, "forward", lambda *a, **k: grad_enabled.append(torch.is_grad_enabled()) or real_forward(*a, **k))
     for src in sources:
         maps = src.explain(ctx)
         assert len(maps) == len(samples)
@@ -56,7 +57,8 @@ def test_all_sources_share_one_forward_and_return_grid_maps(adapter, samples):
             assert torch.isfinite(m.values).all() and (m.values >= 0).all(), src.name
             assert m.values.sum() > 0, src.name
             assert torch.equal(m.cell_xy, layout.cell_xy)
-    assert adapter.forward_calls == before + 1
+    assert adapter.forward_calls == before + 1 and grad_enabled == [True]
+    assert ctx.backward_passes == 3
 
 
 def test_eq1_eq2_eq3_creg_matches_direct_autograd_per_sample(adapter, samples):
@@ -253,7 +255,7 @@ def test_target_box_without_a_model_uses_the_default_grid(samples):
 
 
 def test_bad_options_and_unrequested_layers_fail_clearly(adapter, samples):
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="bogus"):
         CregSource(bogus=1)
     with pytest.raises(ValueError):
         GradXActSource(layer="-2,-3")

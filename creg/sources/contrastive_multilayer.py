@@ -17,15 +17,15 @@ the maxima before normalisation. A layer whose relevance is all zero gets r^(l) 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..adapter import ForwardRequest
-from ..context import ExplainContext, Target
-from ..relevance import RelevanceMap, RelevanceSource
+from ..context import ExplainContext
+from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest, Target
 from .gradxact import grad_times_act
-from ..options import parse_bool, parse_choice, parse_layers
+from .option_types import Layers, Lowercase
 from .token_grid import relevance_map, to_grid, vision_tokens
 
 #: the paper's default layers (Appendix A.3): the inputs of the last four decoder blocks.
@@ -55,11 +55,24 @@ def aggregate_layers(raw: torch.Tensor, normalize: str = "max") -> tuple[torch.T
     return torch.einsum("l,ln->n", weights, normalise_per_layer(raw, normalize)), weights
 
 
+class CregOptions(BaseModel):
+    """Options of ``creg``, ``creg_gt`` and ``random_ref``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: Layers = Field(DEFAULT_LAYERS, description="hidden-state indices L of Eq. 2-3, e.g. -2,-3,-4,-5 "
+                           "(the inputs of the last four decoder blocks, the paper's default)")
+    contrastive: bool = Field(True, description="target tau = z_tgt - z_neg of Eq. 1; false: tau = z_tgt "
+                              "(Table 5's 'no contrastive')")
+    normalize: Annotated[Literal["max", "minmax"], Lowercase] = Field(
+        "max", description="per-layer normalisation to [0, 1]: max (r / max r) or minmax")
+
+
 class CregSource(RelevanceSource):
     """CREG, prediction-targeted (the paper's recommended default, §6.4).
 
-    Options: ``layers`` (default "-2,-3,-4,-5"), ``contrastive`` (default true),
-    ``normalize`` (max | minmax, default max).
+    Options (:class:`CregOptions`): ``layers`` (default -2,-3,-4,-5), ``contrastive`` (default
+    true), ``normalize`` (max | minmax, default max).
     """
 
     name = "creg"
@@ -67,18 +80,20 @@ class CregSource(RelevanceSource):
     #: whose logit is z_tgt in Eq. 1.
     mode = "pred"
 
-    def __init__(self, *, layers: Any = DEFAULT_LAYERS, contrastive: Any = True, normalize: str = "max", **options: Any):
+    Options = CregOptions
+
+    def __init__(self, **options: Any):
         super().__init__(**options)
-        self.layers = parse_layers(layers)
-        self.contrastive = parse_bool(contrastive, "contrastive")
-        self.normalize = parse_choice(normalize, "normalize", ("max", "minmax"))
+        self.layers: tuple[int, ...] = self.options.layers
+        self.contrastive: bool = self.options.contrastive
+        self.normalize: str = self.options.normalize
 
     @property
     def target(self) -> Target:
         return f"{self.mode}_contrastive" if self.contrastive else self.mode  # type: ignore[return-value]
 
-    def request(self) -> ForwardRequest:
-        return ForwardRequest(layers=self.layers)
+    def request(self) -> SourceRequest:
+        return SourceRequest(gradients=(GradientRequest(target=self.target, layers=self.layers),))
 
     def vision_relevance(self, ctx: ExplainContext) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per sample: (``(n_vis,)`` combined relevance r_j, ``(l,)`` layer weights w_l)."""

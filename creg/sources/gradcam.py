@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..adapter import ForwardRequest
 from ..context import VISION, ExplainContext
-from ..relevance import RelevanceMap, RelevanceSource
+from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest
 from .token_grid import relevance_map
 
 
@@ -33,8 +32,8 @@ class GradCamSource(RelevanceSource):
     name = "gradcam"
     description = "GradCAM on the last vision-encoder layer, target z_gt, upsampled to the token grid (paper §5.1)"
 
-    def request(self) -> ForwardRequest:
-        return ForwardRequest(vision_activations=True)
+    def request(self) -> SourceRequest:
+        return SourceRequest(vision_activations=True, gradients=(GradientRequest(target="gt", vision=True),))
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         grads = ctx.gradients("gt", [], vision=True)[VISION]

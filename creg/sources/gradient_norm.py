@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..adapter import ForwardRequest
 from ..context import ExplainContext
-from ..relevance import RelevanceMap, RelevanceSource
-from ..options import parse_layers
+from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest
+from .option_types import Layer
 from .token_grid import token_relevance_maps
 
 
@@ -24,15 +24,17 @@ class GradientNormSource(RelevanceSource):
     name = "gradnorm"
     description = "gradient norm: ||d z_gt / d h^(-2)||_2 per vision token (paper §5.1)"
 
-    def __init__(self, *, layer: Any = -2, **options: Any):
-        super().__init__(**options)
-        layers = parse_layers(layer)
-        if len(layers) != 1:
-            raise ValueError(f"layer: one layer, got {layer!r}")
-        self.layer = layers[0]
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def request(self) -> ForwardRequest:
-        return ForwardRequest(layers=(self.layer,))
+        layer: Layer = Field(-2, description="one hidden-state index")
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.layer: int = self.options.layer
+
+    def request(self) -> SourceRequest:
+        return SourceRequest(gradients=(GradientRequest(target="gt", layers=(self.layer,)),))
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         norms = gradient_norm(ctx.gradients("gt", [self.layer])[self.layer])  # b seq

@@ -8,14 +8,14 @@ the paper names (GradCAM, IG, gradient norm); ``target=pred`` gives z_pred inste
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..adapter import ForwardRequest
 from ..context import ExplainContext
-from ..relevance import RelevanceMap, RelevanceSource
-from ..options import parse_choice, parse_layers
+from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest
+from .option_types import Layer, Lowercase
 from .token_grid import token_relevance_maps
 
 
@@ -30,16 +30,20 @@ class GradXActSource(RelevanceSource):
     name = "gradxact"
     description = "Grad x Act at layer -2, target z_gt, no contrastive target (paper §5.1)"
 
-    def __init__(self, *, layer: Any = -2, target: str = "gt", **options: Any):
-        super().__init__(**options)
-        layers = parse_layers(layer)
-        if len(layers) != 1:
-            raise ValueError(f"layer: one layer, got {layer!r} (multi-layer is the creg source)")
-        self.layer = layers[0]
-        self.target = parse_choice(target, "target", ("gt", "pred"))
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def request(self) -> ForwardRequest:
-        return ForwardRequest(layers=(self.layer,))
+        layer: Layer = Field(-2, description="one hidden-state index (multi-layer is the creg source)")
+        target: Annotated[Literal["gt", "pred"], Lowercase] = Field(
+            "gt", description="the plain logit differentiated: z_gt (the paper's baseline) or z_pred")
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.layer: int = self.options.layer
+        self.target: str = self.options.target
+
+    def request(self) -> SourceRequest:
+        return SourceRequest(gradients=(GradientRequest(target=self.target, layers=(self.layer,)),))
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         grad = ctx.gradients(self.target, [self.layer])[self.layer]

@@ -15,15 +15,16 @@ the model below the layer never runs again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..adapter import ForwardOutput, ForwardRequest, VLMAdapter
+from ..adapter import ForwardOutput, VLMAdapter
 from ..context import ExplainContext
-from ..relevance import RelevanceMap, RelevanceSource
-from ..options import parse_choice, parse_layers
+from ..relevance import RelevanceMap, RelevanceSource, SourceRequest
+from .option_types import Layer, Lowercase
 from .token_grid import token_relevance_maps
 
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -91,21 +92,25 @@ class IntegratedGradientsSource(RelevanceSource):
     name = "integrated_gradients"
     description = "integrated gradients at layer -2, zero baseline, 50 Gauss-Legendre steps, target z_gt (paper §5.1)"
 
-    def __init__(self, *, steps: Any = 50, method: str = "gausslegendre", layer: Any = -2, chunk: Any = 25, **options: Any):
-        super().__init__(**options)
-        self.steps = int(steps)
-        self.method = parse_choice(method, "method", METHODS)
-        integration_rule(self.steps, self.method)  # validate now, not mid-run
-        layers = parse_layers(layer)
-        if len(layers) != 1:
-            raise ValueError(f"layer: one layer, got {layer!r}")
-        self.layer = layers[0]
-        self.chunk = int(chunk)
-        if self.chunk < 1:
-            raise ValueError(f"chunk: need at least 1, got {chunk!r}")
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def request(self) -> ForwardRequest:
-        return ForwardRequest(layers=(self.layer,))
+        steps: int = Field(50, ge=2, description="number of path points (integration nodes)")
+        method: Annotated[Literal[METHODS], Lowercase] = Field(  # type: ignore[valid-type]
+            "gausslegendre", description="integration rule, as Captum names it: " + ", ".join(METHODS))
+        layer: Layer = Field(-2, description="one hidden-state index; only the blocks above it are replayed")
+        chunk: int = Field(25, ge=1, description="path points replayed per call (memory vs. speed)")
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.steps: int = self.options.steps
+        self.method: str = self.options.method
+        self.layer: int = self.options.layer
+        self.chunk: int = self.options.chunk
+
+    def request(self) -> SourceRequest:
+        # the forward keeps the layer (with its graph) for the replays; IG takes its own gradients
+        return SourceRequest(layers=(self.layer,))
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         gt = torch.tensor([s.option for s in ctx.samples])

@@ -28,6 +28,7 @@ from .registry import load_registry
 from .run_config import NO_MODEL, RunConfig, RunError, build_benchmark, build_sources, resolve_adapter  # noqa: F401 (re-exported)
 from .sample import Sample
 from .reporting.summary import markdown_table, summarize
+from .reporting.warnings import run_warnings
 from .store import Failure, RunWriter, describe_run
 
 #: Default of ``--max-failures``: stop when more than half of the samples tried have failed
@@ -240,11 +241,13 @@ class Runner:
         summary: dict[str, Any] = {}
         table = ""
         try:
+            records = store.records_so_far()
             summary = summarize(
-                store.records_so_far(), names, seed=self.config.seed, complete=complete, skipped=all_skipped,
+                records, names, seed=self.config.seed, complete=complete, skipped=all_skipped,
                 bench=self.config.bench, adapter=self.config.adapter, metrics=self._metrics(),
                 elapsed_s=round(time.perf_counter() - t0, 2),
             )
+            summary["warnings"] = run_warnings(store.doc, summary, records)
             title = f"{self.config.bench} · {self.config.adapter} · n={summary['n_samples']}"
             table = markdown_table(summary, title, metrics=self._metrics())
             store.write_summary(summary, table)

@@ -34,6 +34,8 @@ def report_cmd(run_dir: str, no_figures: bool, fmt: str, dpi: int, html: bool, h
             report = build_report(Path(run_dir), figures=False, **kw)
     except (ReportError, MetricsMissing) as e:
         fail(str(e))
+    for w in report["summary"].get("warnings") or []:
+        log(f"warning: {w['message']}")
     made = [str(Path(run_dir) / "report.md"), "report.json"] + (["report.html"] if report.get("html") else [])
     click.echo(f"wrote {', '.join(made)}" +
                (f" and {len(report['figures'])} figures in {Path(run_dir) / 'figures'}" if report["figures"] else ""))

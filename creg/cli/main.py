@@ -14,6 +14,7 @@ from .analyze import analyze_group
 from .explain import explain_cmd
 from .list_plugins import list_cmd
 from .report import report_cmd
+from .reproduce import reproduce_cmd
 from .run import run_cmd
 
 
@@ -23,7 +24,7 @@ def cli() -> None:
     """creg: which direction does a vision-language model believe B lies from A?"""
 
 
-for _command in (list_cmd, run_cmd, report_cmd, explain_cmd, analyze_group):
+for _command in (list_cmd, run_cmd, report_cmd, explain_cmd, analyze_group, reproduce_cmd):
     cli.add_command(_command)
 
 

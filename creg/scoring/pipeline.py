@@ -24,9 +24,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from ..adapter import ForwardRequest
 from ..compass import Compass, project_to_compass
-from ..context import ExplainContext, merge_requests
+from ..context import ExplainContext
 from ..metrics import direction_alignment_error, edge_hit
 from ..occlusion import CosQuery, Operator, causal_occlusion
 from ..relevance import RelevanceMap
@@ -162,8 +161,7 @@ def explain_batch(batch: Sequence[Sample], sources: Sequence[Any], adapter, sett
     batch = list(batch)
     who = f"adapter {adapter_name!r}"
     result = BatchResult()
-    request = merge_requests([s.request() for s in sources if s.needs_model]) if adapter is not None else ForwardRequest()
-    ctx = ExplainContext(batch, adapter, request, seed=seed)
+    ctx = ExplainContext.for_sources(batch, adapter, sources, seed=seed)
     failed: dict[int, SampleError] = {}
     logits = None
     if adapter is not None:

@@ -8,7 +8,7 @@ is written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -43,7 +43,7 @@ class RunConfig(BaseModel):
     k: int = Field(8, ge=1)
     sigma_r: float = Field(0.6, gt=0)
     rho_r: float = Field(2.0, gt=0)
-    batch_size: int = Field(1, ge=1)
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 1  # "auto": creg.batching.resolve_batch_size
     cos: bool = False  # causal occlusion (Eq. 8) per sample and source, see creg.occlusion
     cos_op: Operator = "grey"
     registry: list[str] = Field(default_factory=list)

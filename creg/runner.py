@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .adapter import VLMAdapter
 from .plugins import Plugins, get_plugins
@@ -163,18 +163,45 @@ class Runner:
         return len(result.scored) if result is not None else 0
 
     def _batches(self, samples: Iterator[Sample], done_ids: set[str], bar) -> Iterator[list[Sample]]:
-        batch: list[Sample] = []
-        for s in samples:
-            if s.id in done_ids:
-                if bar is not None:
-                    bar.update(1)
-                continue
-            batch.append(s)
-            if len(batch) == self.config.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        """Batches of similar sequence length (creg.batching), without the finished samples."""
+        from functools import partial
+
+        from .batching import batches, length_key
+
+        return batches(samples, self.batch_size, skip=done_ids, key=partial(length_key, adapter=self._adapter),
+                       on_skip=(lambda _s: bar.update(1)) if bar is not None else None)
+
+    @property
+    def batch_size(self) -> int:
+        """The batch size in use: ``--batch-size``, with ``auto`` resolved (:func:`resolve_batch_size`)."""
+        if getattr(self, "_batch_size", None) is None:
+            from .batching import resolve_batch_size
+
+            adapter = self.adapter
+            self._batch_size = resolve_batch_size(
+                self.config.batch_size, device=getattr(adapter, "device", None) if adapter is not None else None,
+                try_batch=self._probe_batch if adapter is not None else None)
+            if self.config.batch_size != self._batch_size:
+                self.log(f"--batch-size {self.config.batch_size}: {self._batch_size}")
+        return self._batch_size
+
+    def _probe_batch(self, n: int) -> None:
+        """One explain pass over ``n`` copies of the longest of the first samples (``--batch-size auto``)."""
+        from itertools import islice
+
+        from .batching import MAX_AUTO_BATCH, length_key
+        from .scoring.pipeline import explain_batch
+
+        if not hasattr(self, "_probe_sample"):
+            first = list(islice(self.benchmark.samples(), MAX_AUTO_BATCH))
+            self._probe_sample = max(first, key=lambda s: length_key(s, self._adapter)) if first else None
+        if self._probe_sample is not None:
+            explain_batch([self._probe_sample] * n, self.sources, self.adapter, self.settings, seed=self.config.seed,
+                          adapter_name=self.config.adapter)
+
+    def execution(self) -> dict[str, Any]:
+        """How this process runs (not part of what a resume must match): the resolved batch size."""
+        return {"batch_size": self.batch_size}
 
     def _check_failures(self, tried: int, failed: int) -> None:
         limit = self.max_failures
@@ -193,13 +220,15 @@ class Runner:
             with RunWriter(self.out, self.describe(), sources=[s.name for s in self.sources],
                            overwrite=self.overwrite, log=self.log) as store:
                 self.adapter  # noqa: B018 - load (and so validate) the model before the directory changes
+                store.doc["execution"] = self.execution()
                 store.start()
                 return self._run(store)
         finally:
             restore()
 
-    def _run(self, store: RunWriter) -> RunResult:
-        names = [s.name for s in self.sources]
+    def _run(self, store: RunWriter, samples: Iterable[Sample] | None = None, *, summary: bool = True) -> RunResult:
+        """The loop over ``samples`` (default: the benchmark's), writing into ``store``; then the
+        summary (``summary=False``: the caller merges and summarises, :mod:`creg.distributed`)."""
         done_ids = set(store.done_ids)
         resumed = len(done_ids)
         if resumed:
@@ -210,7 +239,8 @@ class Runner:
             from tqdm.auto import tqdm
 
             expected = getattr(self.benchmark, "expected_count", None)
-            total = expected() if callable(expected) else getattr(self.benchmark, "n", None)
+            total = len(samples) if isinstance(samples, Sequence) else (
+                expected() if callable(expected) else getattr(self.benchmark, "n", None))
             bar = tqdm(total=total, unit="sample", desc=f"{self.config.bench}", dynamic_ncols=True)
         processed = tried = failed = 0
         failures: dict[str, int] = {}
@@ -219,7 +249,8 @@ class Runner:
         error: BaseException | None = None
         t0 = time.perf_counter()
         try:
-            for batch in self._batches(iter(self.benchmark.samples()), done_ids, bar):
+            stream = self.benchmark.samples() if samples is None else samples
+            for batch in self._batches(iter(stream), done_ids, bar):
                 n_ok = self._process(batch, store, failures)
                 processed += n_ok
                 tried += len(batch)
@@ -234,30 +265,37 @@ class Runner:
         finally:
             if bar is not None:
                 bar.close()
-        bench_skipped = dict(getattr(self.benchmark, "skipped", {}) or {})
-        all_skipped = dict(bench_skipped)
-        for f in store.failures():
-            all_skipped[f.reason] = all_skipped.get(f.reason, 0) + 1
-        summary: dict[str, Any] = {}
+        summary_doc: dict[str, Any] = {}
         table = ""
+        all_skipped: dict[str, int] = {}
         try:
-            records = store.records_so_far()
-            summary = summarize(
-                records, names, seed=self.config.seed, complete=complete, skipped=all_skipped,
-                bench=self.config.bench, adapter=self.config.adapter, metrics=self._metrics(),
-                elapsed_s=round(time.perf_counter() - t0, 2),
-            )
-            summary["warnings"] = run_warnings(store.doc, summary, records)
-            title = f"{self.config.bench} · {self.config.adapter} · n={summary['n_samples']}"
-            table = markdown_table(summary, title, metrics=self._metrics())
-            store.write_summary(summary, table)
+            if summary:
+                summary_doc, table, all_skipped = self.write_summary(store, complete=complete,
+                                                                     elapsed_s=round(time.perf_counter() - t0, 2))
         except Exception as e:  # noqa: BLE001 - the first error is the one to report
             if error is None:
                 raise
             self.log(f"could not write the summary either: {type(e).__name__}: {e}")
         if error is not None:
             raise error
-        return RunResult(self.out, summary, table, processed, resumed, all_skipped)
+        return RunResult(self.out, summary_doc, table, processed, resumed, all_skipped)
+
+    def write_summary(self, store: RunWriter, *, complete: bool, elapsed_s: float) -> tuple[dict[str, Any], str, dict[str, int]]:
+        """Summarise every finished sample of ``store``: ``summary.json`` and ``table.md``."""
+        names = [s.name for s in self.sources]
+        all_skipped = dict(getattr(self.benchmark, "skipped", {}) or {})
+        for f in store.failures():
+            all_skipped[f.reason] = all_skipped.get(f.reason, 0) + 1
+        records = store.records_so_far()
+        summary = summarize(
+            records, names, seed=self.config.seed, complete=complete, skipped=all_skipped,
+            bench=self.config.bench, adapter=self.config.adapter, metrics=self._metrics(), elapsed_s=elapsed_s,
+        )
+        summary["warnings"] = run_warnings(getattr(store, "doc", None), summary, records)
+        title = f"{self.config.bench} · {self.config.adapter} · n={summary['n_samples']}"
+        table = markdown_table(summary, title, metrics=self._metrics())
+        store.write_summary(summary, table)
+        return summary, table, all_skipped
 
     def _metrics(self):
         if not hasattr(self, "_metric_registry"):

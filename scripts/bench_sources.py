@@ -18,11 +18,14 @@ Captum equivalents run on the same HF model and inputs:
 * gradcam   -> LayerGradientXActivation(multiply_by_inputs=False) on the last vision block's output;
 * integrated_gradients -> LayerIntegratedGradients on the last block's input, 50 Gauss-Legendre
                steps, the full model run per path point (Captum derives the layer's path from the
-               model input, so it cannot skip the layers below; the baseline input is the input
-               itself -- same cost, the numbers are not used), internal batch = our chunk.
+               model input, so it cannot skip the layers below); the zero baseline at the layer is
+               made by a multiplier on the layer's input (1 for the input, 0 for the baseline),
+               internal batch = our chunk. scripts/bench_throughput.py also runs Captum's fairer
+               set-up, a forward that starts at layer -2.
 
-Memory: CUDA -> torch.cuda.max_memory_allocated above the level before the call; CPU -> peak
-process RSS above the level before the call, sampled every 2 ms from /proc/self/statm.
+Memory: CUDA -> torch.cuda.max_memory_allocated above the level before the call; CPU -> the
+process's RSS high-water mark (reset before the call) above its RSS before the call, with
+glibc's mmap threshold lowered so that freed tensors leave RSS.
 
 Example (the docs/speed.md run)::
 
@@ -32,11 +35,9 @@ Example (the docs/speed.md run)::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -48,15 +49,22 @@ SOURCES = ["creg", "creg_gt", "gradxact", "gradnorm", "gradcam", "integrated_gra
 
 
 class PeakMemory:
-    """Peak memory (MiB) above the level at entry: CUDA allocator, or process RSS on CPU."""
+    """Peak memory (MiB) above the level at entry: CUDA allocator, or on CPU the process's RSS
+    high-water mark (VmHWM, reset at entry through /proc/self/clear_refs) above its RSS at entry.
+    main() lowers glibc's mmap threshold so that freed tensors leave RSS: the earlier version
+    read RSS growth, which misses memory the allocator already held (0 MiB for most sources)."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.peak_mib = 0.0
 
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    @staticmethod
+    def _status(field: str) -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+        return 0
 
     def __enter__(self):
         if self.device.type == "cuda":
@@ -64,27 +72,17 @@ class PeakMemory:
             self._base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
         else:
-            self._base = self._rss()
-            self._max = self._base
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self._base = self._status("VmRSS")
         return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self._max = max(self._max, self._rss())
-            time.sleep(0.002)
 
     def __exit__(self, *exc):
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             self.peak_mib = (torch.cuda.max_memory_allocated() - self._base) / 2**20
         else:
-            self._stop.set()
-            self._thread.join()
-            self._max = max(self._max, self._rss())
-            self.peak_mib = (self._max - self._base) / 2**20
+            self.peak_mib = (self._status("VmHWM") - self._base) / 2**20
 
 
 def timed(fn, device):
@@ -120,6 +118,16 @@ def captum_runners(adapter, samples, chunk):
         out = adapter.model(input_ids=input_ids, **rest, use_cache=False, logits_to_keep=1)
         return out.logits[:, -1, option_ids].float()
 
+    def option_logits_gated(g, state):
+        r = g.shape[0] // b
+        state["g"] = g
+        try:
+            rest = {k: v.repeat(r, *([1] * (v.dim() - 1))) for k, v in batch.items()}
+            out = adapter.model(**rest, use_cache=False, logits_to_keep=1)
+        finally:
+            state.pop("g", None)
+        return out.logits[:, -1, option_ids].float()
+
     def contrastive(input_ids):
         z = option_logits(input_ids)
         return contrastive_target(z, z.detach().argmax(1))[:, None]
@@ -133,10 +141,36 @@ def captum_runners(adapter, samples, chunk):
         "gradnorm": lambda: lgxa(text.layers[-1], multiply_by_inputs=False).attribute(
             ids, target=gt, attribute_to_layer_input=True).norm(dim=-1),
         "gradcam": lambda: lgxa(vision_last, multiply_by_inputs=False).attribute(ids, target=gt),
-        "integrated_gradients": lambda: LayerIntegratedGradients(option_logits, text.layers[-1]).attribute(
-            ids, baselines=ids, target=gt, n_steps=50, method="gausslegendre", internal_batch_size=chunk * b,
-            attribute_to_layer_input=True),
+        # zero baseline *at the layer*: a multiplier on the last block's input (1 for the input, 0 for the
+        # baseline); the earlier `baselines=ids` made the layer's baseline equal its input (all-zero attributions)
+        "integrated_gradients": lambda: _gated_lig(adapter, batch, option_logits_gated, text.layers[-1], gt, chunk * b),
     }
+
+
+def _gated_lig(adapter, batch, forward, layer, gt, internal):
+    from captum.attr import LayerIntegratedGradients
+
+    b = gt.shape[0]
+    state = {}
+
+    def scale_input(module, args, kwargs):
+        g = state.get("g")
+        if g is None:
+            return None
+        if args:
+            return (args[0] * g.view(-1, 1, 1).to(args[0].dtype), *args[1:]), kwargs
+        kwargs = dict(kwargs)
+        kwargs["hidden_states"] = kwargs["hidden_states"] * g.view(-1, 1, 1).to(kwargs["hidden_states"].dtype)
+        return args, kwargs
+
+    handle = layer.register_forward_pre_hook(scale_input, with_kwargs=True, prepend=True)
+    try:
+        one = torch.ones(b, dtype=torch.float32, device=adapter.device)
+        return LayerIntegratedGradients(lambda g: forward(g, state), layer).attribute(
+            one, baselines=torch.zeros_like(one), target=gt, n_steps=50, method="gausslegendre",
+            internal_batch_size=internal, attribute_to_layer_input=True)
+    finally:
+        handle.remove()
 
 
 def main(argv=None) -> int:
@@ -156,6 +190,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    try:  # freed tensors leave RSS, so the per-call high-water mark sees every allocation
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+    except OSError:
+        pass
     torch.manual_seed(0)
     from creg.adapter import AdapterConfig
     from creg.context import ExplainContext

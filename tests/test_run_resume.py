@@ -107,7 +107,8 @@ def test_sigkill_then_rerun_processes_every_sample_once(tmp_path, plugin_env):
 
 def test_ctrl_c_leaves_a_partial_summary(tmp_path, plugin_env):
     out = tmp_path / "run"
-    proc = _start_and_wait(out, plugin_env, min_lines=4)
+    # 0.2 s per sample: on a loaded machine 30 x 0.05 s could end before the signal arrives
+    proc = _start_and_wait(out, dict(plugin_env, CREG_TEST_SLOW_S="0.2"), min_lines=4)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()[-2000:]

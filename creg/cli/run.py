@@ -23,6 +23,18 @@ DATA_DIR_ENV = "CREG_DATA_DIR"
 
 
 
+class _BatchSizeText(click.ParamType):
+    """``N`` or ``auto``, passed through: run_cmd checks it (creg.batching.parse_batch_size, a one-line error)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+_BATCH_SIZE = _BatchSizeText()
+
+
 def _default_out(config) -> Path:
     ident = json.dumps(config.identity(), sort_keys=True, default=str)
     h = hashlib.sha1(ident.encode()).hexdigest()[:8]
@@ -38,7 +50,9 @@ def _default_out(config) -> Path:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="run directory (default: runs/BENCH-ADAPTER-HASH)")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar=DATA_DIR_ENV, help=f"dataset root (or ${DATA_DIR_ENV})")
-@click.option("--batch-size", type=int, default=1, show_default=True)
+@click.option("--batch-size", type=_BATCH_SIZE, default=1, show_default=True,
+              help="samples per forward pass, grouped by similar length; auto: the largest that fits the GPU "
+                   "(8 on the CPU) -- docs/speed.md")
 @click.option("--k", "k", type=int, default=8, show_default=True, help="compass sectors")
 @click.option("--sigma-r", type=float, default=0.6, show_default=True)
 @click.option("--rho-r", type=float, default=2.0, show_default=True)
@@ -67,6 +81,14 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
             adapter = DEFAULT_ADAPTER if DEFAULT_ADAPTER in load_registry(registries) else "none"
         except RegistryError as e:
             fail(str(e))
+    from ..batching import parse_batch_size
+    from ..distributed import run as run_here_or_distributed, world_from_env
+
+    try:
+        batch_size = parse_batch_size(batch_size)
+        world = world_from_env()  # set by torchrun: this process is one rank of a data-parallel run
+    except ValueError as e:
+        fail(str(e))
     try:
         config = RunConfig(
             adapter=adapter, model=model, dtype=dtype, device=device, prompt=prompt,
@@ -79,7 +101,7 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
         out_dir = Path(out) if out else _default_out(config)
         runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress,
                         log=lambda m: click.echo(m, err=True), max_failures=max_failures)
-        result = runner.run()
+        result = run_here_or_distributed(runner, world=world)  # one process, or one rank of a torchrun launch
     except UnknownName as e:
         fail(str(e))
     except (RunError, RegistryError, PluginLoadError) as e:
@@ -91,6 +113,8 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
 
         what, code = ("terminated (SIGTERM)", 143) if isinstance(e, Terminated) else ("interrupted", 130)
         fail(f"{what}; the partial run is in {out_dir}: re-run the same command to continue", code)
+    if result is None:  # a rank other than 0 of a data-parallel run: rank 0 prints the merged result
+        return
     click.echo(result.table)
     click.echo(f"run directory: {result.out}  (records.jsonl, summary.json, table.md)")
 

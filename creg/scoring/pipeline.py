@@ -202,9 +202,13 @@ def explain_batch(batch: Sequence[Sample], sources: Sequence[Any], adapter, sett
     cos_true: dict[int, Any] = {}
     cos_queries = [q for q in cos_queries if q[0] not in failed]
     if settings.cos and adapter is not None and cos_queries:
+        cell_xy = [ctx.layout(i).cell_xy for i in range(len(batch))]
+        # the sources are done: free the graph, saved activations and gradients before the occluded passes
+        raw = maps = None  # noqa: F841 - the logits hold the autograd graph
+        ctx.release()
         with blame(f"{who} (causal occlusion)"):
             entries = causal_occlusion(adapter, batch, [q for _, _, q in cos_queries], k=settings.k, rho_r=settings.rho_r,
-                                       op=settings.cos_op, cell_xy=[ctx.layout(i).cell_xy for i in range(len(batch))])
+                                       op=settings.cos_op, cell_xy=cell_xy)
         by_sample_source = {(i, j): e for (i, j, _), e in zip(cos_queries, entries)}
         for (i, j), entry in by_sample_source.items():
             if entry is None:

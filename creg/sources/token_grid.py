@@ -36,7 +36,8 @@ def relevance_map(grid: torch.Tensor, layout: VisionLayout, ref_box: Box | None 
 def token_relevance_maps(token_values: torch.Tensor, ctx: "ExplainContext") -> list[RelevanceMap]:
     """``(b, seq)`` per-token relevance of ``ctx``'s batch -> one map per sample on its vision grid."""
     maps = []
+    values = token_values.detach().float().cpu()  # one device-to-host copy per batch, not one per sample
     for i in range(len(ctx.samples)):
         layout = ctx.layout(i)
-        maps.append(relevance_map(to_grid(vision_tokens(token_values[i], layout), layout), layout))
+        maps.append(relevance_map(to_grid(vision_tokens(values[i], layout), layout), layout))
     return maps

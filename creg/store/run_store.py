@@ -32,6 +32,7 @@ from ..run_config import RunError
 from .files import (DirLock, LockBusy, append_lines, dumps, read_json_lines, write_atomic,
                     write_json_atomic)
 from .identity import resume_differences
+from .parts import absorb_parts
 from .schema import READABLE_VERSIONS, SCHEMA_VERSION, Failure, SampleFacts, SourceRow
 
 CONFIG = "config.json"
@@ -340,6 +341,9 @@ class RunWriter(RunStore):
         self._loaded = False
         if self.is_run_dir(self.path):
             self._repair()
+            # parts left by an interrupted data-parallel run (creg.store.parts), whatever its rank count
+            if absorb_parts(self):
+                self.log(f"{self.path.name}: merged the finished samples of an interrupted multi-process run")
         write_json_atomic(self.path / CONFIG, self.doc)
         self._config = self.doc
 

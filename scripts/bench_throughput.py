@@ -1,0 +1,529 @@
+#!/usr/bin/env python
+"""Throughput of creg: samples/s by batch size and by number of ranks, cost per source in
+forward-pass units (FPU), peak memory per phase, --cos overhead, integrated gradients vs Captum.
+
+Every figure is a ratio measured inside one process (the ranks section starts its worker
+processes from it), so the load of a shared machine cancels as far as it can:
+
+* time is **process CPU time** (``time.process_time``) with one intra-op thread, except for
+  the ranks section, which needs wall-clock time (it prints each rank's CPU/wall share too: a
+  rank that got less than a whole core shows it);
+* 1 FPU = one plain no-grad ``adapter.forward`` of the same sample, timed right before (the
+  smaller of that and the sample's own unit is used);
+* memory is the **peak process RSS above the phase's starting RSS** on CPU: the kernel's
+  high-water mark (VmHWM) is reset per phase through ``/proc/self/clear_refs`` and glibc's mmap
+  threshold is lowered to 64 KiB so that freed tensors leave RSS (torch has no CPU allocator
+  statistics; tracemalloc cannot see its memory). On CUDA, ``torch.cuda.max_memory_allocated``.
+
+Sections (``--sections``, default all):
+
+* ``batch``  toy model (the ``qwen2vl-toy`` preset): samples/s of the Table-1 sources through the
+  run pipeline (:func:`creg.scoring.explain_batch`) at batch sizes 1, 4 and 16; --cos overhead.
+* ``ranks``  toy model: 1 process vs 2 processes, each with its strided share of the same samples
+  (what ``torchrun --nproc-per-node 2 -m creg run`` does after start-up).
+* ``fpu``    a random Qwen2-VL of the same depth as Qwen2-VL-2B/7B (28 decoder layers, smaller
+  width, ``--hidden``) at 64/256/1024 vision tokens: FPU per source and for the Table-1 set, and
+  --cos overhead; the toy model's FPU too.
+* ``memory`` the same model: the Table-1 set's peak memory per phase, and COS's with the graph
+  of the sources still alive (as before this change) and freed first (now).
+* ``captum`` the same model: ``integrated_gradients`` vs Captum's ``LayerIntegratedGradients`` run
+  two ways, with equal results checked: (a) on a forward that starts at layer -2 (the last
+  block, final norm and lm_head: Captum's fairest set-up, top layers only) and (b) on the full
+  model (a multiplier on the layer's input gives the zero baseline at the layer).
+* ``profile`` torch.profiler on the toy model's Table-1 batch: where CPU time goes, and the host
+  synchronisations (``aten::item`` / ``_local_scalar_dense`` / device-to-host copies) per sample.
+
+Example (docs/speed.md)::
+
+    nice -n 19 python scripts/bench_throughput.py --sections batch,ranks,profile
+    nice -n 19 python scripts/bench_throughput.py --sections fpu,memory,captum --hidden 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+TABLE1 = ["creg", "creg_gt", "attention_rollout", "gradnorm", "integrated_gradients", "gradcam", "random", "oracle"]
+PER_SOURCE = ["creg", "creg_gt", "gradxact", "gradnorm", "gradcam", "integrated_gradients", "attention_rollout"]
+TOKEN_SIDES = {64: 224, 256: 448, 1024: 896}  # vision tokens -> square image side (28 px per token)
+
+
+# -- measurement helpers --------------------------------------------------------------------
+def lower_mmap_threshold() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+    except OSError:
+        pass
+
+
+def _status(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class PhasePeak:
+    """Peak memory (MiB) of a phase above its start: RSS high-water (CPU) or CUDA allocator."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.mib = device, 0.0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.base = _status("VmRSS")
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.mib = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        else:
+            self.mib = (_status("VmHWM") - self.base) / 2**20
+
+
+_CUDA = False  # set by --device cuda: time is then wall-clock between device synchronisations
+
+
+def cpu_time(fn) -> float:
+    """Process CPU time of ``fn()`` (on CUDA: wall-clock time, synchronised)."""
+    if _CUDA:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        return time.perf_counter() - t0
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+# -- models ---------------------------------------------------------------------------------
+def load_toy():
+    from creg.plugins import get_plugins
+    from creg.registry import load_registry
+    from creg.run_config import RunConfig, resolve_adapter
+
+    cls, cfg = resolve_adapter(RunConfig(adapter="qwen2vl-toy", device="cpu", dtype="float32"), get_plugins(), load_registry([]))
+    return cls.load(cfg)
+
+
+def load_deep(hidden: int, layers: int, model_dir: str | None, device: str = "cpu", dtype: str = "float32"):
+    from creg.adapter import AdapterConfig
+    from creg_qwen2vl.adapter import Qwen2VLAdapter
+
+    if model_dir is None:
+        from creg_qwen2vl.tiny import build_tiny_qwen2vl
+
+        heads = max(2, hidden // 64)
+        model_dir = str(build_tiny_qwen2vl(
+            Path(tempfile.mkdtemp(prefix="bench_qwen2vl_")), seed=0, text_hidden_size=hidden, text_layers=layers,
+            text_heads=heads, text_kv_heads=2, text_intermediate_size=4 * hidden, vision_embed_dim=128,
+            vision_heads=4, vision_depth=4, max_pixels=896 * 896))
+    return Qwen2VLAdapter.load(AdapterConfig(model=model_dir, dtype=dtype, device=device)), model_dir
+
+
+def synthetic(n: int, side: int = 224, start: int = 0):
+    from creg_synthetic.scenes import scene_sample
+
+    return [scene_sample(0, start + i, (side, side)) for i in range(n)]
+
+
+def sources(names):
+    from creg.plugins import get_plugins
+
+    plugins = get_plugins()
+    return [plugins.load("source", n)() for n in names]
+
+
+# -- batch sizes ----------------------------------------------------------------------------
+def section_batch(args) -> None:
+    from creg.scoring.pipeline import ScoringSettings, explain_batch
+
+    adapter = load_toy()
+    srcs = sources(TABLE1)
+    samples = synthetic(args.n_batch)
+    plain, cos = ScoringSettings(), ScoringSettings(cos=True)
+
+    def run(size, settings):
+        for i in range(0, len(samples), size):
+            explain_batch(samples[i:i + size], srcs, adapter, settings)
+
+    run(4, plain)  # warm-up
+    times: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        for size in (1, 4, 16):
+            times.setdefault(f"b{size}", []).append(cpu_time(lambda: run(size, plain)))
+        for size in (1, 16):
+            times.setdefault(f"b{size}+cos", []).append(cpu_time(lambda: run(size, cos)))
+    sps = {k: len(samples) / min(v) for k, v in times.items()}
+    print(f"\n## Batch size (toy model, Table-1 sources, {len(samples)} samples, CPU time, best of {args.repeats})\n")
+    print("| batch size | samples/s | vs batch 1 | with --cos: samples/s | --cos adds |")
+    print("|---:|---:|---:|---:|---:|")
+    for size in (1, 4, 16):
+        c = sps.get(f"b{size}+cos")
+        extra = f"| {c:.1f} | {sps[f'b{size}'] / c - 1:+.2f}x |" if c else "| - | - |"
+        print(f"| {size} | {sps[f'b{size}']:.1f} | {sps[f'b{size}'] / sps['b1']:.2f}x {extra}")
+
+
+# -- ranks ----------------------------------------------------------------------------------
+def _rank_worker(rank: int, size: int, n: int, barrier, results) -> None:
+    torch.set_num_threads(1)
+    from creg.distributed import shard
+    from creg.scoring.pipeline import ScoringSettings, explain_batch
+
+    adapter = load_toy()
+    srcs = sources(TABLE1)
+    mine = shard(synthetic(n), rank, size)
+    explain_batch(mine[:1], srcs, adapter, ScoringSettings())  # warm-up
+    barrier.wait()
+    w0, c0 = time.time(), time.process_time()
+    for s in mine:
+        explain_batch([s], srcs, adapter, ScoringSettings())
+    results.put((rank, w0, time.time(), time.process_time() - c0, len(mine)))
+
+
+def _spread(size: int, n: int) -> tuple[float, list[float]]:
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(size), ctx.Queue()
+    procs = [ctx.Process(target=_rank_worker, args=(r, size, n, barrier, results)) for r in range(size)]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=1800) for _ in procs]
+    for p in procs:
+        p.join()
+    wall = max(g[2] for g in got) - min(g[1] for g in got)
+    return wall, [g[3] / (g[2] - g[1]) for g in sorted(got)], sum(g[3] for g in got) / sum(g[4] for g in got)
+
+
+def section_ranks(args) -> None:
+    n = args.n_ranks
+    rows = []
+    for _ in range(args.rank_repeats):
+        for size in (1, 2):
+            wall, share, cpu_per_sample = _spread(size, n)
+            rows.append((size, n / wall, share, cpu_per_sample))
+    best = {size: max(r[1] for r in rows if r[0] == size) for size in (1, 2)}
+    print(f"\n## Ranks (toy model, Table-1 sources, {n} samples, batch 1, one thread per rank, wall clock)\n")
+    print("| ranks | samples/s (best) | vs 1 rank | CPU/wall per rank (1.0 = a whole core) | CPU s per sample |")
+    print("|---:|---:|---:|---|---|")
+    for size in (1, 2):
+        shares = [", ".join(f"{s:.2f}" for s in r[2]) for r in rows if r[0] == size]
+        cpu = [f"{r[3]:.3f}" for r in rows if r[0] == size]
+        print(f"| {size} | {best[size]:.1f} | {best[size] / best[1]:.2f}x | {' / '.join(shares)} | {' / '.join(cpu)} |")
+
+
+# -- forward-pass units ---------------------------------------------------------------------
+def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
+    from creg.context import ExplainContext, merge_requests
+    from creg.scoring.pipeline import ScoringSettings, explain_batch
+
+    def plain(batch):
+        with torch.no_grad():
+            adapter.forward(batch)
+
+    def run_sources(batch, srcs):
+        ctx = ExplainContext(batch, adapter, merge_requests([s.request() for s in srcs]))
+        for s in srcs:
+            s.explain(ctx)
+
+    built = {n: sources([n]) for n in names}
+    t1 = sources(TABLE1)
+    run_sources(samples[:1], t1)  # warm-up
+    ratios: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for s in samples:
+            batch = [s]
+            unit = min(cpu_time(lambda: plain(batch)) for _ in range(2))
+            for n in names:
+                u = min(unit, cpu_time(lambda: plain(batch)))
+                ratios.setdefault(n, []).append(cpu_time(lambda: run_sources(batch, built[n])) / u)
+            if table1:
+                u = min(unit, cpu_time(lambda: plain(batch)))
+                ratios.setdefault("Table-1 set", []).append(cpu_time(lambda: run_sources(batch, t1)) / u)
+            if cos:
+                a = cpu_time(lambda: explain_batch(batch, t1, adapter, ScoringSettings()))
+                b = cpu_time(lambda: explain_batch(batch, t1, adapter, ScoringSettings(cos=True)))
+                ratios.setdefault("--cos adds", []).append(b / a - 1)
+    return ratios
+
+
+def _memory_phases(adapter, sample, *, release: bool):
+    """Peak MiB per phase of the Table-1 set + COS on one sample."""
+    from creg.context import ExplainContext, merge_requests
+    from creg.occlusion import CosQuery, causal_occlusion
+    from creg.compass import project_to_compass
+
+    device = adapter.device
+    t1 = sources(TABLE1)
+    out = {}
+    start = torch.cuda.memory_allocated() if device.type == "cuda" else _status("VmRSS")
+    with PhasePeak(device) as m:
+        with torch.no_grad():
+            adapter.forward([sample])
+    out["plain forward"] = m.mib
+    ctx = ExplainContext([sample], adapter, merge_requests([s.request() for s in t1]))
+    with PhasePeak(device) as m:
+        ctx.output  # noqa: B018
+    out["shared forward (graph kept)"] = m.mib
+    maps = {}
+    for s in t1:
+        with PhasePeak(device) as m:
+            maps[s.name] = s.explain(ctx)[0]
+        out[f"  {s.name}"] = m.mib
+    queries = []
+    for name, rmap in maps.items():
+        c = project_to_compass(rmap.values, sample.ref_box, sample.tgt_box, sample.image_size, cell_xy=rmap.cell_xy)
+        queries.append(CosQuery(0, c.peak_sector, sample.ref_box.center, c.r_max))
+    cell_xy = [ctx.layout(0).cell_xy]
+    if release:
+        ctx.release()
+    with PhasePeak(device) as m:
+        causal_occlusion(adapter, [sample], queries, k=8, rho_r=2.0, cell_xy=cell_xy)
+    # above the RSS before the shared forward: what the graph still held counts here
+    key = "COS, graph freed first (now)" if release else "COS, graph still alive (before)"
+    out[key + ": above the level before the shared forward"] = m.mib + (m.base - start) / 2**20
+    return out
+
+
+def section_fpu(args) -> None:
+    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
+    cfg = adapter.model.config
+    print(f"\n## Forward-pass units (random Qwen2-VL: {cfg.text_config.num_hidden_layers} decoder layers, hidden "
+          f"{cfg.text_config.hidden_size}, vision depth {cfg.vision_config.depth}; CPU time, one thread)\n")
+    tokens = [int(t) for t in args.tokens.split(",")]
+    results, units, seqs = {}, {}, {}
+    for tok in tokens:
+        side = TOKEN_SIDES[tok]
+        samples = synthetic(args.n_fpu, side)
+        seqs[tok] = int(adapter.encode(samples[:1])["input_ids"].shape[1])
+        names = PER_SOURCE if tok <= args.per_source_max else ["gradcam"]
+        with torch.no_grad():
+            units[tok] = min(cpu_time(lambda: adapter.forward(samples[:1])) for _ in range(2))
+        results[tok] = _fpu_rows(adapter, samples, names, args.repeats, cos=tok <= args.cos_max)
+        print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
+    head = " | ".join(f"{t} tokens" for t in tokens)
+    print(f"| FPU (median) | {head} |")
+    print("|---|" + "---:|" * len(tokens))
+    print("| 1 FPU = plain forward (s CPU) | " + " | ".join(f"{units[t]:.2f}" for t in tokens) + " |")
+    print("| sequence length | " + " | ".join(str(seqs[t]) for t in tokens) + " |")
+    for row in PER_SOURCE + ["Table-1 set", "--cos adds"]:
+        cells = [f"{med(results[t][row]):.2f}" if row in results[t] else "-" for t in tokens]
+        print(f"| {row} | " + " | ".join(cells) + " |")
+
+    if args.no_toy:
+        return
+    toy = load_toy()
+    r = _fpu_rows(toy, synthetic(args.n_fpu), PER_SOURCE, args.repeats)
+    print("\n### Toy model (qwen2vl-toy), 64 vision tokens\n")
+    print("| FPU (median) | toy |\n|---|---:|")
+    for row in PER_SOURCE + ["Table-1 set", "--cos adds"]:
+        print(f"| {row} | {med(r[row]):.2f} |")
+
+
+def section_memory(args) -> None:
+    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
+    tokens = [int(t) for t in args.tokens.split(",")]
+    head = " | ".join(f"{t} tokens" for t in tokens)
+    print("\n### Peak memory per phase, Table-1 set + COS, one sample (MiB above the phase's start; "
+          "CPU: RSS high-water, see the script's docstring)\n")
+    mem = {}
+    for tok in tokens:
+        s = synthetic(1, TOKEN_SIDES[tok])[0]
+        mem[tok] = _memory_phases(adapter, s, release=False)
+        mem[tok].update(_memory_phases(adapter, s, release=True))
+    phases = list(dict.fromkeys(k for t in tokens for k in mem[t]))
+    print(f"| phase | {head} |")
+    print("|---|" + "---:|" * len(tokens))
+    for ph in phases:
+        print(f"| {ph} | " + " | ".join(f"{mem[t].get(ph, float('nan')):.0f}" for t in tokens) + " |")
+
+
+# -- Captum ---------------------------------------------------------------------------------
+def section_captum(args) -> None:
+    from captum.attr import LayerIntegratedGradients
+
+    from creg.adapter import ForwardRequest
+    from creg.sources.integrated_gradients import layer_integrated_gradients
+
+    adapter, _ = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
+    text = adapter.model.model.language_model
+    last = text.layers[-1]
+    option_ids = list(adapter.option_token_ids)
+    print(f"\n## Integrated gradients vs Captum LayerIntegratedGradients (layer -2, zero baseline at the layer, "
+          f"50 Gauss-Legendre steps, 25 path points per call, target z_gt; CPU time, one thread)\n")
+    print("| vision tokens | creg IG (FPU) | creg whole `integrated_gradients` explain (FPU) | Captum, forward from layer -2 (FPU) "
+          "| ratio | Captum, full model (FPU) | ratio | max abs diff (top / full) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for tok in [int(t) for t in args.tokens.split(",")]:
+        sample = synthetic(1, TOKEN_SIDES[tok])
+        gt = torch.tensor([s.option for s in sample])
+        batch = adapter.encode(sample)
+        kwargs = {}
+
+        def grab(module, a, kw):
+            kwargs.update(kw)
+
+        h = last.register_forward_pre_hook(grab, with_kwargs=True)
+        with torch.no_grad():
+            adapter.model(**batch, use_cache=False, logits_to_keep=1)
+        h.remove()
+
+        def top_of_model(hid):
+            r = hid.shape[0]
+            kw = {k: (v.expand(r, *v.shape[1:]) if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == 1 else v)
+                  for k, v in kwargs.items()}
+            if "position_embeddings" in kw:
+                kw["position_embeddings"] = tuple(p.expand(r, *p.shape[1:]) if p.shape[0] == 1 else p
+                                                  for p in kw["position_embeddings"])
+            out = last(hid, **kw)
+            out = out[0] if isinstance(out, tuple) else out
+            return adapter.model.lm_head(text.norm(out)[:, -1])[:, option_ids]
+
+        gate = {}
+
+        def scale_input(module, a, kw):
+            g = gate.get("g")
+            if g is None:
+                return None
+            if a:
+                return (a[0] * g.view(-1, 1, 1).to(a[0].dtype), *a[1:]), kw
+            kw = dict(kw)
+            kw["hidden_states"] = kw["hidden_states"] * g.view(-1, 1, 1).to(kw["hidden_states"].dtype)
+            return a, kw
+
+        def full_model(g):
+            r = g.shape[0]
+            gate["g"] = g
+            rest = {k: v.repeat(r, *([1] * (v.dim() - 1))) for k, v in batch.items()}
+            out = adapter.model(**rest, use_cache=False, logits_to_keep=1)
+            return out.logits[:, -1, option_ids]
+
+        def ours():
+            out = adapter.forward(sample, ForwardRequest(layers=(-2,)))
+            return layer_integrated_gradients(adapter, out, -2, gt, steps=50, chunk=25)
+
+        def whole():
+            src = sources(["integrated_gradients"])[0]
+            from creg.context import ExplainContext
+
+            src.explain(ExplainContext(sample, adapter, src.request()))
+
+        hid = adapter.forward(sample, ForwardRequest(layers=(-2,))).hidden[-2].detach()
+        lig_top = LayerIntegratedGradients(top_of_model, last)
+
+        def captum_top():
+            return lig_top.attribute(hid, baselines=torch.zeros_like(hid), target=gt, n_steps=50, method="gausslegendre",
+                                     internal_batch_size=25, attribute_to_layer_input=True)
+
+        handle = last.register_forward_pre_hook(scale_input, with_kwargs=True, prepend=True)
+        lig_full = LayerIntegratedGradients(full_model, last)
+
+        def captum_full():
+            one = torch.ones(1, dtype=hid.dtype)
+            try:
+                return lig_full.attribute(one, baselines=torch.zeros_like(one), target=gt, n_steps=50,
+                                          method="gausslegendre", internal_batch_size=25, attribute_to_layer_input=True)
+            finally:
+                gate.pop("g", None)
+
+        with torch.no_grad():
+            unit = min(cpu_time(lambda: adapter.forward(sample)) for _ in range(2))
+        ref = ours().detach()
+        t_ours = cpu_time(ours) / unit
+        t_whole = cpu_time(whole) / unit
+        res_top = {}
+        t_top = cpu_time(lambda: res_top.setdefault("a", captum_top())) / unit
+        d_top = float((res_top["a"].detach() - ref).abs().max())
+        if tok <= args.captum_full_max:
+            res_full = {}
+            t_full = cpu_time(lambda: res_full.setdefault("a", captum_full())) / unit
+            d_full = float((res_full["a"].detach() - ref).abs().max())
+            full = f"{t_full:.2f} | {t_full / t_whole:.1f}x"
+        else:
+            full, d_full = "- | -", float("nan")
+        handle.remove()
+        scale = float(ref.abs().max())
+        print(f"| {tok} | {t_ours:.2f} | {t_whole:.2f} | {t_top:.2f} | {t_top / t_whole:.1f}x | {full} | "
+              f"{d_top:.1e} / {d_full:.1e} (max |attr| {scale:.1e}) |", flush=True)
+
+
+# -- profile --------------------------------------------------------------------------------
+def section_profile(args) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    from creg.scoring.pipeline import ScoringSettings, explain_batch
+
+    adapter = load_toy()
+    srcs = sources(TABLE1)
+    samples = synthetic(8)
+    explain_batch(samples[:1], srcs, adapter, ScoringSettings())
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for s in samples:
+            explain_batch([s], srcs, adapter, ScoringSettings())
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"\n## Profile (toy model, Table-1 sources, {len(samples)} samples at batch 1, torch.profiler CPU)\n")
+    print("| op | self CPU % | calls per sample |\n|---|---:|---:|")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]:
+        print(f"| {e.key} | {100 * e.self_cpu_time_total / total:.1f} | {e.count / len(samples):.0f} |")
+    syncs = {e.key: e.count / len(samples) for e in events if e.key in ("aten::item", "aten::_local_scalar_dense")}
+    print(f"\nhost synchronisations per sample (on CUDA each waits for the device): {syncs or 'none'}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sections", default="batch,ranks,fpu,memory,captum,profile")
+    p.add_argument("--model", help="an existing Qwen2-VL checkpoint dir for fpu/captum (default: build a random one)")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=28)
+    p.add_argument("--tokens", default="64,256,1024")
+    p.add_argument("--per-source-max", type=int, default=256, help="per-source FPU up to this many tokens (Table-1 set and GradCAM always)")
+    p.add_argument("--cos-max", type=int, default=256)
+    p.add_argument("--captum-full-max", type=int, default=64, help="full-model Captum up to this many tokens")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--n-batch", type=int, default=16)
+    p.add_argument("--n-ranks", type=int, default=32)
+    p.add_argument("--rank-repeats", type=int, default=2)
+    p.add_argument("--n-fpu", type=int, default=1)
+    p.add_argument("--no-toy", action="store_true", help="fpu: leave out the toy model's column")
+    p.add_argument("--device", default="cpu", help="fpu/memory/captum: cpu, cuda, auto")
+    p.add_argument("--dtype", default="float32", help="fpu/memory/captum: float32, bfloat16, auto (bf16 on CUDA)")
+    args = p.parse_args(argv)
+    global _CUDA
+    _CUDA = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    lower_mmap_threshold()
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f} at start")
+    for name in args.sections.split(","):
+        t0 = time.time()
+        globals()[f"section_{name.strip()}"](args)
+        print(f"({name}: {time.time() - t0:.0f} s wall)", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

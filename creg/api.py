@@ -466,9 +466,9 @@ def default_out(config) -> Path:
 
 
 def _log(message: str) -> None:
-    import sys
+    from .logs import info
 
-    print(message, file=sys.stderr)
+    info(message)
 
 
 # -- reading a run ------------------------------------------------------------------------------------------

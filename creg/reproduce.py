@@ -152,12 +152,14 @@ class Reproduction:
 
 
 def run_plan(plan: Plan, *, progress: bool = True, figures: bool = False,
-             log: Callable[[str], None] = print) -> Reproduction:
+             log: Callable[[str], None] | None = None) -> Reproduction:
     """Run every step (resumable), then write ``report.md`` / ``report.json`` at the top of the
     reproduction directory. One model load serves every run that names the same model."""
     from .reporting.analysis import run_flipped, run_variants
     from .runner import Runner
 
+    if log is None:
+        from .logs import info as log
     t0 = time.perf_counter()
     runs: dict[str, Path] = {}
     adapter = first_config = None

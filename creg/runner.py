@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from .logs import info as log_info
 from .adapter import VLMAdapter
 from .plugins import Plugins, get_plugins
 from .registry import load_registry
@@ -77,7 +78,7 @@ class Runner:
 
     def __init__(self, config: RunConfig, out: Path, *, plugins: Plugins | None = None,
                  adapter: VLMAdapter | None = None, overwrite: bool = False,
-                 progress: bool = True, log: Callable[[str], None] = print,
+                 progress: bool = True, log: Callable[[str], None] = log_info,
                  max_failures: float | int | str | None = None):
         self.config = config
         self.out = Path(out)
@@ -289,7 +290,8 @@ class Runner:
         records = store.records_so_far()
         summary = summarize(
             records, names, seed=self.config.seed, complete=complete, skipped=all_skipped,
-            bench=self.config.bench, adapter=self.config.adapter, metrics=self._metrics(), elapsed_s=elapsed_s,
+            bench=self.config.bench, adapter=self.config.adapter, metrics=self._metrics(), pairwise=True,
+            elapsed_s=elapsed_s,
         )
         summary["warnings"] = run_warnings(getattr(store, "doc", None), summary, records)
         title = f"{self.config.bench} · {self.config.adapter} · n={summary['n_samples']}"

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..logs import quiet
 from .common import fail, log, parse_options
 
 
@@ -25,7 +26,7 @@ def flip_cmd(run_dir: str, no_progress: bool) -> None:
     from ..run_config import RunError
 
     try:
-        analysis.run_flipped(Path(run_dir), progress=not no_progress, log=log)
+        analysis.run_flipped(Path(run_dir), progress=not no_progress and not quiet(), log=log)
     except RunError as e:
         fail(str(e))
     result = analysis.flip_equivariance(analysis.load_records(Path(run_dir)), analysis.load_records(Path(run_dir) / "flip"))
@@ -77,7 +78,7 @@ def _run_grid(configs, kw, name: str, title: str, labels, accuracy: bool) -> Non
 
     out = Path(kw["out"])
     try:
-        summaries = analysis.run_variants(configs, out, progress=not kw["no_progress"], log=log)
+        summaries = analysis.run_variants(configs, out, progress=not kw["no_progress"] and not quiet(), log=log)
     except (UnknownName, RunError, RegistryError, FileNotFoundError) as e:
         fail(str(e))
     rows = analysis.variants_table(summaries, labels=labels, accuracy=accuracy)

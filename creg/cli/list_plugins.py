@@ -15,13 +15,21 @@ from ..registry import RegistryError, load_registry
 
 @click.command("list")
 @click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False), help="extra registry file(s)")
-def list_cmd(registries: tuple[str, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object (presets, adapters, sources, benchmarks)")
+def list_cmd(registries: tuple[str, ...], as_json: bool) -> None:
     """Presets, adapters, sources and benchmarks, and which package each came from."""
     plugins = get_plugins()
     try:
         presets = load_registry(registries)
     except RegistryError as e:
         fail(str(e))
+    if as_json:
+        import json
+
+        from .listing import listing_data
+
+        click.echo(json.dumps(listing_data(plugins, presets), indent=2, default=str))
+        return
     click.echo("Presets (creg run --adapter NAME):")
     for name, p in presets.items():
         click.echo(f"  {name:<16} {p.adapter:<10} {p.model or '-'}  ({Path(p.origin).name})")

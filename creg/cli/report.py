@@ -1,7 +1,8 @@
-"""``creg report RUN_DIR``."""
+"""``creg report RUN_DIR...``: one run's report, or several runs side by side."""
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,31 @@ import click
 from .common import fail, log, parse_options
 
 
+def resolve_run_dirs(args: tuple[str, ...]) -> list[Path]:
+    """Each argument is a run directory, or a glob pattern (quoted, so the shell leaves it to creg)
+    standing for its newest matching run directory (the one written last)."""
+    from ..store import RunStore
+
+    out: list[Path] = []
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            out.append(path)
+            continue
+        if not glob.has_magic(arg):
+            fail(f"{arg}: no such run directory")
+        matches = [Path(m) for m in glob.glob(arg) if Path(m).is_dir() and RunStore.is_run_dir(m)]
+        if not matches:
+            fail(f"{arg}: no run directory matches this pattern")
+        newest = max(matches, key=lambda p: (p.stat().st_mtime, str(p)))
+        if len(matches) > 1:
+            log(f"creg: {arg} matches {len(matches)} runs; using the newest, {newest}")
+        out.append(newest)
+    return out
+
+
 @click.command("report")
-@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
 @click.option("--no-figures", is_flag=True, help="report.md and report.json only")
 @click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png", show_default=True,
               help="figure format")
@@ -19,23 +43,58 @@ from .common import fail, log, parse_options
 @click.option("--html/--no-html", default=True, show_default=True, help="also write report.html (one self-contained file)")
 @click.option("--heatmaps/--no-heatmaps", default=True, show_default=True,
               help="example figures show relevance heatmaps (reloads the run's model to recompute the examples' maps)")
-def report_cmd(run_dir: str, no_figures: bool, fmt: str, dpi: int, html: bool, heatmaps: bool) -> None:
-    """Write RUN_DIR/report.md, report.json, report.html and figures/ (docs/evaluation.md explains them)."""
+@click.option("--baseline", default=None, metavar="SOURCE",
+              help="pairwise tests compare each source with this one only (default: every two sources)")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="several runs: where comparison.md/.json go (default: next to the first run, compare-HASH)")
+def report_cmd(run_dirs: tuple[str, ...], no_figures: bool, fmt: str, dpi: int, html: bool, heatmaps: bool,
+               baseline: str | None, out: str | None) -> None:
+    """Write RUN_DIR/report.md, report.json, report.html and figures/ (docs/evaluation.md explains them).
+
+    A RUN_DIR may be a quoted glob pattern ('runs/synthetic-*'): its newest matching run. With several
+    runs, write one side-by-side comparison instead (the first run is the reference of the paired tests).
+    """
     from ..reporting.figures import PlotsUnavailable
     from ..reporting.report import ReportError, build_report
     from ..scoring.registry import MetricsMissing
 
-    kw = dict(log=log, fmt=fmt, dpi=dpi, html=html, heatmaps=heatmaps)
+    dirs = resolve_run_dirs(run_dirs)
+    if len(dirs) > 1:
+        if baseline is not None:
+            fail("--baseline SOURCE applies to one run's sources; with several runs the first run is the reference")
+        _compare(dirs, out)
+        return
+    run_dir = dirs[0]
+    kw = dict(log=log, fmt=fmt, dpi=dpi, html=html, heatmaps=heatmaps, baseline=baseline)
     try:
         try:
-            report = build_report(Path(run_dir), figures=not no_figures, **kw)
+            report = build_report(run_dir, figures=not no_figures, **kw)
         except PlotsUnavailable as e:
             log(f"creg: {e}; writing the report without figures")
-            report = build_report(Path(run_dir), figures=False, **kw)
+            report = build_report(run_dir, figures=False, **kw)
     except (ReportError, MetricsMissing) as e:
         fail(str(e))
     for w in report["summary"].get("warnings") or []:
         log(f"warning: {w['message']}")
-    made = [str(Path(run_dir) / "report.md"), "report.json"] + (["report.html"] if report.get("html") else [])
+    made = [str(run_dir / "report.md"), "report.json"] + (["report.html"] if report.get("html") else [])
     click.echo(f"wrote {', '.join(made)}" +
-               (f" and {len(report['figures'])} figures in {Path(run_dir) / 'figures'}" if report["figures"] else ""))
+               (f" and {len(report['figures'])} figures in {run_dir / 'figures'}" if report["figures"] else ""))
+
+
+def _compare(dirs: list[Path], out: str | None) -> None:
+    from ..reporting.compare import compare_markdown, compare_runs, default_out
+    from ..scoring import metric_registry
+    from ..scoring.registry import MetricsMissing
+    from ..store import RunDirError, write_grid_files
+
+    try:
+        metrics = metric_registry()
+        comparison = compare_runs(dirs, metrics=metrics, log=log)
+        text = compare_markdown(comparison, metrics)
+        json_path, md_path = write_grid_files(Path(out) if out else default_out(dirs), "comparison", comparison, text)
+    except (RunDirError, MetricsMissing) as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot write the comparison: {e}")
+    click.echo(text, nl=False)
+    click.echo(f"wrote {md_path}, {json_path.name}")

@@ -52,7 +52,9 @@ def reproduce_cmd(adapter, model, data_dir, benches, limit, seed, out, batch_siz
         click.echo("\n".join(plan.describe()))
         return
     try:
-        result = run_plan(plan, progress=not no_progress, figures=figures, log=log)
+        from ..logs import quiet
+
+        result = run_plan(plan, progress=not no_progress and not quiet(), figures=figures, log=log)
     except (UnknownName, RunError, RegistryError, PluginLoadError, OSError) as e:
         fail(str(e))
     except KeyboardInterrupt:

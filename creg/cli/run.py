@@ -8,7 +8,7 @@ import json
 
 import click
 
-from .common import fail, log, parse_options
+from .common import config_file_option, fail, log, parse_options
 
 from ..plugins import PluginLoadError, UnknownName, get_plugins
 from ..registry import RegistryError, load_registry
@@ -42,6 +42,7 @@ def _default_out(config) -> Path:
 
 
 @click.command("run")
+@config_file_option
 @click.option("--adapter", default=None, help=f"preset (see `creg list`) or adapter plugin name; default {DEFAULT_ADAPTER}")
 @click.option("--model", default=None, help="hub id or local directory (overrides the preset's model)")
 @click.option("--source", "sources", default=DEFAULT_SOURCES, show_default=True, help="comma-separated source names")
@@ -73,6 +74,7 @@ def _default_out(config) -> Path:
 def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, k, sigma_r, rho_r, prompt,
             dtype, device, source_opt, bench_opt, registries, cos, cos_op, overwrite, max_failures, no_progress) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
+    from ..logs import quiet
     from ..runner import Runner, RunConfig, RunError
 
     plugins = get_plugins()
@@ -99,8 +101,8 @@ def run_cmd(adapter, model, sources, bench, n, seed, out, data_dir, batch_size, 
             batch_size=batch_size, cos=cos, cos_op=cos_op, registry=list(registries),
         )
         out_dir = Path(out) if out else _default_out(config)
-        runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress,
-                        log=lambda m: click.echo(m, err=True), max_failures=max_failures)
+        runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress and not quiet(),
+                        log=log, max_failures=max_failures)
         result = run_here_or_distributed(runner, world=world)  # one process, or one rank of a torchrun launch
     except UnknownName as e:
         fail(str(e))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from ..logs import info as log_info
 from ..records import SampleRecord
 
 
@@ -116,7 +117,7 @@ def recompute_maps(config: dict[str, Any], samples: dict[str, Any], wanted: dict
 
 
 def build_examples(config: dict[str, Any], groups: dict[str, list[SampleRecord]], samples: dict[str, dict[str, Any]],
-                   *, heatmaps: bool = True, log: Callable[[str], None] = print) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str], list[str]]:
+                   *, heatmaps: bool = True, log: Callable[[str], None] = log_info) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str], list[str]]:
     """({source: example items for :func:`creg.reporting.figures.examples_figure`}, {source left out:
     why}, notes for the report)."""
     picks = {name: select_examples(recs) for name, recs in groups.items()}

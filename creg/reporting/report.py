@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from ..logs import info as log_info
 from . import analysis
 from ..records import SampleRecord
 from ..store import RunDirError, RunStore, safe_name
@@ -70,10 +71,12 @@ def sample_images(config: dict[str, Any], samples: dict[str, dict[str, Any]], id
     return out
 
 
-def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], None] = print, fmt: str = "png",
-                 dpi: int | None = None, html: bool = True, heatmaps: bool = True) -> dict[str, Any]:
+def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], None] = log_info, fmt: str = "png",
+                 dpi: int | None = None, html: bool = True, heatmaps: bool = True,
+                 baseline: str | None = None) -> dict[str, Any]:
     """Compute the report of ``run_dir``, write report.json, report.md, figures/ (as ``fmt`` at ``dpi``)
-    and, with ``html``, one self-contained report.html; return the report.
+    and, with ``html``, one self-contained report.html; return the report. ``baseline``: a source of
+    the run; the pairwise tests then compare each other source with it only (ReportError if absent).
 
     Everything is rendered in a scratch folder and handed to the run store, the only writer of the
     run directory."""
@@ -93,7 +96,8 @@ def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], No
         "summary": summary,
         "per_class": analysis.per_class(records, metrics),
         "correctness": analysis.correctness_split(records, metrics=metrics),
-        "pairwise": analysis.pairwise_tests(records, seed=run.get("seed", 0), metrics=metrics) if len(sources) > 1 else [],
+        "pairwise": _pairwise(records, sources, seed=run.get("seed", 0), metrics=metrics, baseline=baseline),
+        "baseline": baseline,
         "flip": None,
         "figures": {},
         "examples_left_out": {},
@@ -117,6 +121,14 @@ def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], No
             store.write_artifact("report.html", render_html(report, scratch, metrics))
             report["html"] = "report.html"
     return report
+
+
+def _pairwise(records, sources, *, seed, metrics, baseline):
+    if baseline is not None and baseline not in sources:
+        raise ReportError(f"--baseline {baseline}: the run has no such source (its sources: {', '.join(sources)})")
+    if len(sources) < 2:
+        return []
+    return analysis.pairwise_tests(records, seed=seed, metrics=metrics, baseline=baseline)
 
 
 def _figures(store: RunStore, scratch: Path, config, records, samples, summary, report, log, *, fmt="png", dpi=None,
@@ -208,7 +220,9 @@ def report_markdown(report: dict[str, Any], metrics=None) -> str:
 
     if report["pairwise"]:
         lines += ["## Pairwise differences (paired bootstrap, same samples)", "",
-                  "Difference = first − second source; p two-sided, Holm-adjusted within each metric.", "",
+                  ("Difference = each source − the baseline " + f"**{report['baseline']}**" if report.get("baseline") else
+                   "Difference = first − second source") +
+                  "; p two-sided (floor 1/(B+1) for B bootstrap resamples), Holm-adjusted within each metric.", "",
                   "| A | B | metric | n | diff [95% CI] | p | p (Holm) |", "|---|---|---|---:|---:|---:|---:|"]
         for t in report["pairwise"]:
             if t["n"] == 0:
@@ -254,8 +268,12 @@ def figure_caption(name: str) -> str:
 
 
 def _p(p: float, n_boot: int) -> str:
-    """A bootstrap p-value; 0 means below the resolution 1 / n_boot."""
-    return f"<{1 / n_boot:.0e}" if p == 0 else f"{p:.4f}"
+    """A bootstrap p-value (never 0: its floor is 1 / (n_boot + 1)); the floor itself is printed as
+    ``≤`` the floor, since no resample reached the observed difference."""
+    if p != p:
+        return "–"
+    floor = 1 / (n_boot + 1)
+    return f"≤{floor:.1e}" if p <= floor * (1 + 1e-9) else (f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}")
 
 
 def variants_markdown(title: str, rows: dict[str, Any], *, accuracy: bool = False) -> str:

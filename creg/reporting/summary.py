@@ -13,6 +13,7 @@
      "accuracy_by_class": {REL: float} | null,
      "metrics": {METRIC: {"label", "higher_is_better", "description", "plugin"}},
      "n_samples": int, "complete": bool, "skipped": {reason: count},
+     "pairwise": [{"a", "b", "metric", "n", "diff", "ci", "p", "p_holm", "n_boot"}] (a run's summary),
      "warnings": [{"kind", "message", "source"?, ...}] (creg.reporting.warnings), ...}
 """
 
@@ -91,9 +92,12 @@ def answers(records: Iterable[SampleRecord]) -> dict[str, SampleRecord]:
 
 
 def summarize(records: Iterable[SampleRecord], sources: Sequence[str], *, seed: int = 0, metrics=None,
-              **extra: Any) -> dict[str, Any]:
+              pairwise: bool = False, **extra: Any) -> dict[str, Any]:
     """The whole ``summary.json`` object for a run's records (``metrics``: a
-    :class:`creg.scoring.MetricRegistry`, default the installed plugins')."""
+    :class:`creg.scoring.MetricRegistry`, default the installed plugins'). With ``pairwise`` (a
+    run's summary) it also holds the paired bootstrap tests between every two sources
+    (:func:`creg.reporting.analysis.pairwise_tests`; the report's, vectorised: seconds for 11
+    sources and 1000 samples)."""
     metrics = _registry(metrics)
     records = list(records)
     by_source: dict[str, list[SampleRecord]] = {s: [] for s in sources}
@@ -117,6 +121,10 @@ def summarize(records: Iterable[SampleRecord], sources: Sequence[str], *, seed: 
         summary["vlm_accuracy_ci"] = None
         summary["accuracy_by_class"] = None
     summary["n_samples"] = len({r.sample_id for r in records})
+    if pairwise:
+        from .analysis import pairwise_tests
+
+        summary["pairwise"] = pairwise_tests(records, seed=seed, metrics=metrics) if len(by_source) > 1 else []
     summary.update(extra)
     return summary
 

@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from ..logs import info as log_info
 from ..records import SampleRecord
 from ..run_config import RunError
 from .files import (DirLock, LockBusy, append_lines, dumps, read_json_lines, write_atomic,
@@ -279,7 +280,7 @@ class RunWriter(RunStore):
     """
 
     def __init__(self, path: Path | str, doc: dict[str, Any], *, sources: Sequence[str], overwrite: bool = False,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = log_info):
         super().__init__(path)
         self.doc = doc
         self.source_names = list(sources)

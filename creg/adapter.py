@@ -37,6 +37,7 @@ from typing import Any, Callable, ClassVar, Literal, Sequence
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from .options import PluginOptions
 from .prompts import DEFAULT_PROMPT
 from .sample import Sample
 
@@ -48,7 +49,9 @@ class AdapterConfig(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"  # "auto" -> cuda if available else cpu
     prompt: str = DEFAULT_PROMPT  # template name (A/B/C) or literal template
-    options: dict[str, Any] = Field(default_factory=dict)  # adapter-specific extras
+    #: adapter-specific options: the adapter class's validated ``Options`` instance when it declares one
+    #: (``creg.run_config.resolve_adapter`` validates them), else the plain dict (0.1 adapters).
+    options: PluginOptions | dict[str, Any] = Field(default_factory=dict)
 
 
 class ForwardRequest(BaseModel):
@@ -120,6 +123,9 @@ class VLMAdapter(ABC):
 
     #: short description shown by ``creg list``.
     description: ClassVar[str] = ""
+    #: the adapter's options (registry ``options`` table, ``--adapter-opt KEY=VALUE``); subclasses declare
+    #: their own ``class Options(PluginOptions)`` and read the validated values as ``config.options``.
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
 
     def __init__(self, config: AdapterConfig):
         self.config = config

@@ -93,13 +93,13 @@ def load(model: str = DEFAULT_MODEL, *, adapter: str | None = None, dtype: str |
         preset = Preset(adapter=adapter, model=model)
     if preset.adapter == NO_MODEL:
         return Model(model, None)
-    config = preset.adapter_config(**overrides)
-    if options:
-        config = config.model_copy(update={"options": {**config.options, **options}})
     from .hub import check_available
+    from .run_config import adapter_options
 
-    check_available(config.model)
     cls = plugins.load("adapter", preset.adapter)
+    config = preset.adapter_config(**overrides)
+    config = config.model_copy(update={"options": adapter_options(preset.adapter, cls, {**preset.options, **options})})
+    check_available(config.model)
     return Model(model, cls.load(config))
 
 
@@ -115,7 +115,9 @@ def _box(value: BoxLike, what: str):
     try:
         x0, y0, x1, y1 = (float(v) for v in value)
         return Box(x0=x0, y0=y0, x1=x1, y1=y1)
-    except (TypeError, ValueError, ValidationError) as e:
+    except ValidationError as e:  # one line: the box's own rule, e.g. "x0 must be < x1"
+        raise ApiError(f"{what}: {e.errors()[0]['msg'].removeprefix('Value error, ')}, got {value!r}") from None
+    except (TypeError, ValueError) as e:
         raise ApiError(f"{what}: expected a creg.Box or (x0, y0, x1, y1) in pixels, got {value!r} ({e})") from None
 
 
@@ -414,6 +416,8 @@ RUN_DEFAULTS: dict[str, Any] = {
     "source_options": {},
     "bench_options": {},
     "registry": [],
+    "adapter_options": {},
+    "threads": None,  # creg.run_config.default_threads(); the number used is stored in config.json
     "cos": False,
     "cos_op": "grey",
     "overwrite": False,
@@ -451,6 +455,9 @@ def run(**options: Any) -> dict[str, Any]:
 
     config = RunConfig(**{k: (str(v) if k == "data_dir" and v is not None else v) for k, v in opts.items()
                           if k not in ("out", "overwrite", "progress")})
+    from .run_config import apply_threads
+
+    config.threads = apply_threads(config.threads)
     out = Path(opts["out"]) if opts["out"] else default_out(config)
     result = Runner(config, out, overwrite=opts["overwrite"], progress=opts["progress"], log=_log).run()
     return {**result.summary, "out": str(result.out)}

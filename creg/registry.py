@@ -11,11 +11,12 @@ import os
 import tomllib
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .adapter import AdapterConfig
+if TYPE_CHECKING:  # pragma: no cover - creg.adapter imports torch; `creg list` must not
+    from .adapter import AdapterConfig
 
 BUILTIN = "creg/registry.toml"
 ENV_VAR = "CREG_REGISTRY"
@@ -41,8 +42,24 @@ class Preset(BaseModel):
     #: where the preset was defined (filled in by the loader).
     origin: str = ""
 
-    def adapter_config(self, **overrides: Any) -> AdapterConfig:
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        from .run_config import check_device
+
+        return check_device(v)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        from .run_config import check_prompt
+
+        return check_prompt(v)
+
+    def adapter_config(self, **overrides: Any) -> "AdapterConfig":
         """The adapter's load config, ``resource:`` paths resolved; None overrides are ignored."""
+        from .adapter import AdapterConfig
+
         data = {"model": resolve_model(self.model), "dtype": self.dtype, "device": self.device,
                 "prompt": self.prompt, "options": dict(self.options)}
         data.update({k: v for k, v in overrides.items() if v is not None})
@@ -69,13 +86,21 @@ def _read(path: Path) -> dict[str, Preset]:
     except tomllib.TOMLDecodeError as e:
         raise RegistryError(f"registry file {path} is not valid TOML: {e}") from None
     presets: dict[str, Preset] = {}
-    for name, body in (data.get("presets") or {}).items():
+    unknown = sorted(set(data) - {"presets"})
+    if unknown:
+        raise RegistryError(f"{path}: unknown top-level key(s) {', '.join(map(repr, unknown))}; presets go in [presets.NAME] tables")
+    table = data.get("presets", {})
+    if not isinstance(table, dict):
+        raise RegistryError(f"{path}: 'presets' must be a table of [presets.NAME] tables, got {type(table).__name__} {table!r}")
+    for name, body in table.items():
         if not isinstance(body, dict):
-            raise RegistryError(f"{path}: [presets.{name}] must be a table")
+            raise RegistryError(f"{path}: [presets.{name}] must be a table, got {type(body).__name__} {body!r}")
         try:
-            presets[name] = Preset(**body, origin=str(path))
+            presets[name] = Preset(**{**body, "origin": str(path)})
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            problems = "; ".join(
+                f"{'.'.join(map(str, err['loc']))}: {str(err['msg']).removeprefix('Value error, ')}" for err in e.errors()
+            )
             raise RegistryError(f"{path}: preset {name!r}: {problems}") from None
     return presets
 

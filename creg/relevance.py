@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Sequence
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from .options import PluginOptions
 from .adapter import ForwardRequest
 from .sample import Box
 
@@ -141,7 +142,7 @@ class RelevanceSource(ABC):
     #: False for geometry-only sources (oracle, random, target_box) that run without a model.
     needs_model: ClassVar[bool] = True
 
-    class Options(BaseModel):
+    class Options(PluginOptions):
         """No options."""
 
         model_config = ConfigDict(extra="forbid", frozen=True)

@@ -2,101 +2,289 @@
 plugins (the adapter and its loading config, the sources, the benchmark).
 
 Everything here runs before a run directory is touched, so a bad value fails before anything
-is written.
+is written: every field of :class:`RunConfig` is validated when it is built, and every plugin's
+options are validated against the plugin's ``Options`` (:mod:`creg.options`) when it resolves.
+Errors are :class:`RunError` / :class:`creg.options.OptionsError` with a one-line message.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .adapter import VLMAdapter
-from .occlusion import Operator
+from .options import OptionsError, declares_options, validate_options
 from .plugins import Plugins, UnknownName
-from .registry import Preset
-from .relevance import RelevanceSource
+from .prompts import resolve_template
+
+if TYPE_CHECKING:  # pragma: no cover - imported lazily: these pull in torch
+    from .adapter import AdapterConfig, VLMAdapter
+    from .registry import Preset
+    from .relevance import RelevanceSource
 
 NO_MODEL = "none"
+#: devices a model can be put on: auto, cpu, mps, meta or an accelerator type with an optional index.
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|meta|(cuda|xpu|npu|hpu|mtia)(:\d+)?)$")
+#: the most threads ``--threads`` accepts.
+MAX_THREADS = 1024
 
 
 class RunError(RuntimeError):
     """A run cannot start or continue; the message says why and what to do."""
 
 
+def check_device(device: str | None) -> str | None:
+    """``device`` if torch can name it (auto, cpu, cuda, cuda:1, mps, ...), else ValueError."""
+    if device is None or DEVICE_PATTERN.match(device):
+        return device
+    raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N, mps or xpu")
+
+
+def check_prompt(prompt: str | None) -> str | None:
+    """``prompt`` if it is a template name (A, B, C) or a template with {ref} and {tgt}, else ValueError."""
+    if prompt is not None:
+        resolve_template(prompt)
+    return prompt
+
+
 class RunConfig(BaseModel):
     """Everything that determines a run's results (``config.json``)."""
 
+    model_config = ConfigDict(validate_assignment=True)
+
     adapter: str = NO_MODEL
     model: str | None = None  # overrides the preset's model (hub id or local dir)
-    dtype: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
     device: str | None = None
     prompt: str | None = None
-    sources: list[str] = Field(default_factory=lambda: ["oracle", "random"])
+    adapter_options: dict[str, Any] = Field(default_factory=dict)  # --adapter-opt, over the preset's options
+    sources: list[str] = Field(default_factory=lambda: ["oracle", "random"], min_length=1)
     source_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     bench: str = "synthetic"
     bench_options: dict[str, Any] = Field(default_factory=dict)
-    n: int | None = None
+    n: int | None = Field(None, ge=0)
     seed: int = 0
     data_dir: str | None = None
-    k: int = Field(8, ge=1)
-    sigma_r: float = Field(0.6, gt=0)
-    rho_r: float = Field(2.0, gt=0)
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 1  # "auto": creg.batching.resolve_batch_size
+    k: int = Field(8, ge=1, le=360)
+    sigma_r: float = Field(0.6, gt=0, allow_inf_nan=False)
+    rho_r: float = Field(2.0, gt=0, allow_inf_nan=False)
+    batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = 1  # "auto": creg.batching.resolve_batch_size
     cos: bool = False  # causal occlusion (Eq. 8) per sample and source, see creg.occlusion
-    cos_op: Operator = "grey"
+    cos_op: Literal["grey", "blur", "patch_drop"] = "grey"
     registry: list[str] = Field(default_factory=list)
+    #: torch intra-op threads; None = :func:`default_threads` (the CLI stores the number it used).
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str | None) -> str | None:
+        return check_device(v)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str | None) -> str | None:
+        return check_prompt(v)
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct_sources(cls, v: list[str]) -> list[str]:
+        repeated = sorted({s for s in v if v.count(s) > 1})
+        if repeated:
+            raise ValueError(f"sources named more than once: {', '.join(repeated)}")
+        return v
+
+    @classmethod
+    def checked(cls, **values: Any) -> "RunConfig":
+        """Build a config; a bad value raises :class:`RunError` with one line naming the field."""
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            raise RunError(config_error_message(e)) from None
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the stored one."""
-        return self.model_dump(exclude={"registry", "device"})
+        return self.model_dump(exclude={"registry", "device", "threads"})
 
 
-def resolve_adapter(config: RunConfig, plugins: Plugins, presets: dict[str, Preset]) -> tuple[type[VLMAdapter] | None, Any]:
+#: RunConfig fields whose command-line flag is not --FIELD.
+_FLAGS = {"n": "--limit", "sources": "--source", "registry": "--registry", "adapter_options": "--adapter-opt",
+          "source_options": "--source-opt", "bench_options": "--bench-opt"}
+
+
+def config_error_message(e: ValidationError) -> str:
+    """A RunConfig ValidationError on one line, each field named by its command-line flag."""
+    parts = []
+    for err in e.errors():
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        flag = _FLAGS.get(field, "--" + field.replace("_", "-")) if field else ""
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        value = err.get("input")
+        got = f", got {value!r}" if "got" not in msg and repr(value) not in msg and not isinstance(value, dict) else ""
+        parts.append(f"{flag}: {msg}{got}" if flag else msg)
+    return "; ".join(parts)
+
+
+# -- threads ------------------------------------------------------------------------------------------
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """Threads for a run when ``--threads`` is not given.
+
+    ``OMP_NUM_THREADS`` when set (torchrun sets it to 1 for several ranks per machine); otherwise
+    at most 4, no more than this process's share of the cores (cores / ``LOCAL_WORLD_SIZE``, the
+    ranks torchrun starts on this machine) and no more than the cores that the 1-minute load
+    average leaves idle (at least 1): on a busy machine more threads than idle cores only fight
+    each other (issue 13: a shared 2-core machine ran a default run in 473 s with torch's default
+    threads and in 26 s with one).
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return min(int(env), MAX_THREADS)
+    local = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+    share = available_cores() // max(1, int(local)) if local.isdigit() else available_cores()
+    try:
+        busy = int(round(os.getloadavg()[0]))
+    except (AttributeError, OSError):  # pragma: no cover - not Unix
+        busy = 0
+    return max(1, min(4, share, available_cores() - busy))
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads to ``threads`` (None: :func:`default_threads`); the number used."""
+    import torch
+
+    n = threads or default_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+# -- plugins ------------------------------------------------------------------------------------------
+
+
+def resolve_adapter(config: RunConfig, plugins: Plugins, presets: dict[str, "Preset"]) -> tuple[type["VLMAdapter"] | None, Any]:
     """(adapter class, AdapterConfig) for ``config.adapter``, or (None, None) for no model.
 
-    The name is a preset of the registry, or an adapter plugin name used with ``--model``.
+    The name is a preset of the registry, or an adapter plugin name used with ``--model``. The
+    preset's ``options`` updated by ``config.adapter_options`` are validated against the adapter
+    class's ``Options`` (:class:`creg.options.OptionsError` naming the adapter and the field).
     """
+    from .registry import Preset
+
     name = config.adapter
     overrides = {"model": config.model, "dtype": config.dtype, "device": config.device, "prompt": config.prompt}
     if name in presets:
         preset = presets[name]
         if preset.adapter == NO_MODEL:
+            if config.adapter_options:
+                raise RunError(f"--adapter-opt given but {name!r} runs no model")
             return None, None
-        return plugins.load("adapter", preset.adapter), preset.adapter_config(**overrides)
-    if name == NO_MODEL:
+        plugin = preset.adapter
+    elif name == NO_MODEL:
+        if config.adapter_options:
+            raise RunError("--adapter-opt given but --adapter none runs no model")
         return None, None
-    if name in plugins.names("adapter"):
+    elif name in plugins.names("adapter"):
         if not config.model:
             raise RunError(f"adapter plugin {name!r} needs --model (a hub id or local directory), or use a preset")
-        preset = Preset(adapter=name, model=config.model)
-        return plugins.load("adapter", name), preset.adapter_config(**overrides)
-    raise UnknownName("adapter", name, sorted(set(presets) | set(plugins.names("adapter"))))
+        preset, plugin = Preset(adapter=name, model=config.model), name
+    else:
+        raise UnknownName("adapter", name, sorted(set(presets) | set(plugins.names("adapter"))))
+    cls = plugins.load("adapter", plugin)
+    options = adapter_options(plugin, cls, {**preset.options, **config.adapter_options})
+    return cls, preset.adapter_config(**overrides).model_copy(update={"options": options})
 
 
-def build_sources(config: RunConfig, plugins: Plugins, has_model: bool) -> list[RelevanceSource]:
-    sources = []
-    for name in config.sources:
-        cls = plugins.load("source", name)
-        opts = config.source_options.get(name, {})
-        try:
-            src = cls(**opts)
-        except TypeError as e:
-            raise RunError(f"source {name!r}: bad options {opts}: {e}") from None
-        if cls.needs_model and not has_model:
-            raise RunError(f"source {name!r} needs a model; choose one with --adapter (see `creg list`)")
-        sources.append(src)
+def adapter_options(name: str, cls: type, values: dict[str, Any]) -> Any:
+    """What ``AdapterConfig.options`` holds for adapter class ``cls``: its validated ``Options`` instance
+    (:class:`creg.options.OptionsError` naming adapter ``name`` and the field), or, for a 0.1 adapter
+    that declares none, the plain dict (it reads and checks its own)."""
+    if declares_options(cls):
+        return validate_options("adapter", name, cls, values)
+    return dict(values)
+
+
+def build_source(name: str, cls: type["RelevanceSource"], options: dict[str, Any]) -> "RelevanceSource":
+    """One source, its options validated first; any error in construction is an OptionsError naming it."""
+    if declares_options(cls):
+        validate_options("source", name, cls, options)
+    try:
+        return cls(**options)
+    except OptionsError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise OptionsError(f"source {name!r}: bad options {options}: {e}") from None
+
+
+def build_sources(config: RunConfig, plugins: Plugins, has_model: bool) -> list["RelevanceSource"]:
     unknown = set(config.source_options) - set(config.sources)
     if unknown:
         raise RunError(f"--source-opt names sources that are not in --source: {sorted(unknown)}")
+    sources = []
+    for name in config.sources:
+        reg = plugins.get("source", name)
+        cls = reg.load()
+        needs_model = getattr(cls, "needs_model", reg.metadata.get("needs_model", True))
+        src = build_source(name, cls, config.source_options.get(name, {}))
+        if needs_model and not has_model:
+            raise RunError(f"source {name!r} needs a model; choose one with --adapter (see `creg list`)")
+        sources.append(src)
     return sources
 
 
 def build_benchmark(config: RunConfig, plugins: Plugins):
+    """The benchmark, its options validated (OptionsError naming it); data is not read yet."""
+    from .benchmark import DataNotFound
+
     cls = plugins.load("benchmark", config.bench)
     data_dir = Path(config.data_dir) if config.data_dir else None
+    if declares_options(cls):
+        validate_options("benchmark", config.bench, cls, config.bench_options)
     try:
         return cls(seed=config.seed, n=config.n, data_dir=data_dir, **config.bench_options)
-    except TypeError as e:
-        raise RunError(f"benchmark {config.bench!r}: bad options {config.bench_options}: {e}") from None
+    except (OptionsError, DataNotFound):
+        raise
+    except (TypeError, ValueError) as e:
+        raise OptionsError(f"benchmark {config.bench!r}: bad options {config.bench_options}: {e}") from None
+
+
+# -- provenance ---------------------------------------------------------------------------------------
+
+
+class PluginOrigin(BaseModel):
+    """Which plugin module and distribution provided a name."""
+
+    name: str
+    plugin: str
+    dist: str
+
+
+class PluginProvenance(BaseModel):
+    """Where a run's adapter, sources and benchmark come from, and the name clashes seen (config.json ``plugins``)."""
+
+    adapter: PluginOrigin | None = None
+    sources: dict[str, PluginOrigin] = Field(default_factory=dict)
+    benchmark: PluginOrigin | None = None
+    clashes: list[str] = Field(default_factory=list)
+
+
+def plugin_provenance(config: RunConfig, plugins: Plugins, presets: dict[str, "Preset"]) -> PluginProvenance:
+    """The distribution that provided each plugin of ``config``, and every clash of the plugin table."""
+    adapter = None
+    name = presets[config.adapter].adapter if config.adapter in presets else config.adapter
+    if name != NO_MODEL and name in plugins.names("adapter"):
+        adapter = PluginOrigin(**plugins.get("adapter", name).provenance)
+    sources = {s: PluginOrigin(**plugins.get("source", s).provenance) for s in config.sources if s in plugins.names("source")}
+    bench = PluginOrigin(**plugins.get("benchmark", config.bench).provenance) if config.bench in plugins.names("benchmark") else None
+    return PluginProvenance(adapter=adapter, sources=sources, benchmark=bench, clashes=list(plugins.clashes))

@@ -26,7 +26,7 @@ from .logs import info as log_info
 from .adapter import VLMAdapter
 from .plugins import Plugins, get_plugins
 from .registry import load_registry
-from .run_config import NO_MODEL, RunConfig, RunError, build_benchmark, build_sources, resolve_adapter  # noqa: F401 (re-exported)
+from .run_config import NO_MODEL, RunConfig, RunError, build_benchmark, build_sources, plugin_provenance, resolve_adapter  # noqa: F401 (re-exported)
 from .sample import Sample
 from .reporting.summary import markdown_table, summarize
 from .reporting.warnings import run_warnings
@@ -120,7 +120,10 @@ class Runner:
             from .adapter import AdapterConfig
 
             cfg = getattr(self._adapter, "config", None) or AdapterConfig(model=type(self._adapter).__name__)
-        return describe_run(self.config, cls, cfg, self.benchmark.describe())
+        doc = describe_run(self.config, cls, cfg, self.benchmark.describe())
+        # which distribution provided each plugin, and the name clashes seen (informational, not resumed on)
+        doc["plugins"] = plugin_provenance(self.config, self.plugins, load_registry(self.config.registry)).model_dump()
+        return doc
 
     @property
     def adapter(self) -> VLMAdapter | None:

@@ -157,17 +157,30 @@ class Sample(BaseModel):
         return RELATIONS.index(self.relation)
 
     def load_image(self):
-        """The image as an RGB ``PIL.Image``; a clear error if it is missing or unreadable."""
-        from PIL import Image, UnidentifiedImageError
+        """The image as an RGB ``PIL.Image``; a clear error if it is missing, unreadable or refused.
+
+        Every PIL mode converts correctly (16-bit greyscale scaled, not clipped to white; alpha on
+        white: :func:`creg.data.images.to_rgb`); an image above
+        :data:`creg.data.images.MAX_PIXELS` (a decompression bomb) or with an aspect ratio above
+        :data:`creg.data.images.MAX_ASPECT_RATIO` raises :class:`ImageUnreadable` naming the reason
+        before its pixels are decoded.
+        """
+        from PIL import UnidentifiedImageError
+
+        from .data.images import ImageRefused, open_rgb, size_problem, to_rgb
 
         if not isinstance(self.image, Path):
-            return self.image.convert("RGB")
+            problem = size_problem(self.image.size)
+            if problem:
+                raise ImageUnreadable(f"sample {self.id!r}: {problem}: {self.image.size[0]}x{self.image.size[1]} pixels")
+            return to_rgb(self.image)
         if not self.image.is_file():
             raise FileNotFoundError(f"sample {self.id!r}: image file not found: {self.image}")
         try:
-            with Image.open(self.image) as im:
-                return im.convert("RGB")
-        except (UnidentifiedImageError, OSError) as e:
+            return open_rgb(self.image, what=f"sample {self.id!r}: {self.image}")
+        except ImageRefused as e:
+            raise ImageUnreadable(str(e)) from e
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise ImageUnreadable(f"sample {self.id!r}: cannot read image {self.image}: {e}") from e
 
     def summary(self) -> dict[str, Any]:

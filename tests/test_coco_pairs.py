@@ -135,10 +135,12 @@ def test_meta_names_the_coco_records(coco_dir):
 def test_options_arrive_as_strings_from_the_command_line(coco_dir):
     bench = CocoPairsBenchmark(data_dir=coco_dir, n="8", min_ratio="1.5", min_area="0.01", max_per_image="1", instances="UNIQUE")
     assert len(list(bench.samples())) == 8
-    with pytest.raises(ValueError, match="instances: expected one of"):
+    with pytest.raises(ValueError, match=r"^benchmark 'coco_pairs': option 'instances': Input should be 'unique', 'largest' or 'all', got 'most'$"):
         CocoPairsBenchmark(data_dir=coco_dir, instances="most")
-    with pytest.raises(ValueError, match="split must be one of"):
+    with pytest.raises(ValueError, match=r"option 'split': Input should be 'val2017' or 'train2017', got 'test2017'"):
         CocoPairsBenchmark(data_dir=coco_dir, split="test2017")
+    with pytest.raises(ValueError, match=r"option 'min_ratio': Input should be a valid number"):
+        CocoPairsBenchmark(data_dir=coco_dir, min_ratio="abc")
 
 
 # -- data problems ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import creg_vsr
 from coco_fixtures import FixtureImage, FixtureObject, write_coco_folder
 from creg.benchmark import DataNotFound
-from creg_coco_pairs.coco_files import load_instances
+from creg.data.coco import load_instances
 from creg_vsr.benchmark import VsrBenchmark
 from creg_vsr.matching import (AMBIGUOUS, IMAGE_NOT_ANNOTATED, MATCHED, NAME_UNMATCHED, NEGATIVE, NO_INSTANCE, NOT_DIRECTIONAL,
                                SAME_CATEGORY, CocoInstances, match_row)
@@ -115,7 +115,7 @@ def test_name_matching_rule():
 @needs_coco_tiny
 def test_every_vsr_name_is_exactly_a_coco_category():
     coco = load_instances(COCO_TINY, "val2017")
-    categories = {c["name"] for c in coco.loadCats(coco.getCatIds())}
+    categories = set(coco.categories.values())
     names = {n for s in SPLITS for p in PARTS for r in load_rows(s, p) for n in (r.subject, r.object)}
     assert len(names) == 77 and names <= categories
 

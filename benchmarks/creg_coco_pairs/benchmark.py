@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Iterator
 
+from pydantic import Field
+
 from creg.benchmark import Benchmark
+from creg.data.coco import image_folder, load_instances, resolve_data_dir
+from creg.data.images import image_problem
+from creg.data.paths import UnsafePath, resolve_inside
+from creg.options import Choice, PluginOptions
 from creg.sample import RELATIONS, InvalidSample, Sample, make_sample
 
-from .coco_files import check_split, image_folder, image_problem, load_instances, resolve_data_dir
-from creg.options import parse_choice, parse_float, parse_int
-from .pairs import INSTANCE_RULES, Candidate, PairRules, candidates_by_relation
+from .pairs import Candidate, PairRules, candidates_by_relation
 from .selection import Selection, select_balanced
 
 #: how many problem messages describe() keeps (the counts in ``skipped`` are complete).
@@ -20,9 +24,7 @@ MAX_PROBLEMS_KEPT = 20
 class CocoPairsBenchmark(Benchmark):
     """Pairs of different-category COCO objects, B clearly left/right/above/below A (paper §5.1).
 
-    Options (defaults): ``split`` (val2017 | train2017), ``min_ratio`` (1.5), ``min_area``
-    (0.01 of the image area), ``instances`` (unique | largest | all), ``max_per_image`` (1;
-    0 = no limit). ``n`` defaults to 300 (75 per class). Names are COCO category names. See
+    Options: see :class:`CocoPairsBenchmark.Options`. ``n`` defaults to 300 (75 per class). Names are COCO category names. See
     :mod:`creg_coco_pairs.pairs` for the candidate rules and :mod:`creg_coco_pairs.selection`
     for the seeded balanced choice; docs/benchmarks.md for the whole description.
     """
@@ -31,27 +33,23 @@ class CocoPairsBenchmark(Benchmark):
     description = "COCO 2017 object pairs with clear left/right/above/below dominance, balanced (needs --data-dir)"
     needs_data = True
 
-    def __init__(
-        self,
-        *,
-        split: str = "val2017",
-        min_ratio: float = 1.5,
-        min_area: float = 0.01,
-        instances: str = "unique",
-        max_per_image: int = 1,
-        **kw: Any,
-    ):
+    class Options(PluginOptions):
+        split: Choice("val2017", "train2017") = Field("val2017", description="COCO 2017 split")
+        min_ratio: float = Field(1.5, ge=1.0, allow_inf_nan=False,
+                                 description="dominant-axis displacement over the other axis's, at least")
+        min_area: float = Field(0.01, ge=0.0, le=1.0, description="smallest box area, as a fraction of the image area")
+        instances: Choice("unique", "largest", "all") = Field(
+            "unique", description="which instances of a category take part (docs/benchmarks.md)")
+        max_per_image: int = Field(1, ge=0, description="pairs per image at most (0: no limit)")
+
+    def __init__(self, **kw: Any):
         super().__init__(**kw)
         if self.n is None:
             self.n = 300
-        self.n = parse_int(self.n, "n", minimum=0)
-        self.split = check_split(str(split))
-        self.rules = PairRules(
-            min_ratio=parse_float(min_ratio, "min_ratio", minimum=1.0),
-            min_area=parse_float(min_area, "min_area", minimum=0.0),
-            instances=parse_choice(instances, "instances", INSTANCE_RULES),
-        )
-        self.max_per_image = parse_int(max_per_image, "max_per_image", minimum=0)
+        self.split = self.options.split
+        self.rules = PairRules(min_ratio=self.options.min_ratio, min_area=self.options.min_area,
+                               instances=self.options.instances)
+        self.max_per_image = self.options.max_per_image
         self.problems: list[str] = []
         self._selection: Selection[Sample] | None = None
 
@@ -61,13 +59,19 @@ class CocoPairsBenchmark(Benchmark):
             return self._selection
         root = resolve_data_dir(self.data_dir, self.name)
         coco = load_instances(root, self.split)
+        for reason, count in coco.skipped.items():  # malformed entries of the annotation file
+            self.skipped[reason] += count
+        self.problems.extend(coco.problems[: MAX_PROBLEMS_KEPT])
         folder = image_folder(root, self.split)
-        categories = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+        categories = dict(coco.categories)
         image_problems: dict[str, str | None] = {}
 
         def build(cand: Candidate) -> Sample | None:
             if cand.file_name not in image_problems:
-                problem = image_problem(folder / cand.file_name, cand.image_size)
+                try:
+                    problem = image_problem(resolve_inside(folder, cand.file_name), cand.image_size)
+                except UnsafePath:
+                    problem = "image path outside the data folder"
                 image_problems[cand.file_name] = problem
                 if problem:  # counted once per image, however many of its pairs are tried
                     self._report(problem, f"{folder / cand.file_name}: {problem}")
@@ -96,7 +100,7 @@ class CocoPairsBenchmark(Benchmark):
 
         return make_sample(
             id=f"coco_pairs-{self.split}-{cand.image_id}-{cand.ref_ann_id}-{cand.tgt_ann_id}",
-            image=folder / cand.file_name,
+            image=resolve_inside(folder, cand.file_name),
             image_size=cand.image_size,
             ref_name=categories[cand.ref_category_id],
             ref_box=box(cand.ref_xywh),
@@ -117,6 +121,9 @@ class CocoPairsBenchmark(Benchmark):
     # -- contract --------------------------------------------------------------------------
     def samples(self) -> Iterator[Sample]:
         yield from self._select().chosen
+
+    def expected_count(self) -> int | None:
+        return self.n
 
     def describe(self) -> dict[str, Any]:
         selection = self._select()

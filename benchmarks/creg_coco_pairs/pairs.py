@@ -117,10 +117,10 @@ def image_candidates(image: dict[str, Any], anns: list[dict[str, Any]], rules: P
 
 
 def candidates_by_relation(coco, rules: PairRules) -> dict[str, list[Candidate]]:
-    """Every candidate of a ``pycocotools`` index, grouped by relation, each list sorted deterministically."""
+    """Every candidate of a :class:`creg.data.coco.CocoIndex`, grouped by relation, each list sorted deterministically."""
     grouped: dict[str, list[Candidate]] = {r: [] for r in RELATIONS}
-    for image_id in sorted(coco.imgs):
-        for c in image_candidates(coco.imgs[image_id], coco.imgToAnns.get(image_id, []), rules):
+    for image_id in sorted(coco.images):
+        for c in image_candidates(coco.images[image_id], coco.annotations(image_id), rules):
             grouped[c.relation].append(c)
     for r in RELATIONS:
         grouped[r].sort(key=lambda c: c.sort_key)

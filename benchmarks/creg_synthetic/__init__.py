@@ -5,4 +5,5 @@ import creg
 
 @creg.hookimpl
 def register_benchmarks(register):
-    register("synthetic", "creg_synthetic.benchmark:SyntheticBenchmark")
+    register("synthetic", "creg_synthetic.benchmark:SyntheticBenchmark",
+             description="procedurally drawn two-object scenes, balanced classes (embedded, no download)")

@@ -8,7 +8,8 @@ import creg
 
 @creg.hookimpl
 def register_benchmarks(register):
-    register("vsr", "creg_vsr.benchmark:VsrBenchmark")
+    register("vsr", "creg_vsr.benchmark:VsrBenchmark", needs_data=True,
+             description="VSR true captions with a direction relation, boxes from COCO 2017 (needs --data-dir)")
 
 
 @creg.hookimpl

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import click
 
-from creg.sample import InvalidSample, make_sample
-
 from .matching import IMAGE_NOT_ANNOTATED, INSTANCE_RULES, NEGATIVE, NOT_DIRECTIONAL, CocoInstances, RowMatch, match_row
 from .relations import MAPPINGS
 from .rows import PARTS, SPLITS, load_rows
@@ -43,6 +41,8 @@ class AuditLine:
 
 
 def _boxes_valid(m: RowMatch) -> bool:
+    from creg.sample import InvalidSample, make_sample
+
     def box(ann):
         x, y, w, h = (float(v) for v in ann["bbox"])
         return {"x0": x, "y0": y, "x1": x + w, "y1": y + h}
@@ -111,7 +111,7 @@ def format_table(lines: list[AuditLine], *, have_annotations: bool) -> list[str]
               help="rule when a category has several instances in the image")
 def audit_vsr_command(data_dir: Path | None, split: str, mapping: str, instances: str) -> None:
     """VSR box-matching audit in the layout of the paper's Table 7."""
-    from creg_coco_pairs.coco_files import COCO_SPLITS, annotation_path, load_instances
+    from creg.data.coco import COCO_SPLITS, annotation_path, load_instances
 
     if data_dir is None:
         env = os.environ.get("CREG_DATA_DIR") or os.environ.get("CREG_COCO_DIR")

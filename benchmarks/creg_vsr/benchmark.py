@@ -7,23 +7,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+from pydantic import Field
 
 from creg.benchmark import Benchmark, DataNotFound
+from creg.data.coco import annotation_path, image_folder, load_instances, missing_annotation_message, resolve_data_dir
+from creg.data.images import image_problem
+from creg.data.paths import UnsafePath, resolve_inside
+from creg.options import Choice, PluginOptions
 from creg.sample import InvalidSample, Sample, make_sample, relation_from_boxes
-from creg_coco_pairs.coco_files import (
-    COCO_SPLITS,
-    annotation_path,
-    image_folder,
-    image_problem,
-    load_instances,
-    missing_annotation_message,
-    resolve_data_dir,
-)
-from creg.options import parse_bool, parse_choice, parse_float
 
-from .matching import INSTANCE_RULES, CocoInstances, RowMatch, match_row
-from .relations import MAPPINGS, creg_relation
-from .rows import PARTS, SPLITS, VsrRow, load_rows
+from .matching import CocoInstances, RowMatch, match_row
+from .relations import creg_relation
+from .rows import VsrRow, load_rows
 
 MAX_PROBLEMS_KEPT = 20
 
@@ -44,11 +39,7 @@ def load_coco_for(rows: tuple[VsrRow, ...], root: Path, mapping: str) -> tuple[C
 class VsrBenchmark(Benchmark):
     """VSR label-1 captions whose relation is a direction, with COCO boxes (paper §5.1, Table 7).
 
-    Options (defaults): ``split`` (random | zeroshot), ``part`` (test | dev | train),
-    ``mapping`` (strict | paper: see :mod:`creg_vsr.relations`), ``instances`` (largest |
-    unique: see :mod:`creg_vsr.matching`), ``agree_ratio`` (1.0: the boxes "agree" when the
-    dominant axis of the centre displacement, by more than this factor, points the labelled
-    way), ``drop_disagreeing`` (false: keep and flag). ``n``: all matched rows in file order
+    Options: see :class:`VsrBenchmark.Options`. ``n``: all matched rows in file order
     when unset; otherwise a seeded subset, in seeded order (the subset for n is a prefix of the
     subset for a larger n).
     """
@@ -57,26 +48,22 @@ class VsrBenchmark(Benchmark):
     description = "VSR true captions with a direction relation, boxes from COCO 2017 (needs --data-dir)"
     needs_data = True
 
-    def __init__(
-        self,
-        *,
-        split: str = "random",
-        part: str = "test",
-        mapping: str = "strict",
-        instances: str = "largest",
-        agree_ratio: float = 1.0,
-        drop_disagreeing: bool = False,
-        **kw: Any,
-    ):
+    class Options(PluginOptions):
+        split: Choice("random", "zeroshot") = Field("random", description="VSR split")
+        part: Choice("test", "dev", "train") = Field("test", description="part of the split")
+        mapping: Choice("strict", "paper") = Field(
+            "strict", description="which VSR relations count as directions (creg_vsr.relations)")
+        instances: Choice("largest", "unique") = Field(
+            "largest", description="which instance a category name means (creg_vsr.matching)")
+        agree_ratio: float = Field(1.0, ge=1.0, allow_inf_nan=False,
+                                   description="the boxes agree with the label when the dominant axis wins by this factor")
+        drop_disagreeing: bool = Field(False, description="drop rows whose boxes disagree with the label (default: keep, flag)")
+
+    def __init__(self, **kw: Any):
         super().__init__(**kw)
-        self.split = parse_choice(split, "split", SPLITS)
-        self.part = parse_choice(part, "part", PARTS)
-        self.mapping = parse_choice(mapping, "mapping", tuple(MAPPINGS))
-        self.instances = parse_choice(instances, "instances", INSTANCE_RULES)
-        self.agree_ratio = parse_float(agree_ratio, "agree_ratio", minimum=1.0)
-        self.drop_disagreeing = parse_bool(drop_disagreeing, "drop_disagreeing")
-        if self.n is not None and int(self.n) < 0:
-            raise ValueError(f"n must be >= 0, got {self.n}")
+        o = self.options
+        self.split, self.part, self.mapping, self.instances = o.split, o.part, o.mapping, o.instances
+        self.agree_ratio, self.drop_disagreeing = o.agree_ratio, o.drop_disagreeing
         self.problems: list[str] = []
         self.outcomes: Counter[str] = Counter()
         self.absent_annotations: list[str] = []
@@ -93,6 +80,10 @@ class VsrBenchmark(Benchmark):
         rows = load_rows(self.split, self.part)
         root = resolve_data_dir(self.data_dir, self.name)
         coco, self.absent_annotations = load_coco_for(rows, root, self.mapping)
+        for index in coco.indexes.values():  # malformed entries of the annotation files
+            for reason, count in index.skipped.items():
+                self.skipped[reason] += count
+            self.problems.extend(index.problems[: max(0, MAX_PROBLEMS_KEPT - len(self.problems))])
         matches = [match_row(r, coco, mapping=self.mapping, instances=self.instances) for r in rows]
         self.outcomes = Counter(m.outcome for m in matches)
         matched = [m for m in matches if m.matched]
@@ -108,7 +99,11 @@ class VsrBenchmark(Benchmark):
             split = m.row.coco_split
             if split not in folders:
                 folders[split] = image_folder(root, split)
-            path = folders[split] / m.row.image
+            try:
+                path = resolve_inside(folders[split], m.row.image)
+            except UnsafePath as e:
+                self._report("image path outside the data folder", f"{m.row.row_id}: {e}")
+                continue
             size = (int(m.image["width"]), int(m.image["height"]))
             if path not in checked:
                 checked[path] = image_problem(path, size)
@@ -166,6 +161,12 @@ class VsrBenchmark(Benchmark):
 
     def samples(self) -> Iterator[Sample]:
         yield from self._build()
+
+    def expected_count(self) -> int | None:
+        """``n``, else the directional label-1 rows of the split file (an upper bound; nothing is matched yet)."""
+        if self.n is not None:
+            return self.n
+        return sum(1 for r in load_rows(self.split, self.part) if r.label == 1 and creg_relation(r.relation, self.mapping))
 
     def describe(self) -> dict[str, Any]:
         samples = self._build()

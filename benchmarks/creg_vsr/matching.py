@@ -38,17 +38,17 @@ MATCHED = "matched"
 
 
 class CocoInstances:
-    """The loaded ``pycocotools`` indexes, looked up by (COCO split, file name)."""
+    """The loaded COCO indexes (:class:`creg.data.coco.CocoIndex`), looked up by (COCO split, file name)."""
 
     def __init__(self, indexes: dict[str, Any]):
-        self.indexes = dict(indexes)  # "train2017" / "val2017" -> COCO
+        self.indexes = dict(indexes)  # "train2017" / "val2017" -> CocoIndex
         self._by_file: dict[tuple[str, str], int] = {}
         self.category_ids: dict[str, int] = {}
         for split, coco in self.indexes.items():
-            for image_id, image in coco.imgs.items():
+            for image_id, image in coco.images.items():
                 self._by_file[(split, image["file_name"])] = image_id
-            for cat in coco.loadCats(coco.getCatIds()):
-                self.category_ids.setdefault(cat["name"], cat["id"])
+            for cat_id, name in sorted(coco.categories.items()):
+                self.category_ids.setdefault(name, cat_id)
 
     def image(self, split: str, file_name: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """(image entry, its annotations) or None if the image is not in the loaded files."""
@@ -56,7 +56,7 @@ class CocoInstances:
         if image_id is None:
             return None
         coco = self.indexes[split]
-        return coco.imgs[image_id], list(coco.imgToAnns.get(image_id, []))
+        return coco.images[image_id], list(coco.annotations(image_id))
 
 
 @dataclass(frozen=True)

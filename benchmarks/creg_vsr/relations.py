@@ -32,7 +32,10 @@ cannot be checked without them; the paper reports 100% validity.)
 
 from __future__ import annotations
 
-from creg.sample import Relation
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover - keeps `creg --help` free of pydantic
+    from creg.sample import Relation
 
 STRICT: dict[str, Relation] = {
     "left of": "left",

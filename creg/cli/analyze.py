@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..logs import quiet
-from .common import fail, log, parse_options
+from .common import bench_options, execution_options, fail, log, model_options, run_config_from, source_options
 
 
 @click.group("analyze")
@@ -37,35 +37,16 @@ def flip_cmd(run_dir: str, no_progress: bool) -> None:
 
 
 def _grid_options(fn):
-    opts = [
-        click.option("--adapter", required=True, help="preset or adapter plugin name"),
-        click.option("--model", default=None),
-        click.option("--bench", default="synthetic", show_default=True),
-        click.option("--n", type=int, default=None),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="CREG_DATA_DIR"),
-        click.option("--batch-size", type=int, default=1, show_default=True),
-        click.option("--dtype", default=None, type=click.Choice(["auto", "float32", "bfloat16", "float16"])),
-        click.option("--device", default=None),
-        click.option("--source-opt", multiple=True, help="creg.KEY=VALUE, applied to every configuration"),
-        click.option("--bench-opt", multiple=True),
-        click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False)),
-        click.option("--out", required=True, type=click.Path(file_okay=False), help="one run directory per configuration goes here"),
-        click.option("--no-progress", is_flag=True),
-    ]
-    for o in reversed(opts):
-        fn = o(fn)
+    fn = click.option("--no-progress", is_flag=True)(fn)
+    fn = click.option("--out", required=True, type=click.Path(file_okay=False),
+                      help="one run directory per configuration goes here")(fn)
+    for shared in (execution_options(), source_options, bench_options, model_options(adapter_required=True)):
+        fn = shared(fn)
     return fn
 
 
 def _base_config(kw: dict[str, Any], **extra):
-    from .common import parse_options
-    from ..run_config import RunConfig
-
-    return RunConfig(adapter=kw["adapter"], model=kw["model"], dtype=kw["dtype"], device=kw["device"], sources=["creg"],
-                     source_options=parse_options(kw["source_opt"], keyed=True), bench=kw["bench"],
-                     bench_options=parse_options(kw["bench_opt"], keyed=False), n=kw["n"], seed=kw["seed"],
-                     data_dir=kw["data_dir"], batch_size=kw["batch_size"], registry=list(kw["registries"]), **extra)
+    return run_config_from(kw, sources=["creg"], **extra)
 
 
 def _run_grid(configs, kw, name: str, title: str, labels, accuracy: bool) -> None:
@@ -73,13 +54,16 @@ def _run_grid(configs, kw, name: str, title: str, labels, accuracy: bool) -> Non
     from ..plugins import UnknownName
     from ..registry import RegistryError
     from ..reporting.report import variants_markdown
-    from ..run_config import RunError
+    from ..options import OptionsError
+    from ..plugins import PluginLoadError
+    from ..run_config import RunError, apply_threads
     from ..store import write_grid_files
 
     out = Path(kw["out"])
     try:
+        apply_threads(kw.get("threads"))
         summaries = analysis.run_variants(configs, out, progress=not kw["no_progress"] and not quiet(), log=log)
-    except (UnknownName, RunError, RegistryError, FileNotFoundError) as e:
+    except (UnknownName, RunError, RegistryError, FileNotFoundError, OptionsError, PluginLoadError) as e:
         fail(str(e))
     rows = analysis.variants_table(summaries, labels=labels, accuracy=accuracy)
     text = variants_markdown(title, rows, accuracy=accuracy)
@@ -106,7 +90,14 @@ def prompts_cmd(prompts: str, **kw) -> None:
     from ..reporting import analysis
     from ..prompts import PROMPTS
 
+    from ..run_config import check_prompt
+
     names = [p.strip() for p in prompts.split(",") if p.strip()]
+    for p in names:
+        try:
+            check_prompt(p)
+        except ValueError as e:
+            fail(f"--prompts: {e}")
     labels = {p: f"{p}: {PROMPTS.get(p, p)[:60]}…" for p in names}
     configs = analysis.prompt_configs(_base_config(kw), names)
     _run_grid(configs, kw, "prompts", f"Prompt sweep ({kw['bench']}, {kw['adapter']})", labels, accuracy=True)

@@ -1,31 +1,42 @@
-"""What every creg command shares: option parsing and one-line errors."""
+"""What every creg command shares: the common options (one definition for ``run``, ``explain``
+and ``analyze``), option parsing and one-line errors.
+
+Numbers are range-checked by click (``--k 0`` is a usage error, exit code 2); everything else is
+checked when :func:`run_config_from` builds the :class:`creg.run_config.RunConfig` and when the
+plugins' options are validated, all before a run directory is touched.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import click
 
+DATA_DIR_ENV = "CREG_DATA_DIR"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
 def parse_value(v: str) -> Any:
+    """A ``--*-opt`` value: JSON when it parses (numbers, lists, true/false), else the string."""
     try:
         return json.loads(v)
     except ValueError:
         return v
 
 
-def parse_options(items: tuple[str, ...], *, keyed: bool) -> dict[str, Any]:
+def parse_options(items: tuple[str, ...], *, keyed: bool, flag: str = "--source-opt") -> dict[str, Any]:
     """``key=value`` (or ``source.key=value`` when ``keyed``) pairs; values parsed as JSON when they can be."""
     out: dict[str, Any] = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key:
-            raise click.BadParameter(f"{item!r}: expected {'SOURCE.KEY' if keyed else 'KEY'}=VALUE")
+            raise click.BadParameter(f"{item!r}: expected {'SOURCE.KEY' if keyed else 'KEY'}=VALUE", param_hint=flag)
         if keyed:
             src, dot, opt = key.partition(".")
             if not dot or not opt:
-                raise click.BadParameter(f"{item!r}: expected SOURCE.KEY=VALUE")
+                raise click.BadParameter(f"{item!r}: expected SOURCE.KEY=VALUE", param_hint=flag)
             out.setdefault(src, {})[opt] = parse_value(value)
         else:
             out[key] = parse_value(value)
@@ -33,9 +44,9 @@ def parse_options(items: tuple[str, ...], *, keyed: bool) -> dict[str, Any]:
 
 
 def fail(message: str, code: int = 2) -> None:
+    """Print ``creg: message`` on stderr and exit with ``code`` (2: bad input), no traceback."""
     click.echo(f"creg: {message}", err=True)
     sys.exit(code)
-
 
 
 def log(message: str) -> None:
@@ -90,3 +101,117 @@ def config_file_option(fn):
     return click.option("--config", "config", type=click.Path(dir_okay=False), default=None, is_eager=True,
                         expose_value=False, callback=load, metavar="FILE",
                         help="settings from a TOML/YAML file or a run's config.json; command-line options override it")(fn)
+
+
+
+def _apply(fn: Callable, options: list[Callable]) -> Callable:
+    for o in reversed(options):
+        fn = o(fn)
+    return fn
+
+
+def model_options(*, adapter_default: str | None = None, adapter_required: bool = False,
+                  adapter_help: str = "preset (see `creg list`) or adapter plugin name") -> Callable:
+    """--adapter --model --dtype --device --prompt --adapter-opt --registry."""
+    return lambda fn: _apply(fn, [
+        click.option("--adapter", default=adapter_default, required=adapter_required, help=adapter_help,
+                     show_default=adapter_default is not None),
+        click.option("--model", default=None, help="hub id or local directory (overrides the preset's model)"),
+        click.option("--dtype", default=None, type=click.Choice(DTYPES), help="default: the preset's (auto)"),
+        click.option("--device", default=None, help="auto, cpu, cuda, cuda:1, mps, ... (default: the preset's, auto)"),
+        click.option("--prompt", default=None, help="prompt template: A, B, C or a literal with {ref} and {tgt}"),
+        click.option("--adapter-opt", "adapter_opt", multiple=True, metavar="KEY=VALUE",
+                     help="adapter option over the preset's (see `creg list --options`)"),
+        click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False), help="extra registry file(s)"),
+    ])
+
+
+def source_options(fn: Callable) -> Callable:
+    """--source-opt SOURCE.KEY=VALUE."""
+    return click.option("--source-opt", "source_opt", multiple=True, metavar="SOURCE.KEY=VALUE",
+                        help="source option, e.g. creg.layers=[-2] (see `creg list --options`)")(fn)
+
+
+def bench_options(fn: Callable) -> Callable:
+    """--bench --limit/--n --seed --data-dir --bench-opt."""
+    return _apply(fn, [
+        click.option("--bench", default="synthetic", show_default=True, help="benchmark name (see `creg list`)"),
+        click.option("--limit", "--n", "n", type=click.IntRange(min=0), default=None,
+                     help="at most this many samples (benchmark default if omitted); --n is its short alias"),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar=DATA_DIR_ENV,
+                     help=f"dataset root (or ${DATA_DIR_ENV})"),
+        click.option("--bench-opt", "bench_opt", multiple=True, metavar="KEY=VALUE",
+                     help="benchmark option, e.g. split=zeroshot (see `creg list --options`)"),
+    ])
+
+
+def compass_options(fn: Callable) -> Callable:
+    """--k --sigma-r --rho-r."""
+    return _apply(fn, [
+        click.option("--k", "k", type=click.IntRange(1, 360), default=8, show_default=True, help="compass sectors"),
+        click.option("--sigma-r", type=click.FloatRange(min=0, min_open=True), default=0.6, show_default=True,
+                     help="radial Gaussian width, in units of r_max (Eq. 5)"),
+        click.option("--rho-r", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+                     help="radius of the compass disc, in units of r_max"),
+    ])
+
+
+class BatchSize(click.ParamType):
+    """``--batch-size N|auto``, passed through: :func:`run_config_from` checks it (creg.batching.parse_batch_size)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+def execution_options(*, batch_size: bool = True) -> Callable:
+    """--batch-size --threads."""
+    opts = [click.option("--threads", type=click.IntRange(1, 1024), default=None,
+                         help="torch CPU threads (default: min(4, idle cores) or $OMP_NUM_THREADS; stored in config.json)")]
+    if batch_size:
+        opts.insert(0, click.option("--batch-size", type=BatchSize(), default=1, show_default=True,
+                                    help="samples per forward pass, grouped by similar length; auto: the largest that "
+                                         "fits the GPU (8 on the CPU) -- docs/speed.md"))
+    return lambda fn: _apply(fn, opts)
+
+
+def run_config_from(kw: dict[str, Any], **fields: Any):
+    """A validated :class:`creg.run_config.RunConfig` from the common options in ``kw`` plus ``fields``.
+
+    A bad value exits with a one-line error (code 2) before anything is written.
+    """
+    from ..run_config import RunConfig, RunError
+
+    values: dict[str, Any] = {}
+    if kw.get("batch_size") is not None:
+        from ..batching import parse_batch_size
+
+        try:
+            kw = {**kw, "batch_size": parse_batch_size(kw["batch_size"])}
+        except ValueError as e:
+            fail(str(e))
+    for key in ("adapter", "model", "dtype", "device", "prompt", "bench", "n", "seed", "data_dir", "k", "sigma_r",
+                "rho_r", "batch_size", "threads"):
+        if key in kw and kw[key] is not None:
+            values[key] = kw[key]
+    if "adapter_opt" in kw:
+        values["adapter_options"] = parse_options(kw["adapter_opt"], keyed=False, flag="--adapter-opt")
+    if "source_opt" in kw:
+        values["source_options"] = parse_options(kw["source_opt"], keyed=True, flag="--source-opt")
+    if "bench_opt" in kw:
+        values["bench_options"] = parse_options(kw["bench_opt"], keyed=False, flag="--bench-opt")
+    if "registries" in kw:
+        values["registry"] = list(kw["registries"])
+    values.update(fields)
+    try:
+        return RunConfig.checked(**values)
+    except RunError as e:
+        fail(str(e))
+
+
+def warn_clashes(plugins) -> None:
+    """Print every plugin name clash as a warning (``creg run`` and ``creg explain``)."""
+    for clash in plugins.clashes:
+        log(f"creg: warning: plugin name clash: {clash}")

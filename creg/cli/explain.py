@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from .common import fail, log, parse_options
+from .common import (compass_options, execution_options, fail, log, model_options, run_config_from, source_options,
+                     warn_clashes)
 
 DEFAULT_SOURCES = "creg"
 
@@ -72,8 +73,7 @@ def _figure_path(out: str, fmt: str | None) -> Path:
 
 
 @click.command("explain")
-@click.option("--adapter", default=None, help="preset or adapter plugin name (see `creg list`); default: the toy model, qwen2vl-toy")
-@click.option("--model", default=None, help="hub id or local directory (overrides the preset's model)")
+@model_options(adapter_help="preset or adapter plugin name (see `creg list`); default: the toy model, qwen2vl-toy")
 @click.option("--image", "image_path", required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("--ref", "ref_name", required=True, help="name of the reference object A")
 @click.option("--ref-box", required=True, help="A's box x0,y0,x1,y1 (pixels)")
@@ -83,12 +83,9 @@ def _figure_path(out: str, fmt: str | None) -> Path:
               help="ground truth (gt-targeted sources need it); default: the dominant axis of the boxes")
 @click.option("--source", "sources", default=DEFAULT_SOURCES, show_default=True,
               help="comma-separated source names; all share one forward pass")
-@click.option("--source-opt", multiple=True, help="SOURCE.KEY=VALUE")
-@click.option("--k", "k", type=int, default=8, show_default=True)
-@click.option("--prompt", default=None)
-@click.option("--dtype", default=None, type=click.Choice(["auto", "float32", "bfloat16", "float16"]))
-@click.option("--device", default=None)
-@click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False))
+@source_options
+@compass_options
+@execution_options(batch_size=False)
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="write the figure here: per source the relevance heatmap over the image beside the compass rose")
 @click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default=None,
@@ -96,14 +93,15 @@ def _figure_path(out: str, fmt: str | None) -> Path:
 @click.option("--dpi", type=click.IntRange(min=20, max=1200), default=200, show_default=True, help="figure resolution")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of the text")
 @click.option("--maps", is_flag=True, help="with --json: include each relevance map and its cell centres")
-def explain_cmd(adapter, model, image_path, ref_name, ref_box, tgt_name, tgt_box, relation, sources, source_opt, k,
-                prompt, dtype, device, registries, out, fmt, dpi, as_json, maps) -> None:
+def explain_cmd(image_path, ref_name, ref_box, tgt_name, tgt_box, relation, sources, out, fmt, dpi, as_json, maps,
+                **kw) -> None:
     """Explain one image: the compass distribution per source, the model's answer and (with --out) a figure."""
     from ..api import DEFAULT_MODEL, ApiError, load
     from ..hub import ModelUnavailable
-    from ..plugins import UnknownName
+    from ..options import OptionsError
+    from ..plugins import PluginLoadError, UnknownName, get_plugins
     from ..registry import RegistryError, load_registry
-    from ..run_config import RunError
+    from ..run_config import RunError, apply_threads
     from ..scoring.pipeline import PluginError
 
     names = [s.strip() for s in sources.split(",") if s.strip()]
@@ -112,13 +110,23 @@ def explain_cmd(adapter, model, image_path, ref_name, ref_box, tgt_name, tgt_box
     rb, tb = _parse_box(ref_box), _parse_box(tgt_box)
     figure = _figure_path(out, fmt) if out else None
     try:
-        if adapter is None:
-            adapter = DEFAULT_MODEL if DEFAULT_MODEL in load_registry(registries) else "none"
-        m = load(model, adapter=adapter, dtype=dtype, device=device, prompt=prompt, registry=registries) if model else \
-            load(adapter, dtype=dtype, device=device, prompt=prompt, registry=registries)
-        ex = m.explain(image_path, ref=(ref_name, rb), tgt=(tgt_name, tb), sources=names, relation=relation, k=k,
-                       source_options=parse_options(source_opt, keyed=True))
-    except (ApiError, ModelUnavailable, UnknownName, RunError, RegistryError, OSError, PluginError) as e:
+        if kw["adapter"] is None:
+            kw["adapter"] = DEFAULT_MODEL if DEFAULT_MODEL in load_registry(kw["registries"]) else "none"
+    except RegistryError as e:
+        fail(str(e))
+    config = run_config_from(kw, sources=names)
+    warn_clashes(get_plugins())
+    try:
+        apply_threads(config.threads)
+        common = dict(dtype=config.dtype, device=config.device, prompt=config.prompt, registry=config.registry,
+                      **config.adapter_options)
+        m = load(config.model, adapter=config.adapter, **common) if config.model else load(config.adapter, **common)
+        if m.adapter is None and config.adapter_options:
+            raise RunError(f"--adapter-opt given but {config.adapter!r} runs no model")
+        ex = m.explain(image_path, ref=(ref_name, rb), tgt=(tgt_name, tb), sources=names, relation=relation,
+                       k=config.k, sigma_r=config.sigma_r, rho_r=config.rho_r, source_options=config.source_options)
+    except (ApiError, ModelUnavailable, UnknownName, RunError, RegistryError, OSError, OptionsError, PluginLoadError,
+            PluginError) as e:
         fail(str(e))
     if not ex.relation_given and not as_json:
         of = " of" if ex.relation in ("left", "right") else ""

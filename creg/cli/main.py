@@ -35,8 +35,8 @@ for _command in (list_cmd, run_cmd, report_cmd, export_cmd, explain_cmd, reprodu
 
 
 def _mount_plugin_commands() -> None:
-    plugins = get_plugins()
-    plugins.manager.hook.register_commands(cli=cli)
+    """Plugins add their commands; a name of a core command (or one taken by another plugin) is refused."""
+    get_plugins().mount_commands(cli, log=lambda m: click.echo(m, err=True))
 
 
 def main() -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Any
 
 import click
 
-from .common import fail, log, parse_options
+from .common import fail, log
 
 
 def resolve_run_dirs(args: tuple[str, ...]) -> list[Path]:

@@ -20,8 +20,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ..options import PluginOptions
 from ..context import ExplainContext
 from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest, Target
 from .gradxact import grad_times_act
@@ -55,7 +56,7 @@ def aggregate_layers(raw: torch.Tensor, normalize: str = "max") -> tuple[torch.T
     return torch.einsum("l,ln->n", weights, normalise_per_layer(raw, normalize)), weights
 
 
-class CregOptions(BaseModel):
+class CregOptions(PluginOptions):
     """Options of ``creg``, ``creg_gt`` and ``random_ref``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

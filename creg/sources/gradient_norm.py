@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ..options import PluginOptions
 from ..context import ExplainContext
 from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest
 from .option_types import Layer
@@ -24,7 +25,7 @@ class GradientNormSource(RelevanceSource):
     name = "gradnorm"
     description = "gradient norm: ||d z_gt / d h^(-2)||_2 per vision token (paper §5.1)"
 
-    class Options(BaseModel):
+    class Options(PluginOptions):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
         layer: Layer = Field(-2, description="one hidden-state index")

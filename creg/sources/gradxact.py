@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ..options import PluginOptions
 from ..context import ExplainContext
 from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest
 from .option_types import Layer, Lowercase
@@ -30,7 +31,7 @@ class GradXActSource(RelevanceSource):
     name = "gradxact"
     description = "Grad x Act at layer -2, target z_gt, no contrastive target (paper §5.1)"
 
-    class Options(BaseModel):
+    class Options(PluginOptions):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
         layer: Layer = Field(-2, description="one hidden-state index (multi-layer is the creg source)")

@@ -19,8 +19,9 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ..options import PluginOptions
 from ..adapter import ForwardOutput, VLMAdapter
 from ..context import ExplainContext
 from ..relevance import RelevanceMap, RelevanceSource, SourceRequest
@@ -92,7 +93,7 @@ class IntegratedGradientsSource(RelevanceSource):
     name = "integrated_gradients"
     description = "integrated gradients at layer -2, zero baseline, 50 Gauss-Legendre steps, target z_gt (paper §5.1)"
 
-    class Options(BaseModel):
+    class Options(PluginOptions):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
         steps: int = Field(50, ge=2, description="number of path points (integration nodes)")

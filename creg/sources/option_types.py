@@ -6,33 +6,16 @@ They accept what ``--source-opt`` hands over (JSON-parsed values or plain string
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import BeforeValidator
 
-from ..options import parse_layers
+from ..options import Layer, Layers  # noqa: F401  (one implementation: creg.options)
 
 
 def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-def _one_layer(value: Any) -> int:
-    layers = parse_layers(value)
-    if len(layers) != 1:
-        raise ValueError(f"one layer, got {value!r}")
-    return layers[0]
-
-
-def _not_empty(value: tuple[int, ...]) -> tuple[int, ...]:
-    if not value:
-        raise ValueError("at least one layer is needed")
-    return value
-
-
-#: hidden-state indices (see :mod:`creg.adapter`), order kept, repeats dropped.
-Layers = Annotated[tuple[int, ...], BeforeValidator(parse_layers), AfterValidator(_not_empty)]
-#: one hidden-state index.
-Layer = Annotated[int, BeforeValidator(_one_layer)]
-#: a string compared case-insensitively (use with ``Literal[...]``).
+#: a string compared case-insensitively (use with ``Literal[...]``; ``creg.options.Choice`` does both).
 Lowercase = BeforeValidator(_lower)

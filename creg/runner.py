@@ -29,6 +29,7 @@ from .registry import load_registry
 from .run_config import NO_MODEL, RunConfig, RunError, build_benchmark, build_sources, plugin_provenance, resolve_adapter  # noqa: F401 (re-exported)
 from .sample import Sample
 from .reporting.summary import markdown_table, summarize
+from .reporting.warnings import run_warnings
 from .store import Failure, RunWriter, describe_run
 
 #: Default of ``--max-failures``: stop when more than half of the samples tried have failed
@@ -293,11 +294,13 @@ class Runner:
         all_skipped = dict(getattr(self.benchmark, "skipped", {}) or {})
         for f in store.failures():
             all_skipped[f.reason] = all_skipped.get(f.reason, 0) + 1
+        records = store.records_so_far()
         summary = summarize(
-            store.records_so_far(), names, seed=self.config.seed, complete=complete, skipped=all_skipped,
+            records, names, seed=self.config.seed, complete=complete, skipped=all_skipped,
             bench=self.config.bench, adapter=self.config.adapter, metrics=self._metrics(), pairwise=True,
             elapsed_s=elapsed_s,
         )
+        summary["warnings"] = run_warnings(getattr(store, "doc", None), summary, records)
         title = f"{self.config.bench} · {self.config.adapter} · n={summary['n_samples']}"
         table = markdown_table(summary, title, metrics=self._metrics())
         store.write_summary(summary, table)

@@ -73,6 +73,8 @@ def report_cmd(run_dirs: tuple[str, ...], no_figures: bool, fmt: str, dpi: int, 
             report = build_report(run_dir, figures=False, **kw)
     except (ReportError, MetricsMissing) as e:
         fail(str(e))
+    for w in report["summary"].get("warnings") or []:
+        log(f"warning: {w['message']}")
     made = [str(run_dir / "report.md"), "report.json"] + (["report.html"] if report.get("html") else [])
     click.echo(f"wrote {', '.join(made)}" +
                (f" and {len(report['figures'])} figures in {run_dir / 'figures'}" if report["figures"] else ""))

@@ -193,15 +193,16 @@ class FlippedBenchmark(Benchmark):
         return {**self.inner.describe(), "flipped": True}
 
 
-def run_flipped(run_dir: Path, *, progress: bool = True, log: Callable[[str], None] = log_info):
-    """Re-run a run's configuration on flipped images into ``RUN_DIR/flip`` (resumable; no COS)."""
+def run_flipped(run_dir: Path, *, progress: bool = True, log: Callable[[str], None] = log_info, adapter=None):
+    """Re-run a run's configuration on flipped images into ``RUN_DIR/flip`` (resumable; no COS).
+    ``adapter``: an already loaded model of the same configuration (none: loaded here)."""
     from ..runner import Runner, RunConfig
 
     from ..store import RunStore
 
     store = RunStore.read(run_dir)
     config = RunConfig(**store.config["run"]).model_copy(update={"cos": False})
-    runner = Runner(config, store.sub_path("flip"), progress=progress, log=log)
+    runner = Runner(config, store.sub_path("flip"), adapter=adapter, progress=progress, log=log)
     runner.benchmark = FlippedBenchmark(runner.benchmark)
     return runner.run()
 
@@ -305,13 +306,17 @@ def prompt_configs(base, prompts: Sequence[str] = ("A", "B", "C")) -> dict[str, 
 
 
 def run_variants(configs: dict[str, Any], out_root: Path, *, progress: bool = True,
-                 log: Callable[[str], None] = log_info) -> dict[str, dict[str, Any]]:
+                 log: Callable[[str], None] = log_info, adapter=None) -> dict[str, dict[str, Any]]:
     """Run each configuration into ``out_root/NAME`` (resumable) and return their summaries.
-    One model load is shared when every configuration names the same model."""
+    One model load is shared when every configuration names the same model; ``adapter``: a model
+    already loaded for that configuration (used only when every configuration names the same one)."""
     from ..runner import Runner
 
     summaries: dict[str, dict[str, Any]] = {}
-    adapter = None
+    first = next(iter(configs.values()), None)
+    if first is not None and any((c.adapter, c.model, c.dtype, c.device, c.prompt) != (first.adapter, first.model, first.dtype, first.device, first.prompt)
+                                 for c in configs.values()):
+        adapter = None
     for name, config in configs.items():
         runner = Runner(config, Path(out_root) / name, adapter=adapter, progress=progress, log=log)
         summaries[name] = runner.run().summary

@@ -22,6 +22,7 @@ from ..records import SampleRecord
 from ..store import RunDirError, RunStore, safe_name
 from .examples import select_examples  # noqa: F401 (0.1 import path)
 from .summary import _fmt, _registry, markdown_table, summarize
+from .warnings import run_warnings
 
 
 #: The directory is not a run directory (or holds no records): :class:`creg.store.RunDirError`.
@@ -88,6 +89,7 @@ def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], No
     stored = store.summary() or {}
     summary = summarize(records, sources, seed=run.get("seed", 0), complete=stored.get("complete", False),
                         skipped=stored.get("skipped", {}), bench=run["bench"], adapter=run["adapter"], metrics=metrics)
+    summary["warnings"] = run_warnings(config, summary, records)
     report: dict[str, Any] = {
         "run_dir": str(run_dir),
         "config": run,

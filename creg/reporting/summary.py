@@ -13,7 +13,8 @@
      "accuracy_by_class": {REL: float} | null,
      "metrics": {METRIC: {"label", "higher_is_better", "description", "plugin"}},
      "n_samples": int, "complete": bool, "skipped": {reason: count},
-     "pairwise": [{"a", "b", "metric", "n", "diff", "ci", "p", "p_holm", "n_boot"}] (a run's summary), ...}
+     "pairwise": [{"a", "b", "metric", "n", "diff", "ci", "p", "p_holm", "n_boot"}] (a run's summary),
+     "warnings": [{"kind", "message", "source"?, ...}] (creg.reporting.warnings), ...}
 """
 
 from __future__ import annotations
@@ -174,7 +175,9 @@ def markdown_table(summary: dict[str, Any], title: str = "", metrics=None) -> st
         ci = summary.get("vlm_accuracy_ci")
         per = summary.get("accuracy_by_class") or {}
         per_s = ", ".join(f"{k} {_fmt(v, 3)}" for k, v in per.items())
-        lines.append(f"VLM accuracy: {_fmt(acc, 3, ci, 2)} ({per_s})")
+        chance = next((w for w in summary.get("warnings") or [] if w.get("kind") == "accuracy_at_chance"), None)
+        note = f" ⚠ at or below chance ({chance['chance']:.2f} for {len(RELATIONS)} classes)" if chance else ""
+        lines.append(f"VLM accuracy: {_fmt(acc, 3, ci, 2)}{note} ({per_s})")
     has_cos = any("cos" in s for s in summary["sources"].values())
     if has_cos:  # the true-direction reading does not depend on the source: one line for the model
         c = next(s["cos"] for s in summary["sources"].values() if "cos" in s)
@@ -188,4 +191,9 @@ def markdown_table(summary: dict[str, Any], title: str = "", metrics=None) -> st
         lines.append("Skipped samples: " + ", ".join(f"{k}: {v}" for k, v in skipped.items()))
     if not summary.get("complete", True):
         lines.append("**Partial run**: re-run the same command to continue.")
+    shown = [w for w in summary.get("warnings") or [] if w.get("kind") != "partial"]
+    if shown:
+        from .warnings import warnings_markdown
+
+        lines += ["", warnings_markdown(shown).rstrip()]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+"""``creg reproduce``: the paper's protocol (Tables 1, 3-6, COS with every operator and control,
+per class, flip equivariance) into one directory, with one report beside the published numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import fail, log
+
+DATA_DIR_ENV = "CREG_DATA_DIR"
+
+
+@click.command("reproduce")
+@click.option("--adapter", required=True, help="preset (see `creg list`) or adapter plugin name, e.g. qwen2vl-7b")
+@click.option("--model", default=None, help="hub id or local directory (overrides the preset's model)")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar=DATA_DIR_ENV,
+              help=f"dataset root for VSR and COCO-Pairs (or ${DATA_DIR_ENV}); without it they are skipped")
+@click.option("--bench", "benches", default="vsr,coco_pairs", show_default=True,
+              help="comma-separated benchmarks (the paper's: vsr,coco_pairs)")
+@click.option("--limit", "--n", "limit", type=click.IntRange(min=1), default=None,
+              help="at most this many samples per run (default: the paper's sizes: 240/300, 60, 30)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="reproduction directory (default runs/reproduce-ADAPTER)")
+@click.option("--batch-size", type=int, default=1, show_default=True)
+@click.option("--dtype", default=None, type=click.Choice(["auto", "float32", "bfloat16", "float16"]))
+@click.option("--device", default=None)
+@click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False), help="extra registry file(s)")
+@click.option("--figures", is_flag=True, help="also write each Table 1 run's report with figures")
+@click.option("--dry-run", is_flag=True, help="print the plan and exit")
+@click.option("--no-progress", is_flag=True)
+def reproduce_cmd(adapter, model, data_dir, benches, limit, seed, out, batch_size, dtype, device, registries,
+                  figures, dry_run, no_progress) -> None:
+    """Run the paper's protocol into one directory (sub-runs inside, resumable) and write report.md
+    setting our numbers beside the paper's."""
+    from ..plugins import PluginLoadError, UnknownName
+    from ..registry import RegistryError
+    from ..reproduce import plan_reproduction, run_plan
+    from ..run_config import RunError
+
+    out_dir = Path(out) if out else Path("runs") / f"reproduce-{adapter}"
+    try:
+        plan = plan_reproduction(out_dir, adapter=adapter, benchmarks=[b.strip() for b in benches.split(",") if b.strip()],
+                                 data_dir=data_dir, limit=limit, seed=seed, model=model, dtype=dtype, device=device,
+                                 batch_size=batch_size, registry=list(registries))
+    except (RunError, ValueError) as e:
+        fail(str(e).splitlines()[0])
+    for note in plan.notes:
+        click.echo(f"note: {note}", err=True)
+    if dry_run:
+        click.echo("\n".join(plan.describe()))
+        return
+    try:
+        from ..logs import quiet
+
+        result = run_plan(plan, progress=not no_progress and not quiet(), figures=figures, log=log)
+    except (UnknownName, RunError, RegistryError, PluginLoadError, OSError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail(f"interrupted; re-run the same command to continue in {out_dir}", 130)
+    for w in result.report["warnings"]:
+        click.echo(f"warning: {w['message']}", err=True)
+    click.echo(result.text)
+    click.echo(f"reproduction directory: {out_dir}  (report.md, report.json; one run directory per step) "
+               f"-- {result.elapsed_s:.0f} s")

@@ -1,0 +1,108 @@
+"""What a reader of a run must not miss, as one list: computed once from what the run store holds
+(``config.json``, the records, the summary) and rendered by ``table.md`` (and so the terminal),
+``report.md`` and ``creg reproduce`` alike.
+
+Each warning is a plain dict ``{"kind", "message", "source"?, ...details}``; ``summary.json`` carries
+the list under ``"warnings"``. Kinds:
+
+* ``shortfall`` -- the benchmark returned fewer samples than asked (asked, got, per class);
+* ``benchmark`` -- a warning the benchmark itself wrote into its description (a missing annotation
+  file, a class that ran out of candidates: the per-class detail);
+* ``failed`` -- samples that failed and are not in the numbers (reason: count);
+* ``accuracy_at_chance`` -- the VLM accuracy is at or below chance (1 / number of classes): its
+  attributions explain guesses;
+* ``no_figure`` -- a source gets no example figure (no sample with a defined DAE);
+* ``flagged`` -- a source's records with degenerate relevance (no mass within r_max, non-finite
+  values, A and B at the same centre), per flag;
+* ``partial`` -- the run did not finish.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..records import SampleRecord
+from ..sample import RELATIONS
+
+#: Flags that make a record's compass meaningless (uniform P, DAE undefined or drawn at random).
+WARNED_FLAGS = {
+    "no_mass": "no relevance mass within r_max (uniform compass)",
+    "nonfinite_relevance": "non-finite relevance values (set to 0)",
+    "zero_distance": "A and B share their centre (DAE undefined)",
+}
+
+#: VLM accuracy of guessing among the answer options.
+CHANCE_ACCURACY = 1.0 / len(RELATIONS)
+
+
+def run_warnings(config: dict[str, Any] | None, summary: dict[str, Any],
+                 records: Sequence[SampleRecord] = ()) -> list[dict[str, Any]]:
+    """The warnings of one run. ``config``: the ``config.json`` document (``run`` and ``benchmark``);
+    ``summary``: the ``summary.json`` object (``n_samples``, ``complete``, ``skipped``,
+    ``vlm_accuracy``, per-source ``flags``); ``records``: the joined records (for figure coverage)."""
+    config = config or {}
+    run = config.get("run") or {}
+    bench = config.get("benchmark") or {}
+    name = bench.get("name") or run.get("bench") or summary.get("bench") or "benchmark"
+    out: list[dict[str, Any]] = []
+    complete = summary.get("complete", True)
+    if not complete:
+        out.append({"kind": "partial", "message": "partial run: re-run the same command to finish it"})
+
+    asked = run.get("n") if run.get("n") is not None else bench.get("n")
+    got = int(summary.get("n_samples") or 0)
+    skipped = {k: int(v) for k, v in (summary.get("skipped") or {}).items()}
+    if complete and asked is not None and got < int(asked):
+        per_class = bench.get("per_class") or {}
+        short = bench.get("shortfall") or {}
+        detail = ""
+        if per_class:
+            detail = " (" + ", ".join(
+                f"{r} {per_class.get(r, 0)}" + (f" of {per_class.get(r, 0) + short[r]}" if short.get(r) else "")
+                for r in RELATIONS if r in per_class) + ")"
+        why = ("; skipped: " + ", ".join(f"{k} {v}" for k, v in skipped.items())) if skipped else ""
+        out.append({"kind": "shortfall", "asked": int(asked), "got": got, "per_class": dict(per_class),
+                    "shortfall_per_class": dict(short),
+                    "message": f"{name}: asked for {int(asked)} samples, got {got}{detail}{why}"})
+    for text in bench.get("warnings") or []:
+        out.append({"kind": "benchmark", "message": f"{name}: {text}"})
+
+    acc = summary.get("vlm_accuracy")
+    if acc is not None and acc <= CHANCE_ACCURACY + 1e-12:
+        out.append({"kind": "accuracy_at_chance", "accuracy": acc, "chance": CHANCE_ACCURACY,
+                    "message": f"VLM accuracy {acc:.3f} is at or below chance ({CHANCE_ACCURACY:.2f} for "
+                               f"{len(RELATIONS)} classes): the attributions explain guesses"})
+
+    if records:
+        from .examples import select_examples
+
+        groups: dict[str, list[SampleRecord]] = {}
+        for r in records:
+            groups.setdefault(r.source, []).append(r)
+        for source, recs in groups.items():
+            if not select_examples(recs):
+                out.append({"kind": "no_figure", "source": source,
+                            "message": f"{source}: no example figure (no sample with a defined DAE)"})
+
+    for source, s in (summary.get("sources") or {}).items():
+        flags = s.get("flags") or {}
+        n = s.get("n") or 0
+        for flag, why in WARNED_FLAGS.items():
+            if flags.get(flag):
+                out.append({"kind": "flagged", "source": source, "flag": flag, "count": int(flags[flag]), "n": n,
+                            "message": f"{source}: {flags[flag]} of {n} records flagged {flag}: {why}"})
+    return out
+
+
+def store_warnings(store) -> list[dict[str, Any]]:
+    """:func:`run_warnings` of a :class:`creg.store.RunStore` (its stored summary and records)."""
+    return run_warnings(store.config, store.summary() or {}, store.records())
+
+
+def warnings_markdown(warnings: Sequence[dict[str, Any]], *, heading: str | None = "**Warnings**") -> str:
+    """A Markdown list (``heading``, then one ``- `` line each); empty when there are none."""
+    if not warnings:
+        return ""
+    lines = [heading, ""] if heading else []
+    lines += [f"- ⚠ {w['message']}" for w in warnings]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,191 @@
+"""The paper's protocol in one command (``creg reproduce``): which runs it takes, running them, and
+one report that sets our numbers beside the published ones (:mod:`creg.published`).
+
+The plan, per benchmark (VSR and COCO-Pairs in the paper; ``synthetic`` where no data is given):
+
+* ``BENCH/table1`` -- Table 1 (every source of ``creg run``'s default list) with COS, grey fill:
+  Tables 1, 3 and 4, per class (§6.2, Fig. 4), correct/incorrect, pairwise tests;
+* ``BENCH/cos_blur``, ``BENCH/cos_patch_drop`` -- the other occlusion operators, for CREG, attention
+  rollout and uniform-noise relevance (the control); every COS run also records the adjacent-sector
+  control and, where :mod:`creg.occlusion` computes it, the area-matched one;
+
+and on the first benchmark (VSR in the paper):
+
+* ``ablation/NAME`` -- Table 5 (:func:`creg.reporting.analysis.ablation_configs`, 60 samples);
+* ``prompts/A|B|C`` -- Table 6, the prompt sweep of App. A.1 (30 samples);
+* ``ablation/default/flip`` -- §6.1 flip equivariance of CREG on the ablation's default run.
+
+Every sub-run is an ordinary run directory written through the run store, so the whole protocol is
+resumable: running the same command again continues where it stopped. ``limit`` caps every step's
+sample count (the paper's sizes otherwise).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .run_config import RunConfig, RunError
+
+#: The paper's benchmarks, in its order.
+PAPER_BENCHMARKS = ("vsr", "coco_pairs")
+#: Sample counts of the paper (§5.1, Table 5, Table 6, §6.1); other benchmarks use Table 1's VSR size.
+TABLE1_N = {"vsr": 240, "coco_pairs": 300}
+ABLATION_N = 60
+PROMPTS_N = 30
+#: The operators of ``creg run --cos-op``; grey is the paper's (Table 4).
+COS_OPERATORS = ("grey", "blur", "patch_drop")
+#: Sources of the extra-operator COS runs: the method, the strongest baseline, the noise control.
+COS_SOURCES = ("creg", "attention_rollout", "random_relevance")
+#: Benchmark that stands in when no dataset is available.
+SUBSTITUTE = "synthetic"
+
+
+@dataclass
+class Step:
+    """One run (``kind="run"``), grid of runs (``"variants"``) or flip re-run (``"flip"``)."""
+
+    name: str  # path below the reproduction directory
+    kind: str
+    what: str  # the paper's table / section it serves
+    configs: dict[str, RunConfig] = field(default_factory=dict)  # kind run: {"": config}; variants: {name: config}
+    of: str | None = None  # kind flip: the step whose run is flipped
+
+
+@dataclass
+class Plan:
+    out: Path
+    benchmarks: list[str]
+    steps: list[Step]
+    notes: list[str]
+
+    def describe(self) -> list[str]:
+        """One line per step (what it runs, where, how many samples)."""
+        lines = []
+        for s in self.steps:
+            if s.kind == "flip":
+                lines.append(f"{s.name}: {s.what} (flipped images of {s.of})")
+                continue
+            cfgs = list(s.configs.values())
+            n = cfgs[0].n
+            srcs = sorted({x for c in cfgs for x in c.sources})
+            lines.append(f"{s.name}: {s.what} -- {cfgs[0].bench}, n={n if n is not None else 'default'}, "
+                         f"{len(cfgs)} run(s), sources {','.join(srcs)}" +
+                         (f", COS {cfgs[0].cos_op}" if cfgs[0].cos else ""))
+        return lines
+
+
+def needs_data(bench: str, plugins) -> bool:
+    """Whether a benchmark reads a dataset (registration metadata ``needs_data``; the paper's do)."""
+    meta = {}
+    try:
+        meta = plugins.metadata("benchmark", bench) or {}
+    except Exception:  # noqa: BLE001 - older registries carry no metadata
+        meta = {}
+    if "needs_data" in meta:
+        return bool(meta["needs_data"])
+    return bench in PAPER_BENCHMARKS
+
+
+def plan_reproduction(out: Path, *, adapter: str, benchmarks: list[str] | None = None, data_dir: str | None = None,
+                      limit: int | None = None, seed: int = 0, sources: list[str] | None = None,
+                      plugins=None, **run_fields: Any) -> Plan:
+    """The steps of the protocol for ``adapter`` (see the module docstring). Benchmarks that need
+    data are skipped with a note when ``data_dir`` is None; when none is left, :data:`SUBSTITUTE`
+    stands in (with a note). ``run_fields``: further :class:`RunConfig` fields (model, dtype, device,
+    batch_size, registry, ...), the same for every run."""
+    from .cli.run import DEFAULT_SOURCES
+    from .plugins import get_plugins
+    from .reporting.analysis import ablation_configs, prompt_configs
+
+    plugins = plugins or get_plugins()
+    if limit is not None and limit < 1:
+        raise RunError(f"--limit {limit}: expected a number of samples >= 1")
+    asked = list(benchmarks or PAPER_BENCHMARKS)
+    notes: list[str] = []
+    benches = []
+    for b in asked:
+        if data_dir is None and needs_data(b, plugins):
+            notes.append(f"{b}: skipped (it needs its dataset: pass --data-dir or set CREG_DATA_DIR)")
+        else:
+            benches.append(b)
+    if not benches:
+        benches = [SUBSTITUTE]
+        notes.append(f"{SUBSTITUTE} stands in for {', '.join(asked)}: the paper's numbers are shown for "
+                     "orientation only, they were measured on other data")
+    sources = list(sources or [s for s in DEFAULT_SOURCES.split(",") if s])
+
+    def n_for(paper_n: int) -> int:
+        return paper_n if limit is None else min(paper_n, limit)
+
+    def config(bench: str, n: int, **fields) -> RunConfig:
+        return RunConfig(**{"adapter": adapter, "bench": bench, "n": n, "seed": seed, "data_dir": data_dir,
+                            "sources": sources, **run_fields, **fields})
+
+    steps: list[Step] = []
+    for b in benches:
+        n = n_for(TABLE1_N.get(b, TABLE1_N["vsr"]))
+        steps.append(Step(f"{b}/table1", "run", "Table 1, 3, 4 (grey), per class, correct/incorrect",
+                          {"": config(b, n, cos=True, cos_op="grey")}))
+        cos_sources = [s for s in COS_SOURCES if s in sources] or sources
+        for op in COS_OPERATORS[1:]:
+            steps.append(Step(f"{b}/cos_{op}", "run", f"COS with operator {op} (Table 4's protocol)",
+                              {"": config(b, n, cos=True, cos_op=op, sources=cos_sources)}))
+    first = benches[0]
+    steps.append(Step("ablation", "variants", "Table 5 (ablation)",
+                      ablation_configs(config(first, n_for(ABLATION_N)))))
+    steps.append(Step("prompts", "variants", "Table 6 (prompt sweep, App. A.1)",
+                      prompt_configs(config(first, n_for(PROMPTS_N)))))
+    steps.append(Step("ablation/default/flip", "flip", "§6.1 flip equivariance", of="ablation/default"))
+    return Plan(Path(out), benches, steps, notes)
+
+
+@dataclass
+class Reproduction:
+    plan: Plan
+    runs: dict[str, Path]  # step/variant name -> run directory
+    elapsed_s: float
+    report: dict[str, Any]
+    text: str
+
+
+def run_plan(plan: Plan, *, progress: bool = True, figures: bool = False,
+             log: Callable[[str], None] | None = None) -> Reproduction:
+    """Run every step (resumable), then write ``report.md`` / ``report.json`` at the top of the
+    reproduction directory. One model load serves every run that names the same model."""
+    from .reporting.analysis import run_flipped, run_variants
+    from .runner import Runner
+
+    if log is None:
+        from .logs import info as log
+    t0 = time.perf_counter()
+    runs: dict[str, Path] = {}
+    adapter = first_config = None
+    for step in plan.steps:
+        log(f"[reproduce] {step.name}: {step.what}")
+        if step.kind == "run":
+            out = plan.out / step.name
+            runner = Runner(step.configs[""], out, adapter=adapter, progress=progress, log=log)
+            runner.run()
+            if adapter is None:
+                adapter, first_config = runner.adapter, step.configs[""]
+            runs[step.name] = out
+            if figures:
+                from .reporting.report import build_report
+
+                build_report(out, figures=True, html=False, log=log)
+        elif step.kind == "variants":
+            same = all(c.prompt == first_config.prompt for c in step.configs.values()) if first_config else False
+            run_variants(step.configs, plan.out / step.name, progress=progress, log=log, adapter=adapter if same else None)
+            for name in step.configs:
+                runs[f"{step.name}/{name}"] = plan.out / step.name / name
+        elif step.kind == "flip":
+            run_flipped(plan.out / step.of, progress=progress, log=log, adapter=adapter)
+            runs[step.name] = plan.out / step.name
+    from .reporting.reproduction import reproduction_report
+
+    elapsed = time.perf_counter() - t0
+    report, text = reproduction_report(plan, runs, elapsed_s=elapsed)
+    return Reproduction(plan, runs, elapsed, report, text)

@@ -1,0 +1,98 @@
+"""``creg reproduce`` (issue 12 item 6): the plan, the paper's numbers as data, and the protocol end to
+end on the toy model with a few samples."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from creg import published as paper
+from creg.cli import cli
+from creg.reproduce import ABLATION_N, PROMPTS_N, TABLE1_N, plan_reproduction
+from creg.run_config import RunError
+from creg.store import RunStore
+
+torch.set_num_threads(1)
+
+
+def test_published_numbers_carry_their_provenance_and_are_unique():
+    creg_coco = paper.one(table="Table 1", benchmark="coco_pairs", source="creg", metric="dae")
+    assert (creg_coco.value, creg_coco.ci, creg_coco.n, creg_coco.row) == (55.5, (50, 61), 300, "CREG (pred)")
+    assert creg_coco.reading == "dae_sector"  # Eq. 6: the sector centre
+    assert paper.one(table="Table 1", benchmark="vsr", source="oracle", metric="dae").reading == "dae"
+    assert paper.one(table="Table 4", benchmark="vsr", metric="cos").value == 0.417
+    assert paper.one(table="Table 5", variant="no_contrastive", metric="dae").value == 82.3
+    assert paper.one(table="Table 6", variant="B", metric="vlm_accuracy").value == 0.367
+    assert paper.one(table="§6.1", metric="flip_r").value == -0.065
+    assert paper.one(table="Table 3", benchmark="coco_pairs", source="creg", metric="dae", subset="incorrect").value == 61.7
+    # every (table, benchmark, row, column) names one number
+    keys = [(p.table, p.benchmark, p.row, p.column) for p in paper.ALL]
+    assert len(keys) == len(set(keys))
+    # 8 methods x 2 benchmarks x (DAE, EA) in Table 1
+    assert len(paper.TABLE1) == 32
+
+
+def test_without_data_the_paper_benchmarks_are_skipped_and_synthetic_stands_in(tmp_path):
+    plan = plan_reproduction(tmp_path, adapter="qwen2vl-toy")
+    assert plan.benchmarks == ["synthetic"]
+    assert any("vsr: skipped" in n for n in plan.notes) and any("coco_pairs: skipped" in n for n in plan.notes)
+    assert any("synthetic stands in" in n for n in plan.notes)
+    names = [s.name for s in plan.steps]
+    assert names == ["synthetic/table1", "synthetic/cos_blur", "synthetic/cos_patch_drop", "ablation", "prompts",
+                     "ablation/default/flip"]
+    t1 = plan.steps[0].configs[""]
+    assert t1.cos and t1.cos_op == "grey" and t1.n == TABLE1_N["vsr"] and "creg" in t1.sources and "oracle" in t1.sources
+    assert [s.configs[""].cos_op for s in plan.steps[1:3]] == ["blur", "patch_drop"]
+    assert set(plan.steps[3].configs) == {"default", "k4", "single_layer", "no_contrastive"}
+    assert plan.steps[3].configs["k4"].k == 4 and plan.steps[3].configs["default"].n == ABLATION_N
+    assert [c.prompt for c in plan.steps[4].configs.values()] == ["A", "B", "C"]
+    assert plan.steps[4].configs["A"].n == PROMPTS_N
+
+
+def test_with_data_both_paper_benchmarks_run_and_limit_caps_every_step(tmp_path):
+    plan = plan_reproduction(tmp_path, adapter="qwen2vl-toy", data_dir=str(tmp_path), limit=40)
+    assert plan.benchmarks == ["vsr", "coco_pairs"] and plan.notes == []
+    ns = {s.name: {c.n for c in s.configs.values()} for s in plan.steps if s.configs}
+    assert ns["vsr/table1"] == {40} and ns["coco_pairs/table1"] == {40} and ns["ablation"] == {40} and ns["prompts"] == {30}
+    assert {c.bench for c in plan.steps[-3].configs.values()} == {"vsr"}  # Table 5 on VSR, as in the paper
+    with pytest.raises(RunError):
+        plan_reproduction(tmp_path, adapter="qwen2vl-toy", limit=0)
+
+
+def test_a_bad_adapter_is_one_line_exit_2(tmp_path):
+    res = CliRunner().invoke(cli, ["reproduce", "--adapter", "no-such-model", "--bench", "synthetic", "--limit", "1",
+                                   "--out", str(tmp_path / "r"), "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+
+
+def test_reproduce_end_to_end_on_the_toy(tmp_path):
+    out = tmp_path / "repro"
+    res = CliRunner().invoke(cli, ["reproduce", "--adapter", "qwen2vl-toy", "--bench", "synthetic", "--limit", "2",
+                                   "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    # every step is an ordinary run directory, readable through the run store
+    for name in ("synthetic/table1", "synthetic/cos_blur", "synthetic/cos_patch_drop", "ablation/default", "ablation/k4",
+                 "ablation/single_layer", "ablation/no_contrastive", "prompts/A", "prompts/B", "prompts/C"):
+        store = RunStore.read(out / name)
+        assert store.summary()["complete"] and store.summary()["n_samples"] == 2, name
+        assert "warnings" in store.summary()
+    assert RunStore.read(out / "ablation/default").sub("flip") is not None
+    ops = {RunStore.read(out / f"synthetic/{n}").config["run"]["cos_op"] for n in ("table1", "cos_blur", "cos_patch_drop")}
+    assert ops == {"grey", "blur", "patch_drop"}
+    text = (out / "report.md").read_text()
+    for heading in ("Table 1", "causal occlusion (Table 4)", "correct vs incorrect (Table 3)", "per class",
+                    "Table 5: ablation", "Table 6: prompt sweep", "Flip equivariance"):
+        assert heading in text, heading
+    assert "synthetic stands in" not in text  # --bench synthetic was asked for, nothing substituted
+    report = json.loads((out / "report.json").read_text())
+    t1 = {r["source"]: r for r in report["tables"]["synthetic/table1"]}
+    assert t1["creg"]["paper_dae"] == 64.8 and t1["creg"]["paper_dae_reading"] == "dae_sector"  # VSR, for orientation
+    stored = RunStore.read(out / "synthetic/table1").summary()["sources"]["creg"]
+    assert t1["creg"]["dae_sector"] == stored["dae_sector"]
+    assert {r["op"] for r in report["tables"]["synthetic/cos"]} == {"grey", "blur", "patch_drop"}
+    assert set(report["tables"]["ablation"]) == {"default", "k4", "single_layer", "no_contrastive"}
+    assert report["tables"]["flip"]["creg"]["n"] == 2

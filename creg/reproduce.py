@@ -78,15 +78,8 @@ class Plan:
 
 
 def needs_data(bench: str, plugins) -> bool:
-    """Whether a benchmark reads a dataset (registration metadata ``needs_data``; the paper's do)."""
-    meta = {}
-    try:
-        meta = plugins.metadata("benchmark", bench) or {}
-    except Exception:  # noqa: BLE001 - older registries carry no metadata
-        meta = {}
-    if "needs_data" in meta:
-        return bool(meta["needs_data"])
-    return bench in PAPER_BENCHMARKS
+    """Whether a benchmark reads a dataset: its registration metadata ``needs_data``."""
+    return bool(plugins.get("benchmark", bench).metadata.get("needs_data", False))
 
 
 def plan_reproduction(out: Path, *, adapter: str, benchmarks: list[str] | None = None, data_dir: str | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -69,12 +70,18 @@ def looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
 
 
+#: a Hugging Face repo id: "name" or "org/name" of letters, digits, "-", "_" and "." (no ":" or spaces).
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
 def check_available(model: str) -> None:
     """Raise :class:`ModelUnavailable` at once when ``model`` cannot be loaded here; return otherwise."""
     if not model or Path(model).expanduser().is_dir():
         return
     if looks_like_path(model):
         raise ModelUnavailable(f"model directory not found: {model}")
+    if not HUB_ID.fullmatch(model):  # not a hub repo id ("org/name"): the adapter's own kind of name
+        return
     if cached_file(model, "config.json") is not None:
         return
     reason = ("HF_HUB_OFFLINE is set" if offline_by_setting()

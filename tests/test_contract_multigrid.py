@@ -22,7 +22,7 @@ class TestTiledAdapterContract(AdapterContract):
 # -- sources and the compass on a multi-grid layout --------------------------------------------
 from creg.adapter import VisionGrid, VisionLayout, split_cells  # noqa: E402
 from creg.compass import polar_coordinates, project_to_compass, sector_of, uniform_cell_xy  # noqa: E402
-from creg.context import ExplainContext, merge_requests  # noqa: E402
+from creg.context import ExplainContext  # noqa: E402
 from creg.hf import cells_in_image, centre_crop_region, pad_to_square_region, region_cell_xy  # noqa: E402
 from creg.plugins import get_plugins  # noqa: E402
 from creg.sample import Box  # noqa: E402
@@ -42,13 +42,16 @@ def test_every_model_source_covers_every_cell_of_every_grid(tiled):
     sources = [plugins.load("source", name)(**opts) for name, opts in (
         ("creg", {"layers": "-2,-3"}), ("gradnorm", {}), ("gradxact", {}), ("gradcam", {}),
         ("integrated_gradients", {}), ("random_relevance", {}))]
-    ctx = ExplainContext(samples, tiled, merge_requests([s.request() for s in sources]))
+    ctx = ExplainContext.for_sources(samples, tiled, sources)
     n_cells = 3 * TILE_CELLS**2
     for src in sources:
-        for i, m in enumerate(src.explain(ctx)):
+        maps = src.explain(ctx)
+        # GradCAM's ReLU may legitimately zero a whole map of a random model: mass on some sample suffices
+        assert any(m.values.sum() > 0 for m in maps), src.name
+        for i, m in enumerate(maps):
             lay = ctx.layout(i)
             assert lay.is_multi_grid and lay.grid_hw == (1, n_cells)
-            assert torch.isfinite(m.values).all() and (m.values >= 0).all() and m.values.sum() > 0, src.name
+            assert torch.isfinite(m.values).all() and (m.values >= 0).all(), src.name
             if src.name == "gradcam":  # stays on the stacked tile patches, at their own centres
                 assert tuple(m.values.shape) == lay.patch_hw and torch.equal(m.cell_xy, lay.patch_xy)
             else:

@@ -20,7 +20,7 @@ from ..logs import info as log_info
 from . import analysis
 from ..records import SampleRecord
 from ..store import RunDirError, RunStore, safe_name
-from .examples import select_examples  # noqa: F401 (0.1 import path)
+from .examples import run_samples, select_examples  # noqa: F401 (select_examples: 0.1 import path)
 from .summary import _fmt, _registry, markdown_table, summarize
 from .warnings import run_warnings
 
@@ -43,30 +43,14 @@ def load_run(run_dir: Path | RunStore, log: Callable[[str], None] | None = None)
 
 
 def sample_images(config: dict[str, Any], samples: dict[str, dict[str, Any]], ids: set[str]) -> dict[str, Any]:
-    """PIL images of the samples ``ids``: from the recorded path, else re-created by the benchmark.
-    Samples whose image cannot be had are left out (their figures show boxes only)."""
-    from PIL import Image
-
+    """PIL images of the samples ``ids``: from the recorded path, else re-created by the benchmark
+    (:func:`creg.reporting.examples.run_samples`). Samples whose image cannot be had are left out
+    (their figures show boxes only)."""
     out: dict[str, Any] = {}
-    for sid in ids:
-        path = samples.get(sid, {}).get("image")
-        if path and Path(path).is_file():
-            with Image.open(path) as im:
-                out[sid] = im.convert("RGB")
-    missing = ids - set(out)
-    if missing:
+    for sid, sample in run_samples(config, samples, ids).items():
         try:
-            from ..plugins import get_plugins
-            from ..run_config import RunConfig, build_benchmark
-
-            bench = build_benchmark(RunConfig(**config["run"]), get_plugins())
-            for s in bench.samples():
-                if s.id in missing:
-                    out[s.id] = s.load_image()
-                    missing.discard(s.id)
-                    if not missing:
-                        break
-        except Exception:  # noqa: BLE001 - figures fall back to boxes only; the report still completes
+            out[sid] = sample.load_image()
+        except Exception:  # noqa: BLE001 - a figure without its image still shows the boxes
             pass
     return out
 

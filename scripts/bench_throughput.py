@@ -120,19 +120,33 @@ def med(xs):
 
 
 # -- models ---------------------------------------------------------------------------------
-def load_toy():
+def load_toy(device: str = "cpu", dtype: str = "float32"):
     from creg.plugins import get_plugins
     from creg.registry import load_registry
     from creg.run_config import RunConfig, resolve_adapter
 
-    cls, cfg = resolve_adapter(RunConfig(adapter="qwen2vl-toy", device="cpu", dtype="float32"), get_plugins(), load_registry([]))
+    cls, cfg = resolve_adapter(RunConfig(adapter="qwen2vl-toy", device=device, dtype=dtype), get_plugins(), load_registry([]))
     return cls.load(cfg)
+
+
+def build_7b(out_dir: str, device: str = "cuda") -> str:
+    """A random-init model of Qwen2-VL-7B-Instruct's shape (8.3 B parameters, bfloat16) in ``out_dir``."""
+    from creg_qwen2vl.tiny import QWEN2VL_7B_SHAPE, build_tiny_qwen2vl
+
+    t0 = time.time()
+    build_tiny_qwen2vl(Path(out_dir), seed=0, init_device=device, dtype="bfloat16", **QWEN2VL_7B_SHAPE)
+    print(f"built a random Qwen2-VL-7B-shaped model in {out_dir} ({time.time() - t0:.0f} s)", flush=True)
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return out_dir
 
 
 def load_deep(hidden: int, layers: int, model_dir: str | None, device: str = "cpu", dtype: str = "float32"):
     from creg.adapter import AdapterConfig
     from creg_qwen2vl.adapter import Qwen2VLAdapter
 
+    if model_dir is not None and not Path(model_dir).exists() and model_dir.endswith("7b"):
+        build_7b(model_dir, device if device != "auto" else "cuda")
     if model_dir is None:
         from creg_qwen2vl.tiny import build_tiny_qwen2vl
 
@@ -161,9 +175,13 @@ def sources(names):
 def section_batch(args) -> None:
     from creg.scoring.pipeline import ScoringSettings, explain_batch
 
-    adapter = load_toy()
+    if args.batch_model == "toy":
+        adapter, label = load_toy(args.device, args.dtype), "toy model"
+    else:
+        adapter, _ = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
+        label = f"{args.model or 'deep random model'}, {args.batch_tokens} vision tokens"
     srcs = sources(TABLE1)
-    samples = synthetic(args.n_batch)
+    samples = synthetic(args.n_batch, TOKEN_SIDES[args.batch_tokens])
     plain, cos = ScoringSettings(), ScoringSettings(cos=True)
 
     def run(size, settings):
@@ -178,7 +196,8 @@ def section_batch(args) -> None:
         for size in (1, 16):
             times.setdefault(f"b{size}+cos", []).append(cpu_time(lambda: run(size, cos)))
     sps = {k: len(samples) / min(v) for k, v in times.items()}
-    print(f"\n## Batch size (toy model, Table-1 sources, {len(samples)} samples, CPU time, best of {args.repeats})\n")
+    clock = "wall time, CUDA-synchronised" if _CUDA else "CPU time"
+    print(f"\n## Batch size ({label}, Table-1 sources, {len(samples)} samples, {clock}, best of {args.repeats})\n")
     print("| batch size | samples/s | vs batch 1 | with --cos: samples/s | --cos adds |")
     print("|---:|---:|---:|---:|---:|")
     for size in (1, 4, 16):
@@ -311,7 +330,7 @@ def section_fpu(args) -> None:
     adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
     cfg = adapter.model.config
     print(f"\n## Forward-pass units (random Qwen2-VL: {cfg.text_config.num_hidden_layers} decoder layers, hidden "
-          f"{cfg.text_config.hidden_size}, vision depth {cfg.vision_config.depth}; CPU time, one thread)\n")
+          f"{cfg.text_config.hidden_size}, vision depth {cfg.vision_config.depth}; {'wall time, CUDA-synchronised' if _CUDA else 'CPU time, one thread'})\n")
     tokens = [int(t) for t in args.tokens.split(",")]
     results, units, seqs = {}, {}, {}
     for tok in tokens:
@@ -334,7 +353,7 @@ def section_fpu(args) -> None:
 
     if args.no_toy:
         return
-    toy = load_toy()
+    toy = load_toy(args.device, args.dtype)
     r = _fpu_rows(toy, synthetic(args.n_fpu), PER_SOURCE, args.repeats)
     print("\n### Toy model (qwen2vl-toy), 64 vision tokens\n")
     print("| FPU (median) | toy |\n|---|---:|")
@@ -475,7 +494,7 @@ def section_profile(args) -> None:
 
     from creg.scoring.pipeline import ScoringSettings, explain_batch
 
-    adapter = load_toy()
+    adapter = load_toy(args.device, args.dtype)
     srcs = sources(TABLE1)
     samples = synthetic(8)
     explain_batch(samples[:1], srcs, adapter, ScoringSettings())
@@ -495,7 +514,11 @@ def section_profile(args) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sections", default="batch,ranks,fpu,memory,captum,profile")
-    p.add_argument("--model", help="an existing Qwen2-VL checkpoint dir for fpu/captum (default: build a random one)")
+    p.add_argument("--model", help="an existing Qwen2-VL checkpoint dir for fpu/memory/captum/batch (default: build a "
+                   "small random one); a path ending in '7b' that does not exist yet is built there with the shape "
+                   "of Qwen2-VL-7B-Instruct (random weights, bfloat16, on --device: for a GPU)")
+    p.add_argument("--batch-model", choices=("toy", "deep"), default="toy", help="batch: the toy model or --model/--hidden")
+    p.add_argument("--batch-tokens", type=int, choices=sorted(TOKEN_SIDES), default=64, help="batch: vision tokens per sample")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=28)
     p.add_argument("--tokens", default="64,256,1024")

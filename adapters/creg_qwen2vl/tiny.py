@@ -43,12 +43,36 @@ DEFAULTS: dict[str, Any] = {
     "vision_depth": 2,
     "vision_embed_dim": 32,
     "vision_heads": 2,
+    "vision_mlp_ratio": 2,
     "patch_size": 14,
     "spatial_merge_size": 2,
     "temporal_patch_size": 2,
     "min_pixels": 56 * 56,
     "max_pixels": 224 * 224,
     "vocab_size": 1024,
+    # None: the tokenizer's length rounded up to 64; a full-size shape sets the released 152064
+    "model_vocab_size": None,
+    # None: head_dim/2 split into (temporal, height, width) as evenly as possible
+    "mrope_section": None,
+}
+
+#: The shape of Qwen2-VL-7B-Instruct (its config.json): ``build_tiny_qwen2vl(out, **QWEN2VL_7B_SHAPE)``
+#: writes a random-init model of that size (8.3 B parameters, ~16.6 GB in bfloat16) for speed and
+#: memory measurements on a GPU (scripts/bench_throughput.py ``--shape 7b``); never for tests.
+QWEN2VL_7B_SHAPE: dict[str, Any] = {
+    "text_hidden_size": 3584,
+    "text_layers": 28,
+    "text_heads": 28,
+    "text_kv_heads": 4,
+    "text_intermediate_size": 18944,
+    "vision_depth": 32,
+    "vision_embed_dim": 1280,
+    "vision_heads": 16,
+    "vision_mlp_ratio": 4,
+    "model_vocab_size": 152064,
+    "mrope_section": [16, 24, 24],
+    "min_pixels": 56 * 56,
+    "max_pixels": 28 * 28 * 1280,
 }
 
 
@@ -59,7 +83,8 @@ def build_tokenizer(vocab_size: int = DEFAULTS["vocab_size"]):
     return build_qwen2_tokenizer(SPECIAL_TOKENS, QWEN2VL_CHAT_TEMPLATE, vocab_size=vocab_size)
 
 
-def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, **config_overrides: Any) -> Path:
+def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, init_device: str | None = None,
+                       dtype: str | None = None, **config_overrides: Any) -> Path:
     """Write a tiny random-init Qwen2-VL checkpoint to ``out_dir`` and return its path.
 
     ``config_overrides`` may set any key of :data:`DEFAULTS` (``text_hidden_size``,
@@ -67,6 +92,10 @@ def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, **config_overrides
     with ``Qwen2VLForConditionalGeneration.from_pretrained(out_dir)``,
     ``AutoTokenizer.from_pretrained(out_dir)``, ``AutoImageProcessor.from_pretrained(out_dir)``
     or through ``Qwen2VLAdapter.load(AdapterConfig(model=str(out_dir)))``.
+
+    ``init_device`` (e.g. ``"cuda"``) initialises the weights there, and ``dtype`` (e.g.
+    ``"bfloat16"``) is the dtype they are created and saved in: for full-size shapes
+    (:data:`QWEN2VL_7B_SHAPE`), whose random initialisation takes minutes on a CPU.
     """
     import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
@@ -81,13 +110,17 @@ def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, **config_overrides
         raise ValueError(f"text_hidden_size {c['text_hidden_size']} must split into {c['text_heads']} even-sized heads")
     # M-RoPE splits head_dim/2 rotary frequencies into (temporal, height, width) sections.
     half = head_dim // 2
-    mrope_section = [half - 2 * (half // 3), half // 3, half // 3]
+    mrope_section = c["mrope_section"] or [half - 2 * (half // 3), half // 3, half // 3]
+    if sum(mrope_section) != half:
+        raise ValueError(f"mrope_section {mrope_section} must add up to head_dim/2 = {half}")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(c["vocab_size"])
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
-    vocab_size = -(-len(tokenizer) // 64) * 64
+    vocab_size = c["model_vocab_size"] or -(-len(tokenizer) // 64) * 64
+    if vocab_size < len(tokenizer):
+        raise ValueError(f"model_vocab_size {vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens)")
 
     config = Qwen2VLConfig(
         text_config={
@@ -108,7 +141,7 @@ def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, **config_overrides
             "embed_dim": c["vision_embed_dim"],
             "hidden_size": c["text_hidden_size"],
             "num_heads": c["vision_heads"],
-            "mlp_ratio": 2,
+            "mlp_ratio": c["vision_mlp_ratio"],
             "patch_size": c["patch_size"],
             "spatial_merge_size": c["spatial_merge_size"],
             "temporal_patch_size": c["temporal_patch_size"],
@@ -120,7 +153,16 @@ def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, **config_overrides
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
+    if init_device is None and dtype is None:
+        model = Qwen2VLForConditionalGeneration(config).eval()
+    else:
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(getattr(torch, dtype or "float32"))
+        try:
+            with torch.device(init_device or "cpu"):
+                model = Qwen2VLForConditionalGeneration(config).eval()
+        finally:
+            torch.set_default_dtype(previous)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
 

@@ -17,6 +17,9 @@ OUT_DIR=${1:-${OUT:-/tmp/gpu_out}}
 STEPS=${2:-toy,build,fpu,memory,batch,run}
 MODEL=${MODEL:-/tmp/qwen2vl-7b}
 RUN_N=${RUN_N:-64}
+TOY_N=${TOY_N:-200}
+FPU_TOKENS=${FPU_TOKENS:-64,256,1024}
+FPU_REPEATS=${FPU_REPEATS:-3}
 mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu_log.txt"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
@@ -43,16 +46,16 @@ say "machine"
   python3 -c "import torch, transformers, pydantic; print('torch', torch.__version__, 'transformers', transformers.__version__, 'pydantic', pydantic.__version__, 'cuda', torch.cuda.is_available())"
   python3 -m creg list | head -5; } >>"$LOG" 2>&1
 
-step toy 150 python3 -m creg run --device cuda --dtype float32 --limit 200 --batch-size auto --no-progress --out /tmp/toy-fp32
-step toy 150 python3 -m creg run --device cuda --dtype bfloat16 --limit 200 --batch-size auto --no-progress --out /tmp/toy-bf16
+step toy 90 python3 -m creg run --device cuda --dtype float32 --limit $TOY_N --batch-size auto --no-progress --out /tmp/toy-fp32
+step toy 90 python3 -m creg run --device cuda --dtype bfloat16 --limit $TOY_N --batch-size auto --no-progress --out /tmp/toy-bf16
 step build 240 python3 -c "import sys; sys.path.insert(0, 'scripts'); import bench_throughput as b; b.build_7b('$MODEL', 'cuda')"
-step fpu 200 python3 scripts/bench_throughput.py --sections fpu --model "$MODEL" --device cuda --dtype bfloat16 \
-    --tokens 64,256,1024 --per-source-max 1024 --cos-max 1024 --repeats 3 --no-toy
+step fpu 150 python3 scripts/bench_throughput.py --sections fpu --model "$MODEL" --device cuda --dtype bfloat16 \
+    --tokens $FPU_TOKENS --per-source-max 1024 --cos-max 1024 --repeats $FPU_REPEATS --no-toy
 step memory 120 python3 scripts/bench_throughput.py --sections memory --model "$MODEL" --device cuda --dtype bfloat16 \
     --tokens 64,256,1024
 step batch 200 python3 scripts/bench_throughput.py --sections batch --batch-model deep --batch-tokens 256 --model "$MODEL" \
     --device cuda --dtype bfloat16 --n-batch 16 --repeats 1
-step run 300 bash -c "time python3 -m creg run --adapter qwen2vl --model $MODEL --device cuda --dtype bfloat16 \
+step run 150 bash -c "time python3 -m creg run --adapter qwen2vl --model $MODEL --device cuda --dtype bfloat16 \
     --source $TABLE1 --bench synthetic --bench-opt width=896 --bench-opt height=896 --limit $RUN_N --cos \
     --batch-size auto --no-progress --out /tmp/run-7b"
 for d in /tmp/toy-fp32 /tmp/toy-bf16 /tmp/run-7b; do

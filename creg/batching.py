@@ -9,9 +9,13 @@ gets exactly the batches it got before. Results do not depend on the grouping: e
 per-sample quantity is computed per sample (random draws are keyed by sample id).
 
 ``--batch-size auto`` (:func:`resolve_batch_size`): on a GPU, the largest batch (up to
-:data:`MAX_AUTO_BATCH`) whose explain pass fits the device, found by trying the longest sample
-of the first window at doubling sizes and then bisecting (an out-of-memory error means "too
-big"); on the CPU, :data:`CPU_AUTO_BATCH` (docs/speed.md: batching on the CPU only spreads the
+:data:`MAX_AUTO_BATCH`) whose explain pass fits the device. The longest sample of the first
+window is explained at batch sizes 1 and 2 while the device's peak memory is read; the peak is
+close to linear in the batch size, so the two peaks predict the largest size that fits 90 % of
+the free memory, and one pass at that size checks it (an out-of-memory error shrinks it). Three
+probe passes instead of the ~2 log2(64) of doubling and bisection, which on a 7B model at 1024
+vision tokens cost more than a 16-sample run (docs/speed.md). Without peak-memory readings
+(another device kind) it falls back to doubling and bisecting. On the CPU, :data:`CPU_AUTO_BATCH` (docs/speed.md: batching on the CPU only spreads the
 fixed per-call overhead, which is paid off by 8 samples).
 """
 
@@ -129,11 +133,49 @@ def largest_fitting(fits: Callable[[int], bool], limit: int = MAX_AUTO_BATCH) ->
     return good
 
 
+class DeviceMemory:
+    """Peak-memory readings of one CUDA device for :func:`resolve_batch_size` (tests pass a fake)."""
+
+    def __init__(self, device: Any):
+        import torch
+
+        self.torch, self.device = torch, device
+
+    def start(self) -> None:
+        """Forget the previous peak."""
+        self.torch.cuda.synchronize(self.device)
+        self.torch.cuda.reset_peak_memory_stats(self.device)
+        self.base = self.torch.cuda.memory_allocated(self.device)
+
+    def peak(self) -> int:
+        """Bytes allocated at the peak since :meth:`start`, above the level at :meth:`start`."""
+        self.torch.cuda.synchronize(self.device)
+        return self.torch.cuda.max_memory_allocated(self.device) - self.base
+
+    def available(self) -> int:
+        """Bytes a batch may still take: free device memory plus what torch holds unallocated."""
+        free, _total = self.torch.cuda.mem_get_info(self.device)
+        return int(free + self.torch.cuda.memory_reserved(self.device) - self.torch.cuda.memory_allocated(self.device))
+
+
+def predicted_batch(peak_1: int, peak_2: int, available: int, limit: int, *, headroom: float = 0.9) -> int | None:
+    """The largest ``n`` with ``peak_1 + (n - 1) * (peak_2 - peak_1) <= headroom * available``
+    (peak memory linear in the batch size, read at 1 and 2), within ``2..limit``; None when the
+    readings do not grow (nothing to extrapolate from)."""
+    per_sample = peak_2 - peak_1
+    if per_sample <= 0:
+        return None
+    n = 1 + int((headroom * available - peak_1) // per_sample)
+    return max(2, min(limit, n))
+
+
 def resolve_batch_size(requested: int | str, *, device: Any, try_batch: Callable[[int], None] | None = None,
-                       limit: int = MAX_AUTO_BATCH) -> int:
+                       limit: int = MAX_AUTO_BATCH, memory: Any = None) -> int:
     """The batch size to run with: ``requested`` when it is a number; for ``auto``,
     :data:`CPU_AUTO_BATCH` off the GPU, else the largest size for which ``try_batch(n)`` (one
-    explain pass over ``n`` copies of a long sample) does not run out of device memory."""
+    explain pass over ``n`` copies of a long sample) fits: predicted from the peak memory at 1
+    and 2 (``memory``: a :class:`DeviceMemory`, made for CUDA devices when omitted) and checked
+    once; by doubling and bisection where there are no readings."""
     if requested != AUTO:
         return int(requested)
     import torch
@@ -141,6 +183,8 @@ def resolve_batch_size(requested: int | str, *, device: Any, try_batch: Callable
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type != "cuda" or try_batch is None:
         return CPU_AUTO_BATCH
+    if memory is None and torch.cuda.is_available():
+        memory = DeviceMemory(dev)
 
     def fits(n: int) -> bool:
         try:
@@ -153,4 +197,20 @@ def resolve_batch_size(requested: int | str, *, device: Any, try_batch: Callable
         finally:
             torch.cuda.empty_cache()
 
-    return largest_fitting(fits, limit)
+    if memory is None:
+        return largest_fitting(fits, limit)
+    peaks = []
+    for n in (1, 2):
+        memory.start()
+        if not fits(n):
+            return 1
+        peaks.append(memory.peak())
+    n = predicted_batch(peaks[0], peaks[1], memory.available(), limit)
+    if n is None:
+        return largest_fitting(fits, limit)
+    good = 2
+    while n > good:
+        if fits(n):
+            return n
+        n = max(good, int(n * 0.8))
+    return good

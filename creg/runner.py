@@ -54,6 +54,8 @@ class RunResult:
     processed: int = 0
     resumed: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    #: seconds: ``load`` (the model), ``batch_probe`` (``--batch-size auto``), ``explain`` (the loop)
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 def parse_max_failures(value: str | float | int | None) -> float | int:
@@ -84,6 +86,7 @@ class Runner:
         self.out = Path(out)
         self.plugins = plugins or get_plugins()
         self.overwrite = overwrite
+        self.timing: dict[str, float] = {}
         self.progress = progress
         self.log = log
         self.max_failures = parse_max_failures(max_failures)
@@ -129,8 +132,10 @@ class Runner:
     def adapter(self) -> VLMAdapter | None:
         if self._adapter is None and self._adapter_cls is not None:
             self.log(f"loading {self.config.adapter} ({self.adapter_config.model}) ...")
+            t0 = time.perf_counter()
             try:
                 self._adapter = self._adapter_cls.load(self.adapter_config)
+                self.timing["load"] = round(time.perf_counter() - t0, 2)
             except (RunError, KeyboardInterrupt):
                 raise
             except Exception as e:  # noqa: BLE001 - the run directory is untouched; say what failed
@@ -186,9 +191,12 @@ class Runner:
             from .batching import resolve_batch_size
 
             adapter = self.adapter
+            t0 = time.perf_counter()
             self._batch_size = resolve_batch_size(
                 self.config.batch_size, device=getattr(adapter, "device", None) if adapter is not None else None,
                 try_batch=self._probe_batch if adapter is not None else None)
+            if self.config.batch_size != self._batch_size:
+                self.timing["batch_probe"] = round(time.perf_counter() - t0, 2)
             if self.config.batch_size != self._batch_size:
                 self.log(f"--batch-size {self.config.batch_size}: {self._batch_size}")
         return self._batch_size
@@ -208,8 +216,10 @@ class Runner:
                           adapter_name=self.config.adapter)
 
     def execution(self) -> dict[str, Any]:
-        """How this process runs (not part of what a resume must match): the resolved batch size."""
-        return {"batch_size": self.batch_size}
+        """How this process runs (not part of what a resume must match): the resolved batch size,
+        and the seconds the model load and the batch-size probe took."""
+        size = self.batch_size
+        return {"batch_size": size, "seconds": dict(self.timing)}
 
     def _check_failures(self, tried: int, failed: int) -> None:
         limit = self.max_failures
@@ -286,7 +296,8 @@ class Runner:
             self.log(f"could not write the summary either: {type(e).__name__}: {e}")
         if error is not None:
             raise error
-        return RunResult(self.out, summary_doc, table, processed, resumed, all_skipped)
+        self.timing["explain"] = round(time.perf_counter() - t0, 2)
+        return RunResult(self.out, summary_doc, table, processed, resumed, all_skipped, dict(self.timing))
 
     def write_summary(self, store: RunWriter, *, complete: bool, elapsed_s: float) -> tuple[dict[str, Any], str, dict[str, int]]:
         """Summarise every finished sample of ``store``: ``summary.json`` and ``table.md``."""

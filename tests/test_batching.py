@@ -114,7 +114,69 @@ def test_cli_refuses_a_bad_batch_size_in_one_line(tmp_path):
 
     from creg.cli.main import cli as main
 
-    res = CliRunner().invoke(main, ["run", "--adapter", "none", "--batch-size", "many", "--out", str(tmp_path / "r")])
+    res = CliRunner().invoke(cli, ["run", "--adapter", "none", "--batch-size", "many", "--out", str(tmp_path / "r")])
     assert res.exit_code == 2
     assert res.output.strip().splitlines() == ["creg: --batch-size 'many': expected a positive integer or 'auto'"]
     assert not (tmp_path / "r").exists()
+
+
+def test_auto_batch_size_predicts_from_two_peak_readings_and_checks_once():
+    """Peak memory linear in the batch size (2 GiB fixed + 3 GiB per sample, 40 GiB free): the
+    readings at 1 and 2 predict 1 + (0.9 * 40 - 5) // 3 = 11, and one pass at 11 confirms it."""
+    GiB = 2**30
+
+    class FakeMemory:
+        def start(self):
+            self.n = None
+
+        def peak(self):
+            return (2 + 3 * self.n) * GiB
+
+        def available(self):
+            return 40 * GiB
+
+    mem, calls = FakeMemory(), []
+
+    def try_batch(n):
+        calls.append(n)
+        mem.n = n
+        if (2 + 3 * n) * GiB > 40 * GiB:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    assert resolve_batch_size(AUTO, device="cuda", try_batch=try_batch, memory=mem) == 11
+    assert calls == [1, 2, 11]
+
+    # the prediction was too optimistic (the fake runs out above 8): shrink by 0.8 until it fits
+    calls.clear()
+
+    def tighter(n):
+        calls.append(n)
+        mem.n = n
+        if n > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    assert resolve_batch_size(AUTO, device="cuda", try_batch=tighter, memory=mem) == 8
+    assert calls == [1, 2, 11, 8]
+
+
+def test_predicted_batch_bounds():
+    from creg.batching import predicted_batch
+
+    assert predicted_batch(5, 8, 100, 64) == 1 + int((90 - 5) // 3)
+    assert predicted_batch(5, 8, 10_000, 64) == 64  # capped by the limit
+    assert predicted_batch(5, 8, 6, 64) == 2  # 2 fitted already
+    assert predicted_batch(5, 5, 100, 64) is None  # no growth: nothing to extrapolate
+
+
+def test_run_prints_and_records_its_timing(tmp_path):
+    from click.testing import CliRunner
+
+    from creg.cli import cli
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["run", "--adapter", "none", "--source", "oracle,random", "--n", "6",
+                                    "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    line = next(l for l in res.output.splitlines() if l.startswith("time: "))
+    assert "6 samples in" in line and "samples/s" in line
+    assert "seconds" in RunStore.read(out).config["execution"]

@@ -114,7 +114,7 @@ def test_cli_refuses_a_bad_batch_size_in_one_line(tmp_path):
 
     from creg.cli.main import cli as main
 
-    res = CliRunner().invoke(cli, ["run", "--adapter", "none", "--batch-size", "many", "--out", str(tmp_path / "r")])
+    res = CliRunner().invoke(main, ["run", "--adapter", "none", "--batch-size", "many", "--out", str(tmp_path / "r")])
     assert res.exit_code == 2
     assert res.output.strip().splitlines() == ["creg: --batch-size 'many': expected a positive integer or 'auto'"]
     assert not (tmp_path / "r").exists()

@@ -498,16 +498,27 @@ def section_profile(args) -> None:
     srcs = sources(TABLE1)
     samples = synthetic(8)
     explain_batch(samples[:1], srcs, adapter, ScoringSettings())
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if _CUDA else [])
+    with profile(activities=activities) as prof:
         for s in samples:
             explain_batch([s], srcs, adapter, ScoringSettings())
+        if _CUDA:
+            torch.cuda.synchronize()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    print(f"\n## Profile (toy model, Table-1 sources, {len(samples)} samples at batch 1, torch.profiler CPU)\n")
+    where = "CPU and CUDA" if _CUDA else "CPU"
+    print(f"\n## Profile (toy model, Table-1 sources, {len(samples)} samples at batch 1, torch.profiler {where})\n")
     print("| op | self CPU % | calls per sample |\n|---|---:|---:|")
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]:
         print(f"| {e.key} | {100 * e.self_cpu_time_total / total:.1f} | {e.count / len(samples):.0f} |")
-    syncs = {e.key: e.count / len(samples) for e in events if e.key in ("aten::item", "aten::_local_scalar_dense")}
+    if _CUDA:
+        dev_total = sum(getattr(e, "self_device_time_total", 0) for e in events) or 1
+        print("\n| op | self CUDA % | calls per sample |\n|---|---:|---:|")
+        for e in sorted(events, key=lambda e: -getattr(e, "self_device_time_total", 0))[:10]:
+            print(f"| {e.key} | {100 * getattr(e, 'self_device_time_total', 0) / dev_total:.1f} | {e.count / len(samples):.0f} |")
+    sync_ops = ("aten::item", "aten::_local_scalar_dense", "cudaStreamSynchronize", "cudaDeviceSynchronize",
+                "cudaMemcpyAsync", "cudaEventSynchronize")
+    syncs = {e.key: round(e.count / len(samples), 1) for e in events if e.key in sync_ops}
     print(f"\nhost synchronisations per sample (on CUDA each waits for the device): {syncs or 'none'}")
 
 

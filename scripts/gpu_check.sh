@@ -3,20 +3,21 @@
 #
 #   bash scripts/gpu_check.sh [OUT_DIR] [STEPS]
 #
-# STEPS (comma-separated, default all): toy, profile, build, fpu, memory, batch, run, runcos.
+# STEPS (comma-separated, default all): toy, profile, ranks, build, fpu, memory, batch, run, runcos.
 #   toy     the default `creg run` on CUDA, float32 and bfloat16 (the CUDA/bf16 path; bf16 vs fp32 numbers)
 #   build   a random-init model of Qwen2-VL-7B-Instruct's shape (8.3 B parameters, bf16) in $MODEL
 #   fpu     scripts/bench_throughput.py --sections fpu on it: FPU per source and for the Table-1 set
 #   memory  peak CUDA memory per phase on it
 #   batch   samples/s at batch sizes 1, 4, 16 on it (256 vision tokens)
 #   profile torch.profiler (CPU + CUDA) of the toy model's Table-1 batch: device time by op, host syncs
+#   ranks   1 vs 2 CPU processes on the toy model (the machine's 16 cores: each rank gets its own core)
 #   run     the Table-1 run on it at 1024 vision tokens, $RUN_N samples, timed (creg run prints its seconds)
 #   runcos  the same with --cos
 # Missing Python packages travel as wheels in .whl/ (docs/speed.md says which); each step has its
 # own time limit and a failed step does not stop the others. Everything printed goes to OUT_DIR/gpu_log.txt.
 set -u
 OUT_DIR=${1:-${OUT:-/tmp/gpu_out}}
-STEPS=${2:-toy,profile,build,fpu,memory,batch,run,runcos}
+STEPS=${2:-toy,profile,ranks,build,fpu,memory,batch,run,runcos}
 MODEL=${MODEL:-/tmp/qwen2vl-7b}
 RUN_N=${RUN_N:-64}
 TOY_N=${TOY_N:-200}
@@ -51,6 +52,7 @@ say "machine"
 step toy 90 python3 -m creg run --device cuda --dtype float32 --limit $TOY_N --batch-size auto --no-progress --out /tmp/toy-fp32
 step toy 90 python3 -m creg run --device cuda --dtype bfloat16 --limit $TOY_N --batch-size auto --no-progress --out /tmp/toy-bf16
 step profile 90 python3 scripts/bench_throughput.py --sections profile --device cuda --dtype float32
+step ranks 150 python3 scripts/bench_throughput.py --sections ranks --n-ranks 64 --rank-repeats 2
 step build 240 python3 -c "import sys; sys.path.insert(0, 'scripts'); import bench_throughput as b; b.build_7b('$MODEL', 'cuda')"
 step fpu 150 python3 scripts/bench_throughput.py --sections fpu --model "$MODEL" --device cuda --dtype bfloat16 \
     --tokens $FPU_TOKENS --per-source-max 1024 --cos-max 1024 --repeats $FPU_REPEATS --no-toy

@@ -67,4 +67,7 @@ step runcos 240 bash -c "time $RUN7B --cos --out /tmp/run-7b-cos"
 for d in /tmp/toy-fp32 /tmp/toy-bf16 /tmp/run-7b /tmp/run-7b-cos; do
     [ -f "$d/config.json" ] && python3 -c "import json,sys; c=json.load(open('$d/config.json')); print('$d', json.dumps({k: c.get(k) for k in ('execution', 'environment')}, default=str)[:1500])" >>"$LOG" 2>&1
 done
+for d in toy-fp32 toy-bf16; do  # per-record comparison of float32 and bfloat16 (docs/paper-to-code.md)
+    [ -f "/tmp/$d/records.jsonl" ] && cp "/tmp/$d/records.jsonl" "$OUT_DIR/$d-records.jsonl"
+done
 say "done"

@@ -35,7 +35,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
 
 from .options import PluginOptions
 from .prompts import DEFAULT_PROMPT
@@ -51,7 +51,8 @@ class AdapterConfig(BaseModel):
     prompt: str = DEFAULT_PROMPT  # template name (A/B/C) or literal template
     #: adapter-specific options: the adapter class's validated ``Options`` instance when it declares one
     #: (``creg.run_config.resolve_adapter`` validates them), else the plain dict (0.1 adapters).
-    options: PluginOptions | dict[str, Any] = Field(default_factory=dict)
+    #: Serialised with the instance's own fields (config.json records them; a resume compares them).
+    options: SerializeAsAny[PluginOptions] | dict[str, Any] = Field(default_factory=dict)
 
 
 class ForwardRequest(BaseModel):

@@ -68,7 +68,9 @@ def load(model: str = DEFAULT_MODEL, *, adapter: str | None = None, dtype: str |
     in ``save_pretrained`` layout or a hub id. ``adapter``: the adapter plugin for a directory or hub
     id (inferred from its ``config.json`` when omitted), or a preset whose settings to use with this
     ``model``. ``dtype``/``device``/``prompt`` override
-    the preset's; every other keyword is an adapter option (``AdapterConfig.options``).
+    the preset's; every other keyword is an adapter option (``AdapterConfig.options``), e.g.
+    ``device_map="auto", max_memory={0: "70GiB", 1: "70GiB", "cpu": "200GiB"}`` for a model larger
+    than one GPU (adapters built on ``creg.hf.HFAdapter``; docs/distributed.md).
     """
     from .plugins import get_plugins
     from .registry import Preset, load_registry
@@ -94,9 +96,10 @@ def load(model: str = DEFAULT_MODEL, *, adapter: str | None = None, dtype: str |
     if preset.adapter == NO_MODEL:
         return Model(model, None)
     from .hub import check_available
-    from .run_config import adapter_options
+    from .run_config import adapter_options, check_placement
 
     cls = plugins.load("adapter", preset.adapter)
+    check_placement(preset.adapter, cls, {k: options[k] for k in ("device_map", "max_memory") if options.get(k) is not None})
     config = preset.adapter_config(**overrides)
     config = config.model_copy(update={"options": adapter_options(preset.adapter, cls, {**preset.options, **options})})
     check_available(config.model)

@@ -14,9 +14,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .options import OptionsError, declares_options, validate_options
+from .placement import check_device_map, check_max_memory
 from .plugins import Plugins, UnknownName
 from .prompts import resolve_template
 
@@ -77,6 +78,34 @@ class RunConfig(BaseModel):
     registry: list[str] = Field(default_factory=list)
     #: torch intra-op threads; None = :func:`default_threads` (the CLI stores the number it used).
     threads: int | None = Field(None, ge=1, le=MAX_THREADS)
+    #: accelerate's placement of a model over several devices (creg.placement), passed to the adapter
+    #: as its options ``device_map`` / ``max_memory``; None: the whole model on ``device``.
+    device_map: str | dict[str, int | str] | None = None
+    max_memory: dict[str, int | str] | None = None
+
+    @field_validator("device_map", mode="before")
+    @classmethod
+    def _device_map(cls, v: Any) -> Any:
+        return check_device_map(v)
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _max_memory(cls, v: Any) -> Any:
+        return check_max_memory(v)
+
+    @model_validator(mode="after")
+    def _placement(self) -> "RunConfig":
+        mapped = self.device_map is not None or self.adapter_options.get("device_map") is not None
+        if self.max_memory is not None and not mapped:
+            raise ValueError("--max-memory caps what a device map puts on each device: give --device-map too "
+                             "(e.g. --device-map auto)")
+        if self.device_map is not None and self.device not in (None, "auto"):
+            raise ValueError(f"--device {self.device} and --device-map both given: the device map places the "
+                             "model (drop --device)")
+        for key in ("device_map", "max_memory"):
+            if getattr(self, key) is not None and key in self.adapter_options:
+                raise ValueError(f"--{key.replace('_', '-')} and --adapter-opt {key}=... both given: use one")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -105,8 +134,13 @@ class RunConfig(BaseModel):
             raise RunError(config_error_message(e)) from None
 
     def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share with the stored one."""
-        return self.model_dump(exclude={"registry", "device", "threads"})
+        """The fields a resumed run must share with the stored one (device, threads and placement are
+        checked as resolved: config.json's ``adapter.device``, ``environment.threads``, ``adapter.options``)."""
+        return self.model_dump(exclude={"registry", "device", "threads", "device_map", "max_memory"})
+
+    def placement(self) -> dict[str, Any]:
+        """The adapter options ``--device-map`` and ``--max-memory`` set (only those given)."""
+        return {k: v for k, v in (("device_map", self.device_map), ("max_memory", self.max_memory)) if v is not None}
 
 
 #: RunConfig fields whose command-line flag is not --FIELD.
@@ -187,13 +221,13 @@ def resolve_adapter(config: RunConfig, plugins: Plugins, presets: dict[str, "Pre
     if name in presets:
         preset = presets[name]
         if preset.adapter == NO_MODEL:
-            if config.adapter_options:
-                raise RunError(f"--adapter-opt given but {name!r} runs no model")
+            if config.adapter_options or config.placement():
+                raise RunError(f"{_model_flag(config)} given but {name!r} runs no model")
             return None, None
         plugin = preset.adapter
     elif name == NO_MODEL:
-        if config.adapter_options:
-            raise RunError("--adapter-opt given but --adapter none runs no model")
+        if config.adapter_options or config.placement():
+            raise RunError(f"{_model_flag(config)} given but --adapter none runs no model")
         return None, None
     elif name in plugins.names("adapter"):
         if not config.model:
@@ -202,8 +236,37 @@ def resolve_adapter(config: RunConfig, plugins: Plugins, presets: dict[str, "Pre
     else:
         raise UnknownName("adapter", name, sorted(set(presets) | set(plugins.names("adapter"))))
     cls = plugins.load("adapter", plugin)
-    options = adapter_options(plugin, cls, {**preset.options, **config.adapter_options})
+    check_placement(plugin, cls, config.placement())
+    options = adapter_options(plugin, cls, {**preset.options, **config.adapter_options, **config.placement()})
+    if declares_options(cls) and getattr(options, "device_map", None) is not None:
+        check_placement(plugin, cls, {"device_map": options.device_map})  # e.g. --adapter-opt device_map=auto
     return cls, preset.adapter_config(**overrides).model_copy(update={"options": options})
+
+
+def _model_flag(config: RunConfig) -> str:
+    """The first model option given, by its flag (for "... given but X runs no model")."""
+    given = ["--adapter-opt"] if config.adapter_options else []
+    given += [f"--{k.replace('_', '-')}" for k in config.placement()]
+    return given[0]
+
+
+def check_placement(name: str, cls: type, placement: dict[str, Any]) -> None:
+    """RunError (one line) if adapter ``name`` (class ``cls``) cannot take ``placement``
+    (``device_map`` / ``max_memory``): its ``Options`` lack the field, or accelerate is missing."""
+    if not placement:
+        return
+    fields = getattr(getattr(cls, "Options", None), "model_fields", {}) if declares_options(cls) else {}
+    for key in placement:
+        if key not in fields:
+            flag = f"--{key.replace('_', '-')}"
+            raise RunError(f"{flag}: adapter {name!r} ({cls.__name__}) has no {key} option: it loads its model on "
+                           "one device (--device); adapters built on creg.hf.HFAdapter take a device map")
+    from .placement import require_accelerate
+
+    try:
+        require_accelerate()
+    except RuntimeError as e:
+        raise RunError(f"--device-map: {e}") from None
 
 
 def adapter_options(name: str, cls: type, values: dict[str, Any]) -> Any:

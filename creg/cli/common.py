@@ -110,15 +110,31 @@ def _apply(fn: Callable, options: list[Callable]) -> Callable:
     return fn
 
 
+class Placement(click.ParamType):
+    """``--device-map`` / ``--max-memory``, passed through (a string, or a dict from ``--config``):
+    :class:`creg.run_config.RunConfig` checks them (creg.placement) and names the flag in its error."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def convert(self, value, param, ctx):
+        return value
+
+
 def model_options(*, adapter_default: str | None = None, adapter_required: bool = False,
                   adapter_help: str = "preset (see `creg list`) or adapter plugin name") -> Callable:
-    """--adapter --model --dtype --device --prompt --adapter-opt --registry."""
+    """--adapter --model --dtype --device --device-map --max-memory --prompt --adapter-opt --registry."""
     return lambda fn: _apply(fn, [
         click.option("--adapter", default=adapter_default, required=adapter_required, help=adapter_help,
                      show_default=adapter_default is not None),
         click.option("--model", default=None, help="hub id or local directory (overrides the preset's model)"),
         click.option("--dtype", default=None, type=click.Choice(DTYPES), help="default: the preset's (auto)"),
         click.option("--device", default=None, help="auto, cpu, cuda, cuda:1, mps, ... (default: the preset's, auto)"),
+        click.option("--device-map", "device_map", type=Placement("auto|balanced|balanced_low_0|sequential|JSON"),
+                     default=None, help="spread the model's layers over several GPUs (and the CPU) with accelerate: "
+                                        "a strategy or a JSON {module: device} (needs creg[big]; docs/distributed.md)"),
+        click.option("--max-memory", "max_memory", type=Placement("DEVICE=SIZE,..."), default=None,
+                     help="with --device-map: the most each device may hold, e.g. 0=70GiB,1=70GiB,cpu=200GiB (or JSON)"),
         click.option("--prompt", default=None, help="prompt template: A, B, C or a literal with {ref} and {tgt}"),
         click.option("--adapter-opt", "adapter_opt", multiple=True, metavar="KEY=VALUE",
                      help="adapter option over the preset's (see `creg list --options`)"),
@@ -193,7 +209,7 @@ def run_config_from(kw: dict[str, Any], **fields: Any):
         except ValueError as e:
             fail(str(e))
     for key in ("adapter", "model", "dtype", "device", "prompt", "bench", "n", "seed", "data_dir", "k", "sigma_r",
-                "rho_r", "batch_size", "threads"):
+                "rho_r", "batch_size", "threads", "device_map", "max_memory"):
         if key in kw and kw[key] is not None:
             values[key] = kw[key]
     if "adapter_opt" in kw:

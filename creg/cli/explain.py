@@ -120,10 +120,11 @@ def explain_cmd(image_path, ref_name, ref_box, tgt_name, tgt_box, relation, sour
     try:
         apply_threads(config.threads)
         common = dict(dtype=config.dtype, device=config.device, prompt=config.prompt, registry=config.registry,
-                      **config.adapter_options)
+                      **config.adapter_options, **config.placement())
         m = load(config.model, adapter=config.adapter, **common) if config.model else load(config.adapter, **common)
-        if m.adapter is None and config.adapter_options:
-            raise RunError(f"--adapter-opt given but {config.adapter!r} runs no model")
+        if m.adapter is None and (config.adapter_options or config.placement()):
+            flag = "--adapter-opt" if config.adapter_options else "--" + next(iter(config.placement())).replace("_", "-")
+            raise RunError(f"{flag} given but {config.adapter!r} runs no model")
         ex = m.explain(image_path, ref=(ref_name, rb), tgt=(tgt_name, tb), sources=names, relation=relation,
                        k=config.k, sigma_r=config.sigma_r, rho_r=config.rho_r, source_options=config.source_options)
     except (ApiError, ModelUnavailable, UnknownName, RunError, RegistryError, OSError, OptionsError, PluginLoadError,

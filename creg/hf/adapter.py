@@ -25,9 +25,10 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, Sequence
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from creg.options import PluginOptions
+from creg.placement import check_device_map, check_max_memory
 from creg.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
 from creg.prompts import OPTION_TOKENS, render_prompt, resolve_template
 from creg.sample import Sample
@@ -50,8 +51,28 @@ class HFAdapter(VLMAdapter):
                                           "stream attention maps switch to eager for their duration")
         answer_only_replay: bool = Field(True, description="logits_from_layer computes the last block for the "
                                          "answer position only (same result, cheaper)")
-        device_map: str | dict[str, Any] | None = Field(None, description="accelerate big-model placement, e.g. "
-                                                        "'auto' or {module: device} (the config's device is then ignored)")
+        device_map: str | dict[str, int | str] | None = Field(
+            None, description="accelerate's placement of the layers over several devices: auto, balanced, "
+            "balanced_low_0, sequential or {module: device} (the config's device is then ignored; docs/distributed.md)")
+        max_memory: dict[str, int | str] | None = Field(
+            None, description="with device_map: the most each device may hold, e.g. {\"0\": \"70GiB\", \"cpu\": "
+            "\"200GiB\"} (or \"0=70GiB,cpu=200GiB\")")
+
+        @field_validator("device_map", mode="before")
+        @classmethod
+        def _device_map(cls, v: Any) -> Any:
+            return check_device_map(v)
+
+        @field_validator("max_memory", mode="before")
+        @classmethod
+        def _max_memory(cls, v: Any) -> Any:
+            return check_max_memory(v)
+
+        @model_validator(mode="after")
+        def _max_memory_needs_map(self):
+            if self.max_memory is not None and self.device_map is None:
+                raise ValueError("max_memory caps what a device map puts on each device: set device_map too (e.g. auto)")
+            return self
 
     #: the transformers model class or its name in ``transformers``.
     model_class: ClassVar[Any] = None
@@ -103,7 +124,8 @@ class HFAdapter(VLMAdapter):
         options = cls.parse_options(config)
         processor = cls.load_processor(config, options)
         model = load_model(cls.model_class, config.model, device=config.device, dtype=config.dtype,
-                           attn_implementation=options.attn_implementation, device_map=options.device_map)
+                           attn_implementation=options.attn_implementation, device_map=options.device_map,
+                           max_memory=options.max_memory)
         return cls(config, model, processor, options)
 
     @property
@@ -195,8 +217,8 @@ class HFAdapter(VLMAdapter):
                 out = self.model(**batch, use_cache=False, logits_to_keep=1)
         capture.replay.batch_size = len(samples)
         seq = batch["input_ids"].shape[1]
-        return ForwardOutput(
-            class_logits=out.logits[:, -1, list(self.option_token_ids)].float(),
+        return ForwardOutput(  # class logits on the input device (the head may sit on another with a device map)
+            class_logits=out.logits[:, -1, list(self.option_token_ids)].float().to(batch["input_ids"].device),
             hidden={layer: capture.hidden[layer] for layer in request.layers},
             vision=layouts,
             vision_activations=capture.vision_activations,
@@ -217,7 +239,7 @@ class HFAdapter(VLMAdapter):
         if hidden.dim() != 3 or hidden.shape[0] % b or hidden.shape[1:] != ref.shape[1:]:
             raise ValueError(f"hidden must be (r*{b}, {ref.shape[1]}, {ref.shape[2]}), got {tuple(hidden.shape)}")
         logits = replay_decoder(self.decoder, state, block, hidden.to(ref.dtype), answer_only=self.options.answer_only_replay)
-        return logits[:, list(self.option_token_ids)].float()
+        return logits[:, list(self.option_token_ids)].float().to(hidden.device)  # where the caller's tensors are
 
     # -- references for the contract ---------------------------------------------------------
     def next_token_logits(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> torch.Tensor:

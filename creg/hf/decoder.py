@@ -4,12 +4,13 @@ Every decoder-only language model in transformers has a stack of blocks (``layer
 norm (``norm``) and an output head (``lm_head``, the output embeddings). In a VLM the stack
 sits inside the language model (``model.model.language_model`` in transformers 5), which
 ``get_decoder()`` returns. With ``device_map`` loading the parts may live on different devices:
-:func:`module_device` says where each one's weights are.
+:func:`module_device` says where each one runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 from torch import nn
@@ -27,12 +28,33 @@ class DecoderParts:
         return len(self.layers)
 
 
+def _execution_device(hook) -> torch.device | None:
+    """The device an accelerate hook runs its module on (``AlignDevicesHook.execution_device``,
+    also inside a ``SequentialHook``), or None."""
+    device = getattr(hook, "execution_device", None)
+    if device is not None:
+        return torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+    for inner in getattr(hook, "hooks", ()) or ():
+        found = _execution_device(inner)
+        if found is not None:
+            return found
+    return None
+
+
 def module_device(module: nn.Module) -> torch.device:
-    """The device of ``module``'s first parameter (or buffer); CPU for a module without either."""
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
+    """Where ``module`` runs: the execution device of accelerate's hook on it or on its first
+    hooked submodule (a device map's offloaded layers keep their weights on the ``meta`` device and
+    run on that one), else the device of its first parameter (or buffer) not on ``meta``; CPU for
+    a module without either."""
+    for m in module.modules():
+        hook = getattr(m, "_hf_hook", None)
+        if hook is not None:
+            device = _execution_device(hook)
+            if device is not None:
+                return device
+    for tensor in chain(module.parameters(), module.buffers()):
+        if tensor.device.type != "meta":
+            return tensor.device
     return torch.device("cpu")
 
 

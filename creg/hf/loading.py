@@ -32,10 +32,13 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_model(model_class: Any, name: str, *, device: str, dtype: str, attn_implementation: str,
-               device_map: str | dict[str, Any] | None = None):
+               device_map: str | dict[str, Any] | None = None, max_memory: dict[str, Any] | None = None):
     """``model_class.from_pretrained(name)`` frozen and in eval mode.
 
     ``model_class``: a transformers class or its name (``"LlavaForConditionalGeneration"``).
+    ``device_map`` / ``max_memory``: accelerate's placement (:mod:`creg.placement`; normalised
+    values, converted here to what accelerate takes); ``device`` then only decides what dtype
+    ``auto`` means (bfloat16 when CUDA is visible), as config.json records it.
     """
     if isinstance(model_class, str):
         import transformers
@@ -44,11 +47,34 @@ def load_model(model_class: Any, name: str, *, device: str, dtype: str, attn_imp
     target = resolve_device(device)
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, target), "attn_implementation": attn_implementation}
     if device_map is not None:
-        kwargs["device_map"] = device_map
+        from creg.placement import accelerate_max_memory, check_device_map, require_accelerate
+
+        require_accelerate()
+        kwargs["device_map"] = check_device_map(device_map)
+        if max_memory is not None:
+            kwargs["max_memory"] = accelerate_max_memory(max_memory)
+    elif max_memory is not None:
+        raise ValueError("max_memory needs a device_map")
     model = model_class.from_pretrained(name, **kwargs)
     if device_map is None:
         model.to(target)
+    else:
+        _log_placement(model)
     return model.eval().requires_grad_(False)
+
+
+def _log_placement(model) -> None:
+    """One log line: how many modules of the device map went to each device."""
+    placed = getattr(model, "hf_device_map", None)
+    if not placed:
+        return
+    from creg import logs
+
+    counts: dict[str, int] = {}
+    for device in placed.values():
+        counts[str(device)] = counts.get(str(device), 0) + 1
+    logs.info("device map: " + ", ".join(f"{n} module{'s' * (n != 1)} on {'cuda:' + d if d.isdigit() else d}"
+                                         for d, n in counts.items()))
 
 
 def load_images(samples: Sequence[Sample], images: Sequence[Any] | None) -> list[Any]:

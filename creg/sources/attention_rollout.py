@@ -58,15 +58,15 @@ class AttentionRollout:
         top = self.layers[-1]
         index = index.to(top.device)
         row = top[torch.arange(top.shape[0], device=top.device), index][:, None, :].double()  # b 1 k
-        for a in reversed(self.layers[:-1]):
-            row = torch.bmm(row, a.double())  # float64: a float32 vector-matrix chain loses ~1e-5
+        for a in reversed(self.layers[:-1]):  # each layer's map is on its layer's device (a device map)
+            row = torch.bmm(row, a.to(row.device, torch.float64))  # float64: a float32 chain loses ~1e-5
         return row[:, 0, :].float()
 
     def product(self) -> torch.Tensor:
         """``(b, q, k)`` the full product R = Â_L ... Â_1 (O(L seq^3): for checks, not for runs)."""
         result = self.layers[0]
         for a in self.layers[1:]:
-            result = torch.bmm(a, result)
+            result = torch.bmm(a.to(result.device), result)
         return result
 
 

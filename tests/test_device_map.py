@@ -108,6 +108,23 @@ def test_every_model_command_takes_the_placement_flags():
         assert {"--device-map", "--max-memory"} <= {o for p in cmd.params for o in p.opts}, cmd.name
 
 
+def test_explain_takes_the_placement_flags(tmp_path):
+    img = tmp_path / "i.png"
+    draw_image((112, 84), noise_seed=3).save(img)
+    base = ["explain", "--adapter", "qwen2vl-toy", "--image", str(img), "--ref", "a", "--ref-box", "0,0,30,20",
+            "--tgt", "b", "--tgt-box", "60,40,110,80", "--source", "creg,integrated_gradients", "--threads", "1",
+            "--dtype", "float32", "--json"]
+    plain = CliRunner().invoke(cli, base + ["--device", "cpu"])
+    mapped = CliRunner().invoke(cli, base + ["--device-map", "auto", "--max-memory", "cpu=2GiB"])
+    assert plain.exit_code == 0 and mapped.exit_code == 0, mapped.output
+    def answer(res):
+        return json.loads(res.stdout)
+
+    assert answer(mapped) == answer(plain) and answer(plain)["sources"]
+    res = CliRunner().invoke(cli, base + ["--max-memory", "cpu=2GiB"])
+    assert res.exit_code == 2 and "--max-memory caps what a device map puts on each device" in res.output
+
+
 def _opted_plugins():
     """The plugin table plus adapter 'opted' (its Options lack device_map) and a 0.1-style 'legacy' (no Options)."""
     import types
@@ -214,15 +231,15 @@ def test_device_mapped_toy_runs_write_the_records_of_a_plain_run(tmp_path, toy_m
     assert sum(k.startswith("model.language_model.layers.") for k in device_map) == n_layers
     assert {"lm_head", "model.visual", "model.language_model.norm"} <= set(device_map)
 
-    def run(out, **placement):
-        config = RunConfig(adapter="qwen2vl-toy", sources=SOURCES, n=3, **placement)
+    def run(out, **placement):  # float32 throughout: on a GPU machine "auto" would mean bfloat16
+        config = RunConfig(adapter="qwen2vl-toy", sources=SOURCES, n=3, dtype="float32", **placement)
         return Runner(config, tmp_path / out, progress=False, log=lambda m: None).run()
 
-    run("plain")
+    run("plain", device="cpu")
     run("modules", device_map=device_map)
     res = CliRunner().invoke(cli, ["run", "--adapter", "qwen2vl-toy", "--source", ",".join(SOURCES), "--limit", "3",
                                    "--device-map", "auto", "--max-memory", "cpu=4GiB", "--threads", "1",
-                                   "--out", str(tmp_path / "auto"), "--no-progress"])
+                                   "--dtype", "float32", "--out", str(tmp_path / "auto"), "--no-progress"])
     assert res.exit_code == 0, res.output
     plain = _rows(tmp_path / "plain")
     assert len(plain) == 3 * len(SOURCES)
@@ -234,7 +251,7 @@ def test_device_mapped_toy_runs_write_the_records_of_a_plain_run(tmp_path, toy_m
 
     # a resume must match the placement; the same command continues
     again = ["run", "--adapter", "qwen2vl-toy", "--source", ",".join(SOURCES), "--limit", "3", "--threads", "1",
-             "--out", str(tmp_path / "auto"), "--no-progress", "--device-map", "auto"]
+             "--dtype", "float32", "--out", str(tmp_path / "auto"), "--no-progress", "--device-map", "auto"]
     res = CliRunner().invoke(cli, again + ["--max-memory", "cpu=8GiB"])
     assert res.exit_code == 2 and "adapter.options" in res.output and "8GiB" in res.output, res.output
     res = CliRunner().invoke(cli, again + ["--max-memory", "cpu=4GiB"])
@@ -350,3 +367,44 @@ def test_split_over_a_gpu_and_the_cpu(tiny_qwen2vl_deep_dir, plain):
     devices = InputDevices(placed.decoder.layers)
     _compare(placed, plain, [_sample("a", (112, 84), seed=1), _sample("b", (84, 112), ref="small brown dog", seed=2)])
     devices.check(placed.decoder.layers)
+
+
+def _close(a, b, path="") -> None:
+    """``a == b`` with floats compared to 1e-4 (records computed on another device)."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert abs(a - b) <= 1e-4 * max(1.0, abs(b)), (path, a, b)
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, (path, a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: offloading to the CPU runs the layers there")
+def test_auto_map_offloading_to_the_cpu_gives_the_records_of_the_gpu(tmp_path):
+    """``--device-map auto --max-memory 0=...,cpu=...`` with too little GPU memory for the toy:
+    accelerate keeps the rest on the CPU and runs it on the GPU (the 72B-on-fewer-GPUs case)."""
+    def run(out, **placement):
+        config = RunConfig(adapter="qwen2vl-toy", sources=SOURCES, n=4, dtype="float32", **placement)
+        runner = Runner(config, tmp_path / out, progress=False, log=lambda m: None)
+        runner.run()
+        return runner
+
+    run("gpu", device="cuda")
+    # the toy's 2.7 MiB of float32 weights: the vision tower and the first blocks fit in 1500 KiB
+    runner = run("offload", device_map="auto", max_memory={"0": "1500KiB", "cpu": "1GiB"})
+    placed = runner.adapter.model.hf_device_map
+    assert set(placed.values()) == {0, "cpu"}, placed
+    top = runner.adapter.decoder.layers[-1]
+    assert placed.get("model.language_model.layers.7", placed.get("model.language_model")) == "cpu"
+    assert top.self_attn.q_proj.weight.device.type == "meta" and module_device(top).type == "cuda"
+    stored = RunStore.read(tmp_path / "offload").config["adapter"]["options"]
+    assert stored["max_memory"] == {"0": "1500KiB", "cpu": "1GiB"}
+    gpu, offload = _rows(tmp_path / "gpu"), _rows(tmp_path / "offload")
+    assert set(gpu) == set(offload) and len(gpu) == 4 * len(SOURCES)
+    _close(offload, gpu)

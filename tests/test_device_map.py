@@ -301,14 +301,15 @@ def _compare(placed, plain, samples):
     request = ForwardRequest(layers=(-2, -4), vision_activations=True)
     a, b = placed.forward(samples, request), plain.forward(samples, request)
     assert a.class_logits.device == placed.device
-    torch.testing.assert_close(a.class_logits.cpu(), b.class_logits, atol=1e-4, rtol=0)
+    torch.testing.assert_close(a.class_logits.cpu(), b.class_logits.cpu(), atol=1e-4, rtol=0)
     grads = [torch.autograd.grad(o.class_logits[:, 0].sum(), [o.hidden[-4], *o.vision_activations]) for o in (a, b)]
     for ga, gb in zip(*grads):
-        torch.testing.assert_close(ga.cpu(), gb, atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(ga.cpu(), gb.cpu(), atol=1e-4, rtol=1e-3)
     h = a.hidden[-4].detach()
     replayed = placed.logits_from_layer(a, -4, torch.cat([h, 0.5 * h]))
     assert replayed.device == h.device
-    torch.testing.assert_close(replayed.cpu(), plain.logits_from_layer(b, -4, torch.cat([h, 0.5 * h]).cpu()),
+    h0 = b.hidden[-4].detach()
+    torch.testing.assert_close(replayed.cpu(), plain.logits_from_layer(b, -4, torch.cat([h0, 0.5 * h0])).cpu(),
                                atol=1e-4, rtol=0)
     seen = []
     placed.forward(samples, ForwardRequest(attentions=True),
@@ -318,7 +319,7 @@ def _compare(placed, plain, samples):
 
 @pytest.fixture(scope="module")
 def plain(tiny_qwen2vl_deep_dir):
-    return Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir)))
+    return Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir), device="cpu", dtype="float32"))
 
 
 def test_offloaded_blocks_run_where_accelerate_executes_them(tiny_qwen2vl_deep_dir, plain, tmp_path):
@@ -326,7 +327,7 @@ def test_offloaded_blocks_run_where_accelerate_executes_them(tiny_qwen2vl_deep_d
     the CPU): the replay and the attention stream find where each block runs, not ``meta``."""
     from accelerate import dispatch_model
 
-    placed = Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir)))
+    placed = Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir), device="cpu", dtype="float32"))
     device_map = every_module_on_cpu(placed.model)
     for name in ("model.language_model.layers.4", "model.language_model.layers.5", "model.language_model.norm"):
         device_map[name] = "disk"
@@ -341,8 +342,9 @@ def test_offloaded_blocks_run_where_accelerate_executes_them(tiny_qwen2vl_deep_d
 
 
 def test_an_explicit_every_module_map_loads_through_from_pretrained(tiny_qwen2vl_deep_dir, plain):
-    config = AdapterConfig(model=str(tiny_qwen2vl_deep_dir), options={"device_map": every_module_on_cpu(plain.model),
-                                                                      "max_memory": {"cpu": "1GiB"}})
+    config = AdapterConfig(model=str(tiny_qwen2vl_deep_dir), dtype="float32",
+                           options={"device_map": every_module_on_cpu(plain.model),
+                                    "max_memory": {"cpu": "1GiB"}})
     placed = Qwen2VLAdapter.load(config)
     assert {p.device.type for p in placed.model.parameters()} == {"cpu"}  # one device: transformers adds no hooks
     devices = InputDevices(placed.decoder.layers)

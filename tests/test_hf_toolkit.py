@@ -22,7 +22,7 @@ def _sample(sid, size, ref="dog", seed=0):
 
 @pytest.fixture(scope="module")
 def adapter(tiny_qwen2vl_deep_dir):
-    return Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir)))
+    return Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir), device="cpu"))  # as the CPU-mapped copy
 
 
 def test_repeat_batch_stacks_batch_first_tensors_only():

@@ -22,7 +22,8 @@ def _sample(sid, size, ref="dog", seed=0):
 
 @pytest.fixture(scope="module")
 def adapter(tiny_qwen2vl_deep_dir):
-    return Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir), device="cpu"))  # as the CPU-mapped copy
+    # on the CPU in float32, as the CPU-mapped copy below (on a GPU machine "auto" means CUDA and bfloat16)
+    return Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir), device="cpu", dtype="float32"))
 
 
 def test_repeat_batch_stacks_batch_first_tensors_only():
@@ -76,7 +77,8 @@ def test_accelerate_device_map_on_cpu(tiny_qwen2vl_deep_dir, adapter):
     device_map = {"model.visual": "cpu", "model.language_model.embed_tokens": "cpu",
                   "model.language_model.rotary_emb": "cpu", "model.language_model.norm": "cpu", "lm_head": "cpu",
                   **{f"model.language_model.layers.{i}": "cpu" for i in range(6)}}
-    placed = Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir), options={"device_map": device_map}))
+    placed = Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_deep_dir), dtype="float32",
+                                               options={"device_map": device_map}))
     dispatch_model(placed.model, device_map=device_map, force_hooks=True)  # as on several devices
     assert hasattr(placed.decoder.layers[0], "_hf_hook") and placed.device.type == "cpu"
     samples = [_sample("a", (112, 84), seed=1), _sample("b", (84, 112), ref="small brown dog", seed=2)]

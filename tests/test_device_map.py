@@ -315,6 +315,25 @@ def _compare(placed, plain, samples):
     placed.forward(samples, ForwardRequest(attentions=True),
                    on_attention=lambda i, w: seen.append((i, w.device == module_device(placed.decoder.layers[i]))))
     assert seen == [(i, True) for i in range(placed.num_layers)]
+    # every Table-1 source and COS, through the pipeline (rollout's maps and IG's targets cross devices)
+    rows = [_pipeline_rows(adapter, samples) for adapter in (placed, plain)]
+    assert len(rows[1]) == len(samples) * len(TABLE1)
+    _close(*rows)
+
+
+TABLE1 = ["creg", "creg_gt", "attention_rollout", "gradnorm", "integrated_gradients", "gradcam", "gradxact", "oracle"]
+
+
+def _pipeline_rows(adapter, samples) -> dict:
+    from creg.plugins import get_plugins
+    from creg.run_config import build_sources
+    from creg.scoring.pipeline import ScoringSettings, explain_batch
+
+    sources = build_sources(RunConfig(sources=TABLE1, source_options={"integrated_gradients": {"steps": 8}}),
+                            get_plugins(), True)
+    result = explain_batch(samples, sources, adapter, ScoringSettings(cos=True), seed=0)
+    assert not result.errors, result.errors
+    return {(facts.id, row.source): row.model_dump() for facts, rows in result.scored for row in rows}
 
 
 @pytest.fixture(scope="module")

@@ -279,7 +279,9 @@ class ForwardOutput(BaseModel):
     * ``class_logits``: ``(b, 4)`` float32, logits of options "1".."4" = left, right, above, below.
       Part of the autograd graph when ``request.layers`` or ``vision_activations`` was set.
     * ``hidden``: layer index -> ``(b, seq, d)`` hidden state; gradients of ``class_logits``
-      reach every returned tensor (take them with ``torch.autograd.grad``).
+      reach every returned tensor (take them with ``torch.autograd.grad``). With a device map
+      each may be on another device (where the model computed it): a source combining layers
+      moves what it combines to one device; ``class_logits`` is on the inputs' device.
     * ``vision``: one :class:`VisionLayout` per sample.
     * ``vision_activations``: one ``(H_p, W_p, d_v)`` tensor per sample (raster order), or None.
     * ``answer_index``: ``(b,)`` position whose next-token logits are the class logits.
@@ -358,7 +360,7 @@ class VLMAdapter(ABC):
 
         ``hidden``: ``(r * b, seq, d)`` -- ``r`` stacked copies of a batch laid out like
         ``output.hidden[layer]`` (row ``i`` belongs to sample ``i % b``). Returns
-        ``(r * b, 4)`` class logits, differentiable w.r.t. ``hidden``. Only the layers above
+        ``(r * b, 4)`` class logits on ``hidden``'s device, differentiable w.r.t. ``hidden``. Only the layers above
         ``layer`` run: this is how integrated gradients avoid re-running the whole model.
         """
 

@@ -99,7 +99,10 @@ class CregSource(RelevanceSource):
     def vision_relevance(self, ctx: ExplainContext) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per sample: (``(n_vis,)`` combined relevance r_j, ``(l,)`` layer weights w_l)."""
         grads = ctx.gradients(self.target, self.layers)
-        raw_all = torch.stack([grad_times_act(grads[l], ctx.output.hidden[l]) for l in self.layers], dim=1)  # b l seq
+        # each layer's hidden state is on the device of the block that consumes it (a device map may
+        # spread them): the per-layer (b, seq) relevances meet on the first one's
+        raw = [grad_times_act(grads[l], ctx.output.hidden[l]) for l in self.layers]
+        raw_all = torch.stack([r.to(raw[0].device) for r in raw], dim=1)  # b l seq
         results = []
         for i in range(len(ctx.samples)):
             raw = vision_tokens(raw_all[i].T, ctx.layout(i)).T  # l n_vis

@@ -318,7 +318,8 @@ def _compare(placed, plain, samples):
     # every Table-1 source and COS, through the pipeline (rollout's maps and IG's targets cross devices)
     rows = [_pipeline_rows(adapter, samples) for adapter in (placed, plain)]
     assert len(rows[1]) == len(samples) * len(TABLE1)
-    _close(*rows)
+    # across devices (CUDA's convolutions use TF32 by default): 5e-4 degrees of DAE seen on an H200
+    _close(*rows, tol=1e-4 if placed.device == plain.device else 2e-3)
 
 
 TABLE1 = ["creg", "creg_gt", "attention_rollout", "gradnorm", "integrated_gradients", "gradcam", "gradxact", "oracle"]
@@ -390,18 +391,18 @@ def test_split_over_a_gpu_and_the_cpu(tiny_qwen2vl_deep_dir, plain):
     devices.check(placed.decoder.layers)
 
 
-def _close(a, b, path="") -> None:
-    """``a == b`` with floats compared to 1e-4 (records computed on another device)."""
+def _close(a, b, path="", tol=1e-4) -> None:
+    """``a == b`` with floats compared to ``tol`` (relative, absolute below 1)."""
     if isinstance(a, float) and isinstance(b, float):
-        assert abs(a - b) <= 1e-4 * max(1.0, abs(b)), (path, a, b)
+        assert abs(a - b) <= tol * max(1.0, abs(b)), (path, a, b)
     elif isinstance(a, dict) and isinstance(b, dict):
         assert set(a) == set(b), path
         for k in a:
-            _close(a[k], b[k], f"{path}.{k}")
+            _close(a[k], b[k], f"{path}.{k}", tol)
     elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         assert len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{path}[{i}]")
+            _close(x, y, f"{path}[{i}]", tol)
     else:
         assert a == b, (path, a, b)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 #: accelerate's placement strategies (``from_pretrained(device_map=...)``).
 STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
@@ -146,6 +146,43 @@ def accelerate_max_memory(max_memory: Mapping[str, Any] | None) -> dict[int | st
     if max_memory is None:
         return None
     return {(int(k) if str(k).isdigit() else k): parse_size(v) for k, v in check_max_memory(max_memory).items()}
+
+
+def rank_max_memory(device_map: str | Mapping[str, Any], max_memory: Mapping[str, Any] | None, *, local_rank: int,
+                    local_size: int, n_gpus: int, gpu_free: Callable[[int], int], cpu_free: int) -> dict[str, Any]:
+    """The ``max_memory`` of one of ``local_size`` processes on a machine of ``n_gpus`` GPUs (torchrun
+    with several ranks per machine, each with a device map): rank ``local_rank`` gets GPUs
+    ``local_rank * k .. local_rank * k + k - 1``, ``k = n_gpus // local_size``, so that the replicas
+    never share a GPU.
+
+    ``max_memory`` (normalised) keeps its meaning: GPU keys name GPUs by their machine index and
+    limit the rank to those of its share that are named (their caps); without GPU keys every GPU
+    of the share may be filled up to ``gpu_free(g)`` bytes. The CPU: the given ``cpu`` cap (per rank),
+    none when ``max_memory`` names no ``cpu``, or 90% of ``cpu_free`` divided among the ranks when
+    no ``max_memory`` is given (transformers gives one process 90% of it). An explicit
+    ``{module: device}`` map cannot be shared out (every rank would use the same GPUs): ValueError.
+    """
+    if not isinstance(device_map, str):
+        raise ValueError(f"an explicit {{module: device}} map would put all {local_size} ranks on this machine on the "
+                         "same GPUs: use a strategy (auto, balanced, ...), which gives each rank its share of the GPUs, "
+                         "or one rank per machine")
+    k = n_gpus // local_size
+    if k < 1:
+        raise ValueError(f"{local_size} ranks on this machine but {n_gpus} GPU(s): a device map needs at least one GPU "
+                         "per rank (fewer ranks per machine, or no device map)")
+    share = range(local_rank * k, local_rank * k + k)
+    given = {} if max_memory is None else dict(check_max_memory(max_memory))
+    named = [int(key) for key in given if key.isdigit()]
+    gpus = [g for g in share if g in named] if named else list(share)
+    if not gpus:
+        raise ValueError(f"--max-memory names GPUs {sorted(named)}, none of them in this rank's share "
+                         f"{list(share)} (rank {local_rank} of {local_size} on {n_gpus} GPUs)")
+    out: dict[str, Any] = {str(g): given.get(str(g), gpu_free(g)) for g in gpus}
+    if max_memory is None:
+        out["cpu"] = max(1, int(0.9 * cpu_free) // local_size)  # transformers' 90% of the free CPU memory, shared
+    else:
+        out.update({key: given[key] for key in ("cpu", "mps") if key in given})
+    return out
 
 
 def require_accelerate() -> None:

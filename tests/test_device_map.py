@@ -72,6 +72,46 @@ def test_sizes_are_bytes_as_accelerate_counts_them():
            {0: 70 * 2**30, "cpu": 1_500_000_000, 1: 1000}
 
 
+def test_torchrun_ranks_on_one_machine_share_its_gpus_out():
+    from creg.placement import rank_max_memory
+
+    def share(max_memory, rank, size=2, gpus=8):
+        return rank_max_memory("auto", max_memory, local_rank=rank, local_size=size, n_gpus=gpus,
+                               gpu_free=lambda g: 1000 + g, cpu_free=10_000)
+
+    assert share(None, 0) == {"0": 1000, "1": 1001, "2": 1002, "3": 1003, "cpu": 4500}
+    assert share(None, 1) == {"4": 1004, "5": 1005, "6": 1006, "7": 1007, "cpu": 4500}
+    assert share(None, 2, size=3) == {"4": 1004, "5": 1005, "cpu": 3000}  # 8 // 3 = 2 GPUs each, GPUs 6, 7 idle
+    capped = {"0": "70GiB", "1": "70GiB", "5": "60GiB", "cpu": "100GiB"}
+    assert share(capped, 0) == {"0": "70GiB", "1": "70GiB", "cpu": "100GiB"}  # only the named GPUs of its share
+    assert share(capped, 1) == {"5": "60GiB", "cpu": "100GiB"}
+    assert share({"cpu": "8GiB"}, 1) == {"4": 1004, "5": 1005, "6": 1006, "7": 1007, "cpu": "8GiB"}
+    assert share({"0": "1GiB"}, 0) == {"0": "1GiB"}  # no cpu named: no CPU offload, as accelerate reads it
+    with pytest.raises(ValueError, match=r"names GPUs \[0\], none of them in this rank's share \[4, 5, 6, 7\]"):
+        share({"0": "1GiB"}, 1)
+    with pytest.raises(ValueError, match="4 ranks on this machine but 2 GPU"):
+        share(None, 0, size=4, gpus=2)
+    with pytest.raises(ValueError, match="explicit {module: device} map would put all 2 ranks"):
+        rank_max_memory({"": 0}, None, local_rank=0, local_size=2, n_gpus=8, gpu_free=int, cpu_free=1)
+
+
+def test_loading_under_torchrun_takes_this_ranks_share(monkeypatch):
+    from creg.hf import loading
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    if not torch.cuda.is_available():  # the CPU: nothing to share out
+        assert loading._this_ranks_share("auto", {"cpu": "1GiB"}) == {"cpu": "1GiB"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine of 4 GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda g: (1000 * (g + 1), 5000))
+    assert loading._this_ranks_share("auto", {"cpu": "1GiB"}) == {"2": 3000, "3": 4000, "cpu": "1GiB"}
+    with pytest.raises(ValueError, match="explicit {module: device} map"):
+        loading._this_ranks_share({"": 0}, None)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert loading._this_ranks_share({"": 0}, None) is None
+
+
 # -- the command line: one-line errors before the run directory exists ---------------------
 BASE = ["run", "--adapter", "qwen2vl-toy", "--source", "creg", "--limit", "1", "--no-progress"]
 

@@ -51,6 +51,7 @@ def load_model(model_class: Any, name: str, *, device: str, dtype: str, attn_imp
 
         require_accelerate()
         kwargs["device_map"] = check_device_map(device_map)
+        max_memory = _this_ranks_share(kwargs["device_map"], max_memory)
         if max_memory is not None:
             kwargs["max_memory"] = accelerate_max_memory(max_memory)
     elif max_memory is not None:
@@ -61,6 +62,28 @@ def load_model(model_class: Any, name: str, *, device: str, dtype: str, attn_imp
     else:
         _log_placement(model)
     return model.eval().requires_grad_(False)
+
+
+def _this_ranks_share(device_map, max_memory):
+    """``max_memory`` limited to this process's share of the GPUs when torchrun started several
+    processes on this machine (``LOCAL_WORLD_SIZE`` > 1; :func:`creg.placement.rank_max_memory`)."""
+    import os
+
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    if local_size <= 1 or not torch.cuda.is_available():
+        return max_memory
+    import psutil  # accelerate's own dependency
+
+    from creg import logs
+    from creg.placement import rank_max_memory
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    share = rank_max_memory(device_map, max_memory, local_rank=local_rank, local_size=local_size,
+                            n_gpus=torch.cuda.device_count(), gpu_free=lambda g: torch.cuda.mem_get_info(g)[0],
+                            cpu_free=psutil.virtual_memory().available)
+    logs.info(f"rank {local_rank} of {local_size} on this machine: device map over GPUs "
+              f"{', '.join(k for k in share if k.isdigit())}")
+    return share
 
 
 def _log_placement(model) -> None:

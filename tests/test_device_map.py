@@ -105,7 +105,10 @@ def test_loading_under_torchrun_takes_this_ranks_share(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine of 4 GPUs
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda g: (1000 * (g + 1), 5000))
+    current = []
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
     assert loading._this_ranks_share("auto", {"cpu": "1GiB"}) == {"2": 3000, "3": 4000, "cpu": "1GiB"}
+    assert current == [2]  # the rank's default CUDA device is its first GPU
     with pytest.raises(ValueError, match="explicit {module: device} map"):
         loading._this_ranks_share({"": 0}, None)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")

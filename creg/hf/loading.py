@@ -81,8 +81,9 @@ def _this_ranks_share(device_map, max_memory):
     share = rank_max_memory(device_map, max_memory, local_rank=local_rank, local_size=local_size,
                             n_gpus=torch.cuda.device_count(), gpu_free=lambda g: torch.cuda.mem_get_info(g)[0],
                             cpu_free=psutil.virtual_memory().available)
-    logs.info(f"rank {local_rank} of {local_size} on this machine: device map over GPUs "
-              f"{', '.join(k for k in share if k.isdigit())}")
+    gpus = [int(k) for k in share if k.isdigit()]
+    torch.cuda.set_device(gpus[0])  # this rank's default CUDA device is in its share (torchrun's LOCAL_RANK may not be)
+    logs.info(f"rank {local_rank} of {local_size} on this machine: device map over GPUs {', '.join(map(str, gpus))}")
     return share
 
 

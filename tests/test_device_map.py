@@ -155,7 +155,7 @@ def test_explain_takes_the_placement_flags(tmp_path):
     img = tmp_path / "i.png"
     draw_image((112, 84), noise_seed=3).save(img)
     base = ["explain", "--adapter", "qwen2vl-toy", "--image", str(img), "--ref", "a", "--ref-box", "0,0,30,20",
-            "--tgt", "b", "--tgt-box", "60,40,110,80", "--source", "creg,integrated_gradients", "--threads", "1",
+            "--tgt", "b", "--tgt-box", "60,40,110,80", "--source", "creg,attention_rollout", "--threads", "1",
             "--dtype", "float32", "--json"]
     plain = CliRunner().invoke(cli, base + ["--device", "cpu"])
     mapped = CliRunner().invoke(cli, base + ["--device-map", "auto", "--max-memory", "cpu=2GiB"])
@@ -298,6 +298,10 @@ def test_device_mapped_toy_runs_write_the_records_of_a_plain_run(tmp_path, toy_m
     res = CliRunner().invoke(cli, again + ["--max-memory", "cpu=8GiB"])
     assert res.exit_code == 2 and "adapter.options" in res.output and "8GiB" in res.output, res.output
     res = CliRunner().invoke(cli, again + ["--max-memory", "cpu=4GiB"])
+    assert res.exit_code == 0, res.output
+    # the run's own config.json as --config: the placement comes back from it
+    res = CliRunner().invoke(cli, ["run", "--config", str(tmp_path / "auto" / "config.json"), "--out",
+                                   str(tmp_path / "auto"), "--no-progress"])
     assert res.exit_code == 0, res.output
 
 

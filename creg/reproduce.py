@@ -3,21 +3,28 @@ one report that sets our numbers beside the published ones (:mod:`creg.published
 
 The plan, per benchmark (VSR and COCO-Pairs in the paper; ``synthetic`` where no data is given):
 
-* ``BENCH/table1`` -- Table 1 (every source of ``creg run``'s default list) with COS, grey fill:
-  Tables 1, 3 and 4, per class (§6.2, Fig. 4), correct/incorrect, pairwise tests;
-* ``BENCH/cos_blur``, ``BENCH/cos_patch_drop`` -- the other occlusion operators, for CREG, attention
-  rollout and uniform-noise relevance (the control); every COS run also records the adjacent-sector
-  control and, where :mod:`creg.occlusion` computes it, the area-matched one;
+* ``BENCH/table1`` -- Table 1 (every source of ``creg run``'s default list): Tables 1 and 3, per
+  class (§6.2, Fig. 4), correct/incorrect, the paired tests of CREG against every other source;
+* ``BENCH/cos_grey``, ``BENCH/cos_blur``, ``BENCH/cos_patch_drop`` -- Table 4's causal occlusion with
+  each operator (grey is the paper's), for CREG, attention rollout and uniform-noise relevance (the
+  control), on the same samples; every COS run also records the true-direction reading, the
+  adjacent-sector control and the area-matched one (:mod:`creg.occlusion`);
 
 and on the first benchmark (VSR in the paper):
 
-* ``ablation/NAME`` -- Table 5 (:func:`creg.reporting.analysis.ablation_configs`, 60 samples);
-* ``prompts/A|B|C`` -- Table 6, the prompt sweep of App. A.1 (30 samples);
+* ``ablation/NAME`` -- Table 5 (:func:`creg.reporting.analysis.ablation_configs`);
+* ``prompts/A|B|C`` -- Table 6, the prompt sweep of App. A.1;
 * ``ablation/default/flip`` -- §6.1 flip equivariance of CREG on the ablation's default run.
 
+Sample counts (:data:`PAPER_SIZES`, :data:`QUICK_SIZES`): the paper's where a benchmark reads a
+dataset; where every benchmark of the plan is generated (``synthetic``, standing in on the toy
+model) the quick sizes, so that the whole protocol runs offline in minutes (Table 1 keeps
+``creg run``'s 200 samples, so its table is the default run's; the COS runs take 60, where
+occlusion costs about a dozen extra forward passes per sample). ``sizes`` chooses explicitly;
+``limit`` caps every step's count.
+
 Every sub-run is an ordinary run directory written through the run store, so the whole protocol is
-resumable: running the same command again continues where it stopped. ``limit`` caps every step's
-sample count (the paper's sizes otherwise).
+resumable: running the same command again continues where it stopped.
 """
 
 from __future__ import annotations
@@ -35,6 +42,31 @@ PAPER_BENCHMARKS = ("vsr", "coco_pairs")
 TABLE1_N = {"vsr": 240, "coco_pairs": 300}
 ABLATION_N = 60
 PROMPTS_N = 30
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Samples per step. ``table1`` / ``cos``: per benchmark (None: the paper's Table 1 size,
+    :data:`TABLE1_N`); ``ablation`` (each of Table 5's runs and the flip re-run), ``prompts``
+    (each of Table 6's)."""
+
+    table1: int | None
+    cos: int | None
+    ablation: int
+    prompts: int
+
+    def table1_n(self, bench: str) -> int:
+        return self.table1 if self.table1 is not None else TABLE1_N.get(bench, TABLE1_N["vsr"])
+
+    def cos_n(self, bench: str) -> int:
+        return self.cos if self.cos is not None else self.table1_n(bench)
+
+
+#: The paper's sizes: Table 1 and COS on 240 (VSR) / 300 (COCO-Pairs) samples, 60 for Table 5, 30 for Table 6.
+PAPER_SIZES = Sizes(table1=None, cos=None, ablation=ABLATION_N, prompts=PROMPTS_N)
+#: Offline on generated scenes (the toy model): Table 1 on ``creg run``'s default 200 samples, COS on 60.
+QUICK_SIZES = Sizes(table1=200, cos=60, ablation=ABLATION_N, prompts=PROMPTS_N)
+SIZES = {"paper": PAPER_SIZES, "quick": QUICK_SIZES}
 #: The operators of ``creg run --cos-op``; grey is the paper's (Table 4).
 COS_OPERATORS = ("grey", "blur", "patch_drop")
 #: Sources of the extra-operator COS runs: the method, the strongest baseline, the noise control.
@@ -83,12 +115,14 @@ def needs_data(bench: str, plugins) -> bool:
 
 
 def plan_reproduction(out: Path, *, adapter: str, benchmarks: list[str] | None = None, data_dir: str | None = None,
-                      limit: int | None = None, seed: int = 0, sources: list[str] | None = None,
-                      plugins=None, **run_fields: Any) -> Plan:
+                      limit: int | None = None, sizes: str | None = None, seed: int = 0,
+                      sources: list[str] | None = None, plugins=None, **run_fields: Any) -> Plan:
     """The steps of the protocol for ``adapter`` (see the module docstring). Benchmarks that need
     data are skipped with a note when ``data_dir`` is None; when none is left, :data:`SUBSTITUTE`
-    stands in (with a note). ``run_fields``: further :class:`RunConfig` fields (model, dtype, device,
-    batch_size, registry, ...), the same for every run."""
+    stands in (with a note). ``sizes``: ``"paper"`` or ``"quick"`` (:data:`SIZES`); None: quick when
+    no benchmark of the plan reads a dataset, else the paper's. ``limit`` caps every step.
+    ``run_fields``: further :class:`RunConfig` fields (model, dtype, device, batch_size, registry,
+    ...), the same for every run."""
     from .cli.run import DEFAULT_SOURCES
     from .plugins import get_plugins
     from .reporting.analysis import ablation_configs, prompt_configs
@@ -109,9 +143,18 @@ def plan_reproduction(out: Path, *, adapter: str, benchmarks: list[str] | None =
         notes.append(f"{SUBSTITUTE} stands in for {', '.join(asked)}: the paper's numbers are shown for "
                      "orientation only, they were measured on other data")
     sources = list(sources or [s for s in DEFAULT_SOURCES.split(",") if s])
+    if sizes is None:
+        sizes = "paper" if any(needs_data(b, plugins) for b in benches) else "quick"
+    if sizes not in SIZES:
+        raise RunError(f"--sizes {sizes}: expected one of {', '.join(SIZES)}")
+    size = SIZES[sizes]
+    if sizes == "quick" and limit is None:
+        notes.append(f"quick sizes (no dataset): Table 1 on {size.table1_n(benches[0])} samples, COS on "
+                     f"{size.cos_n(benches[0])}, Table 5 on {size.ablation}, Table 6 on {size.prompts} "
+                     "(--sizes paper for the paper's, --limit to cap)")
 
-    def n_for(paper_n: int) -> int:
-        return paper_n if limit is None else min(paper_n, limit)
+    def n_for(n: int) -> int:
+        return n if limit is None else min(n, limit)
 
     def config(bench: str, n: int, **fields) -> RunConfig:
         return RunConfig(**{"adapter": adapter, "bench": bench, "n": n, "seed": seed, "data_dir": data_dir,
@@ -119,18 +162,17 @@ def plan_reproduction(out: Path, *, adapter: str, benchmarks: list[str] | None =
 
     steps: list[Step] = []
     for b in benches:
-        n = n_for(TABLE1_N.get(b, TABLE1_N["vsr"]))
-        steps.append(Step(f"{b}/table1", "run", "Table 1, 3, 4 (grey), per class, correct/incorrect",
-                          {"": config(b, n, cos=True, cos_op="grey")}))
+        steps.append(Step(f"{b}/table1", "run", "Table 1, 3, per class, correct/incorrect, paired tests",
+                          {"": config(b, n_for(size.table1_n(b)))}))
         cos_sources = [s for s in COS_SOURCES if s in sources] or sources
-        for op in COS_OPERATORS[1:]:
-            steps.append(Step(f"{b}/cos_{op}", "run", f"COS with operator {op} (Table 4's protocol)",
-                              {"": config(b, n, cos=True, cos_op=op, sources=cos_sources)}))
+        for op in COS_OPERATORS:
+            steps.append(Step(f"{b}/cos_{op}", "run", f"Table 4: COS with operator {op}" + (" (the paper's)" if op == "grey" else ""),
+                              {"": config(b, n_for(size.cos_n(b)), cos=True, cos_op=op, sources=cos_sources)}))
     first = benches[0]
     steps.append(Step("ablation", "variants", "Table 5 (ablation)",
-                      ablation_configs(config(first, n_for(ABLATION_N)))))
+                      ablation_configs(config(first, n_for(size.ablation)))))
     steps.append(Step("prompts", "variants", "Table 6 (prompt sweep, App. A.1)",
-                      prompt_configs(config(first, n_for(PROMPTS_N)))))
+                      prompt_configs(config(first, n_for(size.prompts)))))
     steps.append(Step("ablation/default/flip", "flip", "§6.1 flip equivariance", of="ablation/default"))
     return Plan(Path(out), benches, steps, notes)
 

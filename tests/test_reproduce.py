@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from creg import published as paper
 from creg.cli import cli
-from creg.reproduce import ABLATION_N, PROMPTS_N, TABLE1_N, plan_reproduction
+from creg.reproduce import ABLATION_N, PROMPTS_N, QUICK_SIZES, TABLE1_N, plan_reproduction
 from creg.run_config import RunError
 from creg.store import RunStore
 
@@ -41,15 +41,32 @@ def test_without_data_the_paper_benchmarks_are_skipped_and_synthetic_stands_in(t
     assert any("vsr: skipped" in n for n in plan.notes) and any("coco_pairs: skipped" in n for n in plan.notes)
     assert any("synthetic stands in" in n for n in plan.notes)
     names = [s.name for s in plan.steps]
-    assert names == ["synthetic/table1", "synthetic/cos_blur", "synthetic/cos_patch_drop", "ablation", "prompts",
-                     "ablation/default/flip"]
+    assert names == ["synthetic/table1", "synthetic/cos_grey", "synthetic/cos_blur", "synthetic/cos_patch_drop",
+                     "ablation", "prompts", "ablation/default/flip"]
+    # generated scenes only: the quick sizes, Table 1 on creg run's default sample count and sources
+    assert any("quick sizes" in n for n in plan.notes)
     t1 = plan.steps[0].configs[""]
-    assert t1.cos and t1.cos_op == "grey" and t1.n == TABLE1_N["vsr"] and "creg" in t1.sources and "oracle" in t1.sources
-    assert [s.configs[""].cos_op for s in plan.steps[1:3]] == ["blur", "patch_drop"]
-    assert set(plan.steps[3].configs) == {"default", "k4", "single_layer", "no_contrastive"}
-    assert plan.steps[3].configs["k4"].k == 4 and plan.steps[3].configs["default"].n == ABLATION_N
-    assert [c.prompt for c in plan.steps[4].configs.values()] == ["A", "B", "C"]
-    assert plan.steps[4].configs["A"].n == PROMPTS_N
+    assert not t1.cos and t1.n == QUICK_SIZES.table1 == 200 and "creg" in t1.sources and "oracle" in t1.sources
+    cos = [s.configs[""] for s in plan.steps[1:4]]
+    assert [c.cos_op for c in cos] == ["grey", "blur", "patch_drop"] and all(c.cos for c in cos)
+    # every operator on the same samples and sources: the rows of Table 4 differ only in the operator
+    assert {c.n for c in cos} == {QUICK_SIZES.cos} and {tuple(c.sources) for c in cos} == {("creg", "attention_rollout", "random_relevance")}
+    assert set(plan.steps[4].configs) == {"default", "k4", "single_layer", "no_contrastive"}
+    assert plan.steps[4].configs["k4"].k == 4 and plan.steps[4].configs["default"].n == ABLATION_N
+    assert [c.prompt for c in plan.steps[5].configs.values()] == ["A", "B", "C"]
+    assert plan.steps[5].configs["A"].n == PROMPTS_N
+
+
+def test_sizes_paper_gives_the_paper_counts_on_synthetic_and_limit_caps_them(tmp_path):
+    plan = plan_reproduction(tmp_path, adapter="qwen2vl-toy", sizes="paper")
+    ns = {s.name: {c.n for c in s.configs.values()} for s in plan.steps if s.configs}
+    assert ns["synthetic/table1"] == ns["synthetic/cos_grey"] == {TABLE1_N["vsr"]}
+    assert not any("quick sizes" in n for n in plan.notes)
+    capped = plan_reproduction(tmp_path, adapter="qwen2vl-toy", limit=50)
+    ns = {s.name: {c.n for c in s.configs.values()} for s in capped.steps if s.configs}
+    assert ns["synthetic/table1"] == {50} and ns["synthetic/cos_blur"] == {50} and ns["prompts"] == {PROMPTS_N}
+    with pytest.raises(RunError):
+        plan_reproduction(tmp_path, adapter="qwen2vl-toy", sizes="huge")
 
 
 def test_with_data_both_paper_benchmarks_run_and_limit_caps_every_step(tmp_path):
@@ -58,6 +75,11 @@ def test_with_data_both_paper_benchmarks_run_and_limit_caps_every_step(tmp_path)
     ns = {s.name: {c.n for c in s.configs.values()} for s in plan.steps if s.configs}
     assert ns["vsr/table1"] == {40} and ns["coco_pairs/table1"] == {40} and ns["ablation"] == {40} and ns["prompts"] == {30}
     assert {c.bench for c in plan.steps[-3].configs.values()} == {"vsr"}  # Table 5 on VSR, as in the paper
+    # a dataset: the paper's sizes, COS on Table 1's samples
+    paper_plan = plan_reproduction(tmp_path, adapter="qwen2vl-toy", data_dir=str(tmp_path))
+    ns = {s.name: {c.n for c in s.configs.values()} for s in paper_plan.steps if s.configs}
+    assert ns["vsr/table1"] == ns["vsr/cos_patch_drop"] == {240} and ns["coco_pairs/cos_grey"] == {300}
+    assert ns["ablation"] == {ABLATION_N} and ns["prompts"] == {PROMPTS_N}
     with pytest.raises(RunError):
         plan_reproduction(tmp_path, adapter="qwen2vl-toy", limit=0)
 
@@ -75,16 +97,17 @@ def test_reproduce_end_to_end_on_the_toy(tmp_path):
                                    "--out", str(out), "--no-progress"])
     assert res.exit_code == 0, res.output
     # every step is an ordinary run directory, readable through the run store
-    for name in ("synthetic/table1", "synthetic/cos_blur", "synthetic/cos_patch_drop", "ablation/default", "ablation/k4",
+    for name in ("synthetic/table1", "synthetic/cos_grey", "synthetic/cos_blur", "synthetic/cos_patch_drop", "ablation/default", "ablation/k4",
                  "ablation/single_layer", "ablation/no_contrastive", "prompts/A", "prompts/B", "prompts/C"):
         store = RunStore.read(out / name)
         assert store.summary()["complete"] and store.summary()["n_samples"] == 2, name
         assert "warnings" in store.summary()
     assert RunStore.read(out / "ablation/default").sub("flip") is not None
-    ops = {RunStore.read(out / f"synthetic/{n}").config["run"]["cos_op"] for n in ("table1", "cos_blur", "cos_patch_drop")}
+    ops = {RunStore.read(out / f"synthetic/{n}").config["run"]["cos_op"] for n in ("cos_grey", "cos_blur", "cos_patch_drop")}
     assert ops == {"grey", "blur", "patch_drop"}
     text = (out / "report.md").read_text()
-    for heading in ("Table 1", "causal occlusion (Table 4)", "correct vs incorrect (Table 3)", "per class",
+    for heading in ("Table 1", "paired tests, CREG against every other source", "causal occlusion (Table 4)",
+                    "correct vs incorrect (Table 3)", "per class",
                     "Table 5: ablation", "Table 6: prompt sweep", "Flip equivariance"):
         assert heading in text, heading
     assert "synthetic stands in" not in text  # --bench synthetic was asked for, nothing substituted
@@ -93,6 +116,33 @@ def test_reproduce_end_to_end_on_the_toy(tmp_path):
     assert t1["creg"]["paper_dae"] == 64.8 and t1["creg"]["paper_dae_reading"] == "dae_sector"  # VSR, for orientation
     stored = RunStore.read(out / "synthetic/table1").summary()["sources"]["creg"]
     assert t1["creg"]["dae_sector"] == stored["dae_sector"]
-    assert {r["op"] for r in report["tables"]["synthetic/cos"]} == {"grey", "blur", "patch_drop"}
+    cos = report["tables"]["synthetic/cos"]
+    assert {r["op"] for r in cos} == {"grey", "blur", "patch_drop"}
+    assert {(r["op"], r["source"]) for r in cos} == {(op, s) for op in ("grey", "blur", "patch_drop")
+                                                     for s in ("creg", "attention_rollout", "random_relevance")}
+    assert all(r["area_matched"] is not None for r in cos)  # the area-matched control beside every reading
+    # the paired tests: every other source of Table 1 against CREG, Holm-adjusted, on the shared samples
+    paired = report["tables"]["synthetic/paired"]
+    others = set(t1) - {"creg"}
+    assert {t["a"] for t in paired} == others and {t["b"] for t in paired} == {"creg"}
+    dae = {t["a"]: t for t in paired if t["metric"] == "dae"}
+    assert dae["creg_gt"]["n"] == 2 and all(t["p_holm"] >= t["p"] for t in paired if t.get("n"))
+    # the per-class table has a row for every source
+    assert set(report["tables"]["synthetic/per_class"]["sources"]) == set(t1)
     assert set(report["tables"]["ablation"]) == {"default", "k4", "single_layer", "no_contrastive"}
     assert report["tables"]["flip"]["creg"]["n"] == 2
+    assert report["tables"]["flip_answers"]["n"] == 2 and "The model's answers: on" in text
+
+
+def test_answer_flip_equivariance_counts_mirrored_answers():
+    from types import SimpleNamespace as R
+
+    from creg.reporting.reproduction import answer_flip_equivariance
+
+    original = [R(sample_id="a", pred="left"), R(sample_id="a", pred="left"),  # two sources, one answer
+                R(sample_id="b", pred="above"), R(sample_id="c", pred="right"), R(sample_id="d", pred=None)]
+    flipped = [R(sample_id="a", pred="right"), R(sample_id="b", pred="below"), R(sample_id="c", pred="left"),
+               R(sample_id="d", pred="left"), R(sample_id="e", pred="left")]
+    # a: left -> right (mirrored), b: above -> below (not), c: right -> left (mirrored); d has no answer, e no original
+    assert answer_flip_equivariance(original, flipped) == {"n": 3, "equivariant": 2, "share": 2 / 3}
+    assert answer_flip_equivariance([], flipped) == {"n": 0, "equivariant": 0, "share": None}

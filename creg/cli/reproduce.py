@@ -19,8 +19,12 @@ DATA_DIR_ENV = "CREG_DATA_DIR"
               help=f"dataset root for VSR and COCO-Pairs (or ${DATA_DIR_ENV}); without it they are skipped")
 @click.option("--bench", "benches", default="vsr,coco_pairs", show_default=True,
               help="comma-separated benchmarks (the paper's: vsr,coco_pairs)")
+@click.option("--sizes", type=click.Choice(["paper", "quick"]), default=None,
+              help="samples per step: paper (Table 1 and COS 240 VSR / 300 COCO-Pairs, Table 5 60, Table 6 30) or "
+                   "quick (Table 1 200, COS 60, 60, 30). Default: paper when a benchmark reads a dataset, "
+                   "quick on generated scenes (synthetic)")
 @click.option("--limit", "--n", "limit", type=click.IntRange(min=1), default=None,
-              help="at most this many samples per run (default: the paper's sizes: 240/300, 60, 30)")
+              help="at most this many samples per run (caps --sizes)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="reproduction directory (default runs/reproduce-ADAPTER)")
 @click.option("--batch-size", type=int, default=1, show_default=True)
@@ -30,7 +34,7 @@ DATA_DIR_ENV = "CREG_DATA_DIR"
 @click.option("--figures", is_flag=True, help="also write each Table 1 run's report with figures")
 @click.option("--dry-run", is_flag=True, help="print the plan and exit")
 @click.option("--no-progress", is_flag=True)
-def reproduce_cmd(adapter, model, data_dir, benches, limit, seed, out, batch_size, dtype, device, registries,
+def reproduce_cmd(adapter, model, data_dir, benches, sizes, limit, seed, out, batch_size, dtype, device, registries,
                   figures, dry_run, no_progress) -> None:
     """Run the paper's protocol into one directory (sub-runs inside, resumable) and write report.md
     setting our numbers beside the paper's."""
@@ -42,7 +46,7 @@ def reproduce_cmd(adapter, model, data_dir, benches, limit, seed, out, batch_siz
     out_dir = Path(out) if out else Path("runs") / f"reproduce-{adapter}"
     try:
         plan = plan_reproduction(out_dir, adapter=adapter, benchmarks=[b.strip() for b in benches.split(",") if b.strip()],
-                                 data_dir=data_dir, limit=limit, seed=seed, model=model, dtype=dtype, device=device,
+                                 data_dir=data_dir, limit=limit, sizes=sizes, seed=seed, model=model, dtype=dtype, device=device,
                                  batch_size=batch_size, registry=list(registries))
     except (RunError, ValueError) as e:
         fail(str(e).splitlines()[0])

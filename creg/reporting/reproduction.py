@@ -71,8 +71,10 @@ def reproduction_report(plan, runs: dict[str, Path], *, elapsed_s: float | None 
     for bench in plan.benchmarks:
         lines += _bench_sections(bench, stores, summaries, report, paper_benchmark(bench))
     first = paper_benchmark(plan.benchmarks[0])
-    lines += _grid_section("ablation", "Table 5: ablation", paper.TABLE5, stores, summaries, report, first)
-    lines += _grid_section("prompts", "Table 6: prompt sweep (App. A.1)", paper.TABLE6, stores, summaries, report,
+    on = BENCH_TITLES.get(plan.benchmarks[0], plan.benchmarks[0])
+    on += "" if first == plan.benchmarks[0] else f"; paper columns: {BENCH_TITLES[first]}, for orientation"
+    lines += _grid_section("ablation", f"Table 5: ablation ({on})", paper.TABLE5, stores, summaries, report, first)
+    lines += _grid_section("prompts", f"Table 6: prompt sweep, App. A.1 ({on})", paper.TABLE6, stores, summaries, report,
                            first, accuracy=True)
     lines += _flip_section(stores, report, first)
     text = "\n".join(lines) + "\n"
@@ -106,15 +108,59 @@ def _bench_sections(bench: str, stores, summaries, report, compare: str) -> list
                      f"{_paper(row['paper_dae'], 1)}{mark} | {_fmt(s.get('ea'), 3, s.get('ea_ci'), 2)} | {_paper(p_ea, 3)} |")
     report["tables"][f"{bench}/table1"] = rows
     lines.append("")
+    lines += _paired_section(bench, store, records, report)
     lines += _cos_section(bench, stores, summaries, report, compare)
     lines += _correctness_section(bench, summary, report, compare)
     lines += _per_class_section(bench, records, report, compare)
     return lines
 
 
+#: The source the paired tests compare every other source with.
+PAIRED_BASELINE = "creg"
+
+
+def _paired_section(bench: str, store, records, report) -> list[str]:
+    """CREG against every other source of Table 1: paired bootstrap of the mean difference on the
+    samples both score, Holm-adjusted within each metric over these comparisons."""
+    sources = list(analysis.by_source(records))
+    if PAIRED_BASELINE not in sources or len(sources) < 2:
+        return []
+    seed = int((store.config.get("run") or {}).get("seed") or 0)
+    tests = analysis.pairwise_tests(records, seed=seed, baseline=PAIRED_BASELINE)
+    metrics = [m for m in dict.fromkeys(t["metric"] for t in tests) if m in ("dae", "ea")] or list(dict.fromkeys(t["metric"] for t in tests))
+    title = BENCH_TITLES.get(bench, bench)
+    lines = [f"## {title}: paired tests, CREG against every other source", "",
+             f"Mean of (source − {PAIRED_BASELINE}) on the samples both score; paired bootstrap (10,000 resamples), "
+             "p two-sided, Holm-adjusted within each metric over these comparisons. DAE: negative = the "
+             "source points closer to B than CREG; EA: positive = more often within ±45°. "
+             "**bold**: p_Holm < 0.05.", "",
+             "| Source | " + " | ".join(f"Δ{m.upper()} [95% CI] | p_Holm" for m in metrics) + " |",
+             "|---|" + "---:|---:|" * len(metrics)]
+    by = {(t["a"], t["metric"]): t for t in tests}
+    for src in sources:
+        if src == PAIRED_BASELINE:
+            continue
+        cells = []
+        for m in metrics:
+            t = by.get((src, m))
+            if t is None or not t.get("n"):
+                cells += ["–", "–"]
+                continue
+            digits = 1 if m == "dae" else 3
+            d = _fmt(t["diff"], digits, tuple(t["ci"]), digits, sign=True)
+            p = t.get("p_holm")
+            ptxt = "–" if p is None else (f"{p:.2g}" if p >= 1e-4 else "<1e-04")
+            cells += [f"**{d}**" if p is not None and p < 0.05 else d, ptxt]
+        lines.append(f"| {src} | " + " | ".join(cells) + " |")
+    report["tables"][f"{bench}/paired"] = tests
+    return lines + [""]
+
+
 def _cos_section(bench: str, stores, summaries, report, compare: str) -> list[str]:
     title = BENCH_TITLES.get(bench, bench)
-    runs = [(n, summaries[n]) for n in (f"{bench}/table1", f"{bench}/cos_blur", f"{bench}/cos_patch_drop") if n in stores]
+    # table1 carries COS only in reproduction directories written before the grey-fill COS had its own run
+    runs = [(n, summaries[n]) for n in (f"{bench}/table1", f"{bench}/cos_grey", f"{bench}/cos_blur", f"{bench}/cos_patch_drop")
+            if n in stores]
     if not any("cos" in s for _, s in runs for s in s["sources"].values()):
         return []
     area = any("area_matched" in src["cos"] for _, s in runs for src in s["sources"].values() if "cos" in src)
@@ -188,18 +234,19 @@ def _per_class_section(bench: str, records, report, compare: str) -> list[str]:
     pub = [_published(compare, table="§6.2", subset=r) for r in RELATIONS]
     if any(v is not None for v in pub):
         lines.append("| paper VLM accuracy | " + " | ".join(_paper(v, 3) for v in pub) + " |")
-    for src in ("creg", "creg_gt"):
-        if src in pc["sources"]:
-            lines.append(f"| {src} DAE | " + " | ".join(_fmt(pc["sources"][src][r].get("dae"), 1) for r in RELATIONS) + " |")
+    for src in pc["sources"]:
+        lines.append(f"| {src} DAE | " + " | ".join(_fmt(pc["sources"][src][r].get("dae"), 1) for r in RELATIONS) + " |")
     report["tables"][f"{bench}/per_class"] = pc
-    return lines + [f"", f"Chance: accuracy {pc['chance']['accuracy']:.2f}.", ""]
+    chance = f"Chance: accuracy {pc['chance']['accuracy']:.2f}" + (f", DAE {pc['chance']['dae']:.1f}" if "dae" in pc["chance"] else "")
+    return lines + ["", chance + ". A source whose DAE is low for some classes and high for others leans one way "
+                    "whatever the answer; the mean DAE of Table 1 hides such a lean.", ""]
 
 
 def _grid_section(root: str, title: str, published_rows, stores, summaries, report, bench: str, *, accuracy: bool = False) -> list[str]:
     names = [n for n in stores if n.startswith(f"{root}/") and n.count("/") == 1]
     if not names:
         return []
-    lines = [f"## {title} ({BENCH_TITLES.get(bench, bench)})", "",
+    lines = [f"## {title}", "",
              "| Configuration | n |" + (" VLM ACC | paper |" if accuracy else "") + " DAE↓ | DAE sector centre↓ | paper DAE | EA↑ | paper EA |",
              "|---|---:|" + ("---:|---:|" if accuracy else "") + "---:|---:|---:|---:|---:|"]
     rows = {}
@@ -225,12 +272,32 @@ def _flip_section(stores, report, bench: str) -> list[str]:
     flip = stores[name].sub("flip")
     if flip is None:
         return []
-    result = analysis.flip_equivariance(stores[name].records(), flip.records())
+    records, flipped = stores[name].records(), flip.records()
+    result = analysis.flip_equivariance(records, flipped)
     pub = _published(bench, table="§6.1", metric="flip_r")
     lines = ["## Flip equivariance (§6.1)", "",
+             "Pearson r between each sample's compass and the mirrored compass of its left-right flipped image "
+             "(+1: the explanation turns with the image); peak agreement: the mirrored flipped peak is the original peak.", "",
              "| Method | n | r (mean per sample) | paper r | r (pooled) | peak agreement |", "|---|---:|---:|---:|---:|---:|"]
     for src, f in result.items():
         lines.append(f"| {src} | {f['n']} | {_fmt(f['r_mean'], 3, sign=True)} | {_paper(pub if src == 'creg' else None, 3)} | "
                      f"{_fmt(f['r_pooled'], 3, sign=True)} | {f['peak_agreement']:.3f} |")
+    answers = answer_flip_equivariance(records, flipped)
+    if answers["n"]:
+        lines += ["", f"The model's answers: on {answers['equivariant']} of {answers['n']} pairs "
+                      f"({answers['share']:.3f}) the answer on the flipped image is the mirrored answer on the original."]
     report["tables"]["flip"] = result
+    report["tables"]["flip_answers"] = answers
     return lines + [""]
+
+
+def answer_flip_equivariance(records, flipped) -> dict[str, Any]:
+    """How many (sample, flipped sample) pairs get mirrored answers (left <-> right, above and below
+    kept): ``{"n", "equivariant", "share"}``; samples without an answer are left out."""
+    from .analysis import FLIPPED_RELATION
+
+    original = {r.sample_id: r.pred for r in records if r.pred is not None}
+    mirrored = {r.sample_id: r.pred for r in flipped if r.pred is not None}
+    ids = sorted(original.keys() & mirrored.keys())
+    hits = sum(FLIPPED_RELATION[original[i]] == mirrored[i] for i in ids)
+    return {"n": len(ids), "equivariant": hits, "share": hits / len(ids) if ids else None}

@@ -14,7 +14,9 @@ and on the first benchmark (VSR in the paper):
 
 * ``ablation/NAME`` -- Table 5 (:func:`creg.reporting.analysis.ablation_configs`);
 * ``prompts/A|B|C`` -- Table 6, the prompt sweep of App. A.1;
-* ``ablation/default/flip`` -- §6.1 flip equivariance of CREG on the ablation's default run.
+* ``BENCH/cos_grey/flip`` -- §6.1 flip equivariance: the grey-fill COS run's samples and sources (CREG,
+  attention rollout, noise) re-run on left-right flipped images (no COS), so CREG's r stands
+  beside the strongest baseline's and the noise control's.
 
 Sample counts (:data:`PAPER_SIZES`, :data:`QUICK_SIZES`): the paper's where a benchmark reads a
 dataset; where every benchmark of the plan is generated (``synthetic``, standing in on the toy
@@ -47,7 +49,7 @@ PROMPTS_N = 30
 @dataclass(frozen=True)
 class Sizes:
     """Samples per step. ``table1`` / ``cos``: per benchmark (None: the paper's Table 1 size,
-    :data:`TABLE1_N`); ``ablation`` (each of Table 5's runs and the flip re-run), ``prompts``
+    :data:`TABLE1_N`; the flip re-run takes the COS count); ``ablation`` (each of Table 5's runs), ``prompts``
     (each of Table 6's)."""
 
     table1: int | None
@@ -173,7 +175,7 @@ def plan_reproduction(out: Path, *, adapter: str, benchmarks: list[str] | None =
                       ablation_configs(config(first, n_for(size.ablation)))))
     steps.append(Step("prompts", "variants", "Table 6 (prompt sweep, App. A.1)",
                       prompt_configs(config(first, n_for(size.prompts)))))
-    steps.append(Step("ablation/default/flip", "flip", "§6.1 flip equivariance", of="ablation/default"))
+    steps.append(Step(f"{first}/cos_grey/flip", "flip", "§6.1 flip equivariance", of=f"{first}/cos_grey"))
     return Plan(Path(out), benches, steps, notes)
 
 

@@ -42,7 +42,7 @@ def test_without_data_the_paper_benchmarks_are_skipped_and_synthetic_stands_in(t
     assert any("synthetic stands in" in n for n in plan.notes)
     names = [s.name for s in plan.steps]
     assert names == ["synthetic/table1", "synthetic/cos_grey", "synthetic/cos_blur", "synthetic/cos_patch_drop",
-                     "ablation", "prompts", "ablation/default/flip"]
+                     "ablation", "prompts", "synthetic/cos_grey/flip"]
     # generated scenes only: the quick sizes, Table 1 on creg run's default sample count and sources
     assert any("quick sizes" in n for n in plan.notes)
     t1 = plan.steps[0].configs[""]
@@ -102,7 +102,8 @@ def test_reproduce_end_to_end_on_the_toy(tmp_path):
         store = RunStore.read(out / name)
         assert store.summary()["complete"] and store.summary()["n_samples"] == 2, name
         assert "warnings" in store.summary()
-    assert RunStore.read(out / "ablation/default").sub("flip") is not None
+    flip = RunStore.read(out / "synthetic/cos_grey").sub("flip")
+    assert flip is not None and flip.config["run"]["cos"] is False and flip.summary()["n_samples"] == 2
     ops = {RunStore.read(out / f"synthetic/{n}").config["run"]["cos_op"] for n in ("cos_grey", "cos_blur", "cos_patch_drop")}
     assert ops == {"grey", "blur", "patch_drop"}
     text = (out / "report.md").read_text()
@@ -130,6 +131,7 @@ def test_reproduce_end_to_end_on_the_toy(tmp_path):
     # the per-class table has a row for every source
     assert set(report["tables"]["synthetic/per_class"]["sources"]) == set(t1)
     assert set(report["tables"]["ablation"]) == {"default", "k4", "single_layer", "no_contrastive"}
+    assert set(report["tables"]["flip"]) == {"creg", "attention_rollout", "random_relevance"}
     assert report["tables"]["flip"]["creg"]["n"] == 2
     assert report["tables"]["flip_answers"]["n"] == 2 and "The model's answers: on" in text
 

@@ -76,7 +76,8 @@ def reproduction_report(plan, runs: dict[str, Path], *, elapsed_s: float | None 
     lines += _grid_section("ablation", f"Table 5: ablation ({on})", paper.TABLE5, stores, summaries, report, first)
     lines += _grid_section("prompts", f"Table 6: prompt sweep, App. A.1 ({on})", paper.TABLE6, stores, summaries, report,
                            first, accuracy=True)
-    lines += _flip_section(stores, report, first)
+    flips = [s.of for s in plan.steps if s.kind == "flip" and s.of]
+    lines += _flip_section(stores, report, first, flips[0] if flips else "ablation/default")
     text = "\n".join(lines) + "\n"
     write_grid_files(plan.out, "report", report, text)
     return report, text
@@ -265,8 +266,9 @@ def _grid_section(root: str, title: str, published_rows, stores, summaries, repo
     return lines + [""]
 
 
-def _flip_section(stores, report, bench: str) -> list[str]:
-    name = "ablation/default"
+def _flip_section(stores, report, bench: str, name: str) -> list[str]:
+    """§6.1 on run ``name`` and its ``flip/`` re-run (``ablation/default`` in reproductions of
+    creg before the flip re-ran the COS run's sources)."""
     if name not in stores:
         return []
     flip = stores[name].sub("flip")
@@ -275,7 +277,7 @@ def _flip_section(stores, report, bench: str) -> list[str]:
     records, flipped = stores[name].records(), flip.records()
     result = analysis.flip_equivariance(records, flipped)
     pub = _published(bench, table="§6.1", metric="flip_r")
-    lines = ["## Flip equivariance (§6.1)", "",
+    lines = [f"## Flip equivariance (§6.1; `{name}` and its flipped re-run)", "",
              "Pearson r between each sample's compass and the mirrored compass of its left-right flipped image "
              "(+1: the explanation turns with the image); peak agreement: the mirrored flipped peak is the original peak.", "",
              "| Method | n | r (mean per sample) | paper r | r (pooled) | peak agreement |", "|---|---:|---:|---:|---:|---:|"]

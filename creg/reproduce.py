@@ -49,8 +49,8 @@ PROMPTS_N = 30
 @dataclass(frozen=True)
 class Sizes:
     """Samples per step. ``table1`` / ``cos``: per benchmark (None: the paper's Table 1 size,
-    :data:`TABLE1_N`; the flip re-run takes the COS count); ``ablation`` (each of Table 5's runs), ``prompts``
-    (each of Table 6's)."""
+    :data:`TABLE1_N`); the flip re-run takes the COS count; ``ablation``: each of Table 5's runs;
+    ``prompts``: each of Table 6's."""
 
     table1: int | None
     cos: int | None
@@ -151,7 +151,7 @@ def plan_reproduction(out: Path, *, adapter: str, benchmarks: list[str] | None =
         raise RunError(f"--sizes {sizes}: expected one of {', '.join(SIZES)}")
     size = SIZES[sizes]
     if sizes == "quick" and limit is None:
-        notes.append(f"quick sizes (no dataset): Table 1 on {size.table1_n(benches[0])} samples, COS on "
+        notes.append(f"quick sizes: Table 1 on {size.table1_n(benches[0])} samples, COS on "
                      f"{size.cos_n(benches[0])}, Table 5 on {size.ablation}, Table 6 on {size.prompts} "
                      "(--sizes paper for the paper's, --limit to cap)")
 

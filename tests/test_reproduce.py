@@ -93,7 +93,7 @@ def test_a_bad_adapter_is_one_line_exit_2(tmp_path):
 
 def test_reproduce_end_to_end_on_the_toy(tmp_path):
     out = tmp_path / "repro"
-    res = CliRunner().invoke(cli, ["reproduce", "--adapter", "qwen2vl-toy", "--bench", "synthetic", "--limit", "2",
+    res = CliRunner().invoke(cli, ["reproduce", "--bench", "synthetic", "--limit", "2",  # the toy is the default adapter
                                    "--out", str(out), "--no-progress"])
     assert res.exit_code == 0, res.output
     # every step is an ordinary run directory, readable through the run store

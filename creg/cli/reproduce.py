@@ -8,12 +8,14 @@ from pathlib import Path
 import click
 
 from .common import fail, log
+from .run import DEFAULT_ADAPTER
 
 DATA_DIR_ENV = "CREG_DATA_DIR"
 
 
 @click.command("reproduce")
-@click.option("--adapter", required=True, help="preset (see `creg list`) or adapter plugin name, e.g. qwen2vl-7b")
+@click.option("--adapter", default=DEFAULT_ADAPTER, show_default=True,
+              help="preset (see `creg list`) or adapter plugin name, e.g. qwen2vl-7b; the default is creg run's, the toy model")
 @click.option("--model", default=None, help="hub id or local directory (overrides the preset's model)")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar=DATA_DIR_ENV,
               help=f"dataset root for VSR and COCO-Pairs (or ${DATA_DIR_ENV}); without it they are skipped")

@@ -47,6 +47,10 @@ def test_without_data_the_paper_benchmarks_are_skipped_and_synthetic_stands_in(t
     assert any("quick sizes" in n for n in plan.notes)
     t1 = plan.steps[0].configs[""]
     assert not t1.cos and t1.n == QUICK_SIZES.table1 == 200 and "creg" in t1.sources and "oracle" in t1.sources
+    # ... so that its samples and records are creg run's default run's (same n, seed, sources, batch size)
+    from creg.cli.run import DEFAULT_SOURCES
+
+    assert t1.sources == DEFAULT_SOURCES.split(",") and t1.seed == 0 and t1.batch_size == 1
     cos = [s.configs[""] for s in plan.steps[1:4]]
     assert [c.cos_op for c in cos] == ["grey", "blur", "patch_drop"] and all(c.cos for c in cos)
     # every operator on the same samples and sources: the rows of Table 4 differ only in the operator

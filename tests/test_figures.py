@@ -84,6 +84,21 @@ def test_cos_figure_stays_readable_with_many_sources(tmp_path):
     assert sizes[20][0] == pytest.approx(sizes[2][0], rel=0.15) and sizes[20][1] > 2 * sizes[2][1]
 
 
+def test_cos_figure_draws_the_area_matched_reading_when_the_run_has_it(tmp_path):
+    """The area-matched control (triangles) is drawn beside the paper's reading: a summary that
+    has it gives a different picture from one without it (runs scored before the control)."""
+    import copy
+
+    plain = _summary(2)
+    matched = copy.deepcopy(plain)
+    for s in matched["sources"].values():
+        s["cos"]["area_matched"] = {"delta": {"mean": -0.2, "ci": [-0.3, -0.1]}, "cos": {"mean": 0.1, "ci": [0.0, 0.2]},
+                                    "area": {"mean": 0.1, "ci": [0.09, 0.11]}}
+    a = np.asarray(Image.open(fg.cos_figure(tmp_path / "plain.png", plain, dpi=60)).convert("RGB"), dtype=int)
+    b = np.asarray(Image.open(fg.cos_figure(tmp_path / "matched.png", matched, dpi=60)).convert("RGB"), dtype=int)
+    assert a.shape == b.shape and np.abs(a - b).sum(axis=-1).astype(bool).sum() > 50
+
+
 def test_heatmap_is_drawn_where_the_relevance_is():
     """A map hot in one cell of a 4x4 grid over a black image: that cell's pixels are bright, the opposite corner's dark."""
     plt = fg.pyplot()

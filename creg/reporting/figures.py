@@ -12,8 +12,9 @@
   --out``, :meth:`creg.api.Explanation.plot`).
 * :func:`examples_figure` -- best / median / worst sample of one source: heatmap scene over rose.
 * :func:`per_class_figure` -- VLM accuracy per class and DAE per class and source (Fig. 4).
-* :func:`cos_figure` -- a forest plot of COS and of Delta S of the occluded peak / opposite /
-  adjacent sectors per source, with 95% bootstrap CIs (Eq. 8): one row per source, so it stays
+* :func:`cos_figure` -- a forest plot of COS (the paper's reading, the area-matched and the
+  adjacent controls) and of Delta S of the occluded peak / opposite / area-matched / adjacent
+  occlusions per source, with 95% bootstrap CIs (Eq. 8): one row per source, so it stays
   readable for any number of sources.
 * :func:`report_figures` -- every figure of ``creg report``, in one format and resolution.
 
@@ -393,8 +394,11 @@ def per_class_figure(path: Path, per_class: dict[str, Any], *, colours: dict[str
 def cos_figure(path: Path, summary: dict[str, Any], *, colours: dict[str, str] | None = None,
                dpi: int = DEFAULT_DPI) -> Path:
     """Causal occlusion (Eq. 8) as a forest plot, one row per source (+ the model-level true-direction
-    row): (a) COS of the peak sector and of the adjacent control with 95% bootstrap CIs; (b) mean
-    Delta S of the occluded peak, its opposite and the adjacent sectors."""
+    row): (a) COS of the peak sector read the paper's way (against its opposite), against the
+    area-matched control (as many pixels hidden in another sector) and against the adjacent
+    sectors, with 95% bootstrap CIs; (b) mean Delta S of the occluded peak, its opposite, the
+    area-matched control and the adjacent sectors. Runs scored before the area-matched control
+    existed have no triangle."""
     plt = pyplot()
     names = [n for n, s in summary["sources"].items() if "cos" in s]
     colours = colours or source_colours(summary["sources"])
@@ -410,11 +414,14 @@ def cos_figure(path: Path, summary: dict[str, Any], *, colours: dict[str, str] |
     first = summary["sources"][names[0]]["cos"]
     for yy, name in zip(y, names):
         c = summary["sources"][name]["cos"]
-        point(ax_a, yy + 0.12, c["peak"]["cos"], color=colours[name])
-        point(ax_a, yy - 0.12, c["adjacent"]["cos"], color=colours[name], fmt="s", mfc="white")
-        point(ax_b, yy + 0.18, c["peak"]["delta"], color=PEAK_COLOUR)
-        point(ax_b, yy, c["peak"]["delta_opp"], color="#f4a6d7")
-        point(ax_b, yy - 0.18, c["adjacent"]["delta"], color="#969696", fmt="s")
+        point(ax_a, yy + 0.2, c["peak"]["cos"], color=colours[name])
+        point(ax_a, yy - 0.2, c["adjacent"]["cos"], color=colours[name], fmt="s", mfc="white")
+        point(ax_b, yy + 0.24, c["peak"]["delta"], color=PEAK_COLOUR)
+        point(ax_b, yy + 0.08, c["peak"]["delta_opp"], color="#f4a6d7")
+        point(ax_b, yy - 0.24, c["adjacent"]["delta"], color="#969696", fmt="s")
+        if c.get("area_matched"):
+            point(ax_a, yy, c["area_matched"]["cos"], color=colours[name], fmt="^")
+            point(ax_b, yy - 0.08, c["area_matched"]["delta"], color="#6a51a3", fmt="^")
     t = first["true"]
     point(ax_a, y[-1], t["cos"], color="#2ca02c", fmt="D")
     point(ax_b, y[-1] + 0.12, t["delta"], color="#2ca02c", fmt="D")
@@ -427,10 +434,10 @@ def cos_figure(path: Path, summary: dict[str, Any], *, colours: dict[str, str] |
     ax_a.set_yticks(y, rows, fontsize=8)
     for label, name in zip(ax_a.get_yticklabels(), rows):
         label.set_color(colours.get(name, "#2ca02c"))
-    ax_a.set_xlabel("COS = ΔS_opp − ΔS_sector (> 0: the sector matters)", fontsize=8)
-    ax_a.set_title("(a) COS: ● peak sector  □ adjacent control", fontsize=9)
+    ax_a.set_xlabel("COS = ΔS_compared − ΔS_peak (> 0: the peak sector matters more)", fontsize=8)
+    ax_a.set_title("(a) COS, peak compared with:\n● opposite (paper)   ▲ area-matched   □ adjacent", fontsize=8)
     ax_b.set_xlabel("ΔS = log p_occ(gt) − log p_0(gt)", fontsize=8)
-    ax_b.set_title("(b) ΔS: peak (magenta), opposite (pink), adjacent (grey)", fontsize=9)
+    ax_b.set_title("(b) ΔS of hiding: the peak (magenta), its opposite (pink),\nthe area-matched control (purple ▲), the adjacent sectors (grey)", fontsize=8)
     fig.suptitle(f"Causal occlusion ({first['op']}), 95% bootstrap CIs; green: the true direction's sector", fontsize=9)
     fig.tight_layout()
     return save(fig, path, dpi=dpi)

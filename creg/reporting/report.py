@@ -159,13 +159,17 @@ def report_markdown(report: dict[str, Any], metrics=None) -> str:
         lines += [f"## Causal occlusion (Table 4, Eq. 8; operator `{op}`)", "",
                   "ΔS = log p_occluded(gt) − log p_0(gt); COS = ΔS_opp − ΔS_sector (> 0: the occluded sector matters more than its opposite). "
                   "*peak*: the source's peak sector; *true*: the sector holding θ_true (same for every source); "
+                  "*area-matched*: control, COS_area = ΔS_ctrl − ΔS_peak with ctrl = as many pixels hidden in another sector "
+                  "(the opposite wedge can be much smaller when the image clips it); "
                   "*adjacent*: control, COS_adj = mean ΔS of the two neighbours − ΔS_peak.", "",
-                  "| Method | n | ΔS_peak | ΔS_opp(peak) | COS peak [95% CI] | ΔS_adjacent | COS_adj [95% CI] |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| Method | n | ΔS_peak | ΔS_opp(peak) | COS peak [95% CI] | ΔS_ctrl | COS_area [95% CI] | ΔS_adjacent | COS_adj [95% CI] |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, c in cos_rows:
-            p, a = c["peak"], c["adjacent"]
+            p, a, m = c["peak"], c["adjacent"], c.get("area_matched")
+            matched = (f"{_fmt(m['delta']['mean'], 3, sign=True)} | {_fmt(m['cos']['mean'], 3, m['cos']['ci'], 3, sign=True)}"
+                       if m else "– | –")
             lines.append(f"| {name} | {c['n']} | {_fmt(p['delta']['mean'], 3, sign=True)} | {_fmt(p['delta_opp']['mean'], 3, sign=True)} | "
-                         f"{_fmt(p['cos']['mean'], 3, p['cos']['ci'], 3, sign=True)} | {_fmt(a['delta']['mean'], 3, sign=True)} | "
+                         f"{_fmt(p['cos']['mean'], 3, p['cos']['ci'], 3, sign=True)} | {matched} | {_fmt(a['delta']['mean'], 3, sign=True)} | "
                          f"{_fmt(a['cos']['mean'], 3, a['cos']['ci'], 3, sign=True)} |")
         t = cos_rows[0][1]["true"]
         lines += ["", f"True-direction reading (model-level): ΔS_true {_fmt(t['delta']['mean'], 3, t['delta']['ci'], 3, sign=True)}, "

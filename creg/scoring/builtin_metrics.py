@@ -4,6 +4,10 @@
 * ``ea`` -- Edge Accuracy (Eq. 7): share of records with DAE <= 45 deg.
 * ``dae_sector`` -- Eq. 6 with the centre of the peak sector (the paper's literal theta_peak).
 * ``cos_peak`` -- Causal Occlusion Score (Eq. 8) of the source's peak sector (``creg run --cos``).
+* ``cos_area_matched`` -- the same occlusion read against the area-matched control (as many pixels
+  hidden in another sector, :func:`creg.occlusion.area_matched_mask`) instead of the opposite
+  sector, whose clipped wedge can be much smaller (``creg run --cos``; records scored before the
+  control existed: NaN).
 
 Each ``compute`` maps records (:class:`creg.records.SampleRecord`) to ``(n,)`` float64, NaN where
 undefined (d_AB = 0: no direction; no occlusion entry).
@@ -36,13 +40,20 @@ def ea(records: Sequence) -> np.ndarray:
     return np.where(np.isnan(d), np.nan, edge_hit(np.nan_to_num(d)).astype(np.float64))
 
 
-def cos_peak(records: Sequence) -> np.ndarray:
+def _cos_reading(records: Sequence, reading: str) -> np.ndarray:
     out = []
     for r in records:
-        peak = (r.cos or {}).get("peak") or {}
-        v = peak.get("cos")
+        v = ((r.cos or {}).get(reading) or {}).get("cos")
         out.append(np.nan if v is None else v)
     return np.array(out, dtype=np.float64)
+
+
+def cos_peak(records: Sequence) -> np.ndarray:
+    return _cos_reading(records, "peak")
+
+
+def cos_area_matched(records: Sequence) -> np.ndarray:
+    return _cos_reading(records, "area_matched")
 
 
 @creg.hookimpl
@@ -56,3 +67,6 @@ def register_metrics(register):
              description="Eq. 6 with the centre of the peak sector (the paper's literal theta_peak), deg")
     register("cos_peak", cos_peak, higher_is_better=True, label="COS{arrow} peak", digits=3, ci_digits=3, signed=True,
              breakdown=False, description="Causal Occlusion Score (Eq. 8) of the peak sector (--cos)")
+    register("cos_area_matched", cos_area_matched, higher_is_better=True, label="COS{arrow} area-matched", digits=3,
+             ci_digits=3, signed=True, breakdown=False,
+             description="COS of the peak sector against the area-matched control instead of its opposite (--cos)")

@@ -303,6 +303,39 @@ class ForwardOutput(BaseModel):
         return self.class_logits.detach().argmax(dim=-1)
 
 
+class OccludedImage(BaseModel):
+    """An image with some pixels replaced (causal occlusion, :mod:`creg.occlusion`).
+
+    * ``base``: ``(H, W, 3)`` uint8, the sample's own RGB image.
+    * ``fill``: ``(H, W, 3)`` uint8, what replaces the occluded pixels (mid-grey, a blur of ``base``).
+    * ``mask``: ``(H, W)`` bool, the occluded pixels (all False: the unoccluded image).
+
+    The image is ``where(mask, fill, base)`` (:meth:`render`). The parts are kept apart so that
+    an adapter can preprocess ``base`` and ``fill`` once and compose the occluded inputs
+    (:meth:`VLMAdapter.occluded_class_logits`).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    base: Any
+    fill: Any
+    mask: Any
+
+    def array(self):
+        """``(H, W, 3)`` uint8 numpy array of the occluded image."""
+        import numpy as np
+
+        out = np.array(self.base, dtype=np.uint8, copy=True)
+        out[self.mask] = np.asarray(self.fill)[self.mask]
+        return out
+
+    def render(self):
+        """The occluded image as an RGB PIL image."""
+        from PIL import Image
+
+        return Image.fromarray(self.array(), "RGB")
+
+
 #: Called once per decoder layer (0-based index, attention ``(b, heads, seq, seq)``), in order.
 AttentionCallback = Callable[[int, torch.Tensor], None]
 
@@ -353,6 +386,15 @@ class VLMAdapter(ABC):
         Raises ``FileNotFoundError`` / :class:`creg.sample.ImageUnreadable` for a missing or
         unreadable image.
         """
+
+    def occluded_class_logits(self, samples: Sequence[Sample], images: Sequence[OccludedImage]) -> torch.Tensor:
+        """``(n, 4)`` class logits of ``samples[i]`` shown ``images[i]`` (no gradients); rows of one
+        sample are consecutive. The default runs :meth:`forward` on the rendered images; an
+        adapter that can build the inputs of occluded copies more cheaply overrides it and must
+        return the same numbers (``creg.hf.HFAdapter`` composes preprocessed pixels).
+        """
+        with torch.inference_mode():
+            return self.forward(samples, ForwardRequest(), images=[im.render() for im in images]).class_logits
 
     @abstractmethod
     def logits_from_layer(self, output: ForwardOutput, layer: int, hidden: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,7 @@ Operators (what "occlude" means; §6.5 asks for more than grey fill):
   cell's centre than to its neighbours' along each axis (boundaries half-way between adjacent
   cell centres, the image border outside). The model sees whole tokens hidden, none partly.
 
-p_0 comes from the same no-grad forward call as the occluded images (one call per batch), so
+p_0 comes from the same no-grad forward call as the occluded images (one call per sample), so
 Delta S measures the occlusion only. A wedge that covers no pixel (it points out of the image)
 gets Delta S = 0 exactly, without a forward pass; its ``area`` in the record is 0.
 """
@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from .adapter import OccludedImage
 from .compass import polar_coordinates, sector_centers, sector_of
 from .metrics import bootstrap_ci
 from .sample import Sample
@@ -214,19 +215,22 @@ def control_rng(sample_id: str, peak_sector: int) -> np.random.Generator:
 
 # -- operators: what occluding a mask does to the image ---------------------------------------
 
+def operator_fill(image: Image.Image, op: Operator = "grey") -> np.ndarray:
+    """``(H, W, 3)`` uint8: what ``op`` puts in place of occluded pixels of ``image`` (read-only)."""
+    if op in ("grey", "patch_drop"):
+        w, h = image.size
+        return np.broadcast_to(np.array(GREY, dtype=np.uint8), (h, w, 3))
+    if op == "blur":
+        radius = BLUR_RADIUS_FRAC * max(image.size)
+        return np.asarray(image.convert("RGB").filter(ImageFilter.GaussianBlur(radius)))
+    raise ValueError(f"unknown occlusion operator {op!r}; choose one of {', '.join(OPERATORS)}")
+
+
 def apply_operator(image: Image.Image, mask: np.ndarray, op: Operator = "grey") -> Image.Image:
     """A copy of ``image`` with the ``mask`` pixels occluded by ``op`` (``patch_drop`` fills grey:
     its difference from ``grey`` lies in the mask, see :func:`patch_drop_mask`)."""
-    arr = np.asarray(image.convert("RGB")).copy()
-    if op in ("grey", "patch_drop"):
-        arr[mask] = GREY
-    elif op == "blur":
-        radius = BLUR_RADIUS_FRAC * max(image.size)
-        blurred = np.asarray(image.convert("RGB").filter(ImageFilter.GaussianBlur(radius)))
-        arr[mask] = blurred[mask]
-    else:
-        raise ValueError(f"unknown occlusion operator {op!r}; choose one of {', '.join(OPERATORS)}")
-    return Image.fromarray(arr)
+    fill = operator_fill(image, op)
+    return OccludedImage(base=np.asarray(image.convert("RGB")), fill=fill, mask=np.asarray(mask, dtype=bool)).render()
 
 
 def occlusion_mask(op: Operator, image_size: tuple[int, int], center: tuple[float, float], r_max: float,
@@ -273,6 +277,19 @@ def gt_log_probs(class_logits: torch.Tensor, options: Sequence[int]) -> np.ndarr
     return logp[torch.arange(logp.shape[0]), torch.as_tensor(list(options))].cpu().numpy()
 
 
+def occluded_class_logits(adapter, samples: Sequence[Sample], images: Sequence[OccludedImage]) -> torch.Tensor:
+    """``(n, 4)`` class logits of the occluded images: the adapter's
+    :meth:`~creg.adapter.VLMAdapter.occluded_class_logits`, or for an object that only has
+    ``forward`` (creg 0.1 adapters, test doubles) its forward on the rendered images."""
+    method = getattr(adapter, "occluded_class_logits", None)
+    if method is not None:
+        return method(samples, images)
+    from .adapter import ForwardRequest
+
+    with torch.inference_mode():
+        return adapter.forward(samples, ForwardRequest(), images=[im.render() for im in images]).class_logits
+
+
 def causal_occlusion(
     adapter,
     samples: Sequence[Sample],
@@ -282,17 +299,23 @@ def causal_occlusion(
     rho_r: float,
     op: Operator = "grey",
     cell_xy: Sequence[Any] | None = None,
+    chunk_size: int | None = None,
 ) -> list[dict[str, Any] | None]:
-    """The ``cos`` entry of each query's record (None where d_AB = 0), from ONE forward call.
+    """The ``cos`` entry of each query's record (None where d_AB = 0).
 
-    Every distinct wedge of the batch (by sample, centre, r_max and sector) is occluded once and
-    shared by all queries that need it; the unoccluded images ride along for p_0.
+    Every distinct occlusion of the batch (by sample, centre, r_max and sector, and one
+    area-matched control per sample and peak sector) is made once and shared by all queries
+    that need it; a wedge that covers no pixel needs no forward pass. Each sample's occluded
+    images (at most 2K) go to the model together with its unoccluded image (for p_0), in one
+    forward call per sample -- memory does not grow with the batch -- or in calls of at most
+    ``chunk_size`` images (default ``max(len(samples), 2K + 1)``, i.e. one call per sample; a
+    smaller one splits a sample's stack, p_0 riding with the first part), through
+    :meth:`creg.adapter.VLMAdapter.occluded_class_logits` (no gradients).
     ``cell_xy``: per sample, the model's ``(gh, gw, 2)`` cell centres (needed for ``patch_drop``).
     """
     if op not in OPERATORS:
         raise ValueError(f"unknown occlusion operator {op!r}; choose one of {', '.join(OPERATORS)}")
-    images = [s.load_image() for s in samples]
-    WedgeKey = tuple  # (sample index, centre, r_max, sector)
+    WedgeKey = tuple  # (sample index, centre, r_max, sector) or ("area_matched", sample index, centre, r_max, peak)
     plans: list[dict[str, Any] | None] = []
     wanted: dict[WedgeKey, None] = {}
     for q in queries:
@@ -314,15 +337,16 @@ def causal_occlusion(
         plan["area_matched"] = [("area_matched", q.index, q.center, q.r_max, q.peak_sector)]
         wanted.update(dict.fromkeys(plan["area_matched"]))
         plans.append(plan)
+    if not any(p is not None for p in plans):
+        return [None] * len(queries)
 
-    # occlude every distinct wedge once; empty wedges need no forward pass
+    # the masks: every distinct wedge once, then the controls (they match a wedge's size)
+    needed = sorted({key[1] if key[0] == "area_matched" else key[0] for key in wanted})
+    images = {i: samples[i].load_image() for i in needed}
     area: dict[WedgeKey, float] = {}
-    batch_samples: list[Sample] = list(samples)
-    batch_images: list[Image.Image] = list(images)  # rows 0..b-1: the unoccluded baseline
-    row: dict[WedgeKey, int] = {}
     control_sector: dict[WedgeKey, int] = {}
     masks: dict[WedgeKey, np.ndarray] = {}
-    for key in sorted(wanted, key=lambda key: key[0] == "area_matched"):  # controls after the wedges they match
+    for key in sorted(wanted, key=lambda key: key[0] == "area_matched"):
         if key[0] == "area_matched":
             _, i, center, r_max, peak = key
             xy = cell_xy[i] if cell_xy is not None else None
@@ -333,31 +357,41 @@ def causal_occlusion(
             i, center, r_max, sector = key
             xy = cell_xy[i] if cell_xy is not None else None
             mask = occlusion_mask(op, images[i].size, center, r_max, sector, k, xy)
-            masks[key] = mask
+        masks[key] = mask
         area[key] = float(mask.mean())
-        if mask.any():
-            row[key] = len(batch_images)
-            batch_samples.append(samples[i])
-            batch_images.append(apply_operator(images[i], mask, op))
 
-    if not any(p is not None for p in plans):
-        return [None] * len(queries)
-    with torch.no_grad():
-        from .adapter import ForwardRequest
-
-        out = adapter.forward(batch_samples, ForwardRequest(), images=batch_images)
-    logp = gt_log_probs(out.class_logits, [s.option for s in batch_samples])
+    # per sample: its unoccluded image (p_0), then every non-empty occlusion, in chunks
+    logp_of: dict[WedgeKey, float] = {}
+    logp0: dict[int, float] = {}
+    limit = chunk_size or max(len(samples), 2 * k + 1)
+    for i in needed:
+        base = np.asarray(images[i].convert("RGB"))
+        fill = operator_fill(images[i], op)
+        keys = [key for key in masks if (key[1] if key[0] == "area_matched" else key[0]) == i and masks[key].any()]
+        stack: list[WedgeKey | None] = [None, *keys]  # None: the unoccluded image
+        empty = np.zeros(base.shape[:2], dtype=bool)
+        for start in range(0, len(stack), limit):
+            part = stack[start:start + limit]
+            occluded = [OccludedImage(base=base, fill=fill, mask=empty if key is None else masks[key]) for key in part]
+            logits = occluded_class_logits(adapter, [samples[i]] * len(part), occluded)
+            logp = gt_log_probs(logits, [samples[i].option] * len(part))
+            for key, value in zip(part, logp):
+                if key is None:
+                    logp0[i] = float(value)
+                else:
+                    logp_of[key] = float(value)
 
     def delta(key: WedgeKey) -> float:
         i = key[1] if key[0] == "area_matched" else key[0]
-        return float(delta_s(logp[row[key]], logp[i])) if key in row else 0.0
+        return float(delta_s(logp_of[key], logp0[i])) if key in logp_of else 0.0
 
+    logp = {i: logp0[i] for i in logp0}
     results: list[dict[str, Any] | None] = []
     for q, plan in zip(queries, plans):
         if plan is None:
             results.append(None)
             continue
-        entry: dict[str, Any] = {"op": op, "log_p0": float(logp[q.index])}
+        entry: dict[str, Any] = {"op": op, "log_p0": logp[q.index]}
         for reading in ("peak", "true"):
             sec, opp = plan[reading]
             d, d_opp = delta(sec), delta(opp)

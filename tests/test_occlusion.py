@@ -159,7 +159,12 @@ def test_causal_occlusion_one_forward_and_matches_separate_forwards(fake, op):
     queries = [CosQuery(0, 0, samples[0].ref_box.center, 2.0 * 100.0), CosQuery(1, 3, samples[1].ref_box.center, 2.0 * 90.0)]
     calls = fake.forward_calls
     out = causal_occlusion(fake, samples, queries, k=8, rho_r=2.0, op=op, cell_xy=cell_xy)
-    assert fake.forward_calls == calls + 1  # every occluded image of the batch in one call
+    assert fake.forward_calls == calls + len(samples)  # one call per sample: its p_0 and all its occlusions
+    chunked = causal_occlusion(fake, samples, queries, k=8, rho_r=2.0, op=op, cell_xy=cell_xy, chunk_size=3)
+    assert fake.forward_calls > calls + 2 * len(samples)  # smaller chunks, more calls, the same numbers
+    for a, b in zip(out, chunked):
+        assert a["peak"]["delta"] == pytest.approx(b["peak"]["delta"], abs=1e-5)
+        assert a["area_matched"]["cos"] == pytest.approx(b["area_matched"]["cos"], abs=1e-5)
 
     for q, entry, s, xy in zip(queries, out, samples, cell_xy):
         assert entry["op"] == op
@@ -227,6 +232,10 @@ def test_run_with_cos_fills_records_summary_and_table(fake, tmp_path):
             assert r.cos["peak"]["cos"] == pytest.approx(r.cos["true"]["cos"])
     assert res.summary["sources"]["oracle"]["cos"]["n"] == 4
     assert "COS↑ peak" in res.table and "COS at the true direction" in res.table
+    # the area-matched reading is a registered metric: a summary value (the records' mean), a table column
+    oracle = [r.cos["area_matched"]["cos"] for r in recs if r.source == "oracle"]
+    assert res.summary["sources"]["oracle"]["cos_area_matched"] == pytest.approx(np.mean(oracle))
+    assert "COS↑ area-matched" in res.table
 
 
 # -- area-matched control (issue 12) ------------------------------------------------------------
@@ -336,3 +345,65 @@ def test_uniform_noise_gets_no_positive_area_matched_cos_on_average():
     assert noise < 2 * se, (noise, se)
     oracle, se_o = _mean_se([e["area_matched"]["cos"] for e in _cos_entries(model, samples, OracleSource())])
     assert oracle > 5 * se_o > 0
+
+
+# -- the cheaper occluded passes give the numbers of the one-forward path (issue 13) ----------------
+
+def _one_forward_reference(adapter, samples, queries, *, k, rho_r, op, cell_xy):
+    """The pre-issue-13 path, rebuilt from the public pieces: every distinct occlusion of the batch
+    rendered as a PIL image (operator applied per image) and ONE forward of all of them with the
+    unoccluded images; {(sample, reading): (delta, area)} and each query's area-matched control."""
+    from creg.occlusion import occlusion_mask
+
+    images = [s.load_image() for s in samples]
+    keys, masks = [], {}
+    for q in queries:
+        s = samples[q.index]
+        xa, ya = s.ref_box.center
+        r_true = rho_r * math.hypot(s.tgt_box.center[0] - xa, s.tgt_box.center[1] - ya)
+        t = true_sector(s.angle, k)
+        for center, r_max, sector in [(q.center, q.r_max, q.peak_sector), (q.center, q.r_max, opposite_sector(q.peak_sector, k)),
+                                      ((xa, ya), r_true, t), ((xa, ya), r_true, opposite_sector(t, k)),
+                                      *[(q.center, q.r_max, a) for a in adjacent_sectors(q.peak_sector, k)]]:
+            key = (q.index, center, r_max, sector)
+            masks[key] = occlusion_mask(op, images[q.index].size, center, r_max, sector, k, cell_xy[q.index])
+        like = masks[(q.index, q.center, q.r_max, q.peak_sector)]
+        masks[("ctrl", q.index, q.peak_sector)] = area_matched_mask(op, images[q.index].size, q.center, like, q.peak_sector, k,
+                                                                    control_rng(samples[q.index].id, q.peak_sector),
+                                                                    cell_xy[q.index])[0]
+    keys = [key for key, m in masks.items() if m.any()]
+    owner = lambda key: key[1] if key[0] == "ctrl" else key[0]  # noqa: E731
+    rendered = images + [apply_operator(images[owner(key)], masks[key], op) for key in keys]
+    batch = list(samples) + [samples[owner(key)] for key in keys]
+    with torch.no_grad():
+        logp = gt_log_probs(adapter.forward(batch, images=rendered).class_logits, [s.option for s in batch])
+    delta = {key: logp[len(samples) + j] - logp[owner(key)] for j, key in enumerate(keys)}
+    return lambda key: delta.get(key, 0.0), logp[: len(samples)]
+
+
+@pytest.mark.parametrize("op", ["grey", "blur", "patch_drop"])
+def test_cos_is_unchanged_on_the_toy_model(op):
+    """The shipped toy model, a batch of 3 synthetic scenes and 3 sources' peaks: every Delta S and
+    COS of the chunked per-sample passes equals the one-forward path to float tolerance."""
+    from creg_toy import CHECKPOINT_DIR
+    from creg.adapter import AdapterConfig
+    from creg.plugins import get_plugins
+
+    adapter = get_plugins().load("adapter", "qwen2vl").load(AdapterConfig(model=str(CHECKPOINT_DIR), dtype="float32", device="cpu"))
+    samples = list(SyntheticBenchmark(seed=0, n=3).samples())
+    cell_xy = [layout.cell_xy for layout in adapter.forward(samples).vision]
+    queries = [CosQuery(i, peak, s.ref_box.center, 2.0 * math.dist(s.ref_box.center, s.tgt_box.center))
+               for i, s in enumerate(samples) for peak in (true_sector(s.angle, 8), (3 * i + 1) % 8, 6)]
+    out = causal_occlusion(adapter, samples, queries, k=8, rho_r=2.0, op=op, cell_xy=cell_xy)
+    delta, logp0 = _one_forward_reference(adapter, samples, queries, k=8, rho_r=2.0, op=op, cell_xy=cell_xy)
+    moved = []
+    for q, e in zip(queries, out):
+        key = lambda sector, center=q.center, r=q.r_max: (q.index, center, r, sector)  # noqa: E731
+        assert e["log_p0"] == pytest.approx(logp0[q.index], abs=1e-5)
+        assert e["peak"]["delta"] == pytest.approx(delta(key(q.peak_sector)), abs=1e-5)
+        assert e["peak"]["delta_opp"] == pytest.approx(delta(key(e["peak"]["opp_sector"])), abs=1e-5)
+        assert e["adjacent"]["delta"] == pytest.approx([delta(key(a)) for a in e["adjacent"]["sectors"]], abs=1e-5)
+        assert e["area_matched"]["delta"] == pytest.approx(delta(("ctrl", q.index, q.peak_sector)), abs=1e-5)
+        assert e["peak"]["cos"] == pytest.approx(e["peak"]["delta_opp"] - e["peak"]["delta"], abs=1e-12)
+        moved += [abs(e["peak"]["delta"]), abs(e["peak"]["delta_opp"]), abs(e["area_matched"]["delta"])]
+    assert max(moved) > 1e-3  # the occlusions do change the toy's answer: the comparison has teeth

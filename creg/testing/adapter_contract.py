@@ -461,6 +461,27 @@ class AdapterContract:
         torch.testing.assert_close(swapped.class_logits, direct.class_logits, atol=self.batch_atol, rtol=0)
         assert not torch.equal(adapter.forward([own]).class_logits, direct.class_logits)
 
+    def test_occluded_class_logits_are_the_forward_of_the_occluded_images(self, adapter, make_image_sample):
+        """Causal occlusion's passes (``occluded_class_logits``, which an adapter may make cheaper)
+        give the class logits of an ordinary forward of the occluded images, at every image size."""
+        import numpy as np
+
+        from creg.adapter import OccludedImage
+        from creg.occlusion import occluded_class_logits
+
+        for j, size in enumerate(self.image_sizes):
+            s = make_image_sample(size, noise_seed=31 + j)
+            base = np.asarray(s.load_image().convert("RGB"))
+            fill = np.asarray(make_image_sample(size, noise_seed=41 + j).load_image().convert("RGB"))
+            h, w = base.shape[:2]
+            left = np.zeros((h, w), dtype=bool)
+            left[:, : w // 2] = True
+            images = [OccludedImage(base=base, fill=fill, mask=m) for m in (np.zeros((h, w), bool), left, ~left)]
+            got = occluded_class_logits(adapter, [s] * 3, images)
+            with torch.no_grad():
+                expected = adapter.forward([s] * 3, images=[im.render() for im in images]).class_logits
+            torch.testing.assert_close(got.float(), expected.float(), atol=self.batch_atol, rtol=0)
+
     # -- gradients -------------------------------------------------------------------------
     def test_gradients_reach_every_requested_layer_at_vision_tokens(self, adapter, samples):
         layers = default_layers(adapter.num_layers)

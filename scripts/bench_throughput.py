@@ -11,10 +11,9 @@ processes from it), so the load of a shared machine cancels as far as it can:
 * 1 FPU = one plain no-grad ``adapter.forward`` of the same sample, timed right before (the
   smaller of that and the sample's own unit is used);
 * memory is the **peak process RSS above the phase's starting RSS** on CPU: the kernel's
-  high-water mark (VmHWM) is reset per phase through ``/proc/self/clear_refs`` and, in that
-  section only, glibc's mmap threshold is lowered to 64 KiB so that freed tensors leave RSS
-  (torch has no CPU allocator statistics; tracemalloc cannot see its memory; in the timing
-  sections the low threshold would make batched passes page-fault: :func:`set_mmap_threshold`). On CUDA, ``torch.cuda.max_memory_allocated``.
+  high-water mark (VmHWM) is reset per phase through ``/proc/self/clear_refs`` and glibc's mmap
+  threshold is lowered to 64 KiB so that freed tensors leave RSS (torch has no CPU allocator
+  statistics; tracemalloc cannot see its memory). On CUDA, ``torch.cuda.max_memory_allocated``.
 
 Sections (``--sections``, default all):
 
@@ -60,13 +59,9 @@ TOKEN_SIDES = {64: 224, 256: 448, 1024: 896}  # vision tokens -> square image si
 
 
 # -- measurement helpers --------------------------------------------------------------------
-def set_mmap_threshold(low: bool) -> None:
-    """glibc's mmap threshold: 64 KiB (``low``, so that freed tensors leave RSS: the memory
-    section) or 32 MiB, the ceiling of glibc's own dynamic threshold (the timing sections: with
-    64 KiB every large allocation page-faults afresh, which made a 13-image no-grad forward of the
-    toy model cost 2.3x per image what it costs otherwise and so inflated batched passes and COS)."""
+def lower_mmap_threshold() -> None:
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024 if low else 32 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
     except OSError:
         pass
 
@@ -194,7 +189,7 @@ def section_batch(args) -> None:
             explain_batch(samples[i:i + size], srcs, adapter, settings)
 
     run(4, plain)  # warm-up
-    for _ in range(2):  # and COS's one-time costs (an adapter probes its image processor on a size's second sight)
+    for _ in range(2):  # and COS's first calls
         explain_batch(samples[:1], srcs, adapter, cos)
     times: dict[str, list[float]] = {}
     for _ in range(args.repeats):
@@ -277,9 +272,8 @@ def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
     built = {n: sources([n]) for n in names}
     t1 = sources(TABLE1)
     run_sources(samples[:1], t1)  # warm-up
-    if cos:  # and COS's one-time costs (an adapter probes its image processor on a size's second sight)
-        for _ in range(2):
-            explain_batch(samples[:1], t1, adapter, ScoringSettings(cos=True))
+    if cos:  # and COS's first calls
+        explain_batch(samples[:1], t1, adapter, ScoringSettings(cos=True))
     ratios: dict[str, list[float]] = {}
     for _ in range(repeats):
         for s in samples:
@@ -372,14 +366,6 @@ def section_fpu(args) -> None:
 
 
 def section_memory(args) -> None:
-    set_mmap_threshold(low=True)
-    try:
-        _section_memory(args)
-    finally:
-        set_mmap_threshold(low=False)
-
-
-def _section_memory(args) -> None:
     adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
     tokens = [int(t) for t in args.tokens.split(",")]
     head = " | ".join(f"{t} tokens" for t in tokens)
@@ -567,6 +553,7 @@ def main(argv=None) -> int:
     _CUDA = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    lower_mmap_threshold()
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f} at start")
     for name in args.sections.split(","):
         t0 = time.time()

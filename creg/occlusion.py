@@ -360,7 +360,7 @@ def causal_occlusion(
         masks[key] = mask
         area[key] = float(mask.mean())
 
-    # per sample: its unoccluded image (p_0), then every non-empty occlusion, in chunks
+    # per sample: its unoccluded image (p_0), then every non-empty occlusion (one call unless chunk_size splits it)
     logp_of: dict[WedgeKey, float] = {}
     logp0: dict[int, float] = {}
     limit = chunk_size or max(len(samples), 2 * k + 1)
@@ -374,8 +374,7 @@ def causal_occlusion(
             part = stack[start:start + limit]
             occluded = [OccludedImage(base=base, fill=fill, mask=empty if key is None else masks[key]) for key in part]
             logits = occluded_class_logits(adapter, [samples[i]] * len(part), occluded)
-            logp = gt_log_probs(logits, [samples[i].option] * len(part))
-            for key, value in zip(part, logp):
+            for key, value in zip(part, gt_log_probs(logits, [samples[i].option] * len(part))):
                 if key is None:
                     logp0[i] = float(value)
                 else:
@@ -385,13 +384,12 @@ def causal_occlusion(
         i = key[1] if key[0] == "area_matched" else key[0]
         return float(delta_s(logp_of[key], logp0[i])) if key in logp_of else 0.0
 
-    logp = {i: logp0[i] for i in logp0}
     results: list[dict[str, Any] | None] = []
     for q, plan in zip(queries, plans):
         if plan is None:
             results.append(None)
             continue
-        entry: dict[str, Any] = {"op": op, "log_p0": logp[q.index]}
+        entry: dict[str, Any] = {"op": op, "log_p0": logp0[q.index]}
         for reading in ("peak", "true"):
             sec, opp = plan[reading]
             d, d_opp = delta(sec), delta(opp)

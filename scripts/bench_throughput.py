@@ -341,7 +341,8 @@ def section_fpu(args) -> None:
         side = TOKEN_SIDES[tok]
         samples = synthetic(args.n_fpu, side)
         seqs[tok] = int(adapter.encode(samples[:1])["input_ids"].shape[1])
-        names = PER_SOURCE if tok <= args.per_source_max else ["gradcam"]
+        per_source = [n for n in args.per_source.split(",") if n]
+        names = per_source if tok <= args.per_source_max else [n for n in per_source if n == "gradcam"]
         with torch.no_grad():
             units[tok] = min(cpu_time(lambda: adapter.forward(samples[:1])) for _ in range(2))
         results[tok] = _fpu_rows(adapter, samples, names, args.repeats, cos=tok <= args.cos_max)
@@ -538,6 +539,8 @@ def main(argv=None) -> int:
     p.add_argument("--layers", type=int, default=28)
     p.add_argument("--tokens", default="64,256,1024")
     p.add_argument("--per-source-max", type=int, default=256, help="per-source FPU up to this many tokens (Table-1 set and GradCAM always)")
+    p.add_argument("--per-source", default=",".join(PER_SOURCE), help="fpu: the sources measured one by one "
+                   "(comma-separated; empty: only the Table-1 set)")
     p.add_argument("--cos-max", type=int, default=256)
     p.add_argument("--captum-full-max", type=int, default=64, help="full-model Captum up to this many tokens")
     p.add_argument("--repeats", type=int, default=2)

@@ -64,7 +64,7 @@ class ForwardRequest(BaseModel):
     layers: tuple[int, ...] = ()
     #: keep the vision encoder's last-layer activations, with gradients (GradCAM).
     vision_activations: bool = False
-    #: run with eager attention and stream each layer's attention map to ``on_attention``.
+    #: stream each decoder layer's attention map to ``on_attention`` (as the layer runs, not kept).
     attentions: bool = False
 
 
@@ -348,6 +348,12 @@ class VLMAdapter(ABC):
     #: the adapter's options (registry ``options`` table, ``--adapter-opt KEY=VALUE``); subclasses declare
     #: their own ``class Options(PluginOptions)`` and read the validated values as ``config.options``.
     Options: ClassVar[type[PluginOptions]] = PluginOptions
+    #: True if streaming attention maps (``ForwardRequest.attentions``) leaves the pass bit-identical
+    #: (same kernels, same graph): the gradient pass then streams them too and no separate
+    #: attention pass runs (:class:`creg.context.ExplainContext`). False (the safe default): a
+    #: separate no-grad pass serves them, so a source's numbers never depend on the run's other
+    #: sources. The adapter contract checks the claim (``torch.equal`` of the class logits).
+    attentions_preserve_numerics: ClassVar[bool] = False
 
     def __init__(self, config: AdapterConfig):
         self.config = config

@@ -12,15 +12,15 @@ it. The context knows no method; from the union of the requests it plans
   ``random_ref``, or ``gradnorm``, ``gradxact`` and ``gradcam`` (target z_gt), share one
   backward. A gradient nobody declared (a 0.1 source returning a bare
   :class:`~creg.adapter.ForwardRequest`) is still served, with one more backward if need be;
-* **one attention pass**, only if a source requests attentions: a separate no-grad forward that
-  streams each decoder layer's attention map to the readers of those sources
-  (:meth:`creg.relevance.RelevanceSource.attention_reader`). Keeping it apart from the gradient
-  pass is what makes a source's numbers independent of the other sources in the run: the
-  gradient pass is the same forward (same attention kernels, same graph) whether or not an
-  attention source is present, and nothing in it keeps per-layer attention maps for backward.
-  An adapter whose attention maps do not change the numerics of a pass (it captures them
-  without switching kernels) says so with ``attentions_preserve_numerics = True``; the
-  gradient pass then streams them too and no second pass runs.
+* **attention maps** only if a source requests them, streamed layer by layer to the readers of
+  those sources (:meth:`creg.relevance.RelevanceSource.attention_reader`). An adapter whose
+  attention maps do not change the numerics of a pass (``attentions_preserve_numerics = True``:
+  the transformers adapters compute them beside the model's own kernel,
+  :mod:`creg.hf.attention_stream`) streams them from the gradient pass itself: no second
+  forward. Any other adapter gets a separate no-grad forward for them. Either way the gradient
+  pass is the same forward (same attention kernels, same graph, nothing kept for backward)
+  whether or not an attention source is present, which is what makes a source's numbers
+  independent of the other sources in the run.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A source's records do not depend on which other sources share the run (issue 12, item 4).
 
-Attention maps come from their own no-grad pass (creg.context), so adding attention_rollout
-(which needs eager attention) leaves the gradient pass -- kernels, graph, round-off -- as it
-was: CREG's records are byte-identical with and without it. At hidden index -2 CREG's
+Attention maps are computed beside the gradient pass's own SDPA kernel from the same query and
+key, under no_grad (creg.hf.attention_stream), so adding attention_rollout leaves the gradient
+pass -- kernels, graph, round-off -- as it was: CREG's records are byte-identical with and
+without it. At hidden index -2 CREG's
 Grad x Act at vision tokens is round-off (docs/paper-to-code.md), so any change of kernel
 would show in its compass values.
 """
@@ -47,25 +48,26 @@ def test_creg_records_are_byte_identical_with_and_without_attention_rollout(tmp_
     assert _run(tmp_path, "rollout_first", "attention_rollout,gradcam,integrated_gradients,creg") == alone
 
 
-def test_the_gradient_pass_never_uses_eager_attention(monkeypatch):
-    """The toy Qwen2-VL's gradient pass runs with its configured kernel whatever the run holds;
-    only the attention pass (no grad) switches to eager."""
+def test_the_gradient_pass_never_switches_kernels_and_also_serves_the_rollout(monkeypatch):
+    """The toy Qwen2-VL keeps its configured kernel whatever the run holds, and its one gradient
+    pass streams the attention maps too (no second forward)."""
     from creg.registry import load_registry
     from creg.plugins import get_plugins
 
     preset = load_registry()["qwen2vl-toy"]
     adapter = get_plugins().load("adapter", preset.adapter).load(preset.adapter_config())
     samples = [scene_sample(0, i, (224, 224)) for i in range(2)]
-    seen = []
-    real = adapter.model.set_attn_implementation
-    monkeypatch.setattr(adapter.model, "set_attn_implementation",
-                        lambda name: seen.append((name, torch.is_grad_enabled())) or real(name))
+    switched, forwards = [], []
+    real_switch, real_forward = adapter.model.set_attn_implementation, adapter.forward
+    monkeypatch.setattr(adapter.model, "set_attn_implementation", lambda name: switched.append(name) or real_switch(name))
+    monkeypatch.setattr(adapter, "forward", lambda s, r, **k: forwards.append((r, torch.is_grad_enabled())) or real_forward(s, r, **k))
     creg, rollout = CregSource(), AttentionRolloutSource()
     ctx = ExplainContext.for_sources(samples, adapter, [creg, rollout])
     creg.explain(ctx)
-    assert seen == []
     rollout.explain(ctx)
-    assert seen and all(not grad for _, grad in seen)
+    assert switched == [] and adapter.model.config.text_config._attn_implementation == "sdpa"
+    assert len(forwards) == 1 and forwards[0][0].attentions and forwards[0][1]
+    assert ctx.attention_reader(rollout).layers_seen == adapter.num_layers
 
 
 @pytest.mark.parametrize("companions", [[AttentionRolloutSource], [GradCamSource, IntegratedGradientsSource],

@@ -3,11 +3,12 @@
 Subclass :class:`HFAdapter` and implement only what is model-specific -- loading the processor,
 the chat text, encoding, and the vision layout; docs/adapter-guide.md walks through it. The pieces
 are usable on their own: :func:`find_decoder`, :class:`ForwardCapture`, :func:`replay_decoder`,
-:func:`answer_tokens`, :class:`ChatInputs`, and the geometry helpers.
+:func:`answer_tokens`, :class:`AttentionStream`, :class:`ChatInputs`, and the geometry helpers.
 """
 
 from .adapter import HFAdapter
 from .answer import AnswerTokens, answer_tokens
+from .attention_stream import AttentionStream, attention_probabilities
 from .capture import ForwardCapture, ReplayState, VisionHook
 from .chat_inputs import ChatInputs
 from .decoder import DecoderParts, find_decoder, module_device
@@ -17,8 +18,8 @@ from .patch_order import raster_to_windows, windows_to_raster
 from .replay import last_position_block, replay_decoder, repeat_batch
 
 __all__ = [
-    "AnswerTokens", "ChatInputs", "DecoderParts", "ForwardCapture", "HFAdapter", "ReplayState", "VisionHook",
-    "answer_tokens", "cells_in_image", "centre_crop_region", "find_decoder", "last_position_block", "load_images",
+    "AnswerTokens", "AttentionStream", "ChatInputs", "DecoderParts", "ForwardCapture", "HFAdapter", "ReplayState", "VisionHook",
+    "answer_tokens", "attention_probabilities", "cells_in_image", "centre_crop_region", "find_decoder", "last_position_block", "load_images",
     "load_model", "module_device", "pad_to_square_region", "raster_to_windows", "region_cell_xy", "replay_decoder",
     "repeat_batch", "resolve_device", "resolve_dtype", "token_grid_layout", "windows_to_raster",
 ]

@@ -47,8 +47,8 @@ class HFAdapter(VLMAdapter):
     """Base class of adapters for transformers VLMs (see module docstring)."""
 
     class Options(PluginOptions):
-        attn_implementation: str = Field("sdpa", description="attention kernel of ordinary passes; passes that "
-                                          "stream attention maps switch to eager for their duration")
+        attn_implementation: str = Field("sdpa", description="attention kernel of every pass; attention maps are "
+                                          "computed beside it from the same query and key, the pass unchanged")
         answer_only_replay: bool = Field(True, description="logits_from_layer computes the last block for the "
                                          "answer position only (same result, cheaper)")
         device_map: str | dict[str, int | str] | None = Field(
@@ -76,6 +76,10 @@ class HFAdapter(VLMAdapter):
 
     #: the transformers model class or its name in ``transformers``.
     model_class: ClassVar[Any] = None
+
+    #: attention maps are streamed from the pass that runs, its kernel and round-off unchanged
+    #: (:mod:`creg.hf.attention_stream`), so the gradient pass serves attention sources too.
+    attentions_preserve_numerics: ClassVar[bool] = True
 
     def __init__(self, config: AdapterConfig, model, processor, options: "HFAdapter.Options"):
         super().__init__(config)
@@ -212,9 +216,8 @@ class HFAdapter(VLMAdapter):
             on_attention=on_attention if request.attentions else None,
         )
         batch = self.to_model(cpu_batch)
-        with self.attention_implementation("eager" if request.attentions else None):
-            with capture, torch.no_grad():
-                out = self.model(**batch, use_cache=False, logits_to_keep=1)
+        with capture, torch.no_grad():
+            out = self.model(**batch, use_cache=False, logits_to_keep=1)
         capture.replay.batch_size = len(samples)
         seq = batch["input_ids"].shape[1]
         return ForwardOutput(  # class logits on the input device (the head may sit on another with a device map)

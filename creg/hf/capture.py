@@ -9,7 +9,9 @@ the graph. Requested layers are captured as they flow past (the very tensors the
 consumes, so ``torch.autograd.grad(logits, hidden[l])`` works). Each block's call arguments
 (attention mask, rotary cos/sin, ...) from the root upward are kept for replaying the decoder
 (:mod:`creg.hf.replay`). Attention maps go to a callback as each layer computes them and are
-not kept.
+not kept: under the model's own kernel (sdpa, flash) they are computed beside it from the same
+query and key by :class:`creg.hf.attention_stream.AttentionStream`, which leaves the pass
+bit-identical; under eager attention the layer returns them itself.
 
 Hook order (transformers 5): the block-input leaf is a forward *pre*-hook on the block, which
 replaces the input before the block runs. A hook that replaces a module's *output* must be
@@ -27,6 +29,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .attention_stream import AttentionStream
 from .decoder import DecoderParts
 
 
@@ -59,7 +62,8 @@ class ForwardCapture:
     ``hidden_blocks``: decoder block index -> the requested hidden-state indices that are its
     input; ``norm_layers``: requested indices naming the final norm's output (-1);
     ``vision``: where to take vision activations (None: not requested);
-    ``on_attention(layer, (b, heads, q, k))``: called per layer (needs eager attention).
+    ``on_attention(layer, (b, heads, q, k))``: called per decoder layer, in order, with its
+    attention probabilities (float32 from the stream, the layer's own weights under eager).
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class ForwardCapture:
         self.vision_activations: list[torch.Tensor] | None = None
         self.replay = ReplayState()
         self._handles: list[Any] = []
+        self._stream: AttentionStream | None = None
 
     # -- hooks -----------------------------------------------------------------------------
     def _vision_hook(self, module, args, output):
@@ -126,7 +131,7 @@ class ForwardCapture:
         def hook(module, args, output):
             weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
             if weights is None:
-                raise RuntimeError(f"decoder layer {index} returned no attention weights (is eager attention on?)")
+                raise RuntimeError(f"decoder layer {index} returned no attention weights under eager attention")
             self.on_attention(index, weights.detach())
 
         return hook
@@ -141,11 +146,24 @@ class ForwardCapture:
         if self.norm_layers or self.root == ("norm", 0):
             self._handles.append(self.parts.norm.register_forward_hook(self._norm_hook, prepend=True))
         if self.on_attention is not None:
+            streamed = {}
             for i, layer in enumerate(layers):
-                self._handles.append(layer.self_attn.register_forward_hook(self._attention_hook(i)))
+                if AttentionStream.implementation(layer.self_attn) == "eager":
+                    self._handles.append(layer.self_attn.register_forward_hook(self._attention_hook(i)))
+                else:
+                    streamed[layer.self_attn] = i
+            if streamed:
+                try:
+                    self._stream = AttentionStream(streamed, self.on_attention).__enter__()
+                except BaseException:
+                    self.__exit__(None, None, None)
+                    raise
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._stream is not None:
+            self._stream.__exit__(*exc)
+            self._stream = None
         for handle in self._handles:
             handle.remove()
         self._handles.clear()

@@ -6,12 +6,13 @@ R[a, j] -- the row of the answer position a (the last token, whose next-token lo
 class logits), restricted to the vision columns.
 
 Only that row is computed. The layers stream by in forward order (one attention map alive at a
-time, in the context's no-grad attention pass); :class:`AttentionRollout` keeps each layer's
+time; for the transformers adapters computed beside the gradient pass's own SDPA kernel,
+:mod:`creg.hf.attention_stream`); :class:`AttentionRollout` keeps each layer's
 ``(b, seq, seq)`` head-averaged, normalised map and, once all have arrived, propagates the
 answer row from the top: ``r = e_a^T Â_L``, then ``r <- r Â_l`` for l = L-1 .. 1 -- one
 vector-matrix product per layer (accumulated in float64), O(L seq^2), instead of a running
-matrix product, O(L seq^3). Memory: L maps of ``b seq^2`` float32 (the eager attention of one layer already
-materialises ``heads`` times that).
+matrix product, O(L seq^3). Memory: L maps of ``b seq^2`` float32 (the streamed map of one layer
+is ``heads`` times that, alive only while its layer runs).
 """
 
 from __future__ import annotations

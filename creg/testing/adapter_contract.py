@@ -574,6 +574,9 @@ class AdapterContract:
             torch.testing.assert_close(row_sums, torch.ones_like(row_sums), atol=1e-3, rtol=0)
         assert max(int(lay.token_index.max()) for lay in out.vision) < seq
         plain = adapter.forward(samples)
+        if getattr(adapter, "attentions_preserve_numerics", False):
+            # declared: the gradient pass streams the maps, so they must not change a single bit
+            assert torch.equal(out.class_logits, plain.class_logits), "attentions_preserve_numerics, but streaming changed the logits"
         torch.testing.assert_close(out.class_logits, plain.class_logits, atol=self.batch_atol, rtol=0)
 
     # -- clear errors ----------------------------------------------------------------------

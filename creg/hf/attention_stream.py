@@ -1,0 +1,184 @@
+"""Attention maps of the decoder, taken from the pass that runs, without changing its numerics.
+
+SDPA (and the flash kernels) never materialise the attention matrix, so transformers returns
+attention weights only under eager attention -- a different kernel, whose round-off differs,
+so switching a pass to eager to read its maps changes every number computed from that pass.
+Instead, :class:`AttentionStream` wraps the model's *configured* attention function where
+transformers looks it up (``ALL_ATTENTION_FUNCTIONS[name]``, the call every decoder attention
+module makes with its query, key, value and mask): the wrapper calls the original function with
+exactly the same arguments and returns its result untouched (the pass is bit-identical), and for
+the attention modules registered with it, it also computes -- under ``torch.no_grad`` on detached
+query and key, after the original call -- the row-stochastic map
+
+    A = softmax(Q K^T * scaling + mask)  ``(b, heads, q, k)`` float32
+
+(GQA: key heads repeated, as eager attention does; masked keys get float32's lowest value, as
+eager's additive mask does, so a row with every key masked is uniform) and hands it to the
+module's callback. Nothing is kept for backward; the map lives until the callback returns.
+
+Modules that are not registered (the vision tower, another model in the process) go straight
+to the original function. The wrapper is installed while at least one stream is open and the
+previous entry is restored when the last one closes.
+
+Masks: a 4-D boolean mask (True: attend), a 4-D additive float mask, a 2-D padding mask
+(flash kernels: 1 = real token) or None (the causal and sliding-window pattern the kernel
+applies itself); ``position_bias`` is added and ``softcap`` applied as eager attention does.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["AttentionStream", "attention_probabilities", "streamable"]
+
+#: the keyword order of transformers' attention functions after (module, query, key, value, mask).
+_POSITIONAL = ("dropout", "scaling", "is_causal")
+
+_lock = threading.Lock()
+#: id(attention module) -> callback(probabilities) for the streams open now.
+_listeners: dict[int, Callable[[torch.Tensor], None]] = {}
+#: implementation name -> (the entry it replaced or None, number of open streams using it).
+_installed: dict[str, tuple[Callable | None, int]] = {}
+
+
+def _interface():
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    return ALL_ATTENTION_FUNCTIONS
+
+
+def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None, *,
+                            scaling: float | None = None, is_causal: bool = True, sliding_window: int | None = None,
+                            position_bias: torch.Tensor | None = None, softcap: float | None = None) -> torch.Tensor:
+    """``(b, h, q, d), (b, h_kv, k, d) -> (b, h, q, k)`` float32 attention probabilities.
+
+    ``attention_mask``: ``(b|1, 1|h, q, k)`` bool (True: attend) or additive float, ``(b, k)``
+    padding mask (nonzero: real token), or None. The causal (and ``sliding_window``) pattern is
+    applied when the mask is not 4-D, as the kernels do (queries are the last ``q`` positions).
+    """
+    b, h, q_len, d = query.shape
+    k_len = key.shape[2]
+    q = query.detach().float()
+    k = key.detach().float()
+    if k.shape[1] != h:
+        k = k.repeat_interleave(h // k.shape[1], dim=1)  # GQA: query head i reads key head i // n_rep
+    scores = torch.matmul(q, k.transpose(2, 3)) * (d ** -0.5 if scaling is None else scaling)
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if position_bias is not None:
+        scores = scores + position_bias.float()
+    lowest = torch.finfo(scores.dtype).min
+    if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4:
+        mask = attention_mask[..., -k_len:]
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, lowest)
+        else:
+            scores = scores + mask.float()
+    else:
+        allowed = None
+        if is_causal and q_len > 1:
+            qpos = torch.arange(k_len - q_len, k_len, device=scores.device)[:, None]
+            kpos = torch.arange(k_len, device=scores.device)[None, :]
+            allowed = kpos <= qpos
+            if sliding_window is not None:
+                allowed = allowed & (qpos - kpos < sliding_window)
+            allowed = allowed[None, None]
+        if isinstance(attention_mask, torch.Tensor):  # (b, k) padding mask
+            pad = attention_mask[:, None, None, -k_len:].bool()
+            allowed = pad if allowed is None else allowed & pad
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, lowest)
+    return torch.softmax(scores, dim=-1)
+
+
+def _streaming(original: Callable) -> Callable:
+    def streaming_attention(module, query, key, value, attention_mask, *args, **kwargs):
+        result = original(module, query, key, value, attention_mask, *args, **kwargs)
+        listener = _listeners.get(id(module))
+        if listener is not None:
+            named = dict(zip(_POSITIONAL, args))
+            get = lambda name, default=None: named.get(name, kwargs.get(name, default))  # noqa: E731
+            if kwargs.get("s_aux") is not None:
+                raise NotImplementedError("attention sinks (s_aux) are not supported by creg's attention stream")
+            is_causal = get("is_causal")
+            with torch.no_grad():
+                probs = attention_probabilities(
+                    query, key, attention_mask, scaling=get("scaling"),
+                    is_causal=getattr(module, "is_causal", True) if is_causal is None else bool(is_causal),
+                    sliding_window=get("sliding_window"), position_bias=get("position_bias"), softcap=get("softcap"))
+            listener(probs)
+        return result
+
+    streaming_attention.creg_original = original  # type: ignore[attr-defined]
+    return streaming_attention
+
+
+class AttentionStream:
+    """Context manager: while open, every call of ``modules``' attention function also computes its
+    attention probabilities (see module docstring) and passes ``(index, (b, heads, q, k))`` to
+    ``on_attention``.
+
+    ``modules``: attention module -> index (e.g. decoder layer). Each module's implementation
+    is its ``config._attn_implementation``; it must be registered in transformers'
+    ``ALL_ATTENTION_FUNCTIONS`` (sdpa, the flash kernels, ...). Eager attention is not: it
+    returns its weights itself (:class:`creg.hf.capture.ForwardCapture` reads them there).
+    """
+
+    def __init__(self, modules: dict[nn.Module, int], on_attention: Callable[[int, torch.Tensor], None]):
+        self.modules = modules
+        self.on_attention = on_attention
+        self._names: list[str] = []
+
+    @staticmethod
+    def implementation(module: nn.Module) -> str:
+        return getattr(module.config, "_attn_implementation", None) or "eager"
+
+    def __enter__(self) -> "AttentionStream":
+        interface = _interface()
+        names = sorted({self.implementation(m) for m in self.modules})
+        for name in names:
+            if name not in interface:
+                raise ValueError(f"attention implementation {name!r} is not in transformers' ALL_ATTENTION_FUNCTIONS: "
+                                 "its maps cannot be streamed (eager attention returns them itself)")
+        with _lock:
+            busy = [i for m, i in self.modules.items() if id(m) in _listeners]
+            if busy:
+                raise RuntimeError(f"attention modules {busy} already stream to another open AttentionStream")
+            for name in names:
+                previous, count = _installed.get(name, (None, 0))
+                if count == 0:
+                    current = interface[name]
+                    previous = interface._local_mapping.get(name)
+                    interface[name] = _streaming(current)
+                _installed[name] = (previous, count + 1)
+            self._names = names
+            for module, index in self.modules.items():
+                _listeners[id(module)] = (lambda i: lambda probs: self.on_attention(i, probs))(index)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        interface = _interface()
+        with _lock:
+            for module in self.modules:
+                _listeners.pop(id(module), None)
+            for name in self._names:
+                previous, count = _installed[name]
+                if count > 1:
+                    _installed[name] = (previous, count - 1)
+                    continue
+                del _installed[name]
+                if previous is None:
+                    del interface[name]  # back to the library-wide entry
+                else:
+                    interface[name] = previous
+            self._names = []
+
+
+def streamable(module: nn.Module) -> bool:
+    """Can :class:`AttentionStream` serve ``module`` (its implementation is a registered function)?"""
+    return AttentionStream.implementation(module) in _interface()
+

@@ -26,6 +26,9 @@ Sections (``--sections``, default all):
   --cos overhead; the toy model's FPU too.
 * ``memory`` the same model: the Table-1 set's peak memory per phase, and COS's with the graph
   of the sources still alive (as before this change) and freed first (now).
+* ``phases`` the same model: where the Table-1 set's time goes, phase by phase in FPU (the
+  shared forward, each source's explain), and GradCAM's floor (its forward with the graph from
+  the vision output, its backward, the vision tower's share of a plain forward).
 * ``captum`` the same model: ``integrated_gradients`` vs Captum's ``LayerIntegratedGradients`` run
   two ways, with equal results checked: (a) on a forward that starts at layer -2 (the last
   block, final norm and lm_head: Captum's fairest set-up, top layers only) and (b) on the full
@@ -100,6 +103,14 @@ class PhasePeak:
 
 
 _CUDA = False  # set by --device cuda: time is then wall-clock between device synchronisations
+
+
+def _clock() -> float:
+    """Process CPU time (on CUDA: wall-clock time after a device synchronisation)."""
+    if _CUDA:
+        torch.cuda.synchronize()
+        return time.perf_counter()
+    return time.process_time()
 
 
 def cpu_time(fn) -> float:
@@ -382,6 +393,63 @@ def section_memory(args) -> None:
     print("|---|" + "---:|" * len(tokens))
     for ph in phases:
         print(f"| {ph} | " + " | ".join(f"{mem[t].get(ph, float('nan')):.0f}" for t in tokens) + " |")
+
+
+# -- where the Table-1 set's time goes ------------------------------------------------------
+def _time_phases(adapter, sample):
+    """FPU per phase of the Table-1 set on one sample, in the order a run takes them, and
+    GradCAM's floor: its forward with the graph from the vision output, its backward, and the
+    vision tower's share of a plain forward."""
+    from creg.context import ExplainContext
+
+    def plain():
+        with torch.no_grad():
+            adapter.forward([sample])
+
+    unit = min(cpu_time(plain) for _ in range(3))
+    out = {}
+    srcs = sources(TABLE1)
+    ctx = ExplainContext.for_sources([sample], adapter, srcs)
+    out["shared forward (graph from the vision output, attentions streamed)"] = cpu_time(lambda: ctx.output) / unit
+    for s in srcs:
+        out[f"  {s.name}"] = cpu_time(lambda: s.explain(ctx)) / unit
+    out["Table-1 set, sum of the phases"] = sum(v for k, v in out.items())
+    # GradCAM alone: its forward and its one backward (z_gt down to the vision output)
+    gc = sources(["gradcam"])[0]
+    ctx = ExplainContext.for_sources([sample], adapter, [gc])
+    out["gradcam alone: forward (graph from the vision output)"] = cpu_time(lambda: ctx.output) / unit
+    out["gradcam alone: backward to the vision output"] = cpu_time(lambda: ctx.gradients("gt", [], vision=True)) / unit
+    # the vision tower's share of a plain forward (CPU time between its pre- and post-hook)
+    visual = getattr(getattr(adapter.model, "model", adapter.model), "visual", None)
+    if visual is not None:
+        spent = []
+        h1 = visual.register_forward_pre_hook(lambda m, a: spent.append(-_clock()))
+        h2 = visual.register_forward_hook(lambda m, a, o: spent.append(_clock()))
+        try:
+            plain()
+        finally:
+            h1.remove()
+            h2.remove()
+        out["vision tower (with merger) share of a plain forward"] = sum(spent) / unit
+    return out
+
+
+def section_phases(args) -> None:
+    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
+    tokens = [int(t) for t in args.tokens.split(",")]
+    head = " | ".join(f"{t} tokens" for t in tokens)
+    print("\n### Where the Table-1 set's time goes (one sample, FPU per phase, median of --repeats)\n")
+    res = {}
+    for tok in tokens:
+        s = synthetic(1, TOKEN_SIDES[tok])[0]
+        _time_phases(adapter, s)  # warm-up
+        runs = [_time_phases(adapter, s) for _ in range(args.repeats)]
+        res[tok] = {k: med([r[k] for r in runs]) for k in runs[0]}
+        print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
+    print(f"| phase (FPU) | {head} |")
+    print("|---|" + "---:|" * len(tokens))
+    for ph in dict.fromkeys(k for t in tokens for k in res[t]):
+        print(f"| {ph} | " + " | ".join(f"{res[t].get(ph, float('nan')):.2f}" for t in tokens) + " |")
 
 
 # -- Captum ---------------------------------------------------------------------------------

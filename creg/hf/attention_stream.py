@@ -66,18 +66,19 @@ def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_ma
     k = key.detach().float()
     if k.shape[1] != h:
         k = k.repeat_interleave(h // k.shape[1], dim=1)  # GQA: query head i reads key head i // n_rep
-    scores = torch.matmul(q, k.transpose(2, 3)) * (d ** -0.5 if scaling is None else scaling)
+    # one (b, h, q, k) float32 buffer, updated in place: the stream's only large allocation
+    scores = torch.matmul(q, k.transpose(2, 3)).mul_(d ** -0.5 if scaling is None else scaling)
     if softcap is not None:
-        scores = torch.tanh(scores / softcap) * softcap
+        scores = scores.div_(softcap).tanh_().mul_(softcap)
     if position_bias is not None:
-        scores = scores + position_bias.float()
+        scores = scores.add_(position_bias.float())
     lowest = torch.finfo(scores.dtype).min
     if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4:
         mask = attention_mask[..., -k_len:]
         if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, lowest)
+            scores = scores.masked_fill_(~mask, lowest)
         else:
-            scores = scores + mask.float()
+            scores = scores.add_(mask.float()).clamp_min_(lowest)
     else:
         allowed = None
         if is_causal and q_len > 1:
@@ -91,8 +92,10 @@ def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_ma
             pad = attention_mask[:, None, None, -k_len:].bool()
             allowed = pad if allowed is None else allowed & pad
         if allowed is not None:
-            scores = scores.masked_fill(~allowed, lowest)
-    return torch.softmax(scores, dim=-1)
+            scores = scores.masked_fill_(~allowed, lowest)
+    # softmax in place (a row of equal lowest scores becomes uniform, as under eager attention)
+    scores = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+    return scores.div_(scores.sum(dim=-1, keepdim=True))
 
 
 def _streaming(original: Callable) -> Callable:

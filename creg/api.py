@@ -357,13 +357,11 @@ def explain_samples(samples, sources, adapter, *, k: int = 8, sigma_r: float = 0
     Returns ({source name: one :class:`SourceExplanation` per sample}, ``(b, 4)`` class logits or None).
     The projection and the scoring are a run's (:func:`_score`), so the numbers equal a run's records.
     """
-    from .adapter import ForwardRequest
     from .compass import uniform_cell_xy
-    from .context import ExplainContext, merge_requests
+    from .context import ExplainContext
     from .reporting.figures import sector_names
 
-    request = merge_requests([s.request() for s in sources if s.needs_model]) if adapter is not None else ForwardRequest()
-    ctx = ExplainContext(list(samples), adapter, request, seed=seed)
+    ctx = ExplainContext.for_sources(list(samples), adapter, sources, seed=seed)  # planned as a run plans it
     logits = ctx.output.class_logits.detach().float().cpu().numpy() if adapter is not None else None
     out: dict[str, list[SourceExplanation]] = {}
     for src in sources:

@@ -268,7 +268,7 @@ def section_ranks(args) -> None:
 
 # -- forward-pass units ---------------------------------------------------------------------
 def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
-    from creg.context import ExplainContext, merge_requests
+    from creg.context import ExplainContext
     from creg.scoring.pipeline import ScoringSettings, explain_batch
 
     def plain(batch):
@@ -276,7 +276,7 @@ def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
             adapter.forward(batch)
 
     def run_sources(batch, srcs):
-        ctx = ExplainContext(batch, adapter, merge_requests([s.request() for s in srcs]))
+        ctx = ExplainContext.for_sources(batch, adapter, srcs)  # as a run plans it (creg.scoring.pipeline)
         for s in srcs:
             s.explain(ctx)
 
@@ -305,7 +305,7 @@ def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
 
 def _memory_phases(adapter, sample, *, release: bool):
     """Peak MiB per phase of the Table-1 set + COS on one sample."""
-    from creg.context import ExplainContext, merge_requests
+    from creg.context import ExplainContext
     from creg.occlusion import CosQuery, causal_occlusion
     from creg.compass import project_to_compass
 
@@ -317,7 +317,7 @@ def _memory_phases(adapter, sample, *, release: bool):
         with torch.no_grad():
             adapter.forward([sample])
     out["plain forward"] = m.mib
-    ctx = ExplainContext([sample], adapter, merge_requests([s.request() for s in t1]))
+    ctx = ExplainContext.for_sources([sample], adapter, t1)
     with PhasePeak(device) as m:
         ctx.output  # noqa: B018
     out["shared forward (graph kept)"] = m.mib

@@ -33,14 +33,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["AttentionStream", "attention_probabilities", "streamable"]
+__all__ = ["AttentionStream", "additive_mask", "attention_probabilities", "streamable"]
 
 #: the keyword order of transformers' attention functions after (module, query, key, value, mask).
 _POSITIONAL = ("dropout", "scaling", "is_causal")
 
 _lock = threading.Lock()
-#: id(attention module) -> callback(probabilities) for the streams open now.
-_listeners: dict[int, Callable[[torch.Tensor], None]] = {}
+#: id(attention module) -> (its open stream, its index).
+_listeners: dict[int, tuple["AttentionStream", int]] = {}
 #: implementation name -> (the entry it replaced or None, number of open streams using it).
 _installed: dict[str, tuple[Callable | None, int]] = {}
 
@@ -51,51 +51,67 @@ def _interface():
     return ALL_ATTENTION_FUNCTIONS
 
 
-def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None, *,
-                            scaling: float | None = None, is_causal: bool = True, sliding_window: int | None = None,
-                            position_bias: torch.Tensor | None = None, softcap: float | None = None) -> torch.Tensor:
-    """``(b, h, q, d), (b, h_kv, k, d) -> (b, h, q, k)`` float32 attention probabilities.
+def additive_mask(attention_mask: torch.Tensor | None, q_len: int, k_len: int, *, is_causal: bool = True,
+                  sliding_window: int | None = None, device: torch.device | None = None) -> torch.Tensor | None:
+    """The mask as float32 ``(b|1, 1|h, q, k)`` to add to the scores: 0 where a query attends,
+    float32's lowest value where it does not (as eager attention's mask); None: nothing masked.
 
     ``attention_mask``: ``(b|1, 1|h, q, k)`` bool (True: attend) or additive float, ``(b, k)``
     padding mask (nonzero: real token), or None. The causal (and ``sliding_window``) pattern is
     applied when the mask is not 4-D, as the kernels do (queries are the last ``q`` positions).
     """
+    lowest = torch.finfo(torch.float32).min
+    if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4:
+        mask = attention_mask[..., -k_len:]
+        if mask.dtype == torch.bool:
+            return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(~mask, lowest)
+        return mask.float().clamp_min(lowest)
+    allowed = None
+    if is_causal and q_len > 1:
+        where = attention_mask.device if isinstance(attention_mask, torch.Tensor) else device
+        qpos = torch.arange(k_len - q_len, k_len, device=where)[:, None]
+        kpos = torch.arange(k_len, device=where)[None, :]
+        allowed = kpos <= qpos
+        if sliding_window is not None:
+            allowed = allowed & (qpos - kpos < sliding_window)
+        allowed = allowed[None, None]
+    if isinstance(attention_mask, torch.Tensor):  # (b, k) padding mask
+        pad = attention_mask[:, None, None, -k_len:].bool()
+        allowed = pad if allowed is None else allowed & pad
+    if allowed is None:
+        return None
+    return torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device).masked_fill_(~allowed, lowest)
+
+
+def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None, *,
+                            scaling: float | None = None, is_causal: bool = True, sliding_window: int | None = None,
+                            position_bias: torch.Tensor | None = None, softcap: float | None = None,
+                            additive: torch.Tensor | None = None) -> torch.Tensor:
+    """``(b, h, q, d), (b, h_kv, k, d) -> (b, h, q, k)`` float32 attention probabilities
+    ``softmax(Q K^T * scaling + mask)``, as eager attention computes them (a row whose keys are
+    all masked is uniform).
+
+    The mask arguments are :func:`additive_mask`'s; ``additive``: its result, if already made
+    (the stream makes it once per pass: every decoder layer gets the same mask).
+    """
     b, h, q_len, d = query.shape
     k_len = key.shape[2]
     q = query.detach().float()
     k = key.detach().float()
-    if k.shape[1] != h:
-        k = k.repeat_interleave(h // k.shape[1], dim=1)  # GQA: query head i reads key head i // n_rep
-    # one (b, h, q, k) float32 buffer, updated in place: the stream's only large allocation
+    if k.shape[1] != h:  # GQA: query head i reads key head i // n_rep
+        n_rep = h // k.shape[1]
+        k = k[:, :, None].expand(b, k.shape[1], n_rep, k_len, d).reshape(b, h, k_len, d)
     scores = torch.matmul(q, k.transpose(2, 3)).mul_(d ** -0.5 if scaling is None else scaling)
     if softcap is not None:
         scores = scores.div_(softcap).tanh_().mul_(softcap)
     if position_bias is not None:
         scores = scores.add_(position_bias.float())
-    lowest = torch.finfo(scores.dtype).min
-    if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4:
-        mask = attention_mask[..., -k_len:]
-        if mask.dtype == torch.bool:
-            scores = scores.masked_fill_(~mask, lowest)
-        else:
-            scores = scores.add_(mask.float()).clamp_min_(lowest)
-    else:
-        allowed = None
-        if is_causal and q_len > 1:
-            qpos = torch.arange(k_len - q_len, k_len, device=scores.device)[:, None]
-            kpos = torch.arange(k_len, device=scores.device)[None, :]
-            allowed = kpos <= qpos
-            if sliding_window is not None:
-                allowed = allowed & (qpos - kpos < sliding_window)
-            allowed = allowed[None, None]
-        if isinstance(attention_mask, torch.Tensor):  # (b, k) padding mask
-            pad = attention_mask[:, None, None, -k_len:].bool()
-            allowed = pad if allowed is None else allowed & pad
-        if allowed is not None:
-            scores = scores.masked_fill_(~allowed, lowest)
-    # softmax in place (a row of equal lowest scores becomes uniform, as under eager attention)
-    scores = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
-    return scores.div_(scores.sum(dim=-1, keepdim=True))
+    if additive is None:
+        additive = additive_mask(attention_mask, q_len, k_len, is_causal=is_causal, sliding_window=sliding_window,
+                                 device=scores.device)
+    if additive is not None:
+        scores = scores.add_(additive)  # lowest + a finite score stays finite: no -inf, no NaN row
+    return torch.softmax(scores, dim=-1)
 
 
 def _streaming(original: Callable) -> Callable:
@@ -103,17 +119,8 @@ def _streaming(original: Callable) -> Callable:
         result = original(module, query, key, value, attention_mask, *args, **kwargs)
         listener = _listeners.get(id(module))
         if listener is not None:
-            named = dict(zip(_POSITIONAL, args))
-            get = lambda name, default=None: named.get(name, kwargs.get(name, default))  # noqa: E731
-            if kwargs.get("s_aux") is not None:
-                raise NotImplementedError("attention sinks (s_aux) are not supported by creg's attention stream")
-            is_causal = get("is_causal")
-            with torch.no_grad():
-                probs = attention_probabilities(
-                    query, key, attention_mask, scaling=get("scaling"),
-                    is_causal=getattr(module, "is_causal", True) if is_causal is None else bool(is_causal),
-                    sliding_window=get("sliding_window"), position_bias=get("position_bias"), softcap=get("softcap"))
-            listener(probs)
+            stream, index = listener
+            stream._capture(index, module, query, key, attention_mask, {**dict(zip(_POSITIONAL, args)), **kwargs})
         return result
 
     streaming_attention.creg_original = original  # type: ignore[attr-defined]
@@ -135,6 +142,26 @@ class AttentionStream:
         self.modules = modules
         self.on_attention = on_attention
         self._names: list[str] = []
+        #: (the mask object, its shape key, its additive float32 form): every layer of a pass
+        #: gets the same mask, so it is converted once
+        self._mask: tuple | None = None
+
+    def _capture(self, index: int, module: nn.Module, query: torch.Tensor, key: torch.Tensor,
+                 attention_mask: torch.Tensor | None, kwargs: dict) -> None:
+        if kwargs.get("s_aux") is not None:
+            raise NotImplementedError("attention sinks (s_aux) are not supported by creg's attention stream")
+        is_causal = kwargs.get("is_causal")
+        is_causal = getattr(module, "is_causal", True) if is_causal is None else bool(is_causal)
+        shape_key = (query.shape[2], key.shape[2], is_causal, kwargs.get("sliding_window"))
+        with torch.no_grad():
+            if self._mask is None or self._mask[0] is not attention_mask or self._mask[1] != shape_key:
+                additive = additive_mask(attention_mask, query.shape[2], key.shape[2], is_causal=is_causal,
+                                         sliding_window=kwargs.get("sliding_window"), device=query.device)
+                self._mask = (attention_mask, shape_key, additive)
+            probs = attention_probabilities(query, key, attention_mask, scaling=kwargs.get("scaling"),
+                                            position_bias=kwargs.get("position_bias"), softcap=kwargs.get("softcap"),
+                                            additive=self._mask[2])
+        self.on_attention(index, probs)
 
     @staticmethod
     def implementation(module: nn.Module) -> str:
@@ -160,12 +187,13 @@ class AttentionStream:
                 _installed[name] = (previous, count + 1)
             self._names = names
             for module, index in self.modules.items():
-                _listeners[id(module)] = (lambda i: lambda probs: self.on_attention(i, probs))(index)
+                _listeners[id(module)] = (self, index)
         return self
 
     def __exit__(self, *exc) -> None:
         interface = _interface()
         with _lock:
+            self._mask = None
             for module in self.modules:
                 _listeners.pop(id(module), None)
             for name in self._names:

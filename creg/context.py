@@ -11,7 +11,12 @@ it. The context knows no method; from the union of the requests it plans
   declared for that target by any source, and caches the result -- so ``creg`` and
   ``random_ref``, or ``gradnorm``, ``gradxact`` and ``gradcam`` (target z_gt), share one
   backward. A gradient nobody declared (a 0.1 source returning a bare
-  :class:`~creg.adapter.ForwardRequest`) is still served, with one more backward if need be;
+  :class:`~creg.adapter.ForwardRequest`) is still served, with one more backward if need be.
+  When the model predicts every sample of the batch correctly, a gt target and its pred twin
+  (``gt``/``pred``, ``gt_contrastive``/``pred_contrastive``) are the same function of the
+  logits -- same gathers, same max, same graph -- so the twin's cached gradients *are* this
+  target's, bit for bit, and serve it without another backward (one host read of the
+  predictions per batch decides it);
 * **attention maps** only if a source requests them, streamed layer by layer to the readers of
   those sources (:meth:`creg.relevance.RelevanceSource.attention_reader`). An adapter whose
   attention maps do not change the numerics of a pass (``attentions_preserve_numerics = True``:
@@ -36,8 +41,8 @@ from .compass import uniform_cell_xy
 from .relevance import AttentionReader, RelevanceSource, SourceRequest, Target
 from .sample import Sample
 
-__all__ = ["DEFAULT_CELL_PX", "VISION", "ExplainContext", "Target", "contrastive_target", "default_layout",
-           "merge_requests"]
+__all__ = ["DEFAULT_CELL_PX", "TWIN_WHEN_CORRECT", "VISION", "ExplainContext", "Target", "contrastive_target",
+           "default_layout", "merge_requests"]
 
 #: Cell size (px) of the grid used for geometry-only sources when no model runs.
 DEFAULT_CELL_PX = 28
@@ -49,6 +54,11 @@ VISION = "vision"
 def merge_requests(requests: Sequence[SourceRequest | ForwardRequest]) -> SourceRequest:
     """The smallest request that serves all of ``requests`` (:meth:`SourceRequest.union`)."""
     return SourceRequest.union(requests)
+
+
+#: target -> the target that is the same function of the logits when every prediction is correct.
+TWIN_WHEN_CORRECT: dict[str, str] = {"gt": "pred", "pred": "gt", "gt_contrastive": "pred_contrastive",
+                                     "pred_contrastive": "gt_contrastive"}
 
 
 def contrastive_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -98,6 +108,8 @@ class ExplainContext:
         self._attention_output: ForwardOutput | None = None
         #: number of backward passes taken (one per target when every source declared its gradients).
         self.backward_passes = 0
+        #: number of targets served from their twin's backward (every prediction correct).
+        self.shared_backwards = 0
         #: number of attention passes run (one when the readers were registered by for_sources).
         self.attention_passes = 0
 
@@ -163,8 +175,10 @@ class ExplainContext:
 
         The first call for a target takes one backward pass for everything the run's sources
         declared for that target (a target nobody declared: every hidden layer of the pass),
-        plus anything this call asks for beyond it, and caches it. Samples are independent in
-        the batch, so the gradient of the sum of per-sample targets is each sample's own gradient.
+        plus anything this call asks for beyond it, and caches it -- or takes it from the twin
+        target's cache when every prediction is correct (module docstring). Samples are
+        independent in the batch, so the gradient of the sum of per-sample targets is each
+        sample's own gradient.
         """
         out = self.output
         absent = [l for l in layers if l not in out.hidden]
@@ -177,18 +191,32 @@ class ExplainContext:
             planned_layers, planned_vision = self._plan.get(target, (tuple(out.hidden), False))
             keys = [l for l in dict.fromkeys([*planned_layers, *layers]) if l not in cache and l in out.hidden]
             with_vision = VISION not in cache and out.vision_activations is not None and (vision or planned_vision)
-            tensors = [out.hidden[l] for l in keys] + (list(out.vision_activations) if with_vision else [])
-            tau = self.target_values(target).sum()
-            grads = torch.autograd.grad(tau, tensors, retain_graph=True, allow_unused=True)
-            self.backward_passes += 1
-            grads = [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, tensors)]
-            cache.update(zip(keys, grads))
-            if with_vision:
-                cache[VISION] = grads[len(keys):]
+            twin = self._grads.get(TWIN_WHEN_CORRECT.get(target, ""), {})
+            if twin and all(k in twin for k in keys) and (not with_vision or VISION in twin) and self.all_correct:
+                cache.update({k: twin[k] for k in keys})
+                if with_vision:
+                    cache[VISION] = twin[VISION]
+                self.shared_backwards += 1
+            else:
+                tensors = [out.hidden[l] for l in keys] + (list(out.vision_activations) if with_vision else [])
+                tau = self.target_values(target).sum()
+                grads = torch.autograd.grad(tau, tensors, retain_graph=True, allow_unused=True)
+                self.backward_passes += 1
+                grads = [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, tensors)]
+                cache.update(zip(keys, grads))
+                if with_vision:
+                    cache[VISION] = grads[len(keys):]
         result: dict[int | str, torch.Tensor] = {l: cache[l] for l in layers}
         if vision:
             result[VISION] = cache[VISION]
         return result
+
+    @cached_property
+    def all_correct(self) -> bool:
+        """Does the model predict every sample's gt option? (one host read per batch)"""
+        logits = self.output.class_logits.detach()
+        gt = torch.tensor([s.option for s in self.samples], device=logits.device)
+        return bool((logits.argmax(dim=1) == gt).all())
 
     @property
     def differentiated_targets(self) -> set[str]:
@@ -249,6 +277,7 @@ class ExplainContext:
         graph and saved activations go with them), e.g. before COS's occluded passes. Layouts
         needed afterwards must be read first; a later read of :attr:`output` runs the pass again."""
         self.__dict__.pop("output", None)
+        self.__dict__.pop("all_correct", None)
         self._grads.clear()
         self._readers.clear()
         self._attention_output = None

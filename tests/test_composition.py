@@ -31,14 +31,14 @@ def _records(out, source: str) -> list[str]:
     return [line for line in lines if json.loads(line)["source"] == source]
 
 
-def _run(tmp_path, name: str, sources: str) -> tuple[list[str], str]:
+def _run(tmp_path, name: str, sources: str, source: str = "creg") -> tuple[list[str], str]:
     out = tmp_path / name
     opts = ["--source-opt", "integrated_gradients.steps=4"] if "integrated_gradients" in sources else []
     res = CliRunner().invoke(cli, ["run", "--adapter", "qwen2vl-toy", "--bench", "synthetic", "--n", "6",
                                    "--batch-size", "3", "--source", sources, *opts,
                                    "--out", str(out), "--no-progress"])
     assert res.exit_code == 0, res.output
-    return _records(out, "creg"), (out / "samples.jsonl").read_text()  # per-sample facts (logits) too
+    return _records(out, source), (out / "samples.jsonl").read_text()  # per-sample facts (logits) too
 
 
 def test_creg_records_are_byte_identical_with_and_without_attention_rollout(tmp_path):
@@ -46,6 +46,14 @@ def test_creg_records_are_byte_identical_with_and_without_attention_rollout(tmp_
     assert len(alone[0]) == 6 and alone[1].count("\n") == 6
     assert _run(tmp_path, "with_rollout", "creg,attention_rollout") == alone
     assert _run(tmp_path, "rollout_first", "attention_rollout,gradcam,integrated_gradients,creg") == alone
+
+
+def test_creg_gt_records_are_byte_identical_alone_and_sharing_creg_s_backward(tmp_path):
+    """When every prediction of a batch is correct, creg_gt takes creg's (pred-contrastive)
+    gradients instead of a backward of its own (creg.context); its records must not move."""
+    alone = _run(tmp_path, "gt_alone", "creg_gt", "creg_gt")
+    assert len(alone[0]) == 6
+    assert _run(tmp_path, "gt_with_creg", "creg,creg_gt,attention_rollout", "creg_gt") == alone
 
 
 def test_the_gradient_pass_never_switches_kernels_and_also_serves_the_rollout(monkeypatch):

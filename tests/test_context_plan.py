@@ -159,3 +159,41 @@ def test_release_frees_the_graph_and_a_later_read_runs_the_pass_again(adapter, s
     assert hidden() is None and ctx.differentiated_targets == set()
     again = src.explain(ctx)
     assert all(torch.equal(a.values, b.values) for a, b in zip(first, again))
+
+
+def _relabelled(adapter, samples, correct: list[bool]):
+    """``samples`` with gt set to the adapter's prediction where ``correct``, to another option elsewhere."""
+    from creg.sample import RELATIONS
+
+    pred = adapter.forward(samples).class_logits.argmax(1).tolist()
+    return [s.model_copy(update={"relation": RELATIONS[p if ok else (p + 1) % 4]})
+            for s, p, ok in zip(samples, pred, correct)]
+
+
+def test_gt_and_pred_targets_share_one_backward_when_every_prediction_is_correct(adapter, samples):
+    from creg.sources.contrastive_multilayer import CregGtSource, CregSource
+
+    right = _relabelled(adapter, samples, [True, True])
+    creg, creg_gt = CregSource(), CregGtSource()
+    ctx = ExplainContext.for_sources(right, adapter, [creg, creg_gt])
+    together = [creg.explain(ctx), creg_gt.explain(ctx)]
+    assert ctx.all_correct and ctx.backward_passes == 1 and ctx.shared_backwards == 1
+    # bit for bit what each source gets alone (its own backward)
+    for src, maps in zip((creg, creg_gt), together):
+        alone_ctx = ExplainContext.for_sources(right, adapter, [src])
+        alone = src.explain(alone_ctx)
+        assert alone_ctx.backward_passes == 1
+        assert all(torch.equal(a.values, b.values) for a, b in zip(alone, maps))
+    for layer, g in ctx.gradients("gt_contrastive", list(creg.layers)).items():
+        assert torch.equal(g, alone_ctx.gradients("gt_contrastive", [layer])[layer])
+
+
+def test_one_wrong_prediction_means_a_backward_of_its_own(adapter, samples):
+    from creg.sources.contrastive_multilayer import CregGtSource, CregSource
+
+    mixed = _relabelled(adapter, samples, [True, False])
+    ctx = ExplainContext.for_sources(mixed, adapter, [CregSource(), CregGtSource()])
+    g_pred = ctx.gradients("pred_contrastive", [-2])[-2]
+    g_gt = ctx.gradients("gt_contrastive", [-2])[-2]
+    assert not ctx.all_correct and ctx.backward_passes == 2 and ctx.shared_backwards == 0
+    assert torch.equal(g_pred[0], g_gt[0]) and not torch.equal(g_pred[1], g_gt[1])

@@ -152,7 +152,8 @@ def build_7b(out_dir: str, device: str = "cuda") -> str:
     return out_dir
 
 
-def load_deep(hidden: int, layers: int, model_dir: str | None, device: str = "cpu", dtype: str = "float32"):
+def load_deep(hidden: int, layers: int, model_dir: str | None, device: str = "cpu", dtype: str = "float32", *,
+              heads: int | None = None, kv_heads: int = 2, intermediate: int | None = None):
     from creg.adapter import AdapterConfig
     from creg_qwen2vl.adapter import Qwen2VLAdapter
 
@@ -161,10 +162,10 @@ def load_deep(hidden: int, layers: int, model_dir: str | None, device: str = "cp
     if model_dir is None:
         from creg_qwen2vl.tiny import build_tiny_qwen2vl
 
-        heads = max(2, hidden // 64)
+        heads = heads or max(2, hidden // 64)
         model_dir = str(build_tiny_qwen2vl(
             Path(tempfile.mkdtemp(prefix="bench_qwen2vl_")), seed=0, text_hidden_size=hidden, text_layers=layers,
-            text_heads=heads, text_kv_heads=2, text_intermediate_size=4 * hidden, vision_embed_dim=128,
+            text_heads=heads, text_kv_heads=kv_heads, text_intermediate_size=intermediate or 4 * hidden, vision_embed_dim=128,
             vision_heads=4, vision_depth=4, max_pixels=896 * 896))
     return Qwen2VLAdapter.load(AdapterConfig(model=model_dir, dtype=dtype, device=device)), model_dir
 
@@ -342,7 +343,8 @@ def _memory_phases(adapter, sample, *, release: bool):
 
 
 def section_fpu(args) -> None:
-    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
+    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype, heads=args.heads,
+                                   kv_heads=args.kv_heads, intermediate=args.intermediate)
     cfg = adapter.model.config
     print(f"\n## Forward-pass units (random Qwen2-VL: {cfg.text_config.num_hidden_layers} decoder layers, hidden "
           f"{cfg.text_config.hidden_size}, vision depth {cfg.vision_config.depth}; {'wall time, CUDA-synchronised' if _CUDA else 'CPU time, one thread'})\n")
@@ -378,7 +380,8 @@ def section_fpu(args) -> None:
 
 
 def section_memory(args) -> None:
-    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
+    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype, heads=args.heads,
+                                   kv_heads=args.kv_heads, intermediate=args.intermediate)
     tokens = [int(t) for t in args.tokens.split(",")]
     head = " | ".join(f"{t} tokens" for t in tokens)
     print("\n### Peak memory per phase, Table-1 set + COS, one sample (MiB above the phase's start; "
@@ -435,7 +438,8 @@ def _time_phases(adapter, sample):
 
 
 def section_phases(args) -> None:
-    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
+    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype, heads=args.heads,
+                                   kv_heads=args.kv_heads, intermediate=args.intermediate)
     tokens = [int(t) for t in args.tokens.split(",")]
     head = " | ".join(f"{t} tokens" for t in tokens)
     print("\n### Where the Table-1 set's time goes (one sample, FPU per phase, median of --repeats)\n")
@@ -459,7 +463,8 @@ def section_captum(args) -> None:
     from creg.adapter import ForwardRequest
     from creg.sources.integrated_gradients import layer_integrated_gradients
 
-    adapter, _ = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
+    adapter, _ = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype, heads=args.heads,
+                                   kv_heads=args.kv_heads, intermediate=args.intermediate)
     text = adapter.model.model.language_model
     last = text.layers[-1]
     option_ids = list(adapter.option_token_ids)
@@ -605,6 +610,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch-tokens", type=int, choices=sorted(TOKEN_SIDES), default=64, help="batch: vision tokens per sample")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=28)
+    p.add_argument("--heads", type=int, default=None, help="attention heads of the random model (default hidden/64)")
+    p.add_argument("--kv-heads", type=int, default=2, help="key/value heads of the random model (Qwen2-VL-7B: 28 heads, 4 KV)")
+    p.add_argument("--intermediate", type=int, default=None, help="MLP width of the random model (default 4 x hidden; "
+                   "Qwen2-VL-7B: 5.29 x)")
     p.add_argument("--tokens", default="64,256,1024")
     p.add_argument("--per-source-max", type=int, default=256, help="per-source FPU up to this many tokens (Table-1 set and GradCAM always)")
     p.add_argument("--per-source", default=",".join(PER_SOURCE), help="fpu: the sources measured one by one "

@@ -417,6 +417,8 @@ def _time_phases(adapter, sample):
     for s in srcs:
         out[f"  {s.name}"] = cpu_time(lambda: s.explain(ctx)) / unit
     out["Table-1 set, sum of the phases"] = sum(v for k, v in out.items())
+    out["(backward passes taken / targets served by a twin's backward)"] = f"{ctx.backward_passes} / {ctx.shared_backwards}"
+    out["(the sample's prediction is its gt: twins share a backward)"] = "yes" if ctx.all_correct else "no"
     # GradCAM alone: its forward and its one backward (z_gt down to the vision output)
     gc = sources(["gradcam"])[0]
     ctx = ExplainContext.for_sources([sample], adapter, [gc])
@@ -448,12 +450,13 @@ def section_phases(args) -> None:
         s = synthetic(1, TOKEN_SIDES[tok])[0]
         _time_phases(adapter, s)  # warm-up
         runs = [_time_phases(adapter, s) for _ in range(args.repeats)]
-        res[tok] = {k: med([r[k] for r in runs]) for k in runs[0]}
+        res[tok] = {k: med([r[k] for r in runs]) if isinstance(runs[0][k], float) else runs[0][k] for k in runs[0]}
         print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
     print(f"| phase (FPU) | {head} |")
     print("|---|" + "---:|" * len(tokens))
     for ph in dict.fromkeys(k for t in tokens for k in res[t]):
-        print(f"| {ph} | " + " | ".join(f"{res[t].get(ph, float('nan')):.2f}" for t in tokens) + " |")
+        cells = [res[t].get(ph, float("nan")) for t in tokens]
+        print(f"| {ph} | " + " | ".join(c if isinstance(c, str) else f"{c:.2f}" for c in cells) + " |")
 
 
 # -- Captum ---------------------------------------------------------------------------------

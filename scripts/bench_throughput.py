@@ -442,6 +442,30 @@ def _time_phases(adapter, sample):
     return out
 
 
+def _profile_gradcam_backward(adapter, tokens) -> None:
+    """torch.profiler on GradCAM's backward (z_gt down to the vision output): which share is
+    matrix products (what any backward through the decoder must do) and which is the rest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from creg.context import ExplainContext
+
+    for tok in tokens:
+        s = synthetic(1, TOKEN_SIDES[tok])[0]
+        gc = sources(["gradcam"])[0]
+        for attempt in range(2):  # the first one warms up
+            ctx = ExplainContext.for_sources([s], adapter, [gc])
+            ctx.output  # noqa: B018
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if _CUDA else [])
+            with profile(activities=activities) as prof:
+                ctx.gradients("gt", [], vision=True)
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events)
+        top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:6]
+        print(f"\nGradCAM backward at {tok} tokens: {total / 1e3:.0f} ms self CPU (profiled); top ops:")
+        for e in top:
+            print(f"  {e.key[:60]:60s} {e.self_cpu_time_total / 1e3:8.1f} ms  {100 * e.self_cpu_time_total / total:5.1f} %")
+
+
 def section_phases(args) -> None:
     adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype, heads=args.heads,
                                    kv_heads=args.kv_heads, intermediate=args.intermediate)
@@ -455,6 +479,8 @@ def section_phases(args) -> None:
         runs = [_time_phases(adapter, s) for _ in range(args.repeats)]
         res[tok] = {k: med([r[k] for r in runs]) if isinstance(runs[0][k], float) else runs[0][k] for k in runs[0]}
         print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
+    if args.profile_backward:
+        _profile_gradcam_backward(adapter, tokens)
     print(f"| phase (FPU) | {head} |")
     print("|---|" + "---:|" * len(tokens))
     for ph in dict.fromkeys(k for t in tokens for k in res[t]):
@@ -632,6 +658,7 @@ def main(argv=None) -> int:
     p.add_argument("--rank-repeats", type=int, default=2)
     p.add_argument("--n-fpu", type=int, default=1)
     p.add_argument("--no-toy", action="store_true", help="fpu: leave out the toy model's column")
+    p.add_argument("--profile-backward", action="store_true", help="phases: also profile GradCAM's backward by op")
     p.add_argument("--device", default="cpu", help="fpu/memory/captum: cpu, cuda, auto")
     p.add_argument("--dtype", default="float32", help="fpu/memory/captum: float32, bfloat16, auto (bf16 on CUDA)")
     args = p.parse_args(argv)

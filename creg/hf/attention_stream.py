@@ -33,7 +33,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["AttentionStream", "additive_mask", "attention_probabilities", "streamable"]
+__all__ = ["AttentionStream", "additive_mask", "attention_probabilities"]
 
 #: the keyword order of transformers' attention functions after (module, query, key, value, mask).
 _POSITIONAL = ("dropout", "scaling", "is_causal")
@@ -207,9 +207,4 @@ class AttentionStream:
                 else:
                     interface[name] = previous
             self._names = []
-
-
-def streamable(module: nn.Module) -> bool:
-    """Can :class:`AttentionStream` serve ``module`` (its implementation is a registered function)?"""
-    return AttentionStream.implementation(module) in _interface()
 

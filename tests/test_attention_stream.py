@@ -131,3 +131,22 @@ def test_attention_probabilities_by_hand():
         torch.testing.assert_close(ours[sel], ref[sel], atol=1e-6, rtol=0, msg=name)
     full = attention_probabilities(q, k, None, scaling=0.3, is_causal=False)
     torch.testing.assert_close(full, _by_hand(q, k, torch.ones(2, 5, 5).bool(), 0.3), atol=1e-6, rtol=0)
+
+
+def test_an_eager_configured_model_streams_its_own_weights_unchanged(tiny_qwen2vl_dir, qwen, samples):
+    """Under eager attention the layers return their weights: the capture reads them (no
+    stream, no wrapper) and the pass stays the plain eager pass; the maps equal the stream's."""
+    from creg_qwen2vl.adapter import Qwen2VLAdapter
+
+    eager = Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_dir), dtype="float32", device="cpu",
+                                              options={"attn_implementation": "eager"}))
+    assert eager.model.config.text_config._attn_implementation == "eager"
+    original = _sdpa()
+    theirs, ours = [], []
+    out = eager.forward(samples, ForwardRequest(attentions=True),
+                        on_attention=lambda i, a: theirs.append(a) or _sdpa() is original or pytest.fail("wrapped"))
+    assert torch.equal(out.class_logits, eager.forward(samples).class_logits)
+    qwen.forward(samples, ForwardRequest(attentions=True), on_attention=lambda i, a: ours.append(a))
+    real = qwen.encode(samples)["attention_mask"].bool()[:, None, :, None]  # real query rows
+    for a, b in zip(theirs, ours):
+        torch.testing.assert_close(a.masked_fill(~real, 0), b.masked_fill(~real, 0), atol=1e-6, rtol=0)

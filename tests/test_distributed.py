@@ -64,15 +64,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_write_the_records_of_one_process(tmp_path):
-    args = ["--adapter", "qwen2vl-toy", "--source", TOY_SOURCES, "--n", "5", "--cos", "--no-progress"]
+def _launch_ranks(args: list[str], out: Path) -> list[subprocess.Popen]:
     port = _free_port()
     procs = []
     for rank in range(2):
         env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen([sys.executable, "-m", "creg", "run", *args, "--out", str(tmp_path / "ddp")],
+        procs.append(subprocess.Popen([sys.executable, "-m", "creg", "run", *args, "--out", str(out)],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def test_two_gloo_processes_write_the_records_of_one_process(tmp_path):
+    args = ["--adapter", "qwen2vl-toy", "--source", TOY_SOURCES, "--n", "5", "--cos", "--no-progress"]
+    procs = _launch_ranks(args, tmp_path / "ddp")
     # the single-process run of the same command, meanwhile, in this process
     import torch
 
@@ -84,6 +89,10 @@ def test_two_gloo_processes_write_the_records_of_one_process(tmp_path):
     finally:
         torch.set_num_threads(threads)
     outs = [p.communicate(timeout=300) for p in procs]
+    if any(p.returncode and "address already in use" in se.lower() for p, (_, se) in zip(procs, outs)):
+        # the free port was taken between finding it and binding it: once more, on another port
+        procs = _launch_ranks([*args, "--overwrite"], tmp_path / "ddp")
+        outs = [p.communicate(timeout=300) for p in procs]
     for p, (so, se) in zip(procs, outs):
         assert p.returncode == 0, se[-3000:]
     assert "VLM accuracy" in outs[0][0] and outs[1][0] == ""  # rank 0 prints the merged table, rank 1 nothing

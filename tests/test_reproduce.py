@@ -152,3 +152,20 @@ def test_answer_flip_equivariance_counts_mirrored_answers():
     # a: left -> right (mirrored), b: above -> below (not), c: right -> left (mirrored); d has no answer, e no original
     assert answer_flip_equivariance(original, flipped) == {"n": 3, "equivariant": 2, "share": 2 / 3}
     assert answer_flip_equivariance([], flipped) == {"n": 0, "equivariant": 0, "share": None}
+
+
+def test_reproduce_takes_the_placement_flags_of_creg_run(tmp_path):
+    """--device-map / --max-memory reach every run of the plan; a bad combination is one line, exit 2."""
+    from click.testing import CliRunner
+
+    from creg.cli import cli
+    from creg.reproduce import plan_reproduction
+
+    bad = CliRunner().invoke(cli, ["reproduce", "--max-memory", "cpu=1GiB", "--dry-run", "--out", str(tmp_path / "r")])
+    assert bad.exit_code == 2 and "--max-memory" in bad.output and "Traceback" not in bad.output
+    ok = CliRunner().invoke(cli, ["reproduce", "--device-map", "auto", "--max-memory", "cpu=1GiB", "--dry-run",
+                                  "--limit", "1", "--out", str(tmp_path / "r")])
+    assert ok.exit_code == 0, ok.output
+    plan = plan_reproduction(tmp_path / "p", adapter="qwen2vl-toy", limit=1, device_map="auto", max_memory={"cpu": "1GiB"})
+    configs = [c for step in plan.steps for c in step.configs.values()]
+    assert configs and all(c.device_map == "auto" and c.max_memory == {"cpu": "1GiB"} for c in configs)

@@ -121,6 +121,21 @@ class Placement(click.ParamType):
         return value
 
 
+#: ``--device-map`` and ``--max-memory`` (model_options and ``creg reproduce``).
+PLACEMENT_OPTIONS = (
+    click.option("--device-map", "device_map", type=Placement("auto|balanced|balanced_low_0|sequential|JSON"),
+                 default=None, help="spread the model's layers over several GPUs (and the CPU) with accelerate: "
+                                    "a strategy or a JSON {module: device} (needs creg[big]; docs/distributed.md)"),
+    click.option("--max-memory", "max_memory", type=Placement("DEVICE=SIZE,..."), default=None,
+                 help="with --device-map: the most each device may hold, e.g. 0=70GiB,1=70GiB,cpu=200GiB (or JSON)"),
+)
+
+
+def placement_options(fn: Callable) -> Callable:
+    """--device-map --max-memory."""
+    return _apply(fn, list(PLACEMENT_OPTIONS))
+
+
 def model_options(*, adapter_default: str | None = None, adapter_required: bool = False,
                   adapter_help: str = "preset (see `creg list`) or adapter plugin name") -> Callable:
     """--adapter --model --dtype --device --device-map --max-memory --prompt --adapter-opt --registry."""
@@ -130,11 +145,7 @@ def model_options(*, adapter_default: str | None = None, adapter_required: bool 
         click.option("--model", default=None, help="hub id or local directory (overrides the preset's model)"),
         click.option("--dtype", default=None, type=click.Choice(DTYPES), help="default: the preset's (auto)"),
         click.option("--device", default=None, help="auto, cpu, cuda, cuda:1, mps, ... (default: the preset's, auto)"),
-        click.option("--device-map", "device_map", type=Placement("auto|balanced|balanced_low_0|sequential|JSON"),
-                     default=None, help="spread the model's layers over several GPUs (and the CPU) with accelerate: "
-                                        "a strategy or a JSON {module: device} (needs creg[big]; docs/distributed.md)"),
-        click.option("--max-memory", "max_memory", type=Placement("DEVICE=SIZE,..."), default=None,
-                     help="with --device-map: the most each device may hold, e.g. 0=70GiB,1=70GiB,cpu=200GiB (or JSON)"),
+        *PLACEMENT_OPTIONS,
         click.option("--prompt", default=None, help="prompt template: A, B, C or a literal with {ref} and {tgt}"),
         click.option("--adapter-opt", "adapter_opt", multiple=True, metavar="KEY=VALUE",
                      help="adapter option over the preset's (see `creg list --options`)"),

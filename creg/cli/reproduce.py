@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import fail, log
+from .common import fail, log, placement_options
 from .run import DEFAULT_ADAPTER
 
 DATA_DIR_ENV = "CREG_DATA_DIR"
@@ -32,24 +32,30 @@ DATA_DIR_ENV = "CREG_DATA_DIR"
 @click.option("--batch-size", type=int, default=1, show_default=True)
 @click.option("--dtype", default=None, type=click.Choice(["auto", "float32", "bfloat16", "float16"]))
 @click.option("--device", default=None)
+@placement_options
 @click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False), help="extra registry file(s)")
 @click.option("--figures", is_flag=True, help="also write each Table 1 run's report with figures")
 @click.option("--dry-run", is_flag=True, help="print the plan and exit")
 @click.option("--no-progress", is_flag=True)
-def reproduce_cmd(adapter, model, data_dir, benches, sizes, limit, seed, out, batch_size, dtype, device, registries,
-                  figures, dry_run, no_progress) -> None:
+def reproduce_cmd(adapter, model, data_dir, benches, sizes, limit, seed, out, batch_size, dtype, device, device_map,
+                  max_memory, registries, figures, dry_run, no_progress) -> None:
     """Run the paper's protocol into one directory (sub-runs inside, resumable) and write report.md
     setting our numbers beside the paper's."""
     from ..plugins import PluginLoadError, UnknownName
     from ..registry import RegistryError
     from ..reproduce import plan_reproduction, run_plan
-    from ..run_config import RunError
+    from pydantic import ValidationError
+
+    from ..run_config import RunError, config_error_message
 
     out_dir = Path(out) if out else Path("runs") / f"reproduce-{adapter}"
     try:
         plan = plan_reproduction(out_dir, adapter=adapter, benchmarks=[b.strip() for b in benches.split(",") if b.strip()],
                                  data_dir=data_dir, limit=limit, sizes=sizes, seed=seed, model=model, dtype=dtype, device=device,
-                                 batch_size=batch_size, registry=list(registries))
+                                 batch_size=batch_size, registry=list(registries),
+                                 **{k: v for k, v in (("device_map", device_map), ("max_memory", max_memory)) if v is not None})
+    except ValidationError as e:
+        fail(config_error_message(e))
     except (RunError, ValueError) as e:
         fail(str(e).splitlines()[0])
     for note in plan.notes:

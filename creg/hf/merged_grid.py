@@ -1,0 +1,79 @@
+"""Adapters whose image processor resizes the whole image and merges patches into tokens.
+
+Qwen2-VL and Qwen2.5-VL share this input side: the checkpoint's image processor "smart-resizes"
+the whole image to multiples of ``patch_size * merge_size`` px (no crop, no pad), cuts it into
+patches and merges ``merge_size x merge_size`` patches into one image token; the chat template
+holds one image token per merged cell, and ``image_grid_thw`` says each image's patch grid.
+:class:`MergedGridAdapter` implements that side once (processor loading with its resize bounds,
+the chat text, encoding with ``mm_token_type_ids``, the vision layout); a subclass names its
+``model_class`` and ``chat_template`` and adds what differs in the vision encoder (its
+``vision_hook``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Sequence
+
+import torch
+from pydantic import Field
+
+from ..adapter import AdapterConfig, VisionLayout
+from .adapter import HFAdapter
+from .chat_inputs import ChatInputs
+from .geometry import token_grid_layout
+
+#: ``mm_token_type_ids`` value of image tokens (text = 0, image = 1, video = 2).
+IMAGE_TOKEN_TYPE = 1
+
+
+def merged_token_count(inputs: ChatInputs, vision: dict[str, Any], i: int) -> int:
+    """One image token per merged cell: (t * h_p * w_p) / merge_size**2."""
+    return int(vision["image_grid_thw"][i].prod()) // int(inputs.image_processor.merge_size) ** 2
+
+
+class MergedGridAdapter(HFAdapter):
+    """An :class:`HFAdapter` for whole-image, merged-patch-grid VLMs (see the module docstring)."""
+
+    #: the image placeholder token of the chat text, one per merged cell
+    image_token: ClassVar[str] = "<|image_pad|>"
+    #: the chat template used when the checkpoint's processor brings none (option ``processor=manual``)
+    chat_template: ClassVar[str]
+
+    class Options(HFAdapter.Options):
+        processor: Literal["auto", "full", "manual"] = Field(
+            "auto", description="the checkpoint's processor (full), tokenizer + image processor (manual), "
+            "or full when it can be built (auto)")
+        min_pixels: int | None = Field(None, description="override the image processor's lower resize bound")
+        max_pixels: int | None = Field(None, description="override the image processor's upper resize bound")
+
+    @classmethod
+    def load_processor(cls, config: AdapterConfig, options: "MergedGridAdapter.Options") -> ChatInputs:
+        bounds = {k: getattr(options, k) for k in ("min_pixels", "max_pixels") if getattr(options, k) is not None}
+        return ChatInputs.from_pretrained(config.model, options.processor, image_token=cls.image_token,
+                                          image_token_count=merged_token_count,
+                                          fallback_template=cls.chat_template, **bounds)
+
+    @property
+    def merge_size(self) -> int:
+        return int(self.processor.image_processor.merge_size)
+
+    def chat(self, question: str, answer: str | None = None) -> str:
+        return self.processor.chat(question, answer)
+
+    def encode_texts(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, torch.Tensor]:
+        batch = self.processor.encode(texts, images)
+        # transformers 5 needs the image-token mask next to input_ids for M-RoPE positions.
+        batch.setdefault("mm_token_type_ids", (batch["input_ids"] == self.processor.image_token_id).long() * IMAGE_TOKEN_TYPE)
+        return batch
+
+    def vision_layouts(self, batch: dict[str, torch.Tensor], images: Sequence[Any]) -> list[VisionLayout]:
+        """One grid per image: merged cells over the whole (resized) image, patches under them."""
+        m = self.merge_size
+        layouts = []
+        for row, (t, h_p, w_p), image in zip(batch["input_ids"], batch["image_grid_thw"].tolist(), images):
+            if t != 1:
+                raise ValueError(f"expected one temporal patch per image, got grid {(t, h_p, w_p)}")
+            w, h = image.size
+            layouts.append(token_grid_layout(row, self.processor.image_token_id, (h_p // m, w_p // m), (0, 0, w, h),
+                                             (w, h), patch_hw=(h_p, w_p)))
+        return layouts

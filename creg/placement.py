@@ -24,7 +24,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Callable, Mapping
+
+from pydantic import BeforeValidator
 
 #: accelerate's placement strategies (``from_pretrained(device_map=...)``).
 STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
@@ -139,6 +141,13 @@ def check_max_memory(value: Any) -> dict[str, int | str] | None:
             raise ValueError(f"{name}: {e}") from None
         out[str(int(norm)) if norm.isdigit() else norm] = size.strip() if isinstance(size, str) else size
     return out
+
+
+
+#: A pydantic field type for a device map (RunConfig, HFAdapter.Options): checked by :func:`check_device_map`.
+DeviceMapField = Annotated[str | dict[str, int | str] | None, BeforeValidator(check_device_map)]
+#: A pydantic field type for per-device memory caps: checked by :func:`check_max_memory`.
+MaxMemoryField = Annotated[dict[str, int | str] | None, BeforeValidator(check_max_memory)]
 
 
 def accelerate_max_memory(max_memory: Mapping[str, Any] | None) -> dict[int | str, int] | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .options import OptionsError, declares_options, validate_options
-from .placement import check_device_map, check_max_memory
+from .placement import DeviceMapField, MaxMemoryField
 from .plugins import Plugins, UnknownName
 from .prompts import resolve_template
 
@@ -80,18 +80,8 @@ class RunConfig(BaseModel):
     threads: int | None = Field(None, ge=1, le=MAX_THREADS)
     #: accelerate's placement of a model over several devices (creg.placement), passed to the adapter
     #: as its options ``device_map`` / ``max_memory``; None: the whole model on ``device``.
-    device_map: str | dict[str, int | str] | None = None
-    max_memory: dict[str, int | str] | None = None
-
-    @field_validator("device_map", mode="before")
-    @classmethod
-    def _device_map(cls, v: Any) -> Any:
-        return check_device_map(v)
-
-    @field_validator("max_memory", mode="before")
-    @classmethod
-    def _max_memory(cls, v: Any) -> Any:
-        return check_max_memory(v)
+    device_map: DeviceMapField = None
+    max_memory: MaxMemoryField = None
 
     @model_validator(mode="after")
     def _placement(self) -> "RunConfig":

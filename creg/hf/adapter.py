@@ -25,10 +25,10 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, Sequence
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from creg.options import PluginOptions
-from creg.placement import check_device_map, check_max_memory
+from creg.placement import DeviceMapField, MaxMemoryField
 from creg.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
 from creg.prompts import OPTION_TOKENS, render_prompt, resolve_template
 from creg.sample import Sample
@@ -51,22 +51,12 @@ class HFAdapter(VLMAdapter):
                                           "computed beside it from the same query and key, the pass unchanged")
         answer_only_replay: bool = Field(True, description="logits_from_layer computes the last block for the "
                                          "answer position only (same result, cheaper)")
-        device_map: str | dict[str, int | str] | None = Field(
+        device_map: DeviceMapField = Field(
             None, description="accelerate's placement of the layers over several devices: auto, balanced, "
             "balanced_low_0, sequential or {module: device} (the config's device is then ignored; docs/distributed.md)")
-        max_memory: dict[str, int | str] | None = Field(
+        max_memory: MaxMemoryField = Field(
             None, description="with device_map: the most each device may hold, e.g. {\"0\": \"70GiB\", \"cpu\": "
             "\"200GiB\"} (or \"0=70GiB,cpu=200GiB\")")
-
-        @field_validator("device_map", mode="before")
-        @classmethod
-        def _device_map(cls, v: Any) -> Any:
-            return check_device_map(v)
-
-        @field_validator("max_memory", mode="before")
-        @classmethod
-        def _max_memory(cls, v: Any) -> Any:
-            return check_max_memory(v)
 
         @model_validator(mode="after")
         def _max_memory_needs_map(self):

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from einops import rearrange
 from pydantic import Field
 
 from creg.adapter import VisionGrid, VisionLayout
@@ -101,14 +100,4 @@ class InternVLAdapter(HFAdapter):
             raise ValueError(f"GradCAM reads one vision layer; this checkpoint concatenates {cfg.vision_feature_layer}")
         tower = self.model.model.vision_tower
         module = tower.layernorm if cfg.vision_feature_layer == -1 else tower.encoder.layer[cfg.vision_feature_layer]
-        cls_rows: list[torch.Tensor] = []
-
-        def split(output: torch.Tensor) -> list[torch.Tensor]:
-            cls_rows[:] = [output[:, :1]]
-            return [rearrange(c[:, 1:], "n (h w) d -> (n h) w d", h=side) for c in output.split(crops)]
-
-        def join(rasters: list[torch.Tensor]) -> torch.Tensor:
-            patches = torch.cat([rearrange(r, "(n h) w d -> n (h w) d", h=side) for r in rasters])
-            return torch.cat([cls_rows[0], patches], dim=1)
-
-        return VisionHook(module=module, split=split, join=join)
+        return VisionHook.cls_then_square_crops(module, crops, side)

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any, ClassVar, Sequence
 
 import torch
-from einops import rearrange
 
 from creg.adapter import VisionGrid, VisionLayout
 from creg.hf import HFAdapter, VisionHook
@@ -105,14 +104,4 @@ class LlavaAdapter(HFAdapter):
         if not isinstance(cfg.vision_feature_layer, int):
             raise ValueError(f"GradCAM reads one vision layer; this checkpoint concatenates {cfg.vision_feature_layer}")
         module = self.model.model.vision_tower.encoder.layers[cfg.vision_feature_layer]
-        cls_rows: list[torch.Tensor] = []
-
-        def split(output: torch.Tensor) -> list[torch.Tensor]:
-            cls_rows[:] = [output[:, :1]]
-            return [rearrange(c[:, 1:], "n (h w) d -> (n h) w d", h=side) for c in output.split(crops)]
-
-        def join(rasters: list[torch.Tensor]) -> torch.Tensor:
-            patches = torch.cat([rearrange(r, "(n h) w d -> n (h w) d", h=side) for r in rasters])
-            return torch.cat([cls_rows[0], patches], dim=1)
-
-        return VisionHook(module=module, split=split, join=join)
+        return VisionHook.cls_then_square_crops(module, crops, side)

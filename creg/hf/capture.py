@@ -46,6 +46,25 @@ class VisionHook:
     split: Callable[[Any], list[torch.Tensor]]
     join: Callable[[list[torch.Tensor]], Any]
 
+    @classmethod
+    def cls_then_square_crops(cls, module: nn.Module, crops: list[int], side: int) -> "VisionHook":
+        """A ViT layer whose output is ``(n_crops, 1 + side*side, d)``, a CLS row then each crop's
+        patches in raster order, crops of the batch's samples one after another (``crops[i]`` of
+        sample ``i``): each sample's raster is ``(crops[i]*side, side, d)``, crops stacked along H_p."""
+        from einops import rearrange
+
+        cls_rows: list[torch.Tensor] = []
+
+        def split(output: torch.Tensor) -> list[torch.Tensor]:
+            cls_rows[:] = [output[:, :1]]
+            return [rearrange(c[:, 1:], "n (h w) d -> (n h) w d", h=side) for c in output.split(crops)]
+
+        def join(rasters: list[torch.Tensor]) -> torch.Tensor:
+            patches = torch.cat([rearrange(r, "(n h) w d -> n (h w) d", h=side) for r in rasters])
+            return torch.cat([cls_rows[0], patches], dim=1)
+
+        return cls(module=module, split=split, join=join)
+
 
 @dataclass
 class ReplayState:

@@ -61,6 +61,7 @@ def build_tiny_internvl(out_dir: str | Path, *, seed: int = 0, **overrides: Any)
     """Write a tiny InternVL checkpoint to ``out_dir``; ``overrides`` may set any key of
     :data:`DEFAULTS` (``tile_size`` is the vision tower's image size, 448 in the releases)."""
     import torch
+    from creg.testing.tiny_configs import padded_vocab_size, tiny_text_config
     from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration
 
     unknown = set(overrides) - set(DEFAULTS)
@@ -74,19 +75,11 @@ def build_tiny_internvl(out_dir: str | Path, *, seed: int = 0, **overrides: Any)
     tile, patch = c["tile_size"], c["patch_size"]
     seq_per_tile = (tile // patch // 2) ** 2
     config = InternVLConfig(
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": -(-len(tokenizer) // 64) * 64,
-            "hidden_size": c["text_hidden_size"],
-            "intermediate_size": c["text_intermediate_size"],
-            "num_hidden_layers": c["text_layers"],
-            "num_attention_heads": c["text_heads"],
-            "num_key_value_heads": c["text_kv_heads"],
-            "max_position_embeddings": 4096,
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
+        text_config=tiny_text_config(
+            c, vocab_size=padded_vocab_size(tokenizer), model_type="qwen2",
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"]),
         vision_config={
             "hidden_size": c["vision_hidden_size"],
             "intermediate_size": 2 * c["vision_hidden_size"],

@@ -92,6 +92,8 @@ def build_tiny_llava(out_dir: str | Path, *, next: bool = False, pad_to_square: 
         LlavaProcessor,
     )
 
+    from creg.testing.tiny_configs import padded_vocab_size, tiny_text_config
+
     unknown = set(overrides) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"unknown tiny LLaVA option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
@@ -102,17 +104,8 @@ def build_tiny_llava(out_dir: str | Path, *, next: bool = False, pad_to_square: 
     s = c["image_size"]
     pinpoints = [[s, 2 * s], [2 * s, s], [2 * s, 2 * s], [3 * s, s], [s, 3 * s]]
     config = dict(
-        text_config={
-            "model_type": "llama",
-            "vocab_size": -(-len(tokenizer) // 64) * 64,
-            "hidden_size": c["text_hidden_size"],
-            "intermediate_size": c["text_intermediate_size"],
-            "num_hidden_layers": c["text_layers"],
-            "num_attention_heads": c["text_heads"],
-            "num_key_value_heads": c["text_kv_heads"],
-            "max_position_embeddings": 4096,
-            "pad_token_id": tokenizer.pad_token_id,
-        },
+        text_config=tiny_text_config(c, vocab_size=padded_vocab_size(tokenizer), model_type="llama",
+                                     pad_token_id=tokenizer.pad_token_id),
         vision_config={
             "model_type": "clip_vision_model",
             "hidden_size": c["vision_hidden_size"],

@@ -48,6 +48,7 @@ def build_tiny_qwen2_5vl(out_dir: str | Path, *, seed: int = 0, **config_overrid
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+    from creg.testing.tiny_configs import padded_vocab_size, tiny_text_config
     from creg.testing.tiny_tokenizers import build_qwen2_tokenizer
 
     unknown = set(config_overrides) - set(DEFAULTS)
@@ -63,19 +64,12 @@ def build_tiny_qwen2_5vl(out_dir: str | Path, *, seed: int = 0, **config_overrid
     tokenizer = build_qwen2_tokenizer(SPECIAL_TOKENS, QWEN2_5VL_CHAT_TEMPLATE, vocab_size=c["vocab_size"])
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
     config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": -(-len(tokenizer) // 64) * 64,
-            "hidden_size": c["text_hidden_size"],
-            "intermediate_size": c["text_intermediate_size"],
-            "num_hidden_layers": c["text_layers"],
-            "num_attention_heads": c["text_heads"],
-            "num_key_value_heads": c["text_kv_heads"],
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
+        text_config=tiny_text_config(
+            c, vocab_size=padded_vocab_size(tokenizer),
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section},
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"]),
         vision_config={
             "depth": c["vision_depth"],
             "hidden_size": c["vision_hidden_size"],

@@ -99,6 +99,8 @@ def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, init_device: str |
     """
     import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    from creg.testing.tiny_configs import padded_vocab_size, tiny_text_config
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     unknown = set(config_overrides) - set(DEFAULTS)
@@ -118,24 +120,17 @@ def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, init_device: str |
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(c["vocab_size"])
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
-    vocab_size = c["model_vocab_size"] or -(-len(tokenizer) // 64) * 64
+    vocab_size = c["model_vocab_size"] or padded_vocab_size(tokenizer)
     if vocab_size < len(tokenizer):
         raise ValueError(f"model_vocab_size {vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens)")
 
     config = Qwen2VLConfig(
-        text_config={
-            "vocab_size": vocab_size,
-            "hidden_size": c["text_hidden_size"],
-            "intermediate_size": c["text_intermediate_size"],
-            "num_hidden_layers": c["text_layers"],
-            "num_attention_heads": c["text_heads"],
-            "num_key_value_heads": c["text_kv_heads"],
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
+        text_config=tiny_text_config(
+            c, vocab_size=vocab_size,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section},
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"]),
         vision_config={
             "depth": c["vision_depth"],
             "embed_dim": c["vision_embed_dim"],

@@ -1,0 +1,31 @@
+"""The decoder part of the tiny checkpoints that the first-party adapters build for tests.
+
+Every ``build_tiny_*`` builder takes the same size keys for its language model
+(``text_hidden_size``, ``text_intermediate_size``, ``text_layers``, ``text_heads``,
+``text_kv_heads``); :func:`tiny_text_config` turns them into the ``text_config`` of the
+transformers config, so the mapping is written once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def padded_vocab_size(tokenizer: Any, multiple: int = 64) -> int:
+    """The tokenizer's length rounded up to ``multiple`` (the embedding table's rows)."""
+    return -(-len(tokenizer) // multiple) * multiple
+
+
+def tiny_text_config(sizes: Mapping[str, Any], *, vocab_size: int, **extra: Any) -> dict[str, Any]:
+    """``text_config`` from a builder's size keys; ``extra`` adds or overrides keys (model_type,
+    rope_parameters, special token ids)."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": sizes["text_hidden_size"],
+        "intermediate_size": sizes["text_intermediate_size"],
+        "num_hidden_layers": sizes["text_layers"],
+        "num_attention_heads": sizes["text_heads"],
+        "num_key_value_heads": sizes["text_kv_heads"],
+        "max_position_embeddings": 4096,
+        **extra,
+    }

@@ -160,8 +160,6 @@ def load_deep(hidden: int, layers: int, model_dir: str | None, device: str = "cp
     from creg.adapter import AdapterConfig
     from creg_qwen2vl.adapter import Qwen2VLAdapter
 
-    if model_dir is not None and not Path(model_dir).exists() and model_dir.endswith("7b"):
-        build_7b(model_dir, device if device != "auto" else "cuda")
     if model_dir is None:
         from creg_qwen2vl.tiny import build_tiny_qwen2vl
 
@@ -636,8 +634,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sections", default="batch,ranks,fpu,memory,captum,profile")
     p.add_argument("--model", help="an existing Qwen2-VL checkpoint dir for fpu/memory/captum/batch (default: build a "
-                   "small random one); a path ending in '7b' that does not exist yet is built there with the shape "
-                   "of Qwen2-VL-7B-Instruct (random weights, bfloat16, on --device: for a GPU)")
+                   "small random one); build_7b(DIR) writes one of Qwen2-VL-7B-Instruct's shape (scripts/gpu_check.sh)")
     p.add_argument("--batch-model", choices=("toy", "deep"), default="toy", help="batch: the toy model or --model/--hidden")
     p.add_argument("--batch-tokens", type=int, choices=sorted(TOKEN_SIDES), default=64, help="batch: vision tokens per sample")
     p.add_argument("--hidden", type=int, default=256)

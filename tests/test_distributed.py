@@ -75,6 +75,33 @@ def _launch_ranks(args: list[str], out: Path) -> list[subprocess.Popen]:
     return procs
 
 
+_GLOO_THREADS_AFTER_CLOSE = r"""
+import gc, os, sys
+from creg.distributed.world import Messages, World
+m = Messages(World(rank=0, size=1, local_rank=0))
+m.gather("x")
+import transformers.modeling_utils  # imports torch.distributed.nn, whose defaults read group.WORLD
+m.close()
+gc.collect()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(",".join(n for n in names if "gloo" in n or "tcpstore" in n))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc (Linux)")
+def test_closing_the_messages_ends_the_gloo_threads_though_the_model_code_imported_after_the_group(tmp_path):
+    # torch.distributed.nn.functional keeps group.WORLD as a default argument when it is imported
+    # after init_process_group (transformers' modeling code imports it): destroy_process_group then
+    # leaves the group alive, and its threads die during interpreter shutdown, which now and then
+    # aborts the process ("terminate called without an active exception", exit -6) after a
+    # successful run. Messages imports it before it opens the group.
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", _GLOO_THREADS_AFTER_CLOSE], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "", f"threads of the process group still running after close: {done.stdout.strip()}"
+
+
 def test_two_gloo_processes_write_the_records_of_one_process(tmp_path):
     args = ["--adapter", "qwen2vl-toy", "--source", TOY_SOURCES, "--n", "5", "--cos", "--no-progress"]
     procs = _launch_ranks(args, tmp_path / "ddp")

@@ -72,6 +72,12 @@ class Messages:
         self.world = world
         self._dist = dist
         self._owns = False
+        # Modules whose functions take ``group=group.WORLD`` as a default argument keep the group
+        # alive past destroy_process_group when they are first imported after it opened (model
+        # code imports torch.distributed.nn): the group's threads then die in interpreter shutdown,
+        # which can abort a finished rank. Imported now, their defaults hold None.
+        import torch.distributed.nn  # noqa: F401
+
         if not dist.is_initialized():
             minutes = os.environ.get("CREG_DIST_TIMEOUT_MIN")
             timeout = timedelta(minutes=float(minutes)) if minutes else DEFAULT_TIMEOUT

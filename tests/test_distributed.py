@@ -123,6 +123,7 @@ def test_two_gloo_processes_write_the_records_of_one_process(tmp_path):
     for p, (so, se) in zip(procs, outs):
         assert p.returncode == 0, se[-3000:]
     assert "VLM accuracy" in outs[0][0] and outs[1][0] == ""  # rank 0 prints the merged table, rank 1 nothing
+    assert "time: model load" in outs[0][0] and "5 samples in" in outs[0][0]  # every rank's samples, rank 0's clock
 
     one, ddp = _rows(tmp_path / "one"), _rows(tmp_path / "ddp")
     assert len(one) == 5 * len(TOY_SOURCES.split(","))

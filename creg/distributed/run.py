@@ -102,6 +102,7 @@ def run_data_parallel(runner, world: World, messages: Messages):
     mine = shard(pending, world.rank, world.size)
     result: RunResult | None = None
     error = None
+    t_share = time.perf_counter()
     try:
         with RunWriter(part_path(runner.out, world.rank), doc, sources=names, overwrite=True, log=runner.log) as part:
             part.start()
@@ -109,6 +110,7 @@ def run_data_parallel(runner, world: World, messages: Messages):
     except BaseException as e:  # noqa: BLE001 - rank 0 still merges what every rank finished
         error = e
     outcomes = messages.gather({"error": _outcome(error), "processed": result.processed if result else 0})
+    shares_s = round(time.perf_counter() - t_share, 2)  # until the slowest rank finished its share
 
     # 3. rank 0 merges the parts and summarises
     if world.is_main:
@@ -129,7 +131,8 @@ def run_data_parallel(runner, world: World, messages: Messages):
             raise RankFailed(f"rank {rank} failed: {out['type']}: {out['message']}; the finished samples of every "
                              f"rank are in {runner.out}: re-run the same command to continue")
         processed = sum(o["processed"] for o in outcomes)
-        return RunResult(runner.out, summary, table, processed, len(done), skipped)
+        # the time line of rank 0: its own load and probe, every rank's samples over the wall time of the shares
+        return RunResult(runner.out, summary, table, processed, len(done), skipped, {**runner.timing, "explain": shares_s})
     if error is not None:
         raise error
     return result

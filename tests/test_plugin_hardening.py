@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from creg import plugins as plugins_mod
-from creg.plugins import CommandGuard, PluginTypeError, discover
+from creg.plugins import CommandGuard, PluginTypeError, discover, get_plugins
 
 
 class _FakeDist:
@@ -179,6 +179,16 @@ def test_list_and_help_import_neither_torch_nor_model_code():
             "print('IMPORTED', bad)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "IMPORTED []" in out, out
+
+
+@pytest.mark.parametrize("module,adapter", [("creg_qwen2vl", "qwen2vl"), ("creg_qwen2_5vl", "qwen2_5vl"),
+                                            ("creg_llava", "llava"), ("creg_internvl", "internvl")])
+def test_first_party_adapter_plugin_import_is_light(module, adapter):
+    """``creg list`` imports the plugin module; it must not pull in torch or transformers."""
+    code = f"import sys, {module}; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    assert adapter in get_plugins().names("adapter")
 
 
 def test_list_options_shows_each_plugins_options():

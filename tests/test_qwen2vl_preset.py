@@ -3,9 +3,6 @@ shipped ``qwen2vl-2b`` / ``qwen2vl-7b`` presets (plugin lookup -> AdapterConfig 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from creg.plugins import get_plugins
 from creg.registry import load_registry
 from creg.run_config import RunConfig, resolve_adapter
@@ -32,14 +29,6 @@ def test_local_preset_loads_like_the_hub_presets(tiny_qwen2vl_dir, tmp_path):
         tgt_box={"x0": 60, "y0": 40, "x1": 100, "y1": 80}, relation="right",
     )
     assert adapter.forward([sample]).class_logits.shape == (1, 4)
-
-
-def test_plugin_import_is_light():
-    """``creg list`` imports the plugin module; it must not pull in torch or transformers."""
-    code = "import sys, creg_qwen2vl; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
-    assert "qwen2vl" in get_plugins().names("adapter")
 
 
 def test_creg_run_with_a_local_preset_reports_accuracy_and_every_source(tiny_qwen2vl_dir, tmp_path):

@@ -99,7 +99,7 @@ def timed(fn, device):
 
 def captum_runners(adapter, samples, chunk):
     """name -> zero-argument callable running the Captum equivalent on ``samples``."""
-    from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
+    from captum.attr import LayerGradientXActivation
 
     from creg.context import contrastive_target
 
@@ -118,16 +118,6 @@ def captum_runners(adapter, samples, chunk):
         out = adapter.model(input_ids=input_ids, **rest, use_cache=False, logits_to_keep=1)
         return out.logits[:, -1, option_ids].float()
 
-    def option_logits_gated(g, state):
-        r = g.shape[0] // b
-        state["g"] = g
-        try:
-            rest = {k: v.repeat(r, *([1] * (v.dim() - 1))) for k, v in batch.items()}
-            out = adapter.model(**rest, use_cache=False, logits_to_keep=1)
-        finally:
-            state.pop("g", None)
-        return out.logits[:, -1, option_ids].float()
-
     def contrastive(input_ids):
         z = option_logits(input_ids)
         return contrastive_target(z, z.detach().argmax(1))[:, None]
@@ -143,15 +133,29 @@ def captum_runners(adapter, samples, chunk):
         "gradcam": lambda: lgxa(vision_last, multiply_by_inputs=False).attribute(ids, target=gt),
         # zero baseline *at the layer*: a multiplier on the last block's input (1 for the input, 0 for the
         # baseline); the earlier `baselines=ids` made the layer's baseline equal its input (all-zero attributions)
-        "integrated_gradients": lambda: _gated_lig(adapter, batch, option_logits_gated, text.layers[-1], gt, chunk * b),
+        "integrated_gradients": lambda: captum_full_model_lig(adapter.model, batch, text.layers[-1], option_ids, gt, chunk * b),
     }
 
 
-def _gated_lig(adapter, batch, forward, layer, gt, internal):
+def captum_full_model_lig(model, batch, layer, option_ids, gt, internal_batch_size, dtype=torch.float32):
+    """Captum ``LayerIntegratedGradients`` on the full model (every path point a whole forward),
+    zero baseline at ``layer``'s input: a multiplier g on that input (1: the input, 0: the
+    baseline), set by a pre-hook while the model runs. ``batch``: the encoded samples (b rows);
+    Captum's expanded rows r * b are the batch stacked r times. Also used by bench_throughput.py."""
     from captum.attr import LayerIntegratedGradients
 
     b = gt.shape[0]
     state = {}
+
+    def option_logits_gated(g):
+        r = g.shape[0] // b
+        state["g"] = g
+        try:
+            rest = {k: v.repeat(r, *([1] * (v.dim() - 1))) for k, v in batch.items()}
+            out = model(**rest, use_cache=False, logits_to_keep=1)
+        finally:
+            state.pop("g", None)
+        return out.logits[:, -1, option_ids].float()
 
     def scale_input(module, args, kwargs):
         g = state.get("g")
@@ -165,10 +169,10 @@ def _gated_lig(adapter, batch, forward, layer, gt, internal):
 
     handle = layer.register_forward_pre_hook(scale_input, with_kwargs=True, prepend=True)
     try:
-        one = torch.ones(b, dtype=torch.float32, device=adapter.device)
-        return LayerIntegratedGradients(lambda g: forward(g, state), layer).attribute(
+        one = torch.ones(b, dtype=dtype, device=gt.device)
+        return LayerIntegratedGradients(option_logits_gated, layer).attribute(
             one, baselines=torch.zeros_like(one), target=gt, n_steps=50, method="gausslegendre",
-            internal_batch_size=internal, attribute_to_layer_input=True)
+            internal_batch_size=internal_batch_size, attribute_to_layer_input=True)
     finally:
         handle.remove()
 

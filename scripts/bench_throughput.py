@@ -488,6 +488,7 @@ def section_phases(args) -> None:
 
 # -- Captum ---------------------------------------------------------------------------------
 def section_captum(args) -> None:
+    from bench_sources import captum_full_model_lig  # this script's folder is on sys.path when it runs
     from captum.attr import LayerIntegratedGradients
 
     from creg.adapter import ForwardRequest
@@ -528,25 +529,6 @@ def section_captum(args) -> None:
             out = out[0] if isinstance(out, tuple) else out
             return adapter.model.lm_head(text.norm(out)[:, -1])[:, option_ids]
 
-        gate = {}
-
-        def scale_input(module, a, kw):
-            g = gate.get("g")
-            if g is None:
-                return None
-            if a:
-                return (a[0] * g.view(-1, 1, 1).to(a[0].dtype), *a[1:]), kw
-            kw = dict(kw)
-            kw["hidden_states"] = kw["hidden_states"] * g.view(-1, 1, 1).to(kw["hidden_states"].dtype)
-            return a, kw
-
-        def full_model(g):
-            r = g.shape[0]
-            gate["g"] = g
-            rest = {k: v.repeat(r, *([1] * (v.dim() - 1))) for k, v in batch.items()}
-            out = adapter.model(**rest, use_cache=False, logits_to_keep=1)
-            return out.logits[:, -1, option_ids]
-
         def ours():
             out = adapter.forward(sample, ForwardRequest(layers=(-2,)))
             return layer_integrated_gradients(adapter, out, -2, gt, steps=50, chunk=25)
@@ -564,16 +546,8 @@ def section_captum(args) -> None:
             return lig_top.attribute(hid, baselines=torch.zeros_like(hid), target=gt, n_steps=50, method="gausslegendre",
                                      internal_batch_size=25, attribute_to_layer_input=True)
 
-        handle = last.register_forward_pre_hook(scale_input, with_kwargs=True, prepend=True)
-        lig_full = LayerIntegratedGradients(full_model, last)
-
         def captum_full():
-            one = torch.ones(1, dtype=hid.dtype)
-            try:
-                return lig_full.attribute(one, baselines=torch.zeros_like(one), target=gt, n_steps=50,
-                                          method="gausslegendre", internal_batch_size=25, attribute_to_layer_input=True)
-            finally:
-                gate.pop("g", None)
+            return captum_full_model_lig(adapter.model, batch, last, option_ids, gt, 25, dtype=hid.dtype)
 
         with torch.no_grad():
             unit = min(cpu_time(lambda: adapter.forward(sample)) for _ in range(2))
@@ -590,7 +564,6 @@ def section_captum(args) -> None:
             full = f"{t_full:.2f} | {t_full / t_whole:.1f}x"
         else:
             full, d_full = "- | -", float("nan")
-        handle.remove()
         scale = float(ref.abs().max())
         print(f"| {tok} | {t_ours:.2f} | {t_whole:.2f} | {t_top:.2f} | {t_top / t_whole:.1f}x | {full} | "
               f"{d_top:.1e} / {d_full:.1e} (max |attr| {scale:.1e}) |", flush=True)

@@ -171,6 +171,12 @@ def load_deep(hidden: int, layers: int, model_dir: str | None, device: str = "cp
     return Qwen2VLAdapter.load(AdapterConfig(model=model_dir, dtype=dtype, device=device)), model_dir
 
 
+def load_deep_from(args):
+    """:func:`load_deep` with the command line's model, shape, device and dtype."""
+    return load_deep(args.hidden, args.layers, args.model, args.device, args.dtype, heads=args.heads,
+                     kv_heads=args.kv_heads, intermediate=args.intermediate)
+
+
 def synthetic(n: int, side: int = 224, start: int = 0):
     from creg_synthetic.scenes import scene_sample
 
@@ -191,7 +197,7 @@ def section_batch(args) -> None:
     if args.batch_model == "toy":
         adapter, label = load_toy(args.device, args.dtype), "toy model"
     else:
-        adapter, _ = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype)
+        adapter, _ = load_deep_from(args)
         label = f"{args.model or 'deep random model'}, {args.batch_tokens} vision tokens"
     srcs = sources(TABLE1)
     samples = synthetic(args.n_batch, TOKEN_SIDES[args.batch_tokens])
@@ -344,8 +350,7 @@ def _memory_phases(adapter, sample, *, release: bool):
 
 
 def section_fpu(args) -> None:
-    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype, heads=args.heads,
-                                   kv_heads=args.kv_heads, intermediate=args.intermediate)
+    adapter, model_dir = load_deep_from(args)
     cfg = adapter.model.config
     print(f"\n## Forward-pass units (random Qwen2-VL: {cfg.text_config.num_hidden_layers} decoder layers, hidden "
           f"{cfg.text_config.hidden_size}, vision depth {cfg.vision_config.depth}; {'wall time, CUDA-synchronised' if _CUDA else 'CPU time, one thread'})\n")
@@ -381,8 +386,7 @@ def section_fpu(args) -> None:
 
 
 def section_memory(args) -> None:
-    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype, heads=args.heads,
-                                   kv_heads=args.kv_heads, intermediate=args.intermediate)
+    adapter, model_dir = load_deep_from(args)
     tokens = [int(t) for t in args.tokens.split(",")]
     head = " | ".join(f"{t} tokens" for t in tokens)
     print("\n### Peak memory per phase, Table-1 set + COS, one sample (MiB above the phase's start; "
@@ -465,8 +469,7 @@ def _profile_gradcam_backward(adapter, tokens) -> None:
 
 
 def section_phases(args) -> None:
-    adapter, model_dir = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype, heads=args.heads,
-                                   kv_heads=args.kv_heads, intermediate=args.intermediate)
+    adapter, model_dir = load_deep_from(args)
     tokens = [int(t) for t in args.tokens.split(",")]
     head = " | ".join(f"{t} tokens" for t in tokens)
     print("\n### Where the Table-1 set's time goes (one sample, FPU per phase, median of --repeats)\n")
@@ -494,13 +497,12 @@ def section_captum(args) -> None:
     from creg.adapter import ForwardRequest
     from creg.sources.integrated_gradients import layer_integrated_gradients
 
-    adapter, _ = load_deep(args.hidden, args.layers, args.model, args.device, args.dtype, heads=args.heads,
-                                   kv_heads=args.kv_heads, intermediate=args.intermediate)
+    adapter, _ = load_deep_from(args)
     text = adapter.model.model.language_model
     last = text.layers[-1]
     option_ids = list(adapter.option_token_ids)
-    print(f"\n## Integrated gradients vs Captum LayerIntegratedGradients (layer -2, zero baseline at the layer, "
-          f"50 Gauss-Legendre steps, 25 path points per call, target z_gt; CPU time, one thread)\n")
+    print("\n## Integrated gradients vs Captum LayerIntegratedGradients (layer -2, zero baseline at the layer, "
+          "50 Gauss-Legendre steps, 25 path points per call, target z_gt; CPU time, one thread)\n")
     print("| vision tokens | creg IG (FPU) | creg whole `integrated_gradients` explain (FPU) | Captum, forward from layer -2 (FPU) "
           "| ratio | Captum, full model (FPU) | ratio | max abs diff (top / full) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|")

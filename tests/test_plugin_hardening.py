@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from importlib.metadata import EntryPoint
 
 import click
 import pytest
@@ -15,15 +14,7 @@ from click.testing import CliRunner
 
 from creg import plugins as plugins_mod
 from creg.plugins import CommandGuard, PluginTypeError, discover, get_plugins
-
-
-class _FakeDist:
-    def __init__(self, name):
-        self.name, self.version = name, "1.0"
-
-
-def _ep(name, value, dist):
-    return EntryPoint(name=name, value=value, group="creg")._for(_FakeDist(dist))
+from fake_entry_points import entry_point
 
 
 @pytest.fixture
@@ -75,8 +66,8 @@ def third_party(monkeypatch, tmp_path):
     real = plugins_mod.entry_points
 
     def fake(group):
-        return [_ep("evil", "evil_plugin", "aaa-evil"), _ep("unmarked", "unmarked_plugin", "aab-unmarked"),
-                _ep("wrongkind", "wrongkind_plugin", "aac-wrong")] + list(real(group=group))
+        return [entry_point("evil", "evil_plugin", "aaa-evil"), entry_point("unmarked", "unmarked_plugin", "aab-unmarked"),
+                entry_point("wrongkind", "wrongkind_plugin", "aac-wrong")] + list(real(group=group))
 
     monkeypatch.setattr(plugins_mod, "entry_points", fake)
     monkeypatch.delenv("CREG_STRICT_PLUGINS", raising=False)

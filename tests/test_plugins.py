@@ -3,13 +3,13 @@
 import sys
 import textwrap
 import types
-from importlib.metadata import EntryPoint
 
 import pytest
 
 import creg
 from creg import plugins as plugins_mod
 from creg.plugins import PluginLoadError, UnknownName, discover
+from fake_entry_points import entry_point
 
 
 def test_first_party_plugins_come_through_the_entry_point_group():
@@ -25,16 +25,6 @@ def test_unknown_name_suggests_the_closest_valid_names():
     p = discover()
     with pytest.raises(UnknownName, match=r"unknown source 'oracel'; did you mean oracle"):
         p.get("source", "oracel")
-
-
-class _FakeDist:
-    def __init__(self, name):
-        self.name, self.version = name, "1.0"
-
-
-def _ep(name, value, dist):
-    """An entry point as a third-party distribution would declare it."""
-    return EntryPoint(name=name, value=value, group="creg")._for(_FakeDist(dist))
 
 
 @pytest.fixture
@@ -54,7 +44,7 @@ def fake_entry_points(monkeypatch, tmp_path):
 
     def fake(group):
         eps = list(real(group=group))
-        return eps + [_ep("broken", "broken_plugin", "creg-broken"), _ep("zz_clash", "clashing_plugin", "creg-clash")]
+        return eps + [entry_point("broken", "broken_plugin", "creg-broken"), entry_point("zz_clash", "clashing_plugin", "creg-clash")]
 
     monkeypatch.setattr(plugins_mod, "entry_points", fake)
     yield

@@ -8,6 +8,7 @@ import torch
 from creg.adapter import AdapterConfig, ForwardRequest
 from creg.testing import AdapterContract
 from creg_internvl.adapter import InternVLAdapter
+from preset_runs import run_with_local_preset
 
 
 @pytest.fixture(scope="module")
@@ -82,24 +83,9 @@ def test_the_option_is_the_digit_itself(internvl):
 
 def test_creg_run_on_the_synthetic_benchmark(internvl_dir, tmp_path):
     """`creg run` with a local preset (the path the hub presets take), every paper source."""
-    import json
-
-    from click.testing import CliRunner
-
-    from creg.cli import cli
-
-    sources = "creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,random,oracle"
-    registry = tmp_path / "registry.toml"
-    registry.write_text(f'[presets.tiny]\nadapter = "internvl"\nmodel = "{internvl_dir}"\n')
-    out = tmp_path / "run"
-    res = CliRunner().invoke(cli, ["run", "--registry", str(registry), "--adapter", "tiny", "--source", sources,
-                                   "--source-opt", "integrated_gradients.steps=4", "--bench", "synthetic",
-                                   "--n", "2", "--out", str(out), "--no-progress"])
-    assert res.exit_code == 0, res.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert list(summary["sources"]) == sources.split(",")
-    for name in sources.split(","):
-        assert f"| {name} | 2 |" in res.output
+    _, summary = run_with_local_preset(
+        tmp_path, adapter="internvl", checkpoint=internvl_dir, ig_steps=4,
+        sources="creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,random,oracle")
     assert summary["sources"]["oracle"]["dae"] < 1e-9
 
 

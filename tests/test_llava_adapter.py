@@ -8,6 +8,7 @@ import torch
 from creg.adapter import AdapterConfig, ForwardRequest
 from creg.testing import AdapterContract
 from creg_llava.adapter import LlavaAdapter
+from preset_runs import run_with_local_preset
 
 
 @pytest.fixture(scope="module")
@@ -125,24 +126,8 @@ SOURCES = "creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,
 @pytest.mark.parametrize("which", ["llava15", "llava_next"])
 def test_creg_run_on_the_synthetic_benchmark(which, request, tmp_path):
     """`creg run` with a local preset (the path the hub presets take), every paper source."""
-    import json
-
-    from click.testing import CliRunner
-
-    from creg.cli import cli
-
-    checkpoint = request.getfixturevalue(f"{which}_dir")
-    registry = tmp_path / "registry.toml"
-    registry.write_text(f'[presets.tiny]\nadapter = "llava"\nmodel = "{checkpoint}"\n')
-    out = tmp_path / "run"
-    res = CliRunner().invoke(cli, ["run", "--registry", str(registry), "--adapter", "tiny", "--source", SOURCES,
-                                   "--source-opt", "integrated_gradients.steps=4", "--bench", "synthetic",
-                                   "--n", "2", "--out", str(out), "--no-progress"])
-    assert res.exit_code == 0, res.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert list(summary["sources"]) == SOURCES.split(",")
-    for name in SOURCES.split(","):
-        assert f"| {name} | 2 |" in res.output
+    _, summary = run_with_local_preset(tmp_path, adapter="llava", checkpoint=request.getfixturevalue(f"{which}_dir"),
+                                       sources=SOURCES, ig_steps=4)
     assert summary["sources"]["oracle"]["dae"] < 1e-9
 
 

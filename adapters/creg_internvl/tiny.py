@@ -61,13 +61,10 @@ def build_tiny_internvl(out_dir: str | Path, *, seed: int = 0, **overrides: Any)
     """Write a tiny InternVL checkpoint to ``out_dir``; ``overrides`` may set any key of
     :data:`DEFAULTS` (``tile_size`` is the vision tower's image size, 448 in the releases)."""
     import torch
-    from creg.testing.tiny_configs import padded_vocab_size, tiny_text_config
+    from creg.testing.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
     from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration
 
-    unknown = set(overrides) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown tiny InternVL option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    c = {**DEFAULTS, **overrides}
+    c = tiny_sizes(DEFAULTS, overrides, "InternVL")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(c["vocab_size"])

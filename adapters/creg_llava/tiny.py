@@ -92,12 +92,9 @@ def build_tiny_llava(out_dir: str | Path, *, next: bool = False, pad_to_square: 
         LlavaProcessor,
     )
 
-    from creg.testing.tiny_configs import padded_vocab_size, tiny_text_config
+    from creg.testing.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
 
-    unknown = set(overrides) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown tiny LLaVA option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    c = {**DEFAULTS, **overrides}
+    c = tiny_sizes(DEFAULTS, overrides, "LLaVA")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(c["vocab_size"])

@@ -48,13 +48,10 @@ def build_tiny_qwen2_5vl(out_dir: str | Path, *, seed: int = 0, **config_overrid
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from creg.testing.tiny_configs import padded_vocab_size, tiny_text_config
+    from creg.testing.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
     from creg.testing.tiny_tokenizers import build_qwen2_tokenizer
 
-    unknown = set(config_overrides) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown tiny Qwen2.5-VL option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    c = {**DEFAULTS, **config_overrides}
+    c = tiny_sizes(DEFAULTS, config_overrides, "Qwen2.5-VL")
     head_dim = c["text_hidden_size"] // c["text_heads"]
     half = head_dim // 2  # M-RoPE: (temporal, height, width) sections of the rotary frequencies
     mrope_section = [half - 2 * (half // 3), half // 3, half // 3]

@@ -100,13 +100,10 @@ def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, init_device: str |
     import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    from creg.testing.tiny_configs import padded_vocab_size, tiny_text_config
+    from creg.testing.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    unknown = set(config_overrides) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown tiny Qwen2-VL option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    c = {**DEFAULTS, **config_overrides}
+    c = tiny_sizes(DEFAULTS, config_overrides, "Qwen2-VL")
     head_dim = c["text_hidden_size"] // c["text_heads"]
     if head_dim % 2 or c["text_hidden_size"] % c["text_heads"]:
         raise ValueError(f"text_hidden_size {c['text_hidden_size']} must split into {c['text_heads']} even-sized heads")

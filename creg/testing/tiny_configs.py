@@ -3,12 +3,21 @@
 Every ``build_tiny_*`` builder takes the same size keys for its language model
 (``text_hidden_size``, ``text_intermediate_size``, ``text_layers``, ``text_heads``,
 ``text_kv_heads``); :func:`tiny_text_config` turns them into the ``text_config`` of the
-transformers config, so the mapping is written once.
+transformers config, so the mapping is written once; :func:`tiny_sizes` checks and applies a builder's overrides.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
+
+
+def tiny_sizes(defaults: Mapping[str, Any], overrides: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """A builder's ``defaults`` with ``overrides`` applied; TypeError naming ``model`` for a key
+    ``defaults`` lacks (a typo must not build a checkpoint of the wrong size)."""
+    unknown = set(overrides) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown tiny {model} option(s) {sorted(unknown)}; known: {sorted(defaults)}")
+    return {**defaults, **overrides}
 
 
 def padded_vocab_size(tokenizer: Any, multiple: int = 64) -> int:

@@ -40,3 +40,19 @@ def test_bad_shapes_are_refused(tmp_path):
         build_tiny_qwen2vl(tmp_path / "a", mrope_section=[1, 2, 3])
     with pytest.raises(ValueError, match="smaller than the tokenizer"):
         build_tiny_qwen2vl(tmp_path / "b", model_vocab_size=64)
+
+
+def test_the_builder_needs_no_pytest(tmp_path):
+    """The benchmark scripts build their random models where only creg's runtime is installed:
+    the builder's helpers in creg.testing must not pull in pytest or the contract suites."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nsys.modules['pytest'] = None  # as where pytest is not installed\n"
+            "from creg_qwen2vl.tiny import build_tiny_qwen2vl\n"
+            f"build_tiny_qwen2vl({str(tmp_path / 'm')!r}, seed=0)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('creg.testing.') and 'contract' in m))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "m" / "config.json").is_file()

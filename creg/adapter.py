@@ -37,6 +37,7 @@ from typing import Any, Callable, ClassVar, Literal, Sequence
 import torch
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
 
+from .capabilities import ALL_CAPABILITIES, Capability
 from .options import PluginOptions
 from .prompts import DEFAULT_PROMPT
 from .sample import Sample
@@ -354,6 +355,10 @@ class VLMAdapter(ABC):
     #: separate no-grad pass serves them, so a source's numbers never depend on the run's other
     #: sources. The adapter contract checks the claim (``torch.equal`` of the class logits).
     attentions_preserve_numerics: ClassVar[bool] = False
+    #: what the adapter gives sources (:mod:`creg.capabilities`), checked against the sources'
+    #: needs before a run starts. Default: every capability (adapters that declare nothing run as
+    #: before); an adapter that streams no attention maps, say, declares the smaller set.
+    provides: ClassVar[frozenset[Capability]] = ALL_CAPABILITIES
 
     def __init__(self, config: AdapterConfig):
         self.config = config

@@ -314,6 +314,7 @@ class Model:
         except InvalidSample as e:
             raise ApiError(str(e)) from None
         built = _build_sources(names, dict(source_options or {}), self.adapter is not None)
+        _check_capabilities(self.name, self.adapter, built)
         results, logits = explain_samples([sample], built, self.adapter, k=k, sigma_r=sigma_r, rho_r=rho_r, seed=seed)
         per = {name: results[name][0] for name in names}
         rec = next(iter(per.values())).record
@@ -347,6 +348,16 @@ def _build_sources(names: list[str], options: dict[str, dict[str, Any]], has_mod
     try:
         return build_sources(RunConfig(sources=names, source_options=options), get_plugins(), has_model)
     except (UnknownName, RunError) as e:
+        raise ApiError(str(e)) from None
+
+
+def _check_capabilities(name: str, adapter, sources) -> None:
+    """ApiError (one line) when a source needs what ``adapter`` does not provide (:mod:`creg.capabilities`)."""
+    from .capabilities import UnsupportedSources, check_sources
+
+    try:
+        check_sources(name, type(adapter) if adapter is not None else None, sources, option=None)
+    except UnsupportedSources as e:
         raise ApiError(str(e)) from None
 
 
@@ -423,6 +434,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "cos_op": "grey",
     "overwrite": False,
     "progress": False,
+    "skip_unsupported": False,  # drop the sources the adapter cannot serve (creg.capabilities) instead of refusing
 }
 
 
@@ -455,12 +467,13 @@ def run(**options: Any) -> dict[str, Any]:
     from .runner import Runner
 
     config = RunConfig(**{k: (str(v) if k == "data_dir" and v is not None else v) for k, v in opts.items()
-                          if k not in ("out", "overwrite", "progress")})
+                          if k not in ("out", "overwrite", "progress", "skip_unsupported")})
     from .run_config import apply_threads
 
     config.threads = apply_threads(config.threads)
     out = Path(opts["out"]) if opts["out"] else default_out(config)
-    result = Runner(config, out, overwrite=opts["overwrite"], progress=opts["progress"], log=_log).run()
+    result = Runner(config, out, overwrite=opts["overwrite"], progress=opts["progress"], log=_log,
+                    skip_unsupported=opts["skip_unsupported"]).run()
     return {**result.summary, "out": str(result.out)}
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Sequence
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from .capabilities import Capability
 from .options import PluginOptions
 from .adapter import ForwardRequest
 from .sample import Box
@@ -141,6 +142,9 @@ class RelevanceSource(ABC):
     description: ClassVar[str] = ""
     #: False for geometry-only sources (oracle, random, target_box) that run without a model.
     needs_model: ClassVar[bool] = True
+    #: what the source needs from the adapter beyond what :meth:`request` reads (:mod:`creg.capabilities`),
+    #: e.g. ``{Capability.LAYER_REPLAY}`` for a source that calls ``logits_from_layer``.
+    needs: ClassVar[frozenset[Capability]] = frozenset()
 
     class Options(PluginOptions):
         """No options."""

@@ -81,7 +81,7 @@ class Runner:
     def __init__(self, config: RunConfig, out: Path, *, plugins: Plugins | None = None,
                  adapter: VLMAdapter | None = None, overwrite: bool = False,
                  progress: bool = True, log: Callable[[str], None] = log_info,
-                 max_failures: float | int | str | None = None):
+                 max_failures: float | int | str | None = None, skip_unsupported: bool = False):
         self.config = config
         self.out = Path(out)
         self.plugins = plugins or get_plugins()
@@ -93,6 +93,7 @@ class Runner:
         presets = load_registry(config.registry)
         adapter_cls, self.adapter_config = resolve_adapter(config, self.plugins, presets)
         self.sources = build_sources(config, self.plugins, adapter_cls is not None or adapter is not None)
+        self._drop_unsupported(adapter_cls or (type(adapter) if adapter is not None else None), skip_unsupported)
         if config.cos and adapter_cls is None and adapter is None:
             raise RunError("--cos occludes images and re-asks the model: choose a model with --adapter")
         if adapter_cls is not None:
@@ -114,6 +115,19 @@ class Runner:
             self._metrics()  # before the run directory is touched
         except MetricsMissing as e:
             raise RunError(str(e)) from None
+
+    def _drop_unsupported(self, adapter_cls: type | None, skip: bool) -> None:
+        """Refuse (RunError) a source needing what the adapter does not provide (creg.capabilities), or with
+        ``skip`` drop it, warn, and record only the kept sources in the config (so config.json says what ran)."""
+        from .capabilities import check_sources
+        from .logs import warning
+
+        kept = check_sources(self.config.adapter, adapter_cls, self.sources, skip_unsupported=skip, warn=warning)
+        if len(kept) < len(self.sources):
+            names = [s.name for s in kept]
+            self.config = self.config.model_copy(update={
+                "sources": names, "source_options": {k: v for k, v in self.config.source_options.items() if k in names}})
+        self.sources = kept
 
     def describe(self) -> dict[str, Any]:
         """The ``config.json`` document: the configuration as given and as resolved (creg.store.identity)."""

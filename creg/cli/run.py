@@ -56,8 +56,11 @@ def _stored_threads(out_dir: Path) -> int | None:
 @click.option("--max-failures", default=None, metavar="COUNT|FRACTION",
               help="stop when more samples fail than this: a count (20) or a fraction of the samples tried "
                    "(0.1, 10%); default 0.5, judged after 10 samples")
+@click.option("--skip-unsupported", is_flag=True,
+              help="drop (with a warning) the sources that need what the adapter does not provide, instead of "
+                   "refusing the run")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, no_progress, **kw) -> None:
+def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, skip_unsupported, no_progress, **kw) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
     from ..adapter import LayerOutOfRange
     from ..logs import quiet
@@ -90,7 +93,7 @@ def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, no_progress, **k
             config.threads = _stored_threads(out_dir)
         config.threads = apply_threads(config.threads)
         runner = Runner(config, out_dir, plugins=plugins, overwrite=overwrite, progress=not no_progress and not quiet(), log=log,
-                        max_failures=max_failures)
+                        max_failures=max_failures, skip_unsupported=skip_unsupported)
         if runner.adapter_config is not None:  # a hub id that is not here fails now, not after the run dir exists
             check_available(runner.adapter_config.model)
         result = run_here_or_distributed(runner, world=world)  # one process, or one rank of a torchrun launch

@@ -120,7 +120,30 @@ class HFAdapter(VLMAdapter):
         model = load_model(cls.model_class, config.model, device=config.device, dtype=config.dtype,
                            attn_implementation=options.attn_implementation, device_map=options.device_map,
                            max_memory=options.max_memory)
-        return cls(config, model, processor, options)
+        adapter = cls(config, model, processor, options)
+        adapter.check_placeholder_layout()
+        return adapter
+
+    def check_placeholder_layout(self) -> None:
+        """Refuse (:class:`creg.hf.explainable.ModelNotExplainable`, one line) an adapter whose vision
+        layout of a probe image does not name exactly the image placeholder run of its input ids.
+        Nothing is checked when the model's config names no placeholder token (``image_token_id``)."""
+        from PIL import Image
+
+        from creg.sample import Box, make_sample
+
+        from .explainable import check_layout_matches_placeholders, placeholder_token_id
+
+        token = placeholder_token_id(self.model.config)
+        if token is None:
+            return
+        image = Image.new("RGB", (320, 240), (128, 128, 128))
+        probe = make_sample(id="layout-probe", image=image, image_size=image.size, ref_name="dog",
+                            ref_box=Box(x0=20, y0=20, x1=100, y1=100), tgt_name="ball",
+                            tgt_box=Box(x0=200, y0=120, x1=280, y1=200), relation="right")
+        batch = self.encode_cpu([probe], [image])
+        (layout,) = self.vision_layouts(batch, [image])
+        check_layout_matches_placeholders(batch["input_ids"][0], layout, token, self.config.model)
 
     @property
     def num_layers(self) -> int:

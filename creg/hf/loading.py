@@ -39,6 +39,7 @@ def load_model(model_class: Any, name: str, *, device: str, dtype: str, attn_imp
     ``device_map`` / ``max_memory``: accelerate's placement (:mod:`creg.placement`; normalised
     values, converted here to what accelerate takes); ``device`` then only decides what dtype
     ``auto`` means (bfloat16 when CUDA is visible), as config.json records it.
+    A decoder that cross-attends to the image is refused (:mod:`creg.hf.explainable`).
     """
     if isinstance(model_class, str):
         import transformers
@@ -56,7 +57,13 @@ def load_model(model_class: Any, name: str, *, device: str, dtype: str, attn_imp
             kwargs["max_memory"] = accelerate_max_memory(max_memory)
     elif max_memory is not None:
         raise ValueError("max_memory needs a device_map")
+    from .explainable import refuse_cross_attention
+
+    config_class = getattr(model_class, "config_class", None)
+    if config_class is not None:  # refuse a cross-attending decoder before its weights load
+        refuse_cross_attention(name, config=config_class.from_pretrained(name))
     model = model_class.from_pretrained(name, **kwargs)
+    refuse_cross_attention(name, model=model)
     if device_map is None:
         model.to(target)
     else:

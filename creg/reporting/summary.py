@@ -27,6 +27,7 @@ import numpy as np
 from ..metrics import bootstrap_ci
 from ..occlusion import summarize_cos
 from ..records import SampleRecord
+from ..run_config import NO_MODEL
 from ..sample import RELATIONS
 
 
@@ -169,8 +170,9 @@ def markdown_table(summary: dict[str, Any], title: str = "", metrics=None) -> st
         lines.append(f"| {name} | {s['n']} |" + cells)
     acc = summary.get("vlm_accuracy")
     lines.append("")
-    if acc is None:
-        lines.append("VLM accuracy: – (no model in this run)")
+    if acc is None:  # a run with a model whose every sample failed answered nothing: say that, not "no model"
+        no_model = summary.get("adapter", NO_MODEL) in (None, NO_MODEL)
+        lines.append(f"VLM accuracy: – ({'no model in this run' if no_model else 'no sample was answered'})")
     else:
         ci = summary.get("vlm_accuracy_ci")
         per = summary.get("accuracy_by_class") or {}

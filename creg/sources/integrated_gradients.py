@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from pydantic import ConfigDict, Field
 
+from ..capabilities import Capability
 from ..options import PluginOptions
 from ..adapter import ForwardOutput, VLMAdapter
 from ..context import ExplainContext
@@ -91,6 +92,7 @@ class IntegratedGradientsSource(RelevanceSource):
     (gausslegendre), ``layer`` (-2), ``chunk`` (path points per replay, 25)."""
 
     name = "integrated_gradients"
+    needs = frozenset({Capability.LAYER_REPLAY})  # replays the blocks above its layer
     description = "integrated gradients at layer -2, zero baseline, 50 Gauss-Legendre steps, target z_gt (paper §5.1)"
 
     class Options(PluginOptions):

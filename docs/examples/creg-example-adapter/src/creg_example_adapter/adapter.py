@@ -1,6 +1,7 @@
 """The creg adapter of the tiny VLM in :mod:`.model`: inputs and vision layout, the forward pass
 (Hugging Face hidden-state indices; gradients from the earliest requested layer up), the replay.
-It streams no attention maps and says so (its test declares ``supports_attentions = False``)."""
+It streams no attention maps and says so: ``provides`` leaves out ``attention_maps`` (so ``creg run``
+refuses ``attention_rollout`` before it starts) and its test declares ``supports_attentions = False``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from creg.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
+from creg.capabilities import Capability
 from creg.compass import uniform_cell_xy
 from creg.hf import load_images
 from creg.prompts import OPTION_TOKENS, render_prompt
@@ -21,6 +23,7 @@ class ExampleTinyAdapter(VLMAdapter):
     """``AdapterConfig.model`` is ``"random"`` or ``"random:SEED"`` (the weights' seed)."""
 
     description = "example third-party adapter: a tiny random VLM in plain torch"
+    provides = frozenset({Capability.LAYER_GRADIENTS, Capability.LAYER_REPLAY, Capability.VISION_ACTIVATIONS})
 
     def __init__(self, config: AdapterConfig, model: m.TinyVLM):
         super().__init__(config)

@@ -158,6 +158,9 @@ class SourceExplanation:
     sigma: float
     flags: list[str]
     record: Any
+    #: a multi-grid map (tiles + global image): its grids in the order of ``relevance``'s cells
+    #: (:class:`creg.reporting.multigrid.GridSpan`); None for a single grid. Plots spread it to pixel space.
+    grids: tuple | None = None
 
     @property
     def peak(self) -> str:
@@ -177,6 +180,7 @@ class SourceExplanation:
         if maps:
             out["relevance"] = self.relevance.tolist()
             out["cell_xy"] = self.cell_xy.tolist()
+            out["grids"] = [g._asdict() for g in self.grids] if self.grids else None
         return out
 
 
@@ -244,7 +248,7 @@ class Explanation:
 
         names = list(sources) if sources is not None else list(self.sources)
         rows = [{"source": n, "record": self[n].record.model_dump(), "relevance": self[n].relevance,
-                 "cell_xy": self[n].cell_xy, "r_max": self[n].r_max or None} for n in names]
+                 "cell_xy": self[n].cell_xy, "r_max": self[n].r_max or None, "grids": self[n].grids} for n in names]
         vlm = f" · VLM: {self.answer} ({max(self.probs.values()):.2f})" if self.answer else ""
         title = (f"Where is the {self.sample.tgt_name} relative to the {self.sample.ref_name}? "
                  f"true: {self.relation} ({self.true_angle:.0f}°){vlm}")
@@ -371,6 +375,7 @@ def explain_samples(samples, sources, adapter, *, k: int = 8, sigma_r: float = 0
     from .compass import uniform_cell_xy
     from .context import ExplainContext
     from .reporting.figures import sector_names
+    from .reporting.multigrid import grid_spans
 
     ctx = ExplainContext.for_sources(list(samples), adapter, sources, seed=seed)  # planned as a run plans it
     logits = ctx.output.class_logits.detach().float().cpu().numpy() if adapter is not None else None
@@ -390,7 +395,8 @@ def explain_samples(samples, sources, adapter, *, k: int = 8, sigma_r: float = 0
                 source=src.name, relevance=values, cell_xy=cell_xy, compass=compass.probs.numpy(),
                 sectors=sector_names(compass.k), peak_sector=compass.peak_sector, peak_angle=compass.peak_angle,
                 sector_angle=compass.sector_angle, dae=record.dae, ea=record.ea, d_ab=compass.d_ab,
-                r_max=compass.r_max, sigma=compass.sigma, flags=list(compass.flags), record=record))
+                r_max=compass.r_max, sigma=compass.sigma, flags=list(compass.flags), record=record,
+                grids=grid_spans(ctx.layout(i), values.shape) if adapter is not None and rmap.cell_xy is not None else None))
         out[src.name] = rows
     return out, logits
 

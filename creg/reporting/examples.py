@@ -111,7 +111,7 @@ def recompute_maps(config: dict[str, Any], samples: dict[str, Any], wanted: dict
             problems.append(f"{sid}: {type(e).__name__}: {e}")
             continue
         for name, (ex,) in results.items():
-            out[(sid, name)] = {"relevance": ex.relevance, "cell_xy": ex.cell_xy, "r_max": ex.r_max or None,
+            out[(sid, name)] = {"relevance": ex.relevance, "cell_xy": ex.cell_xy, "r_max": ex.r_max or None, "grids": ex.grids,
                                 "peak_sector": ex.peak_sector}
     return out, ("; ".join(problems[:3]) if problems else None)
 

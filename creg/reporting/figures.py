@@ -205,18 +205,38 @@ def draw_heatmap(ax, image, relevance, cell_xy=None, *, image_size: tuple[int, i
     return mesh
 
 
+def draw_multigrid(ax, image, relevance, cell_xy, grids, *, image_size: tuple[int, int], colorbar: bool = True):
+    """A multi-grid map as one heatmap: relevance spread to pixel space (:mod:`creg.reporting.multigrid`),
+    each grid that covers part of the image outlined (dotted) and named."""
+    from matplotlib.patches import Rectangle
+
+    from .multigrid import outlines, spread_to_pixels
+
+    mesh = draw_heatmap(ax, image, spread_to_pixels(relevance, cell_xy, grids, image_size), None,
+                        image_size=image_size, colorbar=colorbar)
+    for name, (x0, y0, x1, y1) in outlines(cell_xy, grids, image_size):
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", lw=0.8, ls=":",
+                               alpha=0.9, zorder=2))
+        ax.text(x0 + 2, y0 + 2, name, color="white", fontsize=5, va="top", ha="left", zorder=2, clip_on=True)
+    return mesh
+
+
 def draw_scene(ax, image, ref_box: Sequence[float], tgt_box: Sequence[float], *, ref_name: str = "A",
                tgt_name: str = "B", true_angle: float | None = None, peak_angle: float | None = None,
                title: str = "", legend: bool = False, relevance=None, cell_xy=None,
                image_size: tuple[int, int] | None = None, r_max: float | None = None,
-               colorbar: bool = True) -> None:
+               colorbar: bool = True, grids=None) -> None:
     """The image (with the relevance heatmap when ``relevance`` is given), boxes A (orange) and
-    B (blue), true direction (green) and peak (magenta) arrows, and r_max (dashed) when given."""
+    B (blue), true direction (green) and peak (magenta) arrows, and r_max (dashed) when given.
+    ``grids``: the :class:`creg.reporting.multigrid.GridSpan` of a multi-grid map, drawn spread to
+    pixel space with each tile outlined (:func:`draw_multigrid`)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Circle, Rectangle
 
     size = image.size if image is not None else image_size
-    if relevance is not None:
+    if relevance is not None and grids and size is not None:
+        draw_multigrid(ax, image, relevance, cell_xy, grids, image_size=size, colorbar=colorbar)
+    elif relevance is not None:
         draw_heatmap(ax, image, relevance, cell_xy, image_size=size, colorbar=colorbar)
     elif image is not None:
         ax.imshow(np.asarray(image))
@@ -296,7 +316,7 @@ def explanation_figure(image, sample: dict[str, Any], rows: Sequence[dict[str, A
         draw_scene(ax, image, sample["ref"]["box"], sample["tgt"]["box"], ref_name=sample["ref"]["name"],
                    tgt_name=sample["tgt"]["name"], true_angle=rec["true_angle"], peak_angle=rec["peak_angle"],
                    relevance=row.get("relevance"), cell_xy=row.get("cell_xy"), r_max=row.get("r_max"),
-                   image_size=tuple(sample.get("image_size") or ()) or None,
+                   image_size=tuple(sample.get("image_size") or ()) or None, grids=row.get("grids"),
                    title=f"{row['source']}: relevance" if row.get("relevance") is not None else row["source"])
         pax = fig.add_subplot(n, 2, 2 * i + 2, projection="polar")
         names = sector_names(len(rec["compass"]))
@@ -335,7 +355,7 @@ def examples_figure(path: Path, items: Sequence[dict[str, Any]], title: str, *, 
         draw_scene(ax, it.get("image"), s["ref"]["box"], s["tgt"]["box"], ref_name=s["ref"]["name"],
                    tgt_name=s["tgt"]["name"], true_angle=r["true_angle"], peak_angle=r["peak_angle"],
                    title=head + (f"\n{vlm}" if vlm else ""), relevance=it.get("relevance"), cell_xy=it.get("cell_xy"),
-                   r_max=it.get("r_max"), image_size=tuple(s.get("image_size") or ()) or None)
+                   r_max=it.get("r_max"), image_size=tuple(s.get("image_size") or ()) or None, grids=it.get("grids"))
         pax = fig.add_subplot(2, n, n + j + 1, projection="polar")
         draw_compass(pax, r["compass"], r["true_angle"], r["peak_angle"], colour=colour)
     fig.suptitle(f"{title}  (roses: P(θ_k) per sector)", fontsize=10)

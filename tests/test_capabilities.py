@@ -140,3 +140,15 @@ def test_no_model_in_this_run_only_when_there_is_none():
     assert "no model in this run" in markdown_table(_summary("none"))
     with_model = markdown_table(_summary("example-tiny"))
     assert "no model in this run" not in with_model and "no sample was answered" in with_model
+
+
+def test_api_run_takes_skip_unsupported(example_plugins, tmp_path):
+    import creg
+
+    with pytest.raises(UnsupportedSources, match="attention_rollout"):
+        creg.run(adapter="example-tiny", model="random:0", sources="gradxact,attention_rollout", n=1,
+                 out=str(tmp_path / "refused"))
+    assert not (tmp_path / "refused").exists()
+    summary = creg.run(adapter="example-tiny", model="random:0", sources="gradxact,attention_rollout", n=1,
+                       out=str(tmp_path / "run"), skip_unsupported=True)
+    assert list(summary["sources"]) == ["gradxact"]

@@ -152,3 +152,30 @@ def test_api_run_takes_skip_unsupported(example_plugins, tmp_path):
     summary = creg.run(adapter="example-tiny", model="random:0", sources="gradxact,attention_rollout", n=1,
                        out=str(tmp_path / "run"), skip_unsupported=True)
     assert list(summary["sources"]) == ["gradxact"]
+
+
+def _samples():
+    from PIL import Image
+
+    from creg.sample import Box, make_sample
+
+    image = Image.new("RGB", (112, 84), (40, 40, 40))
+    return [make_sample(id="s", image=image, image_size=image.size, ref_name="a", ref_box=Box(x0=0, y0=0, x1=20, y1=20),
+                        tgt_name="b", tgt_box=Box(x0=60, y0=40, x1=90, y1=70), relation="right")]
+
+
+def test_the_contract_reads_what_the_adapter_declares():
+    """The contract's attention test follows ``provides``: the example adapter, which declares no
+    attention maps, passes it without restating that on the test class; claiming them fails it."""
+    from creg.testing import AdapterContract
+
+    class Contract(AdapterContract):  # no supports_attentions = False here
+        pass
+
+    Contract().test_attention_maps_are_streamed(ExampleTinyAdapter.load(AdapterConfig(model="random:0")), _samples())
+
+    class Overclaims(ExampleTinyAdapter):  # planted bug: declares attention maps it does not stream
+        provides = ALL_CAPABILITIES
+
+    with pytest.raises(NotImplementedError):
+        Contract().test_attention_maps_are_streamed(Overclaims.load(AdapterConfig(model="random:0")), _samples())

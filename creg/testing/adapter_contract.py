@@ -14,7 +14,8 @@ test suite and providing an ``adapter`` fixture::
         def adapter(cls):
             return MyAdapter.load(AdapterConfig(model="path/or/hub-id"))
 
-What the adapter cannot do is *declared* on the class (``supports_attentions = False``,
+What the adapter cannot do is *declared*: left out of the adapter class's ``provides``
+(:mod:`creg.capabilities`), or on the test class (``supports_attentions = False``,
 ``supports_vision_activations = False``); the matching tests then check that asking for it
 fails clearly instead of being skipped silently.
 
@@ -42,6 +43,7 @@ import pytest
 import torch
 
 from creg.adapter import ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
+from creg.capabilities import Capability, adapter_provides
 from creg.compass import uniform_cell_xy
 from creg.sample import ImageUnreadable, InvalidSample, Sample, make_sample
 
@@ -531,7 +533,7 @@ class AdapterContract:
         plain = make_image_sample(self.image_sizes[-1])
         marked = make_image_sample(self.image_sizes[-1], marker="top_right")
         request = ForwardRequest(vision_activations=True)
-        if not self.supports_vision_activations:
+        if not self.supports_vision_activations or Capability.VISION_ACTIVATIONS not in adapter_provides(type(adapter)):
             with pytest.raises((NotImplementedError, ValueError)):
                 adapter.forward([plain], request)
             return
@@ -554,7 +556,7 @@ class AdapterContract:
 
     def test_attention_maps_are_streamed(self, adapter, samples):
         request = ForwardRequest(attentions=True)
-        if not self.supports_attentions:
+        if not self.supports_attentions or Capability.ATTENTION_MAPS not in adapter_provides(type(adapter)):
             with pytest.raises((NotImplementedError, ValueError)):
                 adapter.forward(samples, request, on_attention=lambda i, a: None)
             return

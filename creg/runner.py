@@ -240,7 +240,14 @@ class Runner:
                 self.adapter  # noqa: B018 - load (and so validate) the model before the directory changes
                 store.doc["execution"] = self.execution()
                 store.start()
-                return self._run(store)
+                result = self._run(store)
+                if self.config.controls:  # creg.controls: the same samples again, into RUN_DIR/<control>
+                    from .controls.blank import run_blank
+
+                    run_blank(self)
+                    result.summary, result.table, _ = self.write_summary(
+                        store, complete=True, elapsed_s=result.summary.get("elapsed_s", 0.0))
+                return result
         finally:
             restore()
 
@@ -311,6 +318,9 @@ class Runner:
             bench=self.config.bench, adapter=self.config.adapter, metrics=self._metrics(), pairwise=True,
             elapsed_s=elapsed_s,
         )
+        from .controls.blank import stored_controls
+
+        summary.update(stored_controls(self.out, records, seed=self.config.seed))
         summary["warnings"] = run_warnings(getattr(store, "doc", None), summary, records)
         title = f"{self.config.bench} · {self.config.adapter} · n={summary['n_samples']}"
         table = markdown_table(summary, title, metrics=self._metrics())

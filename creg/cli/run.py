@@ -56,8 +56,11 @@ def _stored_threads(out_dir: Path) -> int | None:
 @click.option("--max-failures", default=None, metavar="COUNT|FRACTION",
               help="stop when more samples fail than this: a count (20) or a fraction of the samples tried "
                    "(0.1, 10%); default 0.5, judged after 10 samples")
+@click.option("--control", "controls", multiple=True, type=click.Choice(["blank"]),
+              help="also run every sample with its objects removed (same names and boxes) into RUN_DIR/blank and "
+                   "report each source's peaks and DAE there (a position prior; docs/user-guide.md)")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, no_progress, **kw) -> None:
+def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, no_progress, controls, **kw) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
     from ..adapter import LayerOutOfRange
     from ..logs import quiet
@@ -81,7 +84,8 @@ def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, no_progress, **k
         world = world_from_env()  # set by torchrun: this process is one rank of a data-parallel run
     except ValueError as e:
         fail(str(e))
-    config = run_config_from(kw, sources=[s.strip() for s in sources.split(",") if s.strip()], cos=cos, cos_op=cos_op)
+    config = run_config_from(kw, sources=[s.strip() for s in sources.split(",") if s.strip()], cos=cos, cos_op=cos_op,
+                             controls=list(dict.fromkeys(controls)))
     out_dir = Path(out) if out else _default_out(config)
     try:
         from ..runner import Runner

@@ -77,3 +77,22 @@ def randomize_cmd(sources: str, **kw) -> None:
                                       f"n={len(samples)})")
     click.echo(text)
     _write(kw.get("out"), "randomize", result, text)
+
+
+@analyze_group.command("layers")
+@_model_analysis_options
+def layers_cmd(**kw) -> None:
+    """Per decoder block, the answer's change when that block's text->vision attention is knocked out and when
+    the vision tokens at its input are patched with a blank image's; recommend CREG's layers (docs/user-guide.md).
+    --limit samples (default 16)."""
+    from ..analyses.layers import layer_effects, layers_markdown
+    from ..run_config import RunError
+
+    runner, samples = _prepare(kw, ["creg"])
+    try:
+        result = layer_effects(runner.adapter, samples, runner.benchmark.blank_sample, log=log)
+    except RunError as e:
+        fail(str(e))
+    text = layers_markdown(result, f"Layer analysis ({runner.config.bench}, {runner.config.adapter}, n={len(samples)})")
+    click.echo(text)
+    _write(kw.get("out"), "layers", result, text)

@@ -238,8 +238,15 @@ class Runner:
             with RunWriter(self.out, self.describe(), sources=[s.name for s in self.sources],
                            overwrite=self.overwrite, log=self.log) as store:
                 self.adapter  # noqa: B018 - load (and so validate) the model before the directory changes
+                from .analyses.auto_layers import CACHE, brief, resolve_auto_layers
+
+                self.layers_auto = resolve_auto_layers(self)  # --source-opt creg.layers=auto (None: not asked)
+                if self.layers_auto is not None:
+                    store.doc["layers_auto"] = brief(self.layers_auto)
                 store.doc["execution"] = self.execution()
                 store.start()
+                if self.layers_auto is not None:
+                    store.write_json_artifact(CACHE, self.layers_auto)
                 result = self._run(store)
                 if self.config.controls:  # creg.controls: the same samples again, into RUN_DIR/<control>
                     from .controls.blank import run_blank
@@ -321,6 +328,10 @@ class Runner:
         from .controls.blank import stored_controls
 
         summary.update(stored_controls(self.out, records, seed=self.config.seed))
+        if getattr(self, "layers_auto", None) is not None:
+            from .analyses.auto_layers import brief
+
+            summary["layers_auto"] = brief(self.layers_auto)
         summary["warnings"] = run_warnings(getattr(store, "doc", None), summary, records)
         title = f"{self.config.bench} · {self.config.adapter} · n={summary['n_samples']}"
         table = markdown_table(summary, title, metrics=self._metrics())

@@ -63,6 +63,7 @@ def run_blank(runner, *, log: Callable[[str], None] | None = None):
     sub = Runner(config, runner.out / BLANK_DIR, plugins=runner.plugins, adapter=runner.adapter,
                  progress=runner.progress, log=log or runner.log)
     sub.benchmark = BlankBenchmark(runner.benchmark)
+    sub.sources = runner.sources  # the same source objects: layers=auto stays as resolved for the run
     return sub.run()
 
 

@@ -84,3 +84,13 @@ def test_recommendation_rule_hand_cases():
     assert rec["layers"] == [-4]
     assert recommend_layers(rows([2.0, 0.0, 0.0]), 3)["layers"] == [-4]  # block 0: the embedding output
     assert recommend_layers(rows([MIN_DROP / 2] * 3), 3)["layers"] is None
+
+
+@pytest.mark.parametrize("command", ["layers", "randomize"])
+def test_model_analyses_without_a_model_fail_in_one_line(command):
+    from click.testing import CliRunner
+
+    from creg.cli import cli
+
+    res = CliRunner().invoke(cli, ["analyze", command, "--adapter", "none", "--limit", "1"])
+    assert res.exit_code == 2 and "a model" in res.output and len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output

@@ -218,7 +218,7 @@ def layers_markdown(result: dict[str, Any], title: str = "") -> str:
         lines.append(f"Recommendation: none -- {rec['note']}.")
     else:
         lines.append(f"Blocks that read the image (knock-out ≥ {READ_SHARE:.0%} of the largest): "
-                     f"{', '.join(map(str, rec['read_blocks']))}. {rec['note']}.")
+                     f"{', '.join(map(str, rec['read_blocks']))}; {rec['note']}.")
         lines.append(f"Recommended CREG layers: {','.join(map(str, rec['layers']))}  "
                      f"(`--source-opt creg.layers={','.join(map(str, rec['layers']))}`, or `creg.layers=auto`)")
     return "\n".join(lines) + "\n"

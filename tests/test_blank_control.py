@@ -109,3 +109,13 @@ def test_blank_control_run_on_synthetic_with_the_fake_model(tmp_path):
                    plugins=get_plugins()).run()
     assert again.processed == 0 and again.summary["controls"]["blank"] == ctrl
     assert len((out / "blank" / "records.jsonl").read_text().splitlines()) == 16
+
+
+def test_empty_blank_maps_are_warned_about_not_read_as_uniform():
+    ids = [f"s{i}" for i in range(8)]
+    scenes = [_rec(i, "m", "left", 10.0, peak=4) for i in ids]
+    blanks = [_rec(i, "m", "left", 90.0, peak=j % 8, compass=[1 / 8] * 8).model_copy(update={"flags": ["no_mass"]})
+              for j, i in enumerate(ids)]
+    c = blank_control(scenes, blanks)
+    assert c["sources"]["m"]["flags"] == {"no_mass": 8} and c["sources"]["m"]["prior"] is False
+    assert "blank_empty" in [w["kind"] for w in control_warnings(c)]

@@ -12,7 +12,9 @@ Per source, from the run's records (scenes) and the blank run's records (same sa
   ``explained_by_prior`` is True when the blank DAE lies inside the scene DAE's CI -- the class's
   score on scenes is no better than what the source scores with nothing to see.
 
-:func:`control_warnings` turns both into warnings (``blank_prior``, ``blank_dae``).
+:func:`control_warnings` turns both into warnings (``blank_prior``, ``blank_dae``), and warns
+(``blank_empty``) when at least half of a source's blank maps are empty (flag ``no_mass``: a uniform
+compass whose peak is drawn at random, so a uniform χ² says nothing).
 """
 
 from __future__ import annotations
@@ -100,6 +102,11 @@ def control_warnings(control: dict[str, Any] | None) -> list[dict[str, Any]]:
                         "message": f"{name}: on blank images (objects removed) its peaks are not uniform "
                                    f"(χ² = {s['chi2']:.1f}, df {s['df']}, p = {s['p']:.2g}; {s['top_share']:.0%} at "
                                    f"{sector_name(s['top_sector'], k)}): a position prior"})
+        empty = int((s.get("flags") or {}).get("no_mass", 0))
+        if empty and 2 * empty >= s.get("n", 0):
+            out.append({"kind": "blank_empty", "source": name, "count": empty, "n": s.get("n", 0),
+                        "message": f"{name}: {empty} of {s.get('n', 0)} maps on blank images have no relevance mass "
+                                   "(uniform compasses, peaks drawn at random): the χ² test cannot show a prior"})
         if s.get("image_blind"):  # the same compass with and without objects: a control that reads no pixels
             continue
         weak = [rel for rel, c in (s.get("by_class") or {}).items() if c.get("explained_by_prior")]
@@ -119,8 +126,9 @@ def control_markdown(control: dict[str, Any] | None) -> str:
     k = control["k"]
     heads = " | ".join(sector_name(i, k) for i in range(k))
     lines = [f"**Blank-image control** (same samples, objects removed; n={control['n_samples']}): peak sectors on "
-             f"blanks, χ² against uniform (⚠ p < {control['prior_p']:g}), DAE on blanks", "",
-             f"| Method | n | {heads} | χ² | p | DAE blank [95% CI] |", "|---|---:|" + "---:|" * k + "---:|---:|---:|"]
+             f"blanks, χ² against uniform (⚠ p < {control['prior_p']:g}), DAE on blanks, maps without relevance mass "
+             "(empty)", "",
+             f"| Method | n | {heads} | χ² | p | DAE blank [95% CI] | empty |", "|---|---:|" + "---:|" * k + "---:|---:|---:|---:|"]
     for name, s in control["sources"].items():
         counts = " | ".join(str(c) for c in s["peak_counts"])
         chi = "–" if s["chi2"] is None else f"{s['chi2']:.1f}"
@@ -128,5 +136,6 @@ def control_markdown(control: dict[str, Any] | None) -> str:
         dae = "–" if s["dae"] is None else f"{s['dae']:.1f}" + (
             f" [{s['dae_ci'][0]:.1f}, {s['dae_ci'][1]:.1f}]" if s.get("dae_ci") else "")
         blind = " (reads no pixels)" if s.get("image_blind") else ""
-        lines.append(f"| {name}{blind} | {s['n']} | {counts} | {chi} | {p} | {dae} |")
+        empty = int((s.get("flags") or {}).get("no_mass", 0))
+        lines.append(f"| {name}{blind} | {s['n']} | {counts} | {chi} | {p} | {dae} | {empty} |")
     return "\n".join(lines) + "\n"

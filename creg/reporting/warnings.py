@@ -15,8 +15,9 @@ the list under ``"warnings"``. Kinds:
 * ``flagged`` -- a source's records with degenerate relevance (no mass within r_max, non-finite
   values, A and B at the same centre), per flag;
 * ``partial`` -- the run did not finish;
-* ``blank_prior`` / ``blank_dae`` -- the blank-image control (``--control blank``): a source's peaks on
-  blanks are not uniform, or a class's DAE on scenes is no better than on blanks (creg.controls.prior).
+* ``blank_prior`` / ``blank_dae`` / ``blank_empty`` -- the blank-image control (``--control blank``): a
+  source's peaks on blanks are not uniform, a class's DAE on scenes is no better than on blanks, or most
+  of its blank maps are empty (creg.controls.prior).
 """
 
 from __future__ import annotations

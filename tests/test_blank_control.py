@@ -13,8 +13,8 @@ import torch
 from creg.controls.chi2 import chi2_sf, chi2_uniform
 from creg.controls.prior import blank_control, control_warnings
 from creg.records import SampleRecord
-from creg.runner import Runner, RunConfig
-from creg.sample import make_sample, Box
+from creg.runner import RunConfig, Runner
+from creg.sample import Box, make_sample
 
 torch.set_num_threads(1)
 

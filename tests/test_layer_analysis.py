@@ -8,7 +8,6 @@ from contextlib import ExitStack
 import pytest
 import torch
 
-from creg.adapter import ForwardRequest
 from creg.analyses.layers import (MIN_DROP, captured_inputs, knocked_out, layer_effects, patched_input,
                                   recommend_layers)
 from creg.plugins import get_plugins

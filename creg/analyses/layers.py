@@ -133,7 +133,8 @@ def layer_effects(adapter: VLMAdapter, samples: Sequence[Sample], blank: Callabl
     parts: ModelParts = model_parts(adapter, "creg analyze layers")
     if parts.mask_kwarg is None:
         raise AnalysisError(f"adapter {type(adapter).__name__} declares no mask keyword for its decoder blocks "
-                            "(ModelParts.mask_kwarg): the text->vision knock-out cannot run")
+                            "(ModelParts.mask_kwarg; e.g. a flash-attention kernel, which takes no dense mask: load "
+                            "it with --adapter-opt attn_implementation=sdpa): the text->vision knock-out cannot run")
     n_blocks = len(parts.blocks)
     base_lp, base_gap, base_ok = [], [], []
     ko = {"logp": [[] for _ in range(n_blocks)], "gap": [[] for _ in range(n_blocks)], "ok": [[] for _ in range(n_blocks)]}

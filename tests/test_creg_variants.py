@@ -83,3 +83,12 @@ def test_layers_auto_resolved_once_per_run_and_recorded(tmp_path, monkeypatch):
     assert json.loads((out / "config.json").read_text())["layers_auto"]["layers"] == layers
     again = run()  # a resume: the cache, not a second measurement
     assert calls == [1] and again.processed == 0 and again.summary["layers_auto"]["layers"] == layers
+
+
+def test_rebuilding_a_runs_sources_uses_its_resolved_auto_layers():
+    from creg.analyses.auto_layers import resolved_source_options
+
+    doc = {"run": {"source_options": {"creg": {"layers": "auto", "contrastive": False}, "gradxact": {"layer": -3}}},
+           "layers_auto": {"layers": [-4, -5]}}
+    assert resolved_source_options(doc) == {"creg": {"layers": [-4, -5], "contrastive": False}, "gradxact": {"layer": -3}}
+    assert resolved_source_options({"run": {"source_options": {"creg": {"layers": "auto"}}}}) == {"creg": {"layers": "auto"}}

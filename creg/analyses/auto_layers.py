@@ -73,3 +73,16 @@ def resolve_auto_layers(runner) -> dict[str, Any] | None:
 def brief(record: dict[str, Any]) -> dict[str, Any]:
     """What config.json and summary.json keep of the record (not the whole table)."""
     return {k: record[k] for k in ("layers", "fallback", "read_blocks", "n", "note", "sources") if k in record}
+
+
+def resolved_source_options(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A run's ``source_options`` (its ``config.json`` document ``doc``) with every ``layers=auto`` replaced by
+    the layers the run resolved (``layers_auto``), for code that rebuilds the run's sources (report heatmaps,
+    the flip run). Unchanged when the run recorded none."""
+    options = {k: dict(v) for k, v in ((doc.get("run") or {}).get("source_options") or {}).items()}
+    layers = (doc.get("layers_auto") or {}).get("layers")
+    if layers:
+        for opts in options.values():
+            if isinstance(opts.get("layers"), str) and opts["layers"].strip().lower() == "auto":
+                opts["layers"] = list(layers)
+    return options

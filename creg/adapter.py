@@ -337,6 +337,26 @@ class OccludedImage(BaseModel):
         return Image.fromarray(self.array(), "RGB")
 
 
+class ModelParts(BaseModel):
+    """The modules of a model that the model analyses change (``creg analyze randomize`` and
+    ``creg analyze layers``, :mod:`creg.analyses`): an adapter declares them with
+    :meth:`VLMAdapter.model_parts`.
+
+    * ``blocks``: the decoder blocks in order, block ``i`` (0-based) reading hidden-state index ``i``
+      (so ``len(blocks) == num_layers``);
+    * ``vision``: the vision tower (encoder and projector into the decoder), or None;
+    * ``mask_kwarg``: the keyword under which every block receives its attention mask, a ``(b, 1, q, k)``
+      tensor (bool: True = may attend; float: added to the scores) or None (causal); what the text->vision
+      knock-out replaces. None: the blocks take no mask keyword and the knock-out is refused.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    blocks: Sequence[Any]
+    vision: Any = None
+    mask_kwarg: str | None = "attention_mask"
+
+
 #: Called once per decoder layer (0-based index, attention ``(b, heads, seq, seq)``), in order.
 AttentionCallback = Callable[[int, torch.Tensor], None]
 
@@ -430,6 +450,12 @@ class VLMAdapter(ABC):
                 f"so hidden-state indices run from {-(n + 1)} to {n}"
             )
         return t
+
+    def model_parts(self) -> ModelParts | None:
+        """The decoder blocks and vision tower (:class:`ModelParts`) that ``creg analyze randomize`` and
+        ``creg analyze layers`` change; None (the default): not declared, and those analyses refuse the
+        adapter in one line. ``creg.hf.HFAdapter`` declares them for every transformers VLM."""
+        return None
 
     def check_layers(self, layers: Sequence[int]) -> None:
         """Raise :class:`LayerOutOfRange` (one clear line) if any of ``layers`` does not exist."""

@@ -438,6 +438,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "threads": None,  # creg.run_config.default_threads(); the number used is stored in config.json
     "cos": False,
     "cos_op": "grey",
+    "controls": [],  # ["blank"]: creg run --control blank (a string is one control)
     "overwrite": False,
     "progress": False,
     "skip_unsupported": False,  # drop the sources the adapter cannot serve (creg.capabilities) instead of refusing
@@ -464,6 +465,8 @@ def run(**options: Any) -> dict[str, Any]:
     opts = {**RUN_DEFAULTS, **options}
     if isinstance(opts["sources"], str):
         opts["sources"] = [s.strip() for s in opts["sources"].split(",") if s.strip()]
+    if isinstance(opts["controls"], str):
+        opts["controls"] = [c.strip() for c in opts["controls"].split(",") if c.strip()]
     if opts["registry"] and isinstance(opts["registry"], (str, Path)):
         opts["registry"] = [opts["registry"]]
     if opts["adapter"] is None:

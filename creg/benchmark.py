@@ -71,6 +71,17 @@ class Benchmark(ABC):
         """
         return self.n
 
+    def blank_sample(self, sample: Sample) -> Sample:
+        """``sample`` with its objects removed: same id, names, boxes and relation, for the blank-image
+        control (``creg run --control blank``, :mod:`creg.controls.blank`).
+
+        The default is a uniform image of the same size in the image's mean colour (any benchmark
+        of real photos); a benchmark that draws its scenes overrides it to draw the scene without
+        its objects."""
+        from .controls.blank import uniform_blank
+
+        return uniform_blank(sample)
+
     def describe(self) -> dict[str, Any]:
         """Resolved options, written into the run directory's config."""
         return {"name": self.name, "seed": self.seed, "n": self.n,

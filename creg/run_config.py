@@ -82,6 +82,9 @@ class RunConfig(BaseModel):
     #: as its options ``device_map`` / ``max_memory``; None: the whole model on ``device``.
     device_map: DeviceMapField = None
     max_memory: MaxMemoryField = None
+    #: controls run after the samples (creg.controls): "blank" = the same samples with the objects removed,
+    #: into RUN_DIR/blank. Not part of the identity: a control never changes the run's own records.
+    controls: list[Literal["blank"]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _placement(self) -> "RunConfig":
@@ -126,7 +129,7 @@ class RunConfig(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the stored one (device, threads and placement are
         checked as resolved: config.json's ``adapter.device``, ``environment.threads``, ``adapter.options``)."""
-        return self.model_dump(exclude={"registry", "device", "threads", "device_map", "max_memory"})
+        return self.model_dump(exclude={"registry", "device", "threads", "device_map", "max_memory", "controls"})
 
     def placement(self) -> dict[str, Any]:
         """The adapter options ``--device-map`` and ``--max-memory`` set (only those given)."""
@@ -135,7 +138,7 @@ class RunConfig(BaseModel):
 
 #: RunConfig fields whose command-line flag is not --FIELD.
 _FLAGS = {"n": "--limit", "sources": "--source", "registry": "--registry", "adapter_options": "--adapter-opt",
-          "source_options": "--source-opt", "bench_options": "--bench-opt"}
+          "source_options": "--source-opt", "bench_options": "--bench-opt", "controls": "--control"}
 
 
 def config_error_message(e: ValidationError) -> str:

@@ -252,9 +252,23 @@ class Runner:
             with RunWriter(self.out, self.describe(), sources=[s.name for s in self.sources],
                            overwrite=self.overwrite, log=self.log) as store:
                 self.adapter  # noqa: B018 - load (and so validate) the model before the directory changes
+                from .analyses.auto_layers import CACHE, brief, resolve_auto_layers
+
+                self.layers_auto = resolve_auto_layers(self)  # --source-opt creg.layers=auto (None: not asked)
+                if self.layers_auto is not None:
+                    store.doc["layers_auto"] = brief(self.layers_auto)
                 store.doc["execution"] = self.execution()
                 store.start()
-                return self._run(store)
+                if self.layers_auto is not None:
+                    store.write_json_artifact(CACHE, self.layers_auto)
+                result = self._run(store)
+                if self.config.controls:  # creg.controls: the same samples again, into RUN_DIR/<control>
+                    from .controls.blank import run_blank
+
+                    run_blank(self)
+                    result.summary, result.table, _ = self.write_summary(
+                        store, complete=True, elapsed_s=result.summary.get("elapsed_s", 0.0))
+                return result
         finally:
             restore()
 
@@ -325,6 +339,13 @@ class Runner:
             bench=self.config.bench, adapter=self.config.adapter, metrics=self._metrics(), pairwise=True,
             elapsed_s=elapsed_s,
         )
+        from .controls.blank import stored_controls
+
+        summary.update(stored_controls(self.out, records, seed=self.config.seed))
+        if getattr(self, "layers_auto", None) is not None:
+            from .analyses.auto_layers import brief
+
+            summary["layers_auto"] = brief(self.layers_auto)
         summary["warnings"] = run_warnings(getattr(store, "doc", None), summary, records)
         title = f"{self.config.bench} · {self.config.adapter} · n={summary['n_samples']}"
         table = markdown_table(summary, title, metrics=self._metrics())

@@ -145,7 +145,7 @@ def test_run_defaults_are_the_cli_defaults():
         elif key in ("source_options", "bench_options"):  # KEY=VALUE items, none by default
             assert not default, key
             default = {}
-        elif key == "registry":
+        elif key in ("registry", "controls"):  # a repeatable option: a tuple on the CLI, a list in the API
             default = list(default or [])
         elif key == "progress":
             continue  # the CLI shows a bar on a terminal; the API is quiet

@@ -10,7 +10,7 @@ from creg.benchmark import Benchmark
 from creg.options import Choice, PluginOptions
 from creg.sample import Sample
 
-from .scenes import COLOURS, LAYOUTS, scene_sample
+from .scenes import BACKGROUND, COLOURS, LAYOUTS, scene_sample
 
 #: bounds of the canvas: big enough to place two shapes apart, small enough to stay cheap.
 MIN_SIDE, MAX_SIDE, MAX_ASPECT = 32, 4096, 4.0
@@ -80,6 +80,14 @@ class SyntheticBenchmark(Benchmark):
         for i in range(self.n):
             yield scene_sample(self.seed, i, self.size, min_ratio=self.min_ratio, layout=self.layout,
                                distractors=self.distractors, colours=self.colours)
+
+    def blank_sample(self, sample: Sample) -> Sample:
+        """The scene drawn without any object (A, B and distractors): the empty canvas, same names
+        and boxes (the blank-image control)."""
+        from PIL import Image
+
+        return sample.model_copy(update={"image": Image.new("RGB", sample.image_size, BACKGROUND),
+                                         "meta": {**sample.meta, "blank": True}})
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "width": self.size[0], "height": self.size[1], "min_ratio": self.min_ratio,

@@ -1,4 +1,4 @@
-"""``creg analyze flip|ablation|prompts``: analyses that run the model again."""
+"""``creg analyze flip|ablation|prompts`` (and ``randomize|layers``, creg.cli.analyze_model): analyses that run the model again."""
 
 from __future__ import annotations
 
@@ -101,3 +101,4 @@ def prompts_cmd(prompts: str, **kw) -> None:
     labels = {p: f"{p}: {PROMPTS.get(p, p)[:60]}…" for p in names}
     configs = analysis.prompt_configs(_base_config(kw), names)
     _run_grid(configs, kw, "prompts", f"Prompt sweep ({kw['bench']}, {kw['adapter']})", labels, accuracy=True)
+from . import analyze_model  # noqa: E402,F401 - registers `analyze randomize` and `analyze layers`

@@ -59,8 +59,11 @@ def _stored_threads(out_dir: Path) -> int | None:
 @click.option("--skip-unsupported", is_flag=True,
               help="drop (with a warning) the sources that need what the adapter does not provide, instead of "
                    "refusing the run")
+@click.option("--control", "controls", multiple=True, type=click.Choice(["blank"]),
+              help="also run every sample with its objects removed (same names and boxes) into RUN_DIR/blank and "
+                   "report each source's peaks and DAE there (a position prior; docs/user-guide.md)")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, skip_unsupported, no_progress, **kw) -> None:
+def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, skip_unsupported, no_progress, controls, **kw) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
     from ..adapter import LayerOutOfRange
     from ..logs import quiet
@@ -84,7 +87,8 @@ def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, skip_unsupported
         world = world_from_env()  # set by torchrun: this process is one rank of a data-parallel run
     except ValueError as e:
         fail(str(e))
-    config = run_config_from(kw, sources=[s.strip() for s in sources.split(",") if s.strip()], cos=cos, cos_op=cos_op)
+    config = run_config_from(kw, sources=[s.strip() for s in sources.split(",") if s.strip()], cos=cos, cos_op=cos_op,
+                             controls=list(dict.fromkeys(controls)))
     out_dir = Path(out) if out else _default_out(config)
     try:
         from ..runner import Runner

@@ -146,6 +146,9 @@ def run(runner, *, world: World | None = None, messages_factory: Callable[[World
     world = world or world_from_env()
     if world is None:
         return runner.run()
+    if runner.config.controls:
+        raise RunError(f"--control {','.join(runner.config.controls)} runs in one process: run without torchrun "
+                       "(the same command continues the finished run and adds the control)")
     from ..runner import _terminate_as_interrupt
 
     messages = messages_factory(world)

@@ -102,6 +102,12 @@ class HFAdapter(VLMAdapter):
         """One layout per row of ``batch`` (CPU, from :meth:`encode_texts`); ``images``: the original PIL images."""
         raise NotImplementedError
 
+    def model_parts(self):
+        """The decoder blocks, the vision tower (:mod:`creg.hf.parts`) and the blocks' mask keyword."""
+        from .parts import hf_model_parts
+
+        return hf_model_parts(self.model, self.decoder.layers)
+
     def vision_hook(self, batch: dict[str, torch.Tensor], layouts: list[VisionLayout]) -> VisionHook:
         """Where GradCAM's vision activations come from (see :class:`creg.hf.capture.VisionHook`)."""
         raise NotImplementedError(f"{type(self).__name__} returns no vision-encoder activations")

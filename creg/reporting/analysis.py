@@ -201,7 +201,10 @@ def run_flipped(run_dir: Path, *, progress: bool = True, log: Callable[[str], No
     from ..store import RunStore
 
     store = RunStore.read(run_dir)
-    config = RunConfig(**store.config["run"]).model_copy(update={"cos": False})
+    from ..analyses.auto_layers import resolved_source_options
+
+    config = RunConfig(**store.config["run"]).model_copy(
+        update={"cos": False, "controls": [], "source_options": resolved_source_options(store.config)})
     runner = Runner(config, store.sub_path("flip"), adapter=adapter, progress=progress, log=log)
     runner.benchmark = FlippedBenchmark(runner.benchmark)
     return runner.run()

@@ -80,7 +80,9 @@ def recompute_maps(config: dict[str, Any], samples: dict[str, Any], wanted: dict
 
     run = config["run"]
     try:
-        cfg = RunConfig(**run)
+        from ..analyses.auto_layers import resolved_source_options
+
+        cfg = RunConfig(**run).model_copy(update={"source_options": resolved_source_options(config)})
         plugins = get_plugins()
         adapter_cls, adapter_config = resolve_adapter(cfg, plugins, load_registry(cfg.registry))
         asked = {n for v in wanted.values() for n in v}

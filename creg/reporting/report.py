@@ -73,6 +73,9 @@ def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], No
     stored = store.summary() or {}
     summary = summarize(records, sources, seed=run.get("seed", 0), complete=stored.get("complete", False),
                         skipped=stored.get("skipped", {}), bench=run["bench"], adapter=run["adapter"], metrics=metrics)
+    from ..controls.blank import stored_controls
+
+    summary.update(stored_controls(store.path, records, seed=run.get("seed", 0)))
     summary["warnings"] = run_warnings(config, summary, records)
     report: dict[str, Any] = {
         "run_dir": str(run_dir),

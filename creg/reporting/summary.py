@@ -193,6 +193,11 @@ def markdown_table(summary: dict[str, Any], title: str = "", metrics=None) -> st
         lines.append("Skipped samples: " + ", ".join(f"{k}: {v}" for k, v in skipped.items()))
     if not summary.get("complete", True):
         lines.append("**Partial run**: re-run the same command to continue.")
+    blank = (summary.get("controls") or {}).get("blank")
+    if blank:
+        from ..controls.prior import control_markdown
+
+        lines += ["", control_markdown(blank).rstrip()]
     shown = [w for w in summary.get("warnings") or [] if w.get("kind") != "partial"]
     if shown:
         from .warnings import warnings_markdown

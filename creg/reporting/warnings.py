@@ -14,7 +14,10 @@ the list under ``"warnings"``. Kinds:
 * ``no_figure`` -- a source gets no example figure (no sample with a defined DAE);
 * ``flagged`` -- a source's records with degenerate relevance (no mass within r_max, non-finite
   values, A and B at the same centre), per flag;
-* ``partial`` -- the run did not finish.
+* ``partial`` -- the run did not finish;
+* ``blank_prior`` / ``blank_dae`` / ``blank_empty`` -- the blank-image control (``--control blank``): a
+  source's peaks on blanks are not uniform, a class's DAE on scenes is no better than on blanks, or most
+  of its blank maps are empty (creg.controls.prior).
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ def run_warnings(config: dict[str, Any] | None, summary: dict[str, Any],
             if flags.get(flag):
                 out.append({"kind": "flagged", "source": source, "flag": flag, "count": int(flags[flag]), "n": n,
                             "message": f"{source}: {flags[flag]} of {n} records flagged {flag}: {why}"})
+    from ..controls.prior import control_warnings
+
+    out += control_warnings((summary.get("controls") or {}).get("blank"))
     return out
 
 

@@ -9,6 +9,12 @@ For each sample, with vision tokens j in V and layers l in L (default {-2, -3, -
   default: keeps relevance ratios and zero at zero) or min-max (``normalize=minmax``).
 * Eq. 3: w_l = softmax_l(max_j raw_j^(l)) on the *raw* maxima, r_j = sum_l w_l r_j^(l).
 
+Two options go beyond the paper (docs/paper-to-code.md): ``layers=auto`` takes the layers that
+``creg analyze layers`` recommends for the model (resolved once per run by ``creg run``,
+:mod:`creg.analyses.auto_layers`), and ``activation=h_minus_blank`` replaces h in Eq. 2 by
+h - h_blank, the hidden state of the same prompt on a uniform image of the sample's size in its
+mean colour (an ablation; ``activation=h``, Eq. 2 as published, is the default).
+
 Why raw maxima: after normalisation every layer's maximum is exactly 1 (with either
 normalisation), so a softmax on normalised maxima would always give uniform weights and Eq. 3
 would say nothing; "softmax weights proportional to signal magnitude" only means something for
@@ -20,13 +26,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field
+
+from ..adapter import ForwardRequest
+from ..options import parse_layers
 
 from ..options import PluginOptions
 from ..context import ExplainContext
 from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest, Target
 from .gradxact import grad_times_act
-from .option_types import Layers, Lowercase
+from .option_types import Lowercase
 from .token_grid import relevance_map, to_grid, vision_tokens
 
 #: the paper's default layers (Appendix A.3): the inputs of the last four decoder blocks.
@@ -56,24 +65,41 @@ def aggregate_layers(raw: torch.Tensor, normalize: str = "max") -> tuple[torch.T
     return torch.einsum("l,ln->n", weights, normalise_per_layer(raw, normalize)), weights
 
 
+def _layers_or_auto(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return parse_layers(value)
+    except ValueError as e:
+        raise ValueError(str(e).removeprefix("layers: ") + " (or auto)") from None
+
+
+#: hidden-state indices, or "auto": the layers ``creg analyze layers`` recommends (creg.analyses.auto_layers).
+LayersOrAuto = Annotated[tuple[int, ...] | Literal["auto"], BeforeValidator(_layers_or_auto)]
+
+
 class CregOptions(PluginOptions):
     """Options of ``creg``, ``creg_gt`` and ``random_ref``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    layers: Layers = Field(DEFAULT_LAYERS, description="hidden-state indices L of Eq. 2-3, e.g. -2,-3,-4,-5 "
-                           "(the inputs of the last four decoder blocks, the paper's default)")
+    layers: LayersOrAuto = Field(DEFAULT_LAYERS, description="hidden-state indices L of Eq. 2-3, e.g. -2,-3,-4,-5 "
+                                 "(the inputs of the last four decoder blocks, the paper's default), or auto: the "
+                                 "layers `creg analyze layers` recommends, resolved once by `creg run`")
     contrastive: bool = Field(True, description="target tau = z_tgt - z_neg of Eq. 1; false: tau = z_tgt "
                               "(Table 5's 'no contrastive')")
     normalize: Annotated[Literal["max", "minmax"], Lowercase] = Field(
         "max", description="per-layer normalisation to [0, 1]: max (r / max r) or minmax")
+    activation: Annotated[Literal["h", "h_minus_blank"], Lowercase] = Field(
+        "h", description="the activation of Eq. 2: h (the paper) or h_minus_blank, g * (h - h_blank) with h_blank the "
+        "hidden state on a uniform image of the sample's mean colour (our extension, an ablation)")
 
 
 class CregSource(RelevanceSource):
     """CREG, prediction-targeted (the paper's recommended default, §6.4).
 
-    Options (:class:`CregOptions`): ``layers`` (default -2,-3,-4,-5), ``contrastive`` (default
-    true), ``normalize`` (max | minmax, default max).
+    Options (:class:`CregOptions`): ``layers`` (default -2,-3,-4,-5, or auto), ``contrastive`` (default
+    true), ``normalize`` (max | minmax, default max), ``activation`` (h | h_minus_blank, default h).
     """
 
     name = "creg"
@@ -85,23 +111,51 @@ class CregSource(RelevanceSource):
 
     def __init__(self, **options: Any):
         super().__init__(**options)
-        self.layers: tuple[int, ...] = self.options.layers
+        #: "auto" until ``creg run`` resolves it (creg.analyses.auto_layers).
+        self.layers: tuple[int, ...] | str = self.options.layers
         self.contrastive: bool = self.options.contrastive
         self.normalize: str = self.options.normalize
+        self.activation: str = self.options.activation
+
+    def _resolved_layers(self) -> tuple[int, ...]:
+        if self.layers == "auto":
+            raise ValueError(f"{self.name}.layers=auto is resolved by `creg run` in one process (it runs `creg analyze "
+                             "layers` once); here give the layers, e.g. -2,-3,-4,-5")
+        return self.layers  # type: ignore[return-value]
 
     @property
     def target(self) -> Target:
         return f"{self.mode}_contrastive" if self.contrastive else self.mode  # type: ignore[return-value]
 
     def request(self) -> SourceRequest:
-        return SourceRequest(gradients=(GradientRequest(target=self.target, layers=self.layers),))
+        return SourceRequest(gradients=(GradientRequest(target=self.target, layers=self._resolved_layers()),))
+
+    def activations(self, ctx: ExplainContext) -> dict[int, torch.Tensor]:
+        """``{layer: (b, seq, d)}`` the activation of Eq. 2: h, or h - h_blank (``activation=h_minus_blank``)."""
+        hidden = {l: ctx.output.hidden[l] for l in self.layers}
+        if self.activation == "h":
+            return hidden
+        from ..controls.blank import uniform_blank
+
+        blanks = [uniform_blank(s).load_image() for s in ctx.samples]
+        with torch.no_grad():
+            ref = ctx.adapter.forward(ctx.samples, ForwardRequest(layers=tuple(self.layers)), images=blanks)
+        out = {}
+        for l, h in hidden.items():
+            hb = ref.hidden[l].detach()
+            if hb.shape != h.shape:
+                raise ValueError(f"layer {l}: the blank image gives hidden states of shape {tuple(hb.shape)}, the "
+                                 f"image {tuple(h.shape)}: h - h_blank needs the same token layout")
+            out[l] = h.detach() - hb.to(h.device, h.dtype)
+        return out
 
     def vision_relevance(self, ctx: ExplainContext) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per sample: (``(n_vis,)`` combined relevance r_j, ``(l,)`` layer weights w_l)."""
-        grads = ctx.gradients(self.target, self.layers)
+        grads = ctx.gradients(self.target, self._resolved_layers())
+        acts = self.activations(ctx)
         # each layer's hidden state is on the device of the block that consumes it (a device map may
         # spread them): the per-layer (b, seq) relevances meet on the first one's
-        raw = [grad_times_act(grads[l], ctx.output.hidden[l]) for l in self.layers]
+        raw = [grad_times_act(grads[l], acts[l]) for l in self.layers]
         raw_all = torch.stack([r.to(raw[0].device) for r in raw], dim=1)  # b l seq
         results = []
         for i in range(len(ctx.samples)):

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from creg.adapter import AdapterConfig, AttentionCallback, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
+from creg.adapter import (AdapterConfig, AttentionCallback, ForwardOutput, ForwardRequest, ModelParts, VisionLayout,
+                          VLMAdapter)
 from creg.sample import Sample
 
 VOCAB = 97
@@ -101,6 +102,12 @@ class FakeVLMAdapter(VLMAdapter):
     @property
     def num_layers(self) -> int:
         return len(self.model.blocks)
+
+    def model_parts(self) -> ModelParts:
+        """Blocks receive their bool mask as ``mask``; the vision tower is the patch embedding, its MLP
+        and the merger."""
+        return ModelParts(blocks=list(self.model.blocks), mask_kwarg="mask",
+                          vision=nn.ModuleList([self.model.patch_embed, self.model.vision_mlp, self.model.merger]))
 
     @property
     def device(self) -> torch.device:

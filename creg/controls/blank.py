@@ -1,0 +1,84 @@
+"""The blank-image control: each sample again with its objects removed, same names and boxes.
+
+A source that points the right way on scenes but the same way on blank images reads a position
+prior (where the question's tokens sit, which image tokens come first), not the objects. The
+control runs the run's configuration on blank copies of its samples into the nested run
+directory ``RUN_DIR/blank`` (its own ``records.jsonl``, resumable like any run, never mixed into
+the run's own metrics); :mod:`creg.controls.prior` compares the two.
+
+What a blank is belongs to the benchmark: :meth:`creg.benchmark.Benchmark.blank_sample`. The
+synthetic benchmark draws the empty canvas; the default (every image benchmark) is a uniform
+image of the same size in the image's mean colour (:func:`uniform_blank`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from ..benchmark import Benchmark
+from ..sample import Sample
+
+#: the nested run directory of the blank-image control.
+BLANK_DIR = "blank"
+
+
+def uniform_blank(sample: Sample) -> Sample:
+    """``sample`` on a uniform image of the same size, in the (rounded) mean colour of its image."""
+    from PIL import Image, ImageStat
+
+    image = sample.load_image()
+    colour = tuple(int(round(c)) for c in ImageStat.Stat(image).mean[:3])
+    return sample.model_copy(update={"image": Image.new("RGB", image.size, colour),
+                                     "meta": {**sample.meta, "blank": True}})
+
+
+class BlankBenchmark(Benchmark):
+    """Another benchmark's samples with their objects removed (same ids, for pairing)."""
+
+    name = "blank"
+    description = "another benchmark's samples with the objects removed (the blank-image control)"
+
+    def __init__(self, inner: Benchmark):
+        super().__init__(seed=inner.seed, n=inner.n, data_dir=inner.data_dir)
+        self.inner = inner
+        self.skipped = inner.skipped
+
+    def samples(self) -> Iterator[Sample]:
+        for s in self.inner.samples():
+            yield self.inner.blank_sample(s)
+
+    def expected_count(self) -> int | None:
+        return self.inner.expected_count()
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.inner.describe(), "blank": True}
+
+
+def run_blank(runner, *, log: Callable[[str], None] | None = None):
+    """Run ``runner``'s configuration (no COS, no controls) on blank samples into ``OUT/blank``,
+    sharing its loaded model; resumable. Returns the nested run's :class:`creg.runner.RunResult`."""
+    from ..runner import Runner
+
+    config = runner.config.model_copy(update={"cos": False, "controls": []})
+    sub = Runner(config, runner.out / BLANK_DIR, plugins=runner.plugins, adapter=runner.adapter,
+                 progress=runner.progress, log=log or runner.log)
+    sub.benchmark = BlankBenchmark(runner.benchmark)
+    sub.sources = runner.sources  # the same source objects: layers=auto stays as resolved for the run
+    return sub.run()
+
+
+def stored_controls(run_dir, records, *, seed: int = 0) -> dict[str, Any]:
+    """``{"controls": {"blank": ...}}`` when ``run_dir`` holds a blank-image control run
+    (:func:`creg.controls.prior.blank_control` against ``records``), else ``{}``."""
+    from pathlib import Path
+
+    from ..store import RunStore
+    from .prior import blank_control
+
+    path = Path(run_dir) / BLANK_DIR
+    if not RunStore.is_run_dir(path):
+        return {}
+    blank = RunStore.read(path).records()
+    if not blank:
+        return {}
+    return {"controls": {"blank": blank_control(records, blank, seed=seed)}}

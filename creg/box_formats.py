@@ -62,7 +62,3 @@ def xywh_hint(values: Sequence[Any], fmt: str = "xyxy", image_size: tuple[int, i
     return (f"; these numbers fit x, y, w, h (COCO's layout): {flag} reads them as x0, y0, x1, y1 = "
             f"{x:g}, {y:g}, {x + w:g}, {y + h:g}")
 
-
-def xyxy(values: Sequence[Any], fmt: str = "xyxy") -> list[float]:
-    """:func:`to_xyxy` as a list (the form :func:`creg.sample.make_sample` takes)."""
-    return list(to_xyxy(values, fmt))

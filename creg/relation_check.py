@@ -17,8 +17,7 @@ from .sample import RELATION_ANGLE, Box, relation_from_boxes, true_angle
 
 def boxes_say(ref_box: Box, tgt_box: Box) -> str:
     """The relation the boxes support most (the dominant axis of the centre displacement)."""
-    (xa, ya), (xb, yb) = ref_box.center, tgt_box.center
-    return relation_from_boxes(ref_box, tgt_box, ratio=1.0) or ("right" if xb >= xa else "left")
+    return relation_from_boxes(ref_box, tgt_box, ratio=1.0) or ("right" if tgt_box.center[0] >= ref_box.center[0] else "left")
 
 
 def contradiction(ref_box: Box, tgt_box: Box, relation: str) -> str | None:

@@ -210,3 +210,14 @@ def test_the_api_takes_a_box_format_and_hints_at_x_y_w_h(images):
     ex = m.explain(images / "a.png", ref=("cup", (5, 5, 100, 20)), tgt=("bottle", (40, 10, 60, 15)), sources=["oracle"],
                    relation="right", box_format="xywh")
     assert ex["oracle"].dae == 0.0
+
+
+def test_coco_pairs_reads_x_y_w_h_even_where_they_would_pass_as_corners(tmp_path):
+    """COCO's [x, y, w, h] with w > x and h > y is also a valid x0, y0, x1, y1 box: coco_pairs must still add."""
+    from coco_fixtures import FixtureImage, FixtureObject, write_coco_folder
+
+    data = write_coco_folder(tmp_path / "coco", [
+        FixtureImage(1, [FixtureObject("cat", (5, 10, 30, 40)), FixtureObject("dog", (80, 15, 30, 40))])])
+    samples = list(get_plugins().load("benchmark", "coco_pairs")(data_dir=data, n=2).samples())
+    boxes = {s.ref_name: s.ref_box for s in samples} | {s.tgt_name: s.tgt_box for s in samples}
+    assert boxes["cat"] == Box(x0=5, y0=10, x1=35, y1=50) and boxes["dog"] == Box(x0=80, y0=15, x1=110, y1=55)

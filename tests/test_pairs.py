@@ -21,6 +21,7 @@ from creg.cli import cli
 from creg.plugins import get_plugins
 from creg.relation_check import contradiction
 from creg.sample import Box
+from creg.testing import BenchmarkContract
 
 torch.set_num_threads(1)
 
@@ -221,3 +222,21 @@ def test_coco_pairs_reads_x_y_w_h_even_where_they_would_pass_as_corners(tmp_path
     samples = list(get_plugins().load("benchmark", "coco_pairs")(data_dir=data, n=2).samples())
     boxes = {s.ref_name: s.ref_box for s in samples} | {s.tgt_name: s.tgt_box for s in samples}
     assert boxes["cat"] == Box(x0=5, y0=10, x1=35, y1=50) and boxes["dog"] == Box(x0=80, y0=15, x1=110, y1=55)
+
+
+class TestBenchmarkContract_pairs(BenchmarkContract):
+    n = 4
+    seed_changes_samples = False  # the file's order: the seed plays no part
+    expected_skipped = {"relation contradicts the boxes": 1, "missing image file": 1}
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def make_benchmark(cls, tmp_path_factory):
+        root = tmp_path_factory.mktemp("pairs_contract")
+        _draw(root)
+        rows = _rows("cxcywh")
+        rows.append({**rows[0], "relation": "right"})  # contradicts its boxes
+        rows.append({**rows[1], "image": "gone.png"})
+        path = write_csv(root / "rows.csv", rows)
+        bench = get_plugins().load("benchmark", "pairs")
+        return lambda **kw: bench(file=str(path), box_format="cxcywh", **kw)

@@ -18,6 +18,7 @@ def guide_example() -> str:
     return m.group(1)
 
 
+@pytest.mark.slow
 def test_user_guide_api_example_runs(tmp_path, monkeypatch):
     pytest.importorskip("pandas")
     monkeypatch.chdir(tmp_path)
@@ -29,6 +30,7 @@ def test_user_guide_api_example_runs(tmp_path, monkeypatch):
     assert set(frames.records["source"]) == {"creg", "oracle", "random"}
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes_headless(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -169,6 +169,7 @@ def test_bad_rows_are_counted_with_their_row_numbers(images):
         list(bench(file=str(write_csv(images / "bad.csv", [{"image": "a.png", "ref": "cup"}]))).samples())
 
 
+@pytest.mark.slow
 def test_explain_from_rows_gives_a_run_directory_with_a_report(images):
     path = write_csv(images / "rows.csv", _rows("xywh"))
     out = images / "run"

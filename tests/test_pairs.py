@@ -179,7 +179,7 @@ def test_explain_from_rows_gives_a_run_directory_with_a_report(images):
     assert "### pairs · none · n=4" in res.output and "vs random_relevance" in res.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_samples"] == 4 and summary["sources"]["oracle"]["vs_random"]["n"] == 4
-    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    assert (out / "report.html").is_file() and "vs random_relevance ΔDAE" in (out / "report.md").read_text()
     config = json.loads((out / "config.json").read_text())
     assert config["run"]["bench"] == "pairs" and config["run"]["bench_options"]["box_format"] == "xywh"
     clash = CliRunner().invoke(cli, ["explain", "--from", str(path), "--image", str(images / "a.png")])

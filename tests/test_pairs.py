@@ -184,6 +184,8 @@ def test_explain_from_rows_gives_a_run_directory_with_a_report(images):
     assert config["run"]["bench"] == "pairs" and config["run"]["bench_options"]["box_format"] == "xywh"
     clash = CliRunner().invoke(cli, ["explain", "--from", str(path), "--image", str(images / "a.png")])
     assert clash.exit_code == 2 and "drop --image" in clash.output
+    as_json = CliRunner().invoke(cli, ["explain", "--from", str(path), "--json"])
+    assert as_json.exit_code == 2 and "--json and --maps describe one image" in as_json.output
 
 
 def test_explain_relation_contradicting_the_boxes_is_an_error_with_a_hint(images):

@@ -28,7 +28,8 @@ def _parse_box(value: str, box_format: str = "xyxy") -> list[float]:
     return parts
 
 
-def _explain_rows(rows_file: str, image_root: str | None, box_format: str, sources: str, out: str | None, **kw) -> None:
+def _explain_rows(rows_file: str, image_root: str | None, box_format: str, sources: str, out: str | None, *,
+                  fmt: str | None = None, dpi: int | None = None, **kw) -> None:
     """``creg explain --from ROWS``: the ``pairs`` benchmark through the model into a run directory,
     then its report (report.md, report.html, figures); prints the table."""
     from ..api import DEFAULT_MODEL, default_out
@@ -70,7 +71,7 @@ def _explain_rows(rows_file: str, image_root: str | None, box_format: str, sourc
     click.echo(result.table)
     from ..reporting.report import build_report
 
-    report = build_report(result.out, log=log)
+    report = build_report(result.out, log=log, fmt=fmt or "png", dpi=dpi)
     click.echo(f"run directory: {result.out}  (records.jsonl, summary.json, table.md, report.md"
                f"{', report.html' if report.get('html') else ''}, figures/)")
 
@@ -149,7 +150,7 @@ def _figure_path(out: str, fmt: str | None) -> Path:
               help="write the figure here: per source the relevance heatmap over the image beside the compass rose "
                    "(with --from: the run directory, default runs/pairs-ADAPTER-HASH)")
 @click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default=None,
-              help="figure format (default: --out's suffix, else png)")
+              help="figure format (default: --out's suffix, else png; with --from: the report's figures)")
 @click.option("--dpi", type=click.IntRange(min=20, max=1200), default=200, show_default=True, help="figure resolution")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of the text")
 @click.option("--maps", is_flag=True, help="with --json: include each relevance map and its cell centres")
@@ -164,9 +165,14 @@ def explain_cmd(ctx, image_path, ref_name, ref_box, tgt_name, tgt_box, box_forma
         given = [k for k, v in one.items() if v is not None]
         if given:
             raise click.UsageError(f"--from explains the rows of a file: drop {', '.join(given)} (each row names its image and objects)")
+        if as_json or maps:
+            raise click.UsageError("--json and --maps describe one image; --from writes a run directory "
+                                   "(summary.json, records.jsonl: `creg export` for tables)")
         if ctx.get_parameter_source("sources") == click.core.ParameterSource.DEFAULT:
             sources = FROM_SOURCES
-        return _explain_rows(rows_file, image_root, box_format, sources, out, **kw)
+        explicit_dpi = ctx.get_parameter_source("dpi") != click.core.ParameterSource.DEFAULT
+        return _explain_rows(rows_file, image_root, box_format, sources, out, fmt=fmt,
+                             dpi=dpi if explicit_dpi else None, **kw)
     missing = [k for k, v in one.items() if v is None and k != "--relation"]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)} (or give --from ROWS to explain a file of rows)")

@@ -108,28 +108,58 @@ def load(model: str = DEFAULT_MODEL, *, adapter: str | None = None, dtype: str |
 
 # -- explaining one image -------------------------------------------------------------------------------
 
-def _box(value: BoxLike, what: str):
+#: How the hint of a box in the wrong layout names the switch (creg.box_formats.xywh_hint).
+XYWH_SWITCH = "--box-format xywh (Python: box_format='xywh')"
+
+
+def _box(value: BoxLike, what: str, box_format: str = "xyxy"):
     from pydantic import ValidationError
 
+    from .box_formats import BoxFormatError, to_xyxy, xywh_hint
     from .sample import Box
 
     if isinstance(value, Box):
         return value
     try:
-        x0, y0, x1, y1 = (float(v) for v in value)
+        x0, y0, x1, y1 = to_xyxy(value, box_format)
         return Box(x0=x0, y0=y0, x1=x1, y1=y1)
     except ValidationError as e:  # one line: the box's own rule, e.g. "x0 must be < x1"
-        raise ApiError(f"{what}: {e.errors()[0]['msg'].removeprefix('Value error, ')}, got {value!r}") from None
-    except (TypeError, ValueError) as e:
-        raise ApiError(f"{what}: expected a creg.Box or (x0, y0, x1, y1) in pixels, got {value!r} ({e})") from None
+        raise ApiError(f"{what}: {e.errors()[0]['msg'].removeprefix('Value error, ')}, got {value!r}"
+                       f"{xywh_hint(value, box_format, flag=XYWH_SWITCH)}") from None
+    except (BoxFormatError, TypeError, ValueError) as e:
+        raise ApiError(f"{what}: expected a creg.Box or four numbers ({box_format}) in pixels, got {value!r} ({e})") from None
 
 
-def _object(value: ObjectLike, what: str):
+def _object(value: ObjectLike, what: str, box_format: str = "xyxy"):
     try:
         name, box = value
     except (TypeError, ValueError):
         raise ApiError(f"{what}: expected (name, box), got {value!r}") from None
-    return str(name), _box(box, f"{what} box")
+    return str(name), _box(box, f"{what} box", box_format)
+
+
+def _relation_check(ref, tgt, ref_box, tgt_box, relation: str, box_format: str) -> None:
+    """ApiError when ``relation`` contradicts the boxes (creg.relation_check), with a hint when the
+    numbers, read as x, y, w, h, would agree with it."""
+    from .box_formats import fits_xywh, to_xyxy
+    from .relation_check import contradiction
+    from .sample import Box
+
+    why = contradiction(ref_box, tgt_box, relation)
+    if why is None:
+        return
+    hint = ""
+    raw = [ref[1], tgt[1]]
+    if box_format == "xyxy" and not any(isinstance(b, Box) for b in raw):
+        try:
+            if all(fits_xywh(b) for b in raw):
+                alt = [Box(**dict(zip(("x0", "y0", "x1", "y1"), to_xyxy(b, "xywh")))) for b in raw]
+                if contradiction(alt[0], alt[1], relation) is None:
+                    hint = f"; read as x, y, w, h (COCO's layout) they agree with it: {XYWH_SWITCH}"
+        except (TypeError, ValueError):
+            pass
+    raise ApiError(f"{why}: check the relation (--relation) and the boxes (x0, y0, x1, y1 in pixels){hint}; "
+                   "leave the relation out to take it from the boxes")
 
 
 @dataclass
@@ -291,23 +321,28 @@ class Model:
 
     def explain(self, image, ref: ObjectLike, tgt: ObjectLike, *, sources: Sequence[str] | str = ("creg",),
                 relation: str | None = None, source_options: Mapping[str, Mapping[str, Any]] | None = None,
-                k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0, seed: int = 0, id: str | None = None) -> Explanation:
+                k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0, seed: int = 0, id: str | None = None,
+                box_format: str = "xyxy") -> Explanation:
         """Explain where ``tgt`` lies relative to ``ref`` in ``image``.
 
         ``image``: a path or a PIL image; ``ref``/``tgt``: ``(name, box)`` with box a
         :class:`creg.Box` or ``(x0, y0, x1, y1)`` in pixels. ``sources``: source names (``creg
         list``); all share one forward pass. ``relation``: the ground truth (left/right/above/below)
-        that gt-targeted sources and ``correct`` need; by default the dominant axis of the boxes.
+        that gt-targeted sources and ``correct`` need; by default the dominant axis of the boxes; one
+        that contradicts the boxes (creg.relation_check) is an ApiError. ``box_format``: the layout of
+        box tuples, ``xyxy`` (default), ``xywh`` (COCO) or ``cxcywh`` (creg.box_formats).
         """
-        from .sample import InvalidSample, make_sample, relation_from_boxes
+        from .sample import RELATIONS, InvalidSample, make_sample, relation_from_boxes
 
-        ref_name, ref_box = _object(ref, "ref")
-        tgt_name, tgt_box = _object(tgt, "tgt")
+        ref_name, ref_box = _object(ref, "ref", box_format)
+        tgt_name, tgt_box = _object(tgt, "tgt", box_format)
         names = [s.strip() for s in sources.split(",")] if isinstance(sources, str) else list(sources)
         if not names:
             raise ApiError("sources: name at least one source (see `creg list`)")
         pil, path = _image(image)
         given = relation is not None
+        if given and relation in RELATIONS:
+            _relation_check(ref, tgt, ref_box, tgt_box, relation, box_format)
         if relation is None:
             dx = tgt_box.center[0] - ref_box.center[0]
             relation = relation_from_boxes(ref_box, tgt_box, ratio=1.0) or ("right" if dx >= 0 else "left")
@@ -316,7 +351,11 @@ class Model:
             sample = make_sample(id=sample_id, image=path if path is not None else pil, image_size=pil.size,
                                  ref_name=ref_name, ref_box=ref_box, tgt_name=tgt_name, tgt_box=tgt_box, relation=relation)
         except InvalidSample as e:
-            raise ApiError(str(e)) from None
+            from .box_formats import xywh_hint
+
+            hint = next((h for who, obj in (("ref_box", ref), ("tgt_box", tgt)) if who in str(e)
+                         for h in [xywh_hint(obj[1], box_format, pil.size, flag=XYWH_SWITCH)] if h), "")
+            raise ApiError(f"{e}{hint}") from None
         built = _build_sources(names, dict(source_options or {}), self.adapter is not None)
         _check_capabilities(self.name, self.adapter, built)
         results, logits = explain_samples([sample], built, self.adapter, k=k, sigma_r=sigma_r, rho_r=rho_r, seed=seed)

@@ -65,6 +65,8 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
             flatten(f"{prefix}_{k}", v, out)
     elif isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
         out[f"{prefix}_lo"], out[f"{prefix}_hi"] = value  # a confidence interval
+    elif value is None and prefix.endswith("_ci"):  # an interval not computed (no --cos, no samples): same columns
+        out[f"{prefix}_lo"] = out[f"{prefix}_hi"] = None
     else:
         out[prefix] = value
 

@@ -12,12 +12,18 @@ import numpy as np
 #: EA's threshold (deg): the peak lies in the correct 90-degree quadrant around the truth.
 EA_THRESHOLD = 45.0
 _EPS = 1e-9
+#: deg: a DAE below this is round-off (float64 angles carry ~1e-13 deg of it), reported as 0.
+DAE_ROUNDOFF = 1e-9
 
 
 def direction_alignment_error(peak_angle, true_angle) -> np.ndarray:
-    """Eq. 6: DAE = | ((theta_peak - theta_true + 180) mod 360) - 180 |, in [0, 180] deg."""
+    """Eq. 6: DAE = | ((theta_peak - theta_true + 180) mod 360) - 180 |, in [0, 180] deg.
+
+    An error below :data:`DAE_ROUNDOFF` deg is floating-point round-off of two atan2 of the same
+    direction (the oracle's 5.7e-15) and is returned as exactly 0, so exports show 0, not noise."""
     d = np.asarray(peak_angle, dtype=np.float64) - np.asarray(true_angle, dtype=np.float64)
-    return np.abs(np.mod(d + 180.0, 360.0) - 180.0)
+    dae = np.abs(np.mod(d + 180.0, 360.0) - 180.0)
+    return np.where(dae < DAE_ROUNDOFF, 0.0, dae)
 
 
 def edge_hit(dae) -> np.ndarray:

@@ -39,6 +39,9 @@ class Preset(BaseModel):
     prompt: str = "A"
     description: str = ""
     options: dict[str, Any] = Field(default_factory=dict)
+    #: the benchmarks the model was trained for (empty: not declared); a run on another one warns.
+    domain: list[str] = Field(default_factory=list, description="benchmarks the model was trained for; a run on "
+                                                                "another one warns (out of its training domain)")
     #: where the preset was defined (filled in by the loader).
     origin: str = ""
 
@@ -64,6 +67,15 @@ class Preset(BaseModel):
                 "prompt": self.prompt, "options": dict(self.options)}
         data.update({k: v for k, v in overrides.items() if v is not None})
         return AdapterConfig(**data)
+
+
+def model_domain(adapter: str, model: str | None, presets: dict[str, Preset]) -> dict[str, Any] | None:
+    """``{"preset", "benchmarks"}`` when ``adapter`` names a preset that declares its ``domain`` and
+    ``model`` (``--model``) does not replace the preset's model; else None."""
+    preset = presets.get(adapter)
+    if preset is None or not preset.domain or (model is not None and model != preset.model):
+        return None
+    return {"preset": adapter, "benchmarks": list(preset.domain)}
 
 
 def resolve_model(model: str) -> str:

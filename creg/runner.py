@@ -42,6 +42,10 @@ class TooManyFailures(RunError):
     """More samples failed than ``max_failures`` allows."""
 
 
+class NoSamples(RunError):
+    """The run finished without explaining one sample: there is nothing to summarise."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM: handled like Ctrl-C (a partial run with ``"complete": false``)."""
 
@@ -103,6 +107,8 @@ class Runner:
                 resolve_template(self.adapter_config.prompt)
             except ValueError as e:
                 raise RunError(f"--prompt: {e}") from None
+        if config.n == 0:
+            raise NoSamples("--limit 0: a run needs at least one sample (leave --limit out for the benchmark's default)")
         self.benchmark = build_benchmark(config, self.plugins)
         self._adapter = adapter
         self._adapter_cls = adapter_cls
@@ -139,7 +145,13 @@ class Runner:
             cfg = getattr(self._adapter, "config", None) or AdapterConfig(model=type(self._adapter).__name__)
         doc = describe_run(self.config, cls, cfg, self.benchmark.describe())
         # which distribution provided each plugin, and the name clashes seen (informational, not resumed on)
-        doc["plugins"] = plugin_provenance(self.config, self.plugins, load_registry(self.config.registry)).model_dump()
+        presets = load_registry(self.config.registry)
+        doc["plugins"] = plugin_provenance(self.config, self.plugins, presets).model_dump()
+        from .registry import model_domain
+
+        domain = model_domain(self.config.adapter, self.config.model, presets) if self._adapter_cls is not None else None
+        if domain is not None:  # informational (not resumed on): creg.reporting.warnings's out_of_domain
+            doc["domain"] = domain
         return doc
 
     @property
@@ -350,6 +362,10 @@ class Runner:
         title = f"{self.config.bench} · {self.config.adapter} · n={summary['n_samples']}"
         table = markdown_table(summary, title, metrics=self._metrics())
         store.write_summary(summary, table)
+        if complete and summary["n_samples"] == 0:
+            why = "; ".join(w["message"] for w in summary["warnings"] if w["kind"] != "no_samples")
+            raise NoSamples(f"no sample was explained{': ' + why if why else ''}; nothing to summarise "
+                            f"(the run directory {self.out} keeps config.json and skipped.jsonl)")
         return summary, table, all_skipped
 
     def _metrics(self):

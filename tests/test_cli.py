@@ -21,6 +21,7 @@ def test_list_shows_presets_plugins_and_their_packages(runner):
     assert "creg 0.1.0" in res.output  # which distribution provides each plugin
 
 
+@pytest.mark.slow
 def test_run_oracle_and_random_end_to_end(runner, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(cli, ["run", "--adapter", "none", "--source", "oracle,random", "--bench", "synthetic",

@@ -89,6 +89,7 @@ print(",".join(n for n in names if "gloo" in n or "tcpstore" in n))
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc (Linux)")
+@pytest.mark.slow
 def test_closing_the_messages_ends_the_gloo_threads_though_the_model_code_imported_after_the_group(tmp_path):
     # torch.distributed.nn.functional keeps group.WORLD as a default argument when it is imported
     # after init_process_group (transformers' modeling code imports it): destroy_process_group then
@@ -102,6 +103,7 @@ def test_closing_the_messages_ends_the_gloo_threads_though_the_model_code_import
     assert done.stdout.strip() == "", f"threads of the process group still running after close: {done.stdout.strip()}"
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_write_the_records_of_one_process(tmp_path):
     args = ["--adapter", "qwen2vl-toy", "--source", TOY_SOURCES, "--n", "5", "--cos", "--no-progress"]
     procs = _launch_ranks(args, tmp_path / "ddp")

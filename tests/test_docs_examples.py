@@ -18,6 +18,7 @@ def guide_example() -> str:
     return m.group(1)
 
 
+@pytest.mark.slow
 def test_user_guide_api_example_runs(tmp_path, monkeypatch):
     pytest.importorskip("pandas")
     monkeypatch.chdir(tmp_path)
@@ -29,6 +30,7 @@ def test_user_guide_api_example_runs(tmp_path, monkeypatch):
     assert set(frames.records["source"]) == {"creg", "oracle", "random"}
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes_headless(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
@@ -50,5 +52,6 @@ def test_quickstart_notebook_executes_headless(tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "Where is the blue square relative to the red circle?" in text and "VLM accuracy" in text
+    assert "np.float" not in text and "compass {'E': " in text  # plain numbers, not numpy reprs
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the figure
     assert any("text/html" in o.get("data", {}) and "p_E" in o["data"]["text/html"] for o in outputs)  # the DataFrame

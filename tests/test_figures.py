@@ -187,6 +187,7 @@ def test_rose_has_a_probability_scale():
     plt.close(fig)
 
 
+@pytest.mark.slow
 def test_report_gives_every_source_its_examples_with_heatmaps(tmp_path):
     from creg.reporting.report import build_report
     from creg.runner import Runner, RunConfig

@@ -335,6 +335,7 @@ def test_area_matched_cos_removes_the_area_confound_of_clipped_wedges():
     assert s["peak"]["area"]["mean"] > s["peak"]["area_opp"]["mean"]
 
 
+@pytest.mark.slow
 def test_uniform_noise_gets_no_positive_area_matched_cos_on_average():
     """A model that answers from B's pixels: hiding the wedge towards B hurts, so the oracle (peak
     always towards B) scores a positive area-matched COS, while uniform-noise relevance (peak
@@ -382,6 +383,7 @@ def _one_forward_reference(adapter, samples, queries, *, k, rho_r, op, cell_xy):
 
 
 @pytest.mark.parametrize("op", ["grey", "blur", "patch_drop"])
+@pytest.mark.slow
 def test_cos_is_unchanged_on_the_toy_model(op):
     """The shipped toy model, a batch of 3 synthetic scenes and 3 sources' peaks: every Delta S and
     COS of the chunked per-sample passes equals the one-forward path to float tolerance."""

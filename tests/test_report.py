@@ -39,6 +39,7 @@ def _is_png(path) -> bool:
     return img.std() > 5  # not a blank canvas
 
 
+@pytest.mark.slow
 def test_report_of_a_run_without_model(tmp_path):
     run = tmp_path / "run"
     Runner(RunConfig(sources=["oracle", "random"], n=8), run, progress=False, log=_quiet).run()
@@ -68,6 +69,7 @@ def test_synthetic_images_are_recreated_from_the_config(tmp_path):
     assert np.array_equal(np.asarray(images["synthetic-3-00004"]), np.asarray(want))
 
 
+@pytest.mark.slow
 def test_report_with_model_cos_and_flip(tmp_path, fake):
     from creg.reporting import analysis
 

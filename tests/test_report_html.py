@@ -91,6 +91,7 @@ def test_html_renders_in_headless_chromium(report_dir, tmp_path):
     assert shot.is_file() and np.asarray(Image.open(shot).convert("L")).std() > 10
 
 
+@pytest.mark.slow
 def test_pdf_figures_and_an_html_with_png_copies(tmp_path):
     run = tmp_path / "run"
     Runner(RunConfig(sources=["oracle"], n=3), run, progress=False, log=lambda _: None).run()

@@ -95,6 +95,7 @@ def test_a_bad_adapter_is_one_line_exit_2(tmp_path):
     assert "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_reproduce_end_to_end_on_the_toy(tmp_path):
     out = tmp_path / "repro"
     res = CliRunner().invoke(cli, ["reproduce", "--bench", "synthetic", "--limit", "2",  # the toy is the default adapter

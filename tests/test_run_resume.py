@@ -79,6 +79,7 @@ def _start_and_wait(out: Path, env: dict, min_lines: int) -> subprocess.Popen:
     pytest.fail("no records appeared")
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_processes_every_sample_once(tmp_path, plugin_env):
     out = tmp_path / "run"
     proc = _start_and_wait(out, plugin_env, min_lines=10)
@@ -105,6 +106,7 @@ def test_sigkill_then_rerun_processes_every_sample_once(tmp_path, plugin_env):
     assert summary["sources"]["slow_oracle"]["dae"] == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_partial_summary(tmp_path, plugin_env):
     out = tmp_path / "run"
     # 0.2 s per sample: on a loaded machine 30 x 0.05 s could end before the signal arrives
@@ -136,6 +138,7 @@ def test_torn_last_line_and_orphan_sample_line_are_repaired(tmp_path):
     assert (out / "samples.jsonl").read_text().splitlines() == samples  # one line each, same order
 
 
+@pytest.mark.slow
 def test_sigterm_ends_like_ctrl_c_with_a_partial_summary(tmp_path, plugin_env):
     out = tmp_path / "run"
     proc = _start_and_wait(out, plugin_env, min_lines=4)
@@ -148,6 +151,7 @@ def test_sigterm_ends_like_ctrl_c_with_a_partial_summary(tmp_path, plugin_env):
     assert "Partial run" in (out / "table.md").read_text()
 
 
+@pytest.mark.slow
 def test_two_runs_into_the_same_out_at_once_the_second_is_refused(tmp_path, plugin_env):
     out = tmp_path / "run"
     slow = dict(plugin_env, CREG_TEST_SLOW_S="1.0")  # the first run outlives the second's start-up

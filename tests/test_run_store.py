@@ -23,7 +23,7 @@ import creg
 from creg.plugins import discover
 from creg.relevance import RelevanceMap, RelevanceSource
 from creg.run_config import RunConfig, RunError
-from creg.runner import Runner, TooManyFailures, parse_max_failures
+from creg.runner import NoSamples, Runner, TooManyFailures, parse_max_failures
 from creg.store import RunDirError, RunStore, RunWriter, SampleFacts, SourceRow, describe_run
 
 torch.set_num_threads(1)
@@ -330,8 +330,10 @@ def test_a_decompression_bomb_is_a_failure_with_its_reason(tmp_path, plugins, mo
     Image.new("RGB", (64, 64)).save(images / "0.png")
     Image.new("RGB", (64, 64)).save(images / "1.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 > 2 x 1000 pixels: PIL refuses it as a bomb
-    res = run(RunConfig(sources=["boom"], bench="files"), tmp_path / "r", plugins)
-    assert res.processed == 0 and sum(res.summary["skipped"].values()) == 2 and res.summary["complete"] is True
+    with pytest.raises(NoSamples, match="no sample was explained"):  # every sample failed: an error, not a table
+        run(RunConfig(sources=["boom"], bench="files"), tmp_path / "r", plugins)
+    summary = RunStore.read(tmp_path / "r").summary()
+    assert summary["n_samples"] == 0 and sum(summary["skipped"].values()) == 2 and summary["complete"] is True
     fails = RunStore.read(tmp_path / "r").failures()
     assert len(fails) == 2 and all("bomb" in (f.reason + f.error).lower() for f in fails)
 
@@ -371,10 +373,11 @@ def test_max_failures_stops_a_run_that_fails_everywhere(tmp_path, plugins):
     ("flat", "source 'flat': returned relevance of shape (5,)"),
 ])
 def test_wrong_plugin_output_is_an_error_of_the_sample_named_by_plugin(tmp_path, plugins, source, message):
-    res = run(RunConfig(sources=["oracle", source], n=3, batch_size=3), tmp_path / "r", plugins, max_failures=100)
+    with pytest.raises(NoSamples, match="PluginOutputError 3"):
+        run(RunConfig(sources=["oracle", source], n=3, batch_size=3), tmp_path / "r", plugins, max_failures=100)
     fails = RunStore.read(tmp_path / "r").failures()
     assert len(fails) == 3 and all(message in f.error and f.reason == "PluginOutputError" for f in fails)
-    assert res.processed == 0 and RunStore.read(tmp_path / "r").records() == []
+    assert RunStore.read(tmp_path / "r").records() == []
 
 
 # -- endings -----------------------------------------------------------------------------------

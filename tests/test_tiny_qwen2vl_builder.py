@@ -42,6 +42,7 @@ def test_bad_shapes_are_refused(tmp_path):
         build_tiny_qwen2vl(tmp_path / "b", model_vocab_size=64)
 
 
+@pytest.mark.slow
 def test_the_builder_needs_no_pytest(tmp_path):
     """The benchmark scripts build their random models where only creg's runtime is installed:
     the builder's helpers in creg.testing must not pull in pytest or the contract suites."""

@@ -44,6 +44,7 @@ def test_checkpoint_is_small_complete_and_deep_enough():
     assert conf["text_config"]["num_hidden_layers"] >= 8 and conf["vision_config"]["depth"] >= 4
 
 
+@pytest.mark.slow
 def test_toy_model_accuracy_grid_and_flip_equivariance_on_held_out_scenes(adapter):
     samples = list(scenes(0, N))
     out = adapter.forward(samples[:1])

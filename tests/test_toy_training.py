@@ -95,6 +95,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(small_dir, tmp_path):
         train(_cfg(small_dir, lr=0.5), tmp_path / "parts", log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_toy_command_is_registered_through_the_entry_point():
     """``creg toy`` comes from the ``creg_toy`` entry point, as a third-party command would."""
     import subprocess

@@ -165,7 +165,8 @@ def bench_options(fn: Callable) -> Callable:
         click.option("--bench", default="synthetic", show_default=True, help="benchmark name (see `creg list`)"),
         click.option("--limit", "--n", "n", type=click.IntRange(min=0), default=None,
                      help="at most this many samples (benchmark default if omitted); --n is its short alias"),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="seed of the benchmark's sample choice, the random sources and the bootstrap CIs"),
         click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar=DATA_DIR_ENV,
                      help=f"dataset root (or ${DATA_DIR_ENV})"),
         click.option("--bench-opt", "bench_opt", multiple=True, metavar="KEY=VALUE",
@@ -180,7 +181,8 @@ def compass_options(fn: Callable) -> Callable:
         click.option("--sigma-r", type=click.FloatRange(min=0, min_open=True), default=0.6, show_default=True,
                      help="radial Gaussian width, in units of r_max (Eq. 5)"),
         click.option("--rho-r", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-                     help="radius of the compass disc, in units of r_max"),
+                     help="radius of the compass disc r_max, in units of d_AB, the distance between A's and B's "
+                          "centres (r_max = rho_r * d_AB, Eq. 5)"),
     ])
 
 

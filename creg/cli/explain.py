@@ -8,20 +8,72 @@ from pathlib import Path
 
 import click
 
+from ..box_formats import BOX_FORMATS
 from .common import (compass_options, execution_options, fail, log, model_options, run_config_from, source_options,
                      warn_clashes)
 
 DEFAULT_SOURCES = "creg"
+#: ``--from``'s sources when --source is not given: CREG and the baseline it must beat.
+FROM_SOURCES = "creg,random_relevance"
 
 
-def _parse_box(value: str) -> list[float]:
+def _parse_box(value: str, box_format: str = "xyxy") -> list[float]:
     try:
         parts = [float(v) for v in value.split(",")]
     except ValueError:
         parts = []
     if len(parts) != 4:
-        raise click.BadParameter(f"{value!r}: expected x0,y0,x1,y1 in pixels")
+        layout = {"xyxy": "x0,y0,x1,y1", "xywh": "x,y,w,h", "cxcywh": "cx,cy,w,h"}[box_format]
+        raise click.BadParameter(f"{value!r}: expected {layout} in pixels")
     return parts
+
+
+def _explain_rows(rows_file: str, image_root: str | None, box_format: str, sources: str, out: str | None, *,
+                  fmt: str | None = None, dpi: int | None = None, **kw) -> None:
+    """``creg explain --from ROWS``: the ``pairs`` benchmark through the model into a run directory,
+    then its report (report.md, report.html, figures); prints the table."""
+    from ..api import DEFAULT_MODEL, default_out
+    from ..benchmark import DataInvalid
+    from ..hub import ModelUnavailable, check_available
+    from ..logs import quiet
+    from ..options import OptionsError
+    from ..plugins import PluginLoadError, UnknownName, get_plugins
+    from ..registry import RegistryError, load_registry
+    from ..run_config import RunError, apply_threads
+    from ..runner import Runner
+
+    names = [s.strip() for s in sources.split(",") if s.strip()]
+    if not names:
+        raise click.BadParameter("name at least one source", param_hint="--source")
+    try:
+        if kw["adapter"] is None:
+            kw["adapter"] = DEFAULT_MODEL if DEFAULT_MODEL in load_registry(kw["registries"]) else "none"
+    except RegistryError as e:
+        fail(str(e))
+    bench_options = {"file": str(Path(rows_file).resolve()), "box_format": box_format}
+    if image_root is not None:
+        bench_options["image_root"] = str(Path(image_root).resolve())
+    config = run_config_from(kw, sources=names, bench="pairs", bench_options=bench_options)
+    plugins = get_plugins()
+    warn_clashes(plugins)
+    out_dir = Path(out) if out else default_out(config)
+    try:
+        config.threads = apply_threads(config.threads)
+        runner = Runner(config, out_dir, plugins=plugins, progress=not quiet(), log=log)
+        if runner.adapter_config is not None:
+            check_available(runner.adapter_config.model)
+        result = runner.run()
+    except (UnknownName, RunError, RegistryError, PluginLoadError, OptionsError, DataInvalid, ModelUnavailable,
+            OSError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail(f"interrupted; the partial run is in {out_dir}: re-run the same command to continue", 130)
+    click.echo(result.table)
+    from ..reporting.report import build_report
+
+    report = build_report(result.out, log=log, fmt=fmt or "png", dpi=dpi)
+    click.echo(f"run directory: {result.out}  (records.jsonl, summary.json, table.md, report.md"
+               f"{', report.html' if report.get('html') else ''}, figures/)")
 
 
 def explain_sample(sample, source, adapter, *, k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0, seed: int = 0,
@@ -74,11 +126,19 @@ def _figure_path(out: str, fmt: str | None) -> Path:
 
 @click.command("explain")
 @model_options(adapter_help="preset or adapter plugin name (see `creg list`); default: the toy model, qwen2vl-toy")
-@click.option("--image", "image_path", required=True, type=click.Path(dir_okay=False, exists=True))
-@click.option("--ref", "ref_name", required=True, help="name of the reference object A")
-@click.option("--ref-box", required=True, help="A's box x0,y0,x1,y1 (pixels)")
-@click.option("--tgt", "tgt_name", required=True, help="name of the target object B")
-@click.option("--tgt-box", required=True, help="B's box x0,y0,x1,y1 (pixels)")
+@click.option("--image", "image_path", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="the image file (png, jpg, ...) to explain; or --from ROWS for many")
+@click.option("--ref", "ref_name", default=None, help="name of the reference object A")
+@click.option("--ref-box", default=None, help="A's box: four numbers in pixels, x0,y0,x1,y1 (see --box-format)")
+@click.option("--tgt", "tgt_name", default=None, help="name of the target object B")
+@click.option("--tgt-box", default=None, help="B's box: four numbers in pixels, x0,y0,x1,y1 (see --box-format)")
+@click.option("--box-format", type=click.Choice(BOX_FORMATS), default="xyxy", show_default=True,
+              help="layout of the box numbers: x0,y0,x1,y1 | x,y,w,h (COCO) | cx,cy,w,h")
+@click.option("--from", "rows_file", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="explain every row of a CSV/JSONL/Parquet file (image, ref, ref_box, tgt, tgt_box, optional "
+                   "relation) into a run directory with its report (the `pairs` benchmark; docs/benchmarks.md)")
+@click.option("--image-root", default=None, type=click.Path(file_okay=False, exists=True),
+              help="with --from: the folder the rows' image paths are relative to and must stay in (default: the file's folder)")
 @click.option("--relation", type=click.Choice(["left", "right", "above", "below"]), default=None,
               help="ground truth (gt-targeted sources need it); default: the dominant axis of the boxes")
 @click.option("--source", "sources", default=DEFAULT_SOURCES, show_default=True,
@@ -86,16 +146,38 @@ def _figure_path(out: str, fmt: str | None) -> Path:
 @source_options
 @compass_options
 @execution_options(batch_size=False)
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="write the figure here: per source the relevance heatmap over the image beside the compass rose")
+@click.option("--out", type=click.Path(), default=None,
+              help="write the figure here: per source the relevance heatmap over the image beside the compass rose "
+                   "(with --from: the run directory, default runs/pairs-ADAPTER-HASH)")
 @click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default=None,
-              help="figure format (default: --out's suffix, else png)")
+              help="figure format (default: --out's suffix, else png; with --from: the report's figures)")
 @click.option("--dpi", type=click.IntRange(min=20, max=1200), default=200, show_default=True, help="figure resolution")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of the text")
 @click.option("--maps", is_flag=True, help="with --json: include each relevance map and its cell centres")
-def explain_cmd(image_path, ref_name, ref_box, tgt_name, tgt_box, relation, sources, out, fmt, dpi, as_json, maps,
-                **kw) -> None:
-    """Explain one image: the compass distribution per source, the model's answer and (with --out) a figure."""
+@click.pass_context
+def explain_cmd(ctx, image_path, ref_name, ref_box, tgt_name, tgt_box, box_format, rows_file, image_root, relation,
+                sources, out, fmt, dpi, as_json, maps, **kw) -> None:
+    """Explain one image: the compass distribution per source, the model's answer and (with --out) a figure.
+    With --from ROWS: every row of a file, into a run directory with metrics and a report."""
+    one = {"--image": image_path, "--ref": ref_name, "--ref-box": ref_box, "--tgt": tgt_name, "--tgt-box": tgt_box,
+           "--relation": relation}
+    if rows_file is not None:
+        given = [k for k, v in one.items() if v is not None]
+        if given:
+            raise click.UsageError(f"--from explains the rows of a file: drop {', '.join(given)} (each row names its image and objects)")
+        if as_json or maps:
+            raise click.UsageError("--json and --maps describe one image; --from writes a run directory "
+                                   "(summary.json, records.jsonl: `creg export` for tables)")
+        if ctx.get_parameter_source("sources") == click.core.ParameterSource.DEFAULT:
+            sources = FROM_SOURCES
+        explicit_dpi = ctx.get_parameter_source("dpi") != click.core.ParameterSource.DEFAULT
+        return _explain_rows(rows_file, image_root, box_format, sources, out, fmt=fmt,
+                             dpi=dpi if explicit_dpi else None, **kw)
+    missing = [k for k, v in one.items() if v is None and k != "--relation"]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or give --from ROWS to explain a file of rows)")
+    if image_root is not None:
+        raise click.UsageError("--image-root goes with --from ROWS")
     from ..adapter import LayerOutOfRange
     from ..api import DEFAULT_MODEL, ApiError, load
     from ..hub import ModelUnavailable
@@ -108,7 +190,9 @@ def explain_cmd(image_path, ref_name, ref_box, tgt_name, tgt_box, relation, sour
     names = [s.strip() for s in sources.split(",") if s.strip()]
     if not names:
         raise click.BadParameter("name at least one source", param_hint="--source")
-    rb, tb = _parse_box(ref_box), _parse_box(tgt_box)
+    rb, tb = _parse_box(ref_box, box_format), _parse_box(tgt_box, box_format)
+    if out and Path(out).is_dir():
+        raise click.BadParameter(f"{out} is a folder: give a figure file", param_hint="--out")
     figure = _figure_path(out, fmt) if out else None
     try:
         if kw["adapter"] is None:
@@ -126,7 +210,8 @@ def explain_cmd(image_path, ref_name, ref_box, tgt_name, tgt_box, relation, sour
             flag = "--adapter-opt" if config.adapter_options else "--" + next(iter(config.placement())).replace("_", "-")
             raise RunError(f"{flag} given but {config.adapter!r} runs no model")
         ex = m.explain(image_path, ref=(ref_name, rb), tgt=(tgt_name, tb), sources=names, relation=relation,
-                       k=config.k, sigma_r=config.sigma_r, rho_r=config.rho_r, source_options=config.source_options)
+                       k=config.k, sigma_r=config.sigma_r, rho_r=config.rho_r, source_options=config.source_options,
+                       box_format=box_format)
     except (ApiError, ModelUnavailable, UnknownName, RunError, RegistryError, OSError, OptionsError, PluginLoadError,
             PluginError, LayerOutOfRange) as e:
         fail(str(e))

@@ -93,7 +93,7 @@ def _bench_sections(bench: str, stores, summaries, report, compare: str) -> list
     rows = []
     lines = [f"## {title}: Table 1 (directional attribution)", "",
              f"VLM accuracy {_fmt(summary.get('vlm_accuracy'), 3)}"
-             + (" ⚠ at or below chance (0.25)" if any(w["kind"] == "accuracy_at_chance" for w in summary.get("warnings") or []) else "")
+             + (" ⚠ not above chance (0.25) at 95%" if any(w["kind"] == "accuracy_at_chance" for w in summary.get("warnings") or []) else "")
              + f" (paper: {_paper(_published(compare, table='Table 3', metric='vlm_accuracy'), 3)}); n = {summary.get('n_samples')}.", "",
              "| Method | n | DAE↓ [95% CI] | DAE sector centre↓ | paper DAE | EA↑ [95% CI] | paper EA |",
              "|---|---:|---:|---:|---:|---:|---:|"]

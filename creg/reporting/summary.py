@@ -15,6 +15,10 @@
      "n_samples": int, "complete": bool, "skipped": {reason: count},
      "pairwise": [{"a", "b", "metric", "n", "diff", "ci", "p", "p_holm", "n_boot"}] (a run's summary),
      "warnings": [{"kind", "message", "source"?, ...}] (creg.reporting.warnings), ...}
+
+and per source, when the run holds ``random_relevance`` (creg.reporting.versus_random)::
+
+    "vs_random": {"baseline", "metric", "n", "diff", "ci", "p", "p_holm", "n_boot", "beats"}
 """
 
 from __future__ import annotations
@@ -122,6 +126,10 @@ def summarize(records: Iterable[SampleRecord], sources: Sequence[str], *, seed: 
         summary["vlm_accuracy_ci"] = None
         summary["accuracy_by_class"] = None
     summary["n_samples"] = len({r.sample_id for r in records})
+    from .versus_random import versus_random
+
+    for name, test in versus_random(records, metrics, seed=seed).items():  # each source against random_relevance
+        summary["sources"][name]["vs_random"] = test
     if pairwise:
         from .analysis import pairwise_tests
 
@@ -140,6 +148,13 @@ def _fmt(v: float | None, digits: int, ci: Sequence[float] | None = None, ci_dig
         d = digits if ci_digits is None else ci_digits
         s += f" [{ci[0]:{plus}.{d}f}, {ci[1]:{plus}.{d}f}]"
     return s
+
+
+def _versus_cell(test: dict[str, Any] | None) -> str:
+    """``−12.3 [−15.1, −9.4] ✓`` (beats random_relevance), ``… ✗`` (does not) or ``–`` (the baseline, no samples)."""
+    if not test or test.get("beats") is None:
+        return "–"
+    return f"{_fmt(test['diff'], 1, test['ci'], 1, sign=True)} {'✓' if test['beats'] else '✗'}"
 
 
 def table_metrics(summary: dict[str, Any], metrics=None) -> list:
@@ -161,15 +176,24 @@ def markdown_table(summary: dict[str, Any], title: str = "", metrics=None) -> st
     if title:
         lines += [f"### {title}", ""]
     head = "".join(f" {m.heading}{' [95% CI]' if m.ci and m.table_ci else ''} |" for m in cols)
-    lines += ["| Method | n |" + head, "|---|---:|" + "---:|" * len(cols)]
+    vs = next((s["vs_random"] for s in summary["sources"].values() if s.get("vs_random")), None)
+    if vs is not None:
+        head += f" vs {vs['baseline']} Δ{vs['metric'].upper()} [95% CI] |"
+    lines += ["| Method | n |" + head, "|---|---:|" + "---:|" * (len(cols) + (vs is not None))]
     for name, s in summary["sources"].items():
         cells = ""
         for m in cols:
             ci = s.get(f"{m.name}_ci") if m.ci and m.table_ci else None
             cells += f" {_fmt(s.get(m.name), m.digits, ci, m.ci_digits, sign=m.signed)} |"
+        if vs is not None:
+            cells += f" {_versus_cell(s.get('vs_random'))} |"
         lines.append(f"| {name} | {s['n']} |" + cells)
     acc = summary.get("vlm_accuracy")
     lines.append("")
+    if vs is not None:
+        from .versus_random import legend
+
+        lines.append(legend(vs["metric"].upper()))
     if acc is None:  # a run with a model whose every sample failed answered nothing: say that, not "no model"
         no_model = summary.get("adapter", NO_MODEL) in (None, NO_MODEL)
         lines.append(f"VLM accuracy: – ({'no model in this run' if no_model else 'no sample was answered'})")
@@ -178,7 +202,8 @@ def markdown_table(summary: dict[str, Any], title: str = "", metrics=None) -> st
         per = summary.get("accuracy_by_class") or {}
         per_s = ", ".join(f"{k} {_fmt(v, 3)}" for k, v in per.items())
         chance = next((w for w in summary.get("warnings") or [] if w.get("kind") == "accuracy_at_chance"), None)
-        note = f" ⚠ at or below chance ({chance['chance']:.2f} for {len(RELATIONS)} classes)" if chance else ""
+        note = (f" ⚠ {'at or below chance' if acc <= chance['chance'] + 1e-12 else 'CI includes chance'} "
+                f"({chance['chance']:.2f} for {len(RELATIONS)} answers)") if chance else ""
         lines.append(f"VLM accuracy: {_fmt(acc, 3, ci, 2)}{note} ({per_s})")
     has_cos = any("cos" in s for s in summary["sources"].values())
     if has_cos:  # the true-direction reading does not depend on the source: one line for the model

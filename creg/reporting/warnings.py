@@ -9,8 +9,16 @@ the list under ``"warnings"``. Kinds:
 * ``benchmark`` -- a warning the benchmark itself wrote into its description (a missing annotation
   file, a class that ran out of candidates: the per-class detail);
 * ``failed`` -- samples that failed and are not in the numbers (reason: count);
-* ``accuracy_at_chance`` -- the VLM accuracy is at or below chance (1 / number of classes): its
-  attributions explain guesses;
+* ``no_samples`` -- the run holds no sample at all (the runner then stops with an error);
+* ``skipped`` -- the benchmark skipped samples (missing or unreadable images, bad rows) and no
+  shortfall warning already says so: reason and count;
+* ``accuracy_at_chance`` -- the 95% CI of the VLM accuracy includes chance (1 / number of answers),
+  or the accuracy is at or below it: its attributions may explain guesses;
+* ``out_of_domain`` -- the model's preset declares the benchmarks it was trained for
+  (``domain`` in registry.toml) and this benchmark is not one of them;
+* ``not_better_than_random`` -- a source whose DAE is not significantly lower than
+  ``random_relevance``'s on the same samples (creg.reporting.versus_random; not for the chance
+  controls ``random`` and ``random_relevance`` themselves);
 * ``no_figure`` -- a source gets no example figure (no sample with a defined DAE);
 * ``flagged`` -- a source's records with degenerate relevance (no mass within r_max, non-finite
   values, A and B at the same centre), per flag;
@@ -55,6 +63,8 @@ def run_warnings(config: dict[str, Any] | None, summary: dict[str, Any],
     asked = run.get("n") if run.get("n") is not None else bench.get("n")
     got = int(summary.get("n_samples") or 0)
     skipped = {k: int(v) for k, v in (summary.get("skipped") or {}).items()}
+    if complete and got == 0:
+        out.append({"kind": "no_samples", "message": f"{name}: no sample was explained: the numbers below mean nothing"})
     if complete and asked is not None and got < int(asked):
         per_class = bench.get("per_class") or {}
         short = bench.get("shortfall") or {}
@@ -67,14 +77,29 @@ def run_warnings(config: dict[str, Any] | None, summary: dict[str, Any],
         out.append({"kind": "shortfall", "asked": int(asked), "got": got, "per_class": dict(per_class),
                     "shortfall_per_class": dict(short),
                     "message": f"{name}: asked for {int(asked)} samples, got {got}{detail}{why}"})
+    if skipped and not any(w["kind"] == "shortfall" for w in out):
+        total = sum(skipped.values())
+        out.append({"kind": "skipped", "skipped": dict(skipped),
+                    "message": f"{name}: {total} sample{'s' if total != 1 else ''} skipped and not in the numbers ("
+                               + ", ".join(f"{k} {v}" for k, v in skipped.items())
+                               + "); config.json (benchmark.problems) and skipped.jsonl name the first ones"})
+    domain = config.get("domain") or {}
+    if domain.get("benchmarks") and name not in domain["benchmarks"]:
+        out.append({"kind": "out_of_domain", "preset": domain.get("preset"), "domain": list(domain["benchmarks"]),
+                    "message": f"{domain.get('preset')} was trained for {', '.join(domain['benchmarks'])} only "
+                               f"(its domain in registry.toml); on {name} it runs far outside its training domain: "
+                               "these numbers say little about a VLM's spatial reasoning"})
     for text in bench.get("warnings") or []:
         out.append({"kind": "benchmark", "message": f"{name}: {text}"})
 
     acc = summary.get("vlm_accuracy")
-    if acc is not None and acc <= CHANCE_ACCURACY + 1e-12:
-        out.append({"kind": "accuracy_at_chance", "accuracy": acc, "chance": CHANCE_ACCURACY,
-                    "message": f"VLM accuracy {acc:.3f} is at or below chance ({CHANCE_ACCURACY:.2f} for "
-                               f"{len(RELATIONS)} classes): the attributions explain guesses"})
+    ci = summary.get("vlm_accuracy_ci")
+    if acc is not None and (acc <= CHANCE_ACCURACY + 1e-12 or (ci is not None and ci[0] <= CHANCE_ACCURACY + 1e-12)):
+        where = ("is at or below chance" if acc <= CHANCE_ACCURACY + 1e-12 else
+                 f"has a 95% CI [{ci[0]:.2f}, {ci[1]:.2f}] that includes chance")
+        out.append({"kind": "accuracy_at_chance", "accuracy": acc, "ci": ci, "chance": CHANCE_ACCURACY,
+                    "message": f"VLM accuracy {acc:.3f} {where} ({CHANCE_ACCURACY:.2f} = 1/{len(RELATIONS)} answers): "
+                               "the attributions may explain guesses"})
 
     if records:
         from .examples import select_examples
@@ -86,6 +111,17 @@ def run_warnings(config: dict[str, Any] | None, summary: dict[str, Any],
             if not select_examples(recs):
                 out.append({"kind": "no_figure", "source": source,
                             "message": f"{source}: no example figure (no sample with a defined DAE)"})
+
+    from .versus_random import CHANCE_CONTROLS
+
+    for source, s in (summary.get("sources") or {}).items():
+        vs = s.get("vs_random") or {}
+        if vs.get("beats") is False and source not in CHANCE_CONTROLS:
+            out.append({"kind": "not_better_than_random", "source": source, "baseline": vs["baseline"],
+                        "diff": vs["diff"], "ci": vs["ci"], "p_holm": vs["p_holm"],
+                        "message": f"{source} does not beat {vs['baseline']} on {vs['metric'].upper()} (difference "
+                                   f"{vs['diff']:+.1f} [{vs['ci'][0]:+.1f}, {vs['ci'][1]:+.1f}], Holm p {vs['p_holm']:.2g}, "
+                                   f"n={vs['n']}): its maps show no more direction than random relevance here"})
 
     for source, s in (summary.get("sources") or {}).items():
         flags = s.get("flags") or {}

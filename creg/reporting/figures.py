@@ -62,13 +62,17 @@ class PlotsUnavailable(ImportError):
 
 
 def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (unless one was chosen), or a clear error."""
+    """matplotlib.pyplot on the non-interactive Agg backend (unless one was chosen), or a clear error.
+
+    Labels are drawn as they are, never as mathtext (``text.parse_math`` off): names come from data,
+    and a category called ``$...$`` must neither change the figure nor stop it (ParseFatalException)."""
     try:
         import matplotlib
     except ImportError as e:
         raise PlotsUnavailable("figures need matplotlib: pip install matplotlib") from e
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "module://matplotlib_inline.backend_inline"):
         matplotlib.use("Agg", force=True)
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

@@ -22,6 +22,7 @@ most one torn last line, which the next writer removes.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..logs import info as log_info
 from ..records import SampleRecord
 from ..run_config import RunError
-from .files import (DirLock, LockBusy, append_lines, dumps, read_json_lines, write_atomic,
+from .files import (DirLock, LinkRefused, LockBusy, append_lines, dumps, read_json_lines, write_atomic,
                     write_json_atomic)
 from .identity import resume_differences
 from .parts import absorb_parts
@@ -64,6 +65,33 @@ def _inside(root: Path, rel: str) -> Path:
     return root.joinpath(*parts)
 
 
+def refuse_links(root: Path) -> None:
+    """:class:`RunDirError` (one line) if an entry of the run directory ``root`` (``.lock``, ``parts/``,
+    ``records.jsonl``, ``figures/``, ...) is a symbolic link: the store never reads, writes or deletes
+    through one, so nothing outside the folder is touched."""
+    try:
+        with os.scandir(root) as it:
+            links = sorted(e.name for e in it if e.is_symlink())
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise RunDirError(f"{root} is not a directory") from None
+    if links:
+        raise RunDirError(f"{root}: {', '.join(links)} {'is a symbolic link' if len(links) == 1 else 'are symbolic links'}; "
+                          "creg reads and writes only the run directory's own files (replace the link with the file or folder itself)")
+
+
+def _no_link_below(root: Path, path: Path) -> Path:
+    """``path`` (under ``root``) if no folder or file on the way from ``root`` is a symbolic link, else RunDirError."""
+    at = Path(root)
+    for part in Path(path).relative_to(root).parts:
+        at = at / part
+        if at.is_symlink():
+            raise RunDirError(f"{at} is a symbolic link; creg writes only inside the run directory "
+                              "(replace the link with the file or folder itself)")
+    return path
+
+
 class RunStore:
     """Read access to a run directory (and the report artifacts it holds)."""
 
@@ -78,6 +106,7 @@ class RunStore:
     def read(cls, path: Path | str) -> "RunStore":
         """Open an existing run directory for reading; :class:`RunDirError` if it is not one."""
         store = cls(path)
+        refuse_links(store.path)
         if not (store.path / CONFIG).is_file():
             raise RunDirError(f"{store.path} is not a run directory (no {CONFIG}); make one with `creg run`")
         store.config  # validates the version
@@ -222,8 +251,9 @@ class RunStore:
 
     def write_artifact(self, rel: str, data: str | bytes) -> Path:
         """Write a derived file (report.md, report.json, ...) atomically; ``rel`` is sanitised."""
-        p = _inside(self.path, rel)
+        p = _no_link_below(self.path, _inside(self.path, rel))
         p.parent.mkdir(parents=True, exist_ok=True)
+        _no_link_below(self.path, p)
         write_atomic(p, data)
         return p
 
@@ -294,20 +324,45 @@ class RunWriter(RunStore):
         self._rows_done: list[SourceRow] = []
 
     def __enter__(self) -> "RunWriter":
+        # what this writer creates, so that a run refused before start() leaves nothing behind
+        self._made_dirs = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        self._made_lock = False
+        self._started = False
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            self._lock.acquire()
-        except LockBusy as e:
-            raise RunDirError(f"{self.path} is being written by another creg run ({e}); wait for it to end or use another --out") from None
-        try:
+            refuse_links(self.path)
+            self._made_lock = not os.path.lexists(self._lock.path)
+            try:
+                self._lock.acquire()
+            except LockBusy as e:
+                self._made_lock = False
+                raise RunDirError(f"{self.path} is being written by another creg run ({e}); wait for it to end or use another --out") from None
+            except LinkRefused as e:
+                self._made_lock = False
+                raise RunDirError(str(e)) from None
             self._check()
         except BaseException:
-            self._lock.release()
+            self._discard()
             raise
         return self
 
     def __exit__(self, *exc) -> None:
+        if not getattr(self, "_started", True):
+            self._discard()
+        else:
+            self._lock.release()
+
+    def _discard(self) -> None:
+        """Release the lock and, as the run never started, remove the lock file and the folders this
+        writer created (a refused run leaves nothing behind)."""
         self._lock.release()
+        if self._made_lock:
+            self._lock.path.unlink(missing_ok=True)
+        for d in self._made_dirs:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
     def _check(self) -> None:
         entries = [p for p in self.path.iterdir() if p.name != DirLock.NAME]
@@ -330,6 +385,8 @@ class RunWriter(RunStore):
 
     def start(self) -> None:
         """Clear (``overwrite``) or repair (resume) the directory and write ``config.json``."""
+        self._started = True
+        refuse_links(self.path)
         if self.overwrite and self.is_run_dir(self.path):
             for p in self.path.iterdir():
                 if p.name == DirLock.NAME:

@@ -15,6 +15,7 @@ re-run retries it. ``max_failures`` stops a run that fails everywhere.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -70,7 +71,7 @@ def parse_max_failures(value: str | float | int | None) -> float | int:
             v = float(text[:-1]) / 100 if text.endswith("%") else (int(text) if text.isdigit() else float(text))
         except ValueError:
             raise RunError(f"--max-failures {value!r}: expected a count (e.g. 20) or a fraction (e.g. 0.1 or 10%)") from None
-    if v < 0 or (isinstance(v, float) and not v < 1 and v != int(v)):
+    if not math.isfinite(v) or v < 0 or (isinstance(v, float) and not v < 1 and v != int(v)):
         raise RunError(f"--max-failures {value!r}: expected a count >= 0 or a fraction in [0, 1)")
     return int(v) if isinstance(v, float) and v >= 1 else v
 
@@ -215,6 +216,30 @@ class Runner:
             explain_batch([self._probe_sample] * n, self.sources, self.adapter, self.settings, seed=self.config.seed,
                           adapter_name=self.config.adapter)
 
+    def check_model(self) -> None:
+        """Load the model and check what depends on it, before config.json is written: every layer
+        the sources read exists (``creg.layers=[-999]`` is a one-line RunError, not a run whose
+        every sample fails)."""
+        from .adapter import LayerOutOfRange
+        from .relevance import SourceRequest
+
+        adapter = self.adapter
+        if adapter is None or not callable(getattr(adapter, "check_layers", None)):
+            return
+        layers: set[int] = set()
+        for source in self.sources:
+            try:
+                req = SourceRequest.of(source.request())
+            except Exception:  # noqa: BLE001 - a source whose request needs a batch is checked when it runs
+                continue
+            layers |= set(req.layers)
+            for g in req.gradients:
+                layers |= set(g.layers)
+        try:
+            adapter.check_layers(sorted(layers))
+        except LayerOutOfRange as e:
+            raise RunError(str(e)) from None
+
     def execution(self) -> dict[str, Any]:
         """How this process runs (not part of what a resume must match): the resolved batch size,
         and the seconds the model load and the batch-size probe took."""
@@ -237,7 +262,7 @@ class Runner:
         try:
             with RunWriter(self.out, self.describe(), sources=[s.name for s in self.sources],
                            overwrite=self.overwrite, log=self.log) as store:
-                self.adapter  # noqa: B018 - load (and so validate) the model before the directory changes
+                self.check_model()  # load (and so validate) the model before the directory changes
                 store.doc["execution"] = self.execution()
                 store.start()
                 return self._run(store)

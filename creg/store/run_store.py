@@ -126,11 +126,15 @@ class RunStore:
                 raise RunDirError(f"{self.path / CONFIG} is not valid JSON ({e}); the run directory is damaged") from None
             if not isinstance(cfg, dict) or "run" not in cfg:
                 raise RunDirError(f"{self.path / CONFIG} is not a creg run configuration")
+            if not isinstance(cfg["run"], dict):
+                raise RunDirError(f"{self.path / CONFIG}: 'run' is a {type(cfg['run']).__name__}, not a table of "
+                                  "settings; the run directory is damaged")
             version = cfg.get("schema_version", 1)
             if version not in READABLE_VERSIONS:
                 raise RunDirError(
                     f"{self.path} has run-directory schema version {version}; this creg reads versions "
                     f"{', '.join(map(str, READABLE_VERSIONS))}: install the creg that wrote it (creg {cfg.get('creg_version', '?')})")
+            _check_run_settings(self.path / CONFIG, cfg["run"])
             self._config = cfg
         return self._config
 
@@ -267,6 +271,19 @@ class RunStore:
     def artifact_path(self, rel: str) -> Path:
         """The path ``rel`` (sanitised) would have; for links in reports."""
         return _inside(self.path, rel)
+
+
+def _check_run_settings(path: Path, run: dict[str, Any]) -> None:
+    """RunDirError (one line) if config.json's ``run`` does not hold a valid run configuration
+    (``"k": "abc"``, a negative seed ...): a damaged file is reported, not a traceback."""
+    from pydantic import ValidationError
+
+    from ..run_config import RunConfig, config_error_message
+
+    try:
+        RunConfig.model_validate(run)
+    except ValidationError as e:
+        raise RunDirError(f"{path}: {config_error_message(e)}; the run directory is damaged") from None
 
 
 def _failure(d: Any) -> Failure:

@@ -1,0 +1,41 @@
+"""Issue 21, item 6: the smaller items (an all-NaN source, plugin import failures named, the public
+record model round-trips NaN, a deterministic merge after a resume)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from creg.compass import Flag
+from creg.records import SampleRecord
+from creg.relevance import RelevanceMap
+from creg.sample import Box, make_sample
+from creg.scoring.pipeline import ScoringSettings, score_map
+
+torch.set_num_threads(1)
+
+
+def test_all_nan_source_is_no_signal_not_a_tie_break_dae():
+    from PIL import Image
+
+    s = make_sample(id="s", image=Image.new("RGB", (30, 30)), image_size=(30, 30), ref_name="a",
+                    ref_box=Box(x0=0, y0=0, x1=10, y1=10), tgt_name="b", tgt_box=Box(x0=20, y0=0, x1=30, y1=10),
+                    relation="right")
+    row, compass = score_map(s, RelevanceMap(values=torch.full((3, 3), float("nan"))), ScoringSettings(), source="x")
+    assert Flag.NO_SIGNAL.value in row.flags
+    assert row.dae is None and row.ea is None and row.dae_sector is None
+    # a map with some finite values keeps its DAE
+    vals = torch.full((3, 3), float("nan"))
+    vals[0, 2] = 1.0
+    row, _ = score_map(s, RelevanceMap(values=vals), ScoringSettings(), source="x")
+    assert Flag.NO_SIGNAL.value not in row.flags and row.dae is not None
+
+
+def test_sample_record_round_trips_nan():
+    r = SampleRecord(sample_id="a", source="s", relation="left", logits=[math.nan, 1, 2, 3], true_angle=1.0,
+                     compass=[math.inf, 0.0], peak_sector=0, peak_angle=math.nan, sector_angle=0.0, dae=None,
+                     dae_sector=None, ea=None)
+    back = SampleRecord.model_validate_json(r.model_dump_json())
+    assert math.isnan(back.logits[0]) and back.compass[0] == math.inf and math.isnan(back.peak_angle)

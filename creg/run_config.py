@@ -226,7 +226,7 @@ def resolve_adapter(config: RunConfig, plugins: Plugins, presets: dict[str, "Pre
             raise RunError(f"adapter plugin {name!r} needs --model (a hub id or local directory), or use a preset")
         preset, plugin = Preset(adapter=name, model=config.model), name
     else:
-        raise UnknownName("adapter", name, sorted(set(presets) | set(plugins.names("adapter"))))
+        raise UnknownName("adapter", name, sorted(set(presets) | set(plugins.names("adapter"))), plugins.failures)
     cls = plugins.load("adapter", plugin)
     check_placement(plugin, cls, config.placement())
     options = adapter_options(plugin, cls, {**preset.options, **config.adapter_options, **config.placement()})

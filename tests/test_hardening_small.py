@@ -39,3 +39,21 @@ def test_sample_record_round_trips_nan():
                      dae_sector=None, ea=None)
     back = SampleRecord.model_validate_json(r.model_dump_json())
     assert math.isnan(back.logits[0]) and back.compass[0] == math.inf and math.isnan(back.peak_angle)
+
+
+def test_unknown_name_names_the_plugin_that_failed_to_import(monkeypatch, tmp_path):
+    import creg.plugins as plugins_mod
+    from fake_entry_points import entry_point
+
+    (tmp_path / "broken_src_plugin.py").write_text("import not_a_module_anywhere_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = plugins_mod.entry_points
+    monkeypatch.setattr(plugins_mod, "entry_points",
+                        lambda group: [entry_point("brokensrc", "broken_src_plugin", "broken-dist")] + list(real(group=group)))
+    monkeypatch.delenv("CREG_STRICT_PLUGINS", raising=False)
+    p = plugins_mod.discover()
+    with pytest.raises(plugins_mod.UnknownName) as e:
+        p.get("source", "mysource")
+    msg = str(e.value)
+    assert msg.startswith("unknown source 'mysource'")
+    assert "plugin brokensrc (broken-dist 1.0) failed to import: ModuleNotFoundError" in msg

@@ -292,7 +292,7 @@ class Runner:
         error: BaseException | None = None
         t0 = time.perf_counter()
         try:
-            stream = self.benchmark.samples() if samples is None else samples
+            stream = self._recording_order(self.benchmark.samples()) if samples is None else samples
             for batch in self._batches(iter(stream), done_ids, bar):
                 n_ok = self._process(batch, store, failures)
                 processed += n_ok
@@ -330,6 +330,8 @@ class Runner:
         all_skipped = dict(getattr(self.benchmark, "skipped", {}) or {})
         for f in store.failures():
             all_skipped[f.reason] = all_skipped.get(f.reason, 0) + 1
+        if complete and hasattr(store, "sort_samples"):  # the files (and summary) of one uninterrupted process
+            store.sort_samples(self._sample_order())
         records = store.records_so_far()
         summary = summarize(
             records, names, seed=self.config.seed, complete=complete, skipped=all_skipped,
@@ -341,6 +343,20 @@ class Runner:
         table = markdown_table(summary, title, metrics=self._metrics())
         store.write_summary(summary, table)
         return summary, table, all_skipped
+
+    def _recording_order(self, samples: Iterable[Sample]) -> Iterator[Sample]:
+        """``samples``, remembering their ids in order (the benchmark's order, for :meth:`_sample_order`)."""
+        self._order: list[str] = []
+        for s in samples:
+            self._order.append(s.id)
+            yield s
+        self._order_complete = True
+
+    def _sample_order(self) -> list[str]:
+        """The benchmark's sample ids in order: as this process streamed them, else from the benchmark."""
+        if getattr(self, "_order_complete", False):
+            return list(self._order)
+        return [s.id for s in self.benchmark.samples()]
 
     def _metrics(self):
         if not hasattr(self, "_metric_registry"):

@@ -475,6 +475,26 @@ class RunWriter(RunStore):
             self._rows_done += list(rows)
             self.done_ids.add(f.id)
 
+    def sort_samples(self, order: Sequence[str]) -> bool:
+        """Rewrite ``samples.jsonl`` and ``records.jsonl`` (atomically) with the finished samples in
+        ``order`` (sample ids; others follow in their current order) and each sample's rows in the
+        run's source order -- unless they are in that order already. A resumed or merged run so ends
+        with the files, and the summary, of one uninterrupted process. Returns whether it rewrote."""
+        rank = {sid: i for i, sid in enumerate(order)}
+        ids = list(self._facts_done)
+        ordered = sorted(ids, key=lambda sid: rank.get(sid, len(rank)))
+        by_sample: dict[str, dict[str, SourceRow]] = {}
+        for r in self._rows_done:
+            by_sample.setdefault(r.sample_id, {}).setdefault(r.source, r)
+        rows = [by_sample[sid][name] for sid in ordered for name in self.source_names if name in by_sample.get(sid, {})]
+        if ordered == ids and rows == self._rows_done:
+            return False
+        facts = {sid: self._facts_done[sid] for sid in ordered}
+        write_atomic(self.path / SAMPLES, "".join(dumps(f.model_dump()) + "\n" for f in facts.values()))
+        write_atomic(self.path / RECORDS, "".join(dumps(r.model_dump()) + "\n" for r in rows))
+        self._facts_done, self._rows_done = facts, rows
+        return True
+
     def write_failure(self, failure: Failure) -> None:
         append_lines(self.path / SKIPPED, [dumps(failure.model_dump())])
 

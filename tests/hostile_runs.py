@@ -19,8 +19,9 @@ def hostile_run(run: Path, *, n: int = 4) -> Path:
     cfg = json.loads((run / "config.json").read_text())
     cfg["run"]["adapter"] = HOSTILE[0]
     cfg["run"]["model"] = HOSTILE[1]
-    cfg["run"]["prompt"] = HOSTILE[2]
+    cfg["run"]["prompt"] = HOSTILE[2] + " {ref} {tgt}"
     cfg["run"]["sources"] = ["oracle", HOSTILE[3]]
+    cfg["run"]["bench"] = cfg["benchmark"]["name"] = HOSTILE[1]
     (run / "config.json").write_text(json.dumps(cfg))
     rows = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
     for i, r in enumerate(rows):

@@ -28,6 +28,15 @@ def test_report_html_has_no_links_handlers_or_script_from_run_text(hostile_repor
     assert html_text(HOSTILE[3]) in page and "javascript:alert(2)" in page
 
 
+def test_report_html_without_figures_is_inert(tmp_path):
+    """The same check without figures (so that it does not depend on the mathtext fix)."""
+    run = hostile_run(tmp_path / "run")
+    build_report(run, log=lambda _: None, figures=False)
+    page = (run / "report.html").read_text()
+    assert active_html(page) == []
+    assert "&quot; onmouseover=&quot;alert(1)&quot;" in page
+
+
 def test_report_md_keeps_hostile_names_on_one_line(hostile_report):
     md = (hostile_report / "report.md").read_text()
     assert all(not line.startswith("![") or line.startswith("![examples_") or line.startswith("![per_class")

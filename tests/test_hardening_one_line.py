@@ -44,7 +44,7 @@ def test_report_on_a_read_only_run_dir(run):
         line = one_line(CliRunner().invoke(cli, ["report", str(run), "--no-figures"]))
     finally:
         os.chmod(run, 0o755)
-    assert "cannot write the report" in line
+    assert "cannot read or write" in line
 
 
 @pytest.mark.parametrize("err", ["ENOSPC", "EROFS"])

@@ -358,7 +358,10 @@ class Model:
             raise ApiError(f"{e}{hint}") from None
         built = _build_sources(names, dict(source_options or {}), self.adapter is not None)
         _check_capabilities(self.name, self.adapter, built)
-        results, logits = explain_samples([sample], built, self.adapter, k=k, sigma_r=sigma_r, rho_r=rho_r, seed=seed)
+        try:
+            results, logits = explain_samples([sample], built, self.adapter, k=k, sigma_r=sigma_r, rho_r=rho_r, seed=seed)
+        except InvalidSample as e:  # e.g. a name holding the tokenizer's special tokens (creg.hf.plain_text)
+            raise ApiError(str(e)) from None
         per = {name: results[name][0] for name in names}
         rec = next(iter(per.values())).record
         return Explanation(sample=sample, image=pil, relation=relation, relation_given=given, sources=per,
@@ -368,19 +371,23 @@ class Model:
 
 def _image(image):
     """(RGB PIL image, path or None) of a path or a PIL image."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from .data.images import open_rgb, size_problem, to_rgb
 
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
             raise ApiError(f"image file not found: {path}")
-        try:
-            with Image.open(path) as im:
-                return im.convert("RGB"), path
-        except (UnidentifiedImageError, OSError) as e:
+        try:  # the benchmarks' checks: a decompression bomb or an extreme aspect ratio is refused before decoding
+            return open_rgb(path, what=f"image {path}"), path
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise ApiError(f"cannot read image {path}: {e}") from None
     if hasattr(image, "convert") and hasattr(image, "size"):
-        return image.convert("RGB"), None
+        problem = size_problem(image.size)
+        if problem:
+            raise ApiError(f"image: {problem}: {image.size[0]}x{image.size[1]} pixels")
+        return to_rgb(image), None
     raise ApiError(f"image: expected a path or a PIL image, got {type(image).__name__}")
 
 

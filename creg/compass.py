@@ -47,6 +47,9 @@ class Flag(str, Enum):
     NO_MASS = "no_mass"
     #: several sectors share the maximum; one was drawn at random (seeded).
     TIED_PEAK = "tied_peak"
+    #: every relevance value was NaN or inf: the source gave no signal; P is uniform, DAE undefined
+    #: (not the DAE of a randomly drawn peak).
+    NO_SIGNAL = "no_signal"
 
 
 @dataclass
@@ -141,7 +144,9 @@ def project_to_compass(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     flags: list[str] = []
-    r = _clean(torch.as_tensor(relevance), flags)
+    relevance = torch.as_tensor(relevance)
+    r = _clean(relevance, flags)
+    no_signal = relevance.numel() > 0 and not bool(torch.isfinite(relevance).any())
     if r.ndim != 2:
         raise ValueError(f"relevance must be a 2-D (h, w) grid, got shape {tuple(r.shape)}")
     xy = uniform_cell_xy(tuple(r.shape), image_size) if cell_xy is None else torch.as_tensor(cell_xy).to(torch.float64)
@@ -189,4 +194,6 @@ def project_to_compass(
         peak_angle = math.degrees(math.atan2(float((w * torch.sin(t)).sum()), float((w * torch.cos(t)).sum()))) % 360.0
     else:
         peak_angle = sector_angle
+    if no_signal:
+        flags.append(Flag.NO_SIGNAL.value)
     return Compass(probs, peak, peak_angle, sector_angle, d_ab, r_max, sigma, flags)

@@ -9,6 +9,11 @@ The tables are :func:`creg.frames.read_run`'s, read through the run store:
   ``direction``, ``angle``, ``p``) with the sample's ``relation`` and ``correct`` joined;
 * ``samples`` -- one row per sample; ``summary`` -- one row per source (summary.json flattened).
 
+Every exported table has a ``complete`` column (summary.json's: false for a partial run, which
+:func:`export_run` also warns about). CSV cells whose text starts with ``=``, ``+``, ``-`` or ``@``
+are written with a leading ``'`` (:func:`creg.safe_text.csv_cell`), so a category name from data is
+never run as a spreadsheet formula.
+
 CSV needs pandas (``pip install 'creg[frames]'``); Parquet also needs pyarrow. Parquet columns have
 one type each: a column mixing kinds of values (lists, dicts, numbers and text in a metadata field) is
 written as text (lists and dicts as JSON).
@@ -19,7 +24,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 FORMATS = ("csv", "parquet")
 FORMS = ("wide", "long", "samples", "summary")
@@ -84,6 +89,8 @@ def write_table(df, out: str | Path, fmt: str = "csv") -> Path | None:
         for name in df.columns:
             if df[name].dtype == object:
                 df[name] = _one_type(df[name])
+    if fmt == "csv":
+        df = _no_formulas(df)
     if str(out) == "-":
         df.to_csv(sys.stdout, index=False)
         return None
@@ -96,13 +103,42 @@ def write_table(df, out: str | Path, fmt: str = "csv") -> Path | None:
     return out
 
 
+def _no_formulas(df):
+    """``df`` with every text cell a spreadsheet would run as a formula made text (:func:`creg.safe_text.csv_cell`)."""
+    from .safe_text import csv_cell
+
+    from pandas.api.types import is_numeric_dtype
+
+    df = df.copy()
+    for name in df.columns:
+        if not is_numeric_dtype(df[name].dtype):  # object or string columns (pandas 3 infers str)
+            df[name] = df[name].map(csv_cell)
+    return df.rename(columns=lambda c: csv_cell(c) if isinstance(c, str) else c)
+
+
+def run_complete(run_dir: str | Path) -> bool:
+    """Whether the run finished (summary.json's ``complete``; False when there is no summary)."""
+    from .store import RunStore
+
+    summary = RunStore.read(run_dir).summary() or {}
+    return summary.get("complete") is True
+
+
 def default_path(run_dir: str | Path, form: str, fmt: str) -> Path:
     """``<run name>-<form>.<csv|parquet>`` in the current directory (nothing is written into the run)."""
     return Path(f"{Path(run_dir).resolve().name}-{form}.{fmt}")
 
 
-def export_run(run_dir: str | Path, out: str | Path | None = None, *, fmt: str = "csv", form: str = "wide") -> Path | None:
-    """Write one table of a run directory as CSV or Parquet; returns the file written (None for stdout)."""
+def export_run(run_dir: str | Path, out: str | Path | None = None, *, fmt: str = "csv", form: str = "wide",
+               log: Callable[[str], None] | None = None) -> Path | None:
+    """Write one table of a run directory as CSV or Parquet, with a ``complete`` column; a partial run
+    is exported with a warning through ``log``. Returns the file written (None for stdout)."""
     if fmt == "parquet":
         _pyarrow()
-    return write_table(table(run_dir, form), out if out is not None else default_path(run_dir, form, fmt), fmt)
+    df = table(run_dir, form)
+    complete = run_complete(run_dir)
+    df = df.assign(complete=complete)
+    if not complete and log is not None:
+        log(f"warning: {run_dir} is a partial run (summary.json: complete false): the export holds only the samples "
+            "finished so far; re-run the same `creg run` command to finish it")
+    return write_table(df, out if out is not None else default_path(run_dir, form, fmt), fmt)

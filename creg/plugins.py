@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import MappingProxyType, ModuleType
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import pluggy
 
@@ -54,11 +54,14 @@ NAME_PATTERNS: dict[str, re.Pattern] = {
 class UnknownName(LookupError):
     """A name on the command line matches no registered plugin."""
 
-    def __init__(self, kind: str, name: str, valid: list[str]):
+    def __init__(self, kind: str, name: str, valid: list[str], failures: "Sequence[PluginFailure]" = ()):
         self.kind, self.name, self.valid = kind, name, valid
         close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else f"valid: {', '.join(sorted(valid)) or '(none)'}"
-        super().__init__(f"unknown {kind} {name!r}; {hint}")
+        # a plugin that failed to import may be the one that registers this name: say so here
+        broken = "; ".join(f"plugin {f.entry_point} ({f.dist}) failed to import: {' '.join(f.error.split())[:200]}"
+                           for f in failures)
+        super().__init__(f"unknown {kind} {name!r}; {hint}" + (f" ({broken})" if broken else ""))
 
 
 class PluginLoadError(RuntimeError):
@@ -169,7 +172,7 @@ class Plugins:
         try:
             return self.registered[kind][name]
         except KeyError:
-            raise UnknownName(kind, name, self.names(kind)) from None
+            raise UnknownName(kind, name, self.names(kind), self.failures) from None
 
     def load(self, kind: Kind, name: str) -> Any:
         """The class registered under ``name``, checked against its base class."""

@@ -27,15 +27,31 @@ OPTION_TOKENS: tuple[str, ...] = ("1", "2", "3", "4")
 DEFAULT_PROMPT = "A"
 
 
+#: The only fields a literal template may hold.
+TEMPLATE_FIELDS = frozenset({"ref", "tgt"})
+
+
 def resolve_template(prompt: str) -> str:
-    """A template name ("A", "B", "C") or a literal template containing ``{ref}`` and ``{tgt}``."""
+    """A template name ("A", "B", "C") or a literal template containing ``{ref}`` and ``{tgt}`` and no
+    other field (``{0}``, ``{x.y}``, a format spec or a stray brace is a ValueError; ``{{``/``}}``
+    write a literal brace)."""
     if prompt in PROMPTS:
         return PROMPTS[prompt]
-    if "{ref}" in prompt and "{tgt}" in prompt:
-        return prompt
-    raise ValueError(
-        f"unknown prompt {prompt!r}: use one of {', '.join(PROMPTS)} or a template with {{ref}} and {{tgt}}"
-    )
+    import string
+
+    if not isinstance(prompt, str) or "{ref}" not in prompt or "{tgt}" not in prompt:
+        raise ValueError(
+            f"unknown prompt {prompt!r}: use one of {', '.join(PROMPTS)} or a template with {{ref}} and {{tgt}}"
+        )
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(prompt) if name is not None]
+    except ValueError as e:
+        raise ValueError(f"prompt {prompt!r}: {e} (write a literal brace as {{{{ or }}}})") from None
+    bad = [name for name, spec, conv in fields if name not in TEMPLATE_FIELDS or spec or conv]
+    if bad:
+        raise ValueError(f"prompt {prompt!r}: only the fields {{ref}} and {{tgt}} are allowed, got {{{bad[0]}}} "
+                         "(write a literal brace as {{ or }})")
+    return prompt
 
 
 def render_prompt(prompt: str, ref: str, tgt: str) -> str:

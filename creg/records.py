@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class SampleRecord(BaseModel):
-    """One sample explained by one source."""
+    """One sample explained by one source.
+
+    ``model_dump_json()`` writes NaN and infinities as ``NaN`` / ``Infinity`` (as the run store does),
+    so ``model_validate_json()`` reads its own output back (a model's NaN logits included)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")
 
     sample_id: str
     source: str

@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover - imported lazily: these pull in torch
 NO_MODEL = "none"
 #: devices a model can be put on: auto, cpu, mps, meta or an accelerator type with an optional index.
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|meta|(cuda|xpu|npu|hpu|mtia)(:\d+)?)$")
+#: the largest ``--seed`` (numpy's and torch's seeds are 32-bit unsigned).
+MAX_SEED = 2**32 - 1
 #: the most threads ``--threads`` accepts.
 MAX_THREADS = 1024
 
@@ -67,7 +69,7 @@ class RunConfig(BaseModel):
     bench: str = "synthetic"
     bench_options: dict[str, Any] = Field(default_factory=dict)
     n: int | None = Field(None, ge=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     data_dir: str | None = None
     k: int = Field(8, ge=1, le=360)
     sigma_r: float = Field(0.6, gt=0, allow_inf_nan=False)
@@ -227,7 +229,7 @@ def resolve_adapter(config: RunConfig, plugins: Plugins, presets: dict[str, "Pre
             raise RunError(f"adapter plugin {name!r} needs --model (a hub id or local directory), or use a preset")
         preset, plugin = Preset(adapter=name, model=config.model), name
     else:
-        raise UnknownName("adapter", name, sorted(set(presets) | set(plugins.names("adapter"))))
+        raise UnknownName("adapter", name, sorted(set(presets) | set(plugins.names("adapter"))), plugins.failures)
     cls = plugins.load("adapter", plugin)
     check_placement(plugin, cls, config.placement())
     options = adapter_options(plugin, cls, {**preset.options, **config.adapter_options, **config.placement()})

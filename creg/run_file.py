@@ -3,7 +3,8 @@ TOML or YAML file.
 
 The file holds ``creg run``'s settings by their long option names (``adapter``, ``sources``,
 ``limit``/``n``, ``seed``, ``k``, ``source_options``, ``bench_options``, ``cos``, ``out``, ...; dashes or
-underscores), either at the top level or in a ``[run]`` table; a run's ``config.json`` is recognised
+underscores), either at the top level or in a ``[run]`` table (not both: a file with settings in
+both places is refused); a run's ``config.json`` is recognised
 by its ``run`` object and re-runs exactly that configuration. Options given on the command line
 override the file. YAML needs PyYAML (``pip install pyyaml``).
 
@@ -69,6 +70,10 @@ def read_settings(path: str | Path) -> tuple[dict[str, Any], bool]:
         raise ConfigFileError(f"--config {path}: expected a table of settings at the top level")
     is_run = isinstance(doc.get("run"), dict) and ("schema_version" in doc or "creg_version" in doc or "adapter" in doc)
     if isinstance(doc.get("run"), dict):
+        others = sorted(str(k) for k in doc if k != "run")
+        if others and not is_run:
+            raise ConfigFileError(f"--config {path}: settings both at the top level ({', '.join(others)}) and in a [run] "
+                                  "table; put them all in one place (the top-level ones would be ignored)")
         doc = doc["run"]
     settings = {}
     for key, value in doc.items():

@@ -15,6 +15,7 @@ re-run retries it. ``max_failures`` stops a run that fails everywhere.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -74,7 +75,7 @@ def parse_max_failures(value: str | float | int | None) -> float | int:
             v = float(text[:-1]) / 100 if text.endswith("%") else (int(text) if text.isdigit() else float(text))
         except ValueError:
             raise RunError(f"--max-failures {value!r}: expected a count (e.g. 20) or a fraction (e.g. 0.1 or 10%)") from None
-    if v < 0 or (isinstance(v, float) and not v < 1 and v != int(v)):
+    if not math.isfinite(v) or v < 0 or (isinstance(v, float) and not v < 1 and v != int(v)):
         raise RunError(f"--max-failures {value!r}: expected a count >= 0 or a fraction in [0, 1)")
     return int(v) if isinstance(v, float) and v >= 1 else v
 
@@ -241,6 +242,30 @@ class Runner:
             explain_batch([self._probe_sample] * n, self.sources, self.adapter, self.settings, seed=self.config.seed,
                           adapter_name=self.config.adapter)
 
+    def check_model(self) -> None:
+        """Load the model and check what depends on it, before config.json is written: every layer
+        the sources read exists (``creg.layers=[-999]`` is a one-line RunError, not a run whose
+        every sample fails)."""
+        from .adapter import LayerOutOfRange
+        from .relevance import SourceRequest
+
+        adapter = self.adapter
+        if adapter is None or not callable(getattr(adapter, "check_layers", None)):
+            return
+        layers: set[int] = set()
+        for source in self.sources:
+            try:
+                req = SourceRequest.of(source.request())
+            except Exception:  # noqa: BLE001 - a source whose request needs a batch is checked when it runs
+                continue
+            layers |= set(req.layers)
+            for g in req.gradients:
+                layers |= set(g.layers)
+        try:
+            adapter.check_layers(sorted(layers))
+        except LayerOutOfRange as e:
+            raise RunError(str(e)) from None
+
     def execution(self) -> dict[str, Any]:
         """How this process runs (not part of what a resume must match): the resolved batch size,
         and the seconds the model load and the batch-size probe took."""
@@ -269,6 +294,7 @@ class Runner:
                 self.layers_auto = resolve_auto_layers(self)  # --source-opt creg.layers=auto (None: not asked)
                 if self.layers_auto is not None:
                     store.doc["layers_auto"] = brief(self.layers_auto)
+                self.check_model()  # every layer the sources read exists, before config.json is written
                 store.doc["execution"] = self.execution()
                 store.start()
                 if self.layers_auto is not None:
@@ -307,7 +333,7 @@ class Runner:
         error: BaseException | None = None
         t0 = time.perf_counter()
         try:
-            stream = self.benchmark.samples() if samples is None else samples
+            stream = self._recording_order(self.benchmark.samples()) if samples is None else samples
             for batch in self._batches(iter(stream), done_ids, bar):
                 n_ok = self._process(batch, store, failures)
                 processed += n_ok
@@ -345,6 +371,8 @@ class Runner:
         all_skipped = dict(getattr(self.benchmark, "skipped", {}) or {})
         for f in store.failures():
             all_skipped[f.reason] = all_skipped.get(f.reason, 0) + 1
+        if complete and hasattr(store, "sort_samples"):  # the files (and summary) of one uninterrupted process
+            store.sort_samples(self._sample_order())
         records = store.records_so_far()
         summary = summarize(
             records, names, seed=self.config.seed, complete=complete, skipped=all_skipped,
@@ -367,6 +395,20 @@ class Runner:
             raise NoSamples(f"no sample was explained{': ' + why if why else ''}; nothing to summarise "
                             f"(the run directory {self.out} keeps config.json and skipped.jsonl)")
         return summary, table, all_skipped
+
+    def _recording_order(self, samples: Iterable[Sample]) -> Iterator[Sample]:
+        """``samples``, remembering their ids in order (the benchmark's order, for :meth:`_sample_order`)."""
+        self._order: list[str] = []
+        for s in samples:
+            self._order.append(s.id)
+            yield s
+        self._order_complete = True
+
+    def _sample_order(self) -> list[str]:
+        """The benchmark's sample ids in order: as this process streamed them, else from the benchmark."""
+        if getattr(self, "_order_complete", False):
+            return list(self._order)
+        return [s.id for s in self.benchmark.samples()]
 
     def _metrics(self):
         if not hasattr(self, "_metric_registry"):

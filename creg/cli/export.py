@@ -21,7 +21,7 @@ def export_cmd(run_dir: str, fmt: str, form: str, out: str | None) -> None:
     from ..store import RunDirError
 
     try:
-        path = export_run(run_dir, out, fmt=fmt, form=form)
+        path = export_run(run_dir, out, fmt=fmt, form=form, log=log)
     except (ExportUnavailable, RunDirError, ValueError) as e:
         fail(str(e))
     except OSError as e:

@@ -73,6 +73,8 @@ def report_cmd(run_dirs: tuple[str, ...], no_figures: bool, fmt: str, dpi: int, 
             report = build_report(run_dir, figures=False, **kw)
     except (ReportError, MetricsMissing) as e:
         fail(str(e))
+    except OSError as e:  # a read-only run directory, a full disk, records.jsonl a folder: one line, as `creg run`
+        fail(f"cannot read or write {e.filename or run_dir} (the report of {run_dir}): {e.strerror or e}")
     for w in report["summary"].get("warnings") or []:
         log(f"warning: {w['message']}")
     made = [str(run_dir / "report.md"), "report.json"] + (["report.html"] if report.get("html") else [])

@@ -87,9 +87,11 @@ def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, skip_unsupported
         world = world_from_env()  # set by torchrun: this process is one rank of a data-parallel run
     except ValueError as e:
         fail(str(e))
+    if out is not None and not out.strip():
+        fail("--out: an empty path; give a run directory, or leave --out out for runs/BENCH-ADAPTER-HASH")
     config = run_config_from(kw, sources=[s.strip() for s in sources.split(",") if s.strip()], cos=cos, cos_op=cos_op,
                              controls=list(dict.fromkeys(controls)))
-    out_dir = Path(out) if out else _default_out(config)
+    out_dir = Path(out) if out is not None else _default_out(config)
     try:
         from ..runner import Runner
 

@@ -188,7 +188,7 @@ def index_instances(data: Any, path: Path, folder: Path | None = None) -> CocoIn
             index._skip(UNSAFE_PATH, f"image {entry['id']}: {e}")
             continue
         index.images.setdefault(entry["id"], entry)
-    bad_images = {e.get("id") for e in data["images"] if isinstance(e, dict)} - set(index.images)
+    bad_images = {e.get("id") for e in data["images"] if isinstance(e, dict) and _is_int(e.get("id"))} - set(index.images)
     for entry in data["annotations"]:
         problem = _check_annotation(entry)
         if problem:
@@ -217,6 +217,8 @@ def load_instances(root: Path, split: str) -> CocoIndex:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataInvalid(f"{path} is not a COCO instances file: {type(e).__name__}: {e}") from None
+    except RecursionError:
+        raise DataInvalid(f"{path} is not a COCO instances file: its JSON is nested too deeply to read") from None
     except OSError as e:
         raise DataInvalid(f"cannot read {path}: {e}") from None
     return index_instances(data, path, root / split)

@@ -69,7 +69,7 @@ def run_data_parallel(runner, world: World, messages: Messages):
         if world.is_main:
             main = RunWriter(runner.out, doc, sources=names, overwrite=runner.overwrite, log=runner.log)
             main.__enter__()
-        runner.adapter  # noqa: B018 - load the replica (validates the model before anything is written)
+        runner.check_model()  # load the replica (validates the model before anything is written)
     except BaseException as e:  # noqa: BLE001 - every rank must hear of it
         error = e
     failed = _first_failure(messages.gather(_outcome(error)), world.rank)

@@ -168,8 +168,20 @@ class HFAdapter(VLMAdapter):
             raise ValueError("forward needs at least one sample")
         if images is None:
             images = load_images(samples, None)
-        texts = [self.chat(render_prompt(self.config.prompt, s.ref_name, s.tgt_name)) for s in samples]
+        texts = [self.chat(self.question(s)) for s in samples]
         return self.append_tokens(self.encode_texts(texts, images), self.answer.prefix_ids)
+
+    def question(self, sample: Sample) -> str:
+        """The prompt of ``sample``; :class:`creg.hf.plain_text.SpecialTokenInName` if a name holds
+        one of the tokenizer's special or added tokens (names are plain text, never control tokens)."""
+        from .plain_text import check_plain_text, control_tokens
+
+        tokens = self.__dict__.get("_control_tokens")
+        if tokens is None:
+            tokens = self.__dict__["_control_tokens"] = control_tokens(self.tokenizer)
+        check_plain_text(sample.ref_name, tokens, "reference name")
+        check_plain_text(sample.tgt_name, tokens, "target name")
+        return render_prompt(self.config.prompt, sample.ref_name, sample.tgt_name)
 
     def encode(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> dict[str, torch.Tensor]:
         """:meth:`encode_cpu` on the model's device, ready for ``model(**inputs)``."""
@@ -281,7 +293,7 @@ class HFAdapter(VLMAdapter):
         tokenized from its text and run; the logit of the option's token is read at the position
         that predicts it. Raises if the option is not the single token there."""
         loaded = load_images(samples, None)
-        questions = [render_prompt(self.config.prompt, s.ref_name, s.tgt_name) for s in samples]
+        questions = [self.question(s) for s in samples]
         columns = []
         for option, option_id in zip(OPTION_TOKENS, self.option_token_ids):
             texts = [self.chat(q, option) for q in questions]

@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal, Sequence
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..adapter import AdapterConfig, VisionLayout
+from ..data.images import MAX_PIXELS
 from .adapter import HFAdapter
 from .chat_inputs import ChatInputs
 from .geometry import token_grid_layout
@@ -43,8 +44,16 @@ class MergedGridAdapter(HFAdapter):
         processor: Literal["auto", "full", "manual"] = Field(
             "auto", description="the checkpoint's processor (full), tokenizer + image processor (manual), "
             "or full when it can be built (auto)")
-        min_pixels: int | None = Field(None, description="override the image processor's lower resize bound")
-        max_pixels: int | None = Field(None, description="override the image processor's upper resize bound")
+        min_pixels: int | None = Field(None, ge=1, le=MAX_PIXELS,
+                                       description="override the image processor's lower resize bound")
+        max_pixels: int | None = Field(None, ge=1, le=MAX_PIXELS,
+                                       description="override the image processor's upper resize bound")
+
+        @model_validator(mode="after")
+        def _bounds(self):
+            if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+                raise ValueError(f"min_pixels {self.min_pixels} is above max_pixels {self.max_pixels}")
+            return self
 
     @classmethod
     def load_processor(cls, config: AdapterConfig, options: "MergedGridAdapter.Options") -> ChatInputs:

@@ -32,6 +32,23 @@ def select_examples(recs: list[SampleRecord]) -> list[tuple[str, SampleRecord]]:
     return out
 
 
+def image_in_data_folder(config: dict[str, Any], image: Any) -> Path | None:
+    """``samples.jsonl``'s ``image`` path if it is a regular file under the benchmark's data folder
+    (config.json's ``run.data_dir``, or the benchmark's), else None: a run directory cannot make a
+    report embed a file from anywhere else (``"image": "/any/file.png"``)."""
+    run = config.get("run") if isinstance(config.get("run"), dict) else {}
+    bench = config.get("benchmark") if isinstance(config.get("benchmark"), dict) else {}
+    root = run.get("data_dir") or bench.get("data_dir")
+    if not isinstance(image, str) or not image or not isinstance(root, str) or not root:
+        return None
+    try:
+        base = Path(root).expanduser().resolve(strict=True)
+        path = Path(image).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return path if path.is_relative_to(base) and path.is_file() else None
+
+
 def run_samples(config: dict[str, Any], samples: dict[str, dict[str, Any]], ids: set[str]) -> dict[str, Any]:
     """:class:`creg.sample.Sample` objects of ``ids``: from ``samples.jsonl`` rows with an image file,
     else re-created by the benchmark (benchmarks are deterministic). Unrecoverable ids are left out."""
@@ -40,8 +57,8 @@ def run_samples(config: dict[str, Any], samples: dict[str, dict[str, Any]], ids:
     out: dict[str, Any] = {}
     for sid in ids:
         row = samples.get(sid) or {}
-        path = row.get("image")
-        if path and Path(path).is_file():
+        path = image_in_data_folder(config, row.get("image"))
+        if path is not None:
             try:
                 out[sid] = make_sample(id=sid, image=Path(path), image_size=tuple(row["image_size"]),
                                        ref_name=row["ref"]["name"], ref_box=Box(**dict(zip(("x0", "y0", "x1", "y1"), row["ref"]["box"]))),

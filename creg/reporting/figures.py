@@ -62,13 +62,17 @@ class PlotsUnavailable(ImportError):
 
 
 def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (unless one was chosen), or a clear error."""
+    """matplotlib.pyplot on the non-interactive Agg backend (unless one was chosen), or a clear error.
+
+    Labels are drawn as they are, never as mathtext (``text.parse_math`` off): names come from data,
+    and a category called ``$...$`` must neither change the figure nor stop it (ParseFatalException)."""
     try:
         import matplotlib
     except ImportError as e:
         raise PlotsUnavailable("figures need matplotlib: pip install matplotlib") from e
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "module://matplotlib_inline.backend_inline"):
         matplotlib.use("Agg", force=True)
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt
@@ -93,6 +97,10 @@ def sector_names(k: int) -> list[str]:
 
 # -- building blocks ------------------------------------------------------------------------------
 
+def _finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
 def draw_compass(ax, probs: Sequence[float], true_angle: float | None, peak_angle: float | None = None,
                  title: str = "", colour: str = "#3182bd") -> None:
     """A compass rose on a polar ``ax`` (theta 0 = right, counter-clockwise = up), with a radial
@@ -100,6 +108,10 @@ def draw_compass(ax, probs: Sequence[float], true_angle: float | None, peak_angl
     from matplotlib.ticker import MaxNLocator
 
     p = np.asarray(probs, dtype=np.float64)
+    if not np.isfinite(p).all():  # the report draws only finite values: a damaged record must not stop it
+        p = np.where(np.isfinite(p), p, 0.0)
+        title = f"{title} (non-finite values not drawn)" if title else "non-finite values not drawn"
+    peak_angle, true_angle = _finite_or_none(peak_angle), _finite_or_none(true_angle)
     k = p.size
     centres = np.deg2rad(np.arange(k) * 360.0 / k)
     top = max(float(p.max()), 1e-9) * 1.15
@@ -234,6 +246,7 @@ def draw_scene(ax, image, ref_box: Sequence[float], tgt_box: Sequence[float], *,
     from matplotlib.patches import Circle, Rectangle
 
     size = image.size if image is not None else image_size
+    true_angle, peak_angle, r_max = _finite_or_none(true_angle), _finite_or_none(peak_angle), _finite_or_none(r_max)
     if relevance is not None and grids and size is not None:
         draw_multigrid(ax, image, relevance, cell_xy, grids, image_size=size, colorbar=colorbar)
     elif relevance is not None:

@@ -5,15 +5,21 @@ stylesheet. Only the Markdown that :func:`creg.reporting.report.report_markdown`
 supported: headings, tables, paragraphs, lists, block quotes, images, ``code``, **bold**, *italic*.
 PNG and SVG figures are embedded as they are; for PDF figures the report also writes PNG copies
 (``figures/*.png``), since browsers do not show a PDF inside an ``<img>``.
+
+The page cannot run script: every text is escaped with its quotes (:func:`creg.safe_text.html_text`),
+no link is rendered (the text comes from the run directory: names, configuration, problems), and
+only the report's own figures are embedded (regular files under ``figures/``, no links followed).
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import os
 import re
 from pathlib import Path
 from typing import Any
+
+from ..safe_text import html_text
 
 MIME = {"png": "image/png", "svg": "image/svg+xml"}
 
@@ -34,28 +40,47 @@ code { background: #f5f5f5; padding: 0 .2em; }
 
 
 def _inline(text: str) -> str:
-    """Inline Markdown of one line (already free of images) to HTML."""
-    out = html.escape(text, quote=False)
+    """Inline Markdown of one line (already free of images) to HTML: ``code``, **bold** and *italic*
+    only; a Markdown link stays text (no ``<a>`` is made from the run directory's text)."""
+    out = html_text(text.replace("\\|", "|"))
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
     out = re.sub(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])", r"<em>\1</em>", out)
-    out = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', out)
     return out
 
 
+FIGURES = "figures"
+
+
+def _figure_file(rel: str, run_dir: Path) -> Path | None:
+    """The regular file ``rel`` names under ``run_dir/figures`` (no ``..``, no symbolic link on the
+    way), or None: the page embeds the report's own figures and nothing else."""
+    parts = Path(rel).parts
+    if Path(rel).is_absolute() or len(parts) < 2 or parts[0] != FIGURES or any(p in ("", ".", "..") for p in parts):
+        return None
+    path = Path(run_dir)
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            return None
+    return path if path.is_file() else None
+
+
 def _image(alt: str, rel: str, run_dir: Path) -> str:
-    path = run_dir / rel
-    fmt = path.suffix.lstrip(".").lower()
+    fmt = Path(rel).suffix.lstrip(".").lower()
     if fmt == "pdf":
-        path, fmt = path.with_suffix(".png"), "png"
-    if fmt not in MIME or not path.is_file():
-        return f'<p class="missing">figure {html.escape(rel)} is not available</p>'
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:{MIME[fmt]};base64,{data}"></figure>'
+        rel, fmt = str(Path(rel).with_suffix(".png")), "png"
+    path = _figure_file(rel, run_dir) if fmt in MIME else None
+    if path is None:
+        return f'<p class="missing">figure {html_text(rel)} is not available</p>'
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        data = base64.b64encode(f.read()).decode("ascii")
+    return f'<figure><img alt="{html_text(alt)}" src="data:{MIME[fmt]};base64,{data}"></figure>'
 
 
 def _table(rows: list[str]) -> str:
-    cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", r.strip().strip("|"))] for r in rows]
     head, align, body = cells[0], cells[1], cells[2:]
     num = [a.endswith(":") for a in align]
     cls = lambda i: ' class="num"' if i < len(num) and num[i] else ""  # noqa: E731
@@ -123,7 +148,7 @@ def render_html(report: dict[str, Any], figures_root: Path, metrics=None) -> str
     from .report import report_markdown
 
     body = markdown_to_html(report_markdown(report, metrics), Path(figures_root))
-    title = html.escape(f"creg report: {report['run_dir']}")
+    title = html_text(f"creg report: {report['run_dir']}")
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<style>{STYLE}</style>\n</head>\n'
             f"<body>\n{body}\n</body>\n</html>\n")

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from ..logs import info as log_info
 from . import analysis
 from ..records import SampleRecord
+from ..safe_text import markdown_text
 from ..store import RunDirError, RunStore, safe_name
 from .examples import run_samples, select_examples  # noqa: F401 (select_examples: 0.1 import path)
 from .summary import _fmt, _registry, markdown_table, summarize
@@ -147,14 +148,15 @@ def _figures(store: RunStore, scratch: Path, config, records, samples, summary, 
 def report_markdown(report: dict[str, Any], metrics=None) -> str:
     metrics = _registry(metrics)
     run, summary = report["config"], report["summary"]
-    title = f"{run['bench']} · {run['adapter']}{' (' + run['model'] + ')' if run.get('model') else ''} · n={summary['n_samples']}"
-    lines = [f"# creg report: {report['run_dir']}", ""]
+    title = markdown_text(f"{run['bench']} · {run['adapter']}{' (' + str(run['model']) + ')' if run.get('model') else ''} · "
+                          f"n={summary['n_samples']}")
+    lines = [f"# creg report: {markdown_text(report['run_dir'])}", ""]
     if not summary.get("complete", True):
         lines += ["> **Partial run**: re-run the same `creg run` command to finish it, then `creg report` again.", ""]
     lines += ["## Directional attribution (Table 1, Eq. 6-7)", "", markdown_table(summary, title, metrics).rstrip(), ""]
     if report.get("problems"):
         lines += ["> **Unreadable lines were skipped** (each cost only itself):", ""]
-        lines += [f"> - {p}" for p in report["problems"][:20]] + [""]
+        lines += [f"> - {markdown_text(p)}" for p in report["problems"][:20]] + [""]
 
     cos_rows = [(n, s["cos"]) for n, s in summary["sources"].items() if "cos" in s]
     if cos_rows:

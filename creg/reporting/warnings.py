@@ -40,6 +40,7 @@ WARNED_FLAGS = {
     "no_mass": "no relevance mass within r_max (uniform compass)",
     "nonfinite_relevance": "non-finite relevance values (set to 0)",
     "zero_distance": "A and B share their centre (DAE undefined)",
+    "no_signal": "every relevance value was NaN or inf: no signal (DAE undefined)",
 }
 
 #: VLM accuracy of guessing among the answer options.

@@ -125,7 +125,7 @@ def score_map(sample: Sample, rmap: RelevanceMap, settings: ScoringSettings, *, 
     ref_box = rmap.ref_box or sample.ref_box
     compass = project_to_compass(rmap.values, ref_box, sample.tgt_box, sample.image_size, k=settings.k,
                                  sigma_r=settings.sigma_r, rho_r=settings.rho_r, cell_xy=rmap.cell_xy, rng=rng)
-    defined = "zero_distance" not in compass.flags
+    defined = "zero_distance" not in compass.flags and "no_signal" not in compass.flags  # no truth, or no evidence
     dae = float(direction_alignment_error(compass.peak_angle, sample.angle)) if defined else None
     dae_s = float(direction_alignment_error(compass.sector_angle, sample.angle)) if defined else None
     row = SourceRow(

@@ -87,6 +87,10 @@ def layer_integrated_gradients(
     return h.float() * avg_grad
 
 
+#: the most path points ``steps`` accepts (the paper uses 50; each point is one replay of the upper blocks).
+MAX_STEPS = 10_000
+
+
 class IntegratedGradientsSource(RelevanceSource):
     """Layer IG at -2, zero baseline, target z_gt. Options: ``steps`` (50), ``method``
     (gausslegendre), ``layer`` (-2), ``chunk`` (path points per replay, 25)."""
@@ -98,7 +102,7 @@ class IntegratedGradientsSource(RelevanceSource):
     class Options(PluginOptions):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
-        steps: int = Field(50, ge=2, description="number of path points (integration nodes)")
+        steps: int = Field(50, ge=2, le=MAX_STEPS, description="number of path points (integration nodes)")
         method: Annotated[Literal[METHODS], Lowercase] = Field(  # type: ignore[valid-type]
             "gausslegendre", description="integration rule, as Captum names it: " + ", ".join(METHODS))
         layer: Layer = Field(-2, description="one hidden-state index; only the blocks above it are replayed")

@@ -6,6 +6,7 @@ Only :mod:`creg.store` uses these; everything else goes through :class:`creg.sto
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import math
@@ -48,12 +49,31 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_atomic(path, dumps(obj, indent=2) + "\n")
 
 
+class LinkRefused(OSError):
+    """A run directory's entry is a symbolic link (or not the regular file it should be): creg never
+    writes, truncates or deletes through one."""
+
+
+def open_no_follow(path: Path, flags: int, mode: int = 0o666) -> int:
+    """``os.open(path, flags | O_NOFOLLOW)``: :class:`LinkRefused` (one line) if ``path`` is a symbolic
+    link, so a link planted in a run directory never redirects a write outside it."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP or Path(path).is_symlink():
+            raise LinkRefused(f"{path} is a symbolic link: creg writes only regular files inside the run "
+                              "directory (replace the link with the file itself)") from None
+        raise
+
+
 def append_lines(path: Path, lines: Iterable[str]) -> None:
-    """Append whole lines and fsync: after a crash the file ends with whole lines or one torn line."""
+    """Append whole lines and fsync: after a crash the file ends with whole lines or one torn line.
+    A symbolic link at ``path`` is refused (:class:`LinkRefused`), never followed."""
     text = "".join(line + "\n" for line in lines)
     if not text:
         return
-    with open(path, "a", encoding="utf-8") as f:
+    fd = open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -130,7 +150,9 @@ class DirLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        """Take the lock; :class:`LockBusy` if another process holds it, :class:`LinkRefused` if
+        ``.lock`` is a symbolic link (it is never followed, so its target is never truncated)."""
+        fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -38,9 +38,9 @@ def part_path(run_dir: Path | str, rank: int) -> Path:
 def part_paths(run_dir: Path | str) -> list[Path]:
     """The parts present in ``run_dir`` (of this or an interrupted run), by rank."""
     root = Path(run_dir) / PARTS
-    if not root.is_dir():
+    if root.is_symlink() or not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX))
+    return sorted(p for p in root.iterdir() if p.name.startswith(_PREFIX) and p.is_dir() and not p.is_symlink())
 
 
 def _finished(part: Path, sources: Sequence[str]) -> tuple[list[tuple[SampleFacts, list[SourceRow]]], list[Failure], list[str]]:
@@ -78,9 +78,13 @@ def absorb_parts(writer: "RunWriter", *, order: Sequence[str] | None = None) -> 
     the benchmark's order; ids not in it follow in part order. Returns the number of samples merged.
     Raises :class:`creg.store.RunDirError` if a part is still being written.
     """
-    from .run_store import RunDirError
+    from .run_store import RunDirError, refuse_links
 
+    refuse_links(writer.path)  # a linked parts/ or rank folder is refused, never followed
+    refuse_links(writer.path / PARTS)
     parts = part_paths(writer.path)
+    for part in parts:
+        refuse_links(part)
     if not parts:
         return 0
     finished: list[tuple[SampleFacts, list[SourceRow]]] = []
@@ -114,9 +118,10 @@ def absorb_parts(writer: "RunWriter", *, order: Sequence[str] | None = None) -> 
     finally:
         for lock in locks:
             lock.release()
-    for part in parts:
-        shutil.rmtree(part, ignore_errors=True)
+    for part in parts:  # real folders under a real parts/ (checked above), removed without following links
+        if not part.is_symlink() and part.is_dir():
+            shutil.rmtree(part, ignore_errors=True)
     root = writer.path / PARTS
-    if root.is_dir() and not any(root.iterdir()):
+    if not root.is_symlink() and root.is_dir() and not any(root.iterdir()):
         root.rmdir()
     return len(finished)

@@ -22,6 +22,7 @@ most one torn last line, which the next writer removes.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..logs import info as log_info
 from ..records import SampleRecord
 from ..run_config import RunError
-from .files import (DirLock, LockBusy, append_lines, dumps, read_json_lines, write_atomic,
+from .files import (DirLock, LinkRefused, LockBusy, append_lines, dumps, read_json_lines, write_atomic,
                     write_json_atomic)
 from .identity import resume_differences
 from .parts import absorb_parts
@@ -64,6 +65,33 @@ def _inside(root: Path, rel: str) -> Path:
     return root.joinpath(*parts)
 
 
+def refuse_links(root: Path) -> None:
+    """:class:`RunDirError` (one line) if an entry of the run directory ``root`` (``.lock``, ``parts/``,
+    ``records.jsonl``, ``figures/``, ...) is a symbolic link: the store never reads, writes or deletes
+    through one, so nothing outside the folder is touched."""
+    try:
+        with os.scandir(root) as it:
+            links = sorted(e.name for e in it if e.is_symlink())
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise RunDirError(f"{root} is not a directory") from None
+    if links:
+        raise RunDirError(f"{root}: {', '.join(links)} {'is a symbolic link' if len(links) == 1 else 'are symbolic links'}; "
+                          "creg reads and writes only the run directory's own files (replace the link with the file or folder itself)")
+
+
+def _no_link_below(root: Path, path: Path) -> Path:
+    """``path`` (under ``root``) if no folder or file on the way from ``root`` is a symbolic link, else RunDirError."""
+    at = Path(root)
+    for part in Path(path).relative_to(root).parts:
+        at = at / part
+        if at.is_symlink():
+            raise RunDirError(f"{at} is a symbolic link; creg writes only inside the run directory "
+                              "(replace the link with the file or folder itself)")
+    return path
+
+
 class RunStore:
     """Read access to a run directory (and the report artifacts it holds)."""
 
@@ -78,6 +106,7 @@ class RunStore:
     def read(cls, path: Path | str) -> "RunStore":
         """Open an existing run directory for reading; :class:`RunDirError` if it is not one."""
         store = cls(path)
+        refuse_links(store.path)
         if not (store.path / CONFIG).is_file():
             raise RunDirError(f"{store.path} is not a run directory (no {CONFIG}); make one with `creg run`")
         store.config  # validates the version
@@ -97,11 +126,15 @@ class RunStore:
                 raise RunDirError(f"{self.path / CONFIG} is not valid JSON ({e}); the run directory is damaged") from None
             if not isinstance(cfg, dict) or "run" not in cfg:
                 raise RunDirError(f"{self.path / CONFIG} is not a creg run configuration")
+            if not isinstance(cfg["run"], dict):
+                raise RunDirError(f"{self.path / CONFIG}: 'run' is a {type(cfg['run']).__name__}, not a table of "
+                                  "settings; the run directory is damaged")
             version = cfg.get("schema_version", 1)
             if version not in READABLE_VERSIONS:
                 raise RunDirError(
                     f"{self.path} has run-directory schema version {version}; this creg reads versions "
                     f"{', '.join(map(str, READABLE_VERSIONS))}: install the creg that wrote it (creg {cfg.get('creg_version', '?')})")
+            _check_run_settings(self.path / CONFIG, cfg["run"])
             self._config = cfg
         return self._config
 
@@ -222,8 +255,9 @@ class RunStore:
 
     def write_artifact(self, rel: str, data: str | bytes) -> Path:
         """Write a derived file (report.md, report.json, ...) atomically; ``rel`` is sanitised."""
-        p = _inside(self.path, rel)
+        p = _no_link_below(self.path, _inside(self.path, rel))
         p.parent.mkdir(parents=True, exist_ok=True)
+        _no_link_below(self.path, p)
         write_atomic(p, data)
         return p
 
@@ -237,6 +271,19 @@ class RunStore:
     def artifact_path(self, rel: str) -> Path:
         """The path ``rel`` (sanitised) would have; for links in reports."""
         return _inside(self.path, rel)
+
+
+def _check_run_settings(path: Path, run: dict[str, Any]) -> None:
+    """RunDirError (one line) if config.json's ``run`` does not hold a valid run configuration
+    (``"k": "abc"``, a negative seed ...): a damaged file is reported, not a traceback."""
+    from pydantic import ValidationError
+
+    from ..run_config import RunConfig, config_error_message
+
+    try:
+        RunConfig.model_validate(run)
+    except ValidationError as e:
+        raise RunDirError(f"{path}: {config_error_message(e)}; the run directory is damaged") from None
 
 
 def _failure(d: Any) -> Failure:
@@ -294,20 +341,45 @@ class RunWriter(RunStore):
         self._rows_done: list[SourceRow] = []
 
     def __enter__(self) -> "RunWriter":
+        # what this writer creates, so that a run refused before start() leaves nothing behind
+        self._made_dirs = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        self._made_lock = False
+        self._started = False
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            self._lock.acquire()
-        except LockBusy as e:
-            raise RunDirError(f"{self.path} is being written by another creg run ({e}); wait for it to end or use another --out") from None
-        try:
+            refuse_links(self.path)
+            self._made_lock = not os.path.lexists(self._lock.path)
+            try:
+                self._lock.acquire()
+            except LockBusy as e:
+                self._made_lock = False
+                raise RunDirError(f"{self.path} is being written by another creg run ({e}); wait for it to end or use another --out") from None
+            except LinkRefused as e:
+                self._made_lock = False
+                raise RunDirError(str(e)) from None
             self._check()
         except BaseException:
-            self._lock.release()
+            self._discard()
             raise
         return self
 
     def __exit__(self, *exc) -> None:
+        if not getattr(self, "_started", True):
+            self._discard()
+        else:
+            self._lock.release()
+
+    def _discard(self) -> None:
+        """Release the lock and, as the run never started, remove the lock file and the folders this
+        writer created (a refused run leaves nothing behind)."""
         self._lock.release()
+        if self._made_lock:
+            self._lock.path.unlink(missing_ok=True)
+        for d in self._made_dirs:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
     def _check(self) -> None:
         entries = [p for p in self.path.iterdir() if p.name != DirLock.NAME]
@@ -330,6 +402,8 @@ class RunWriter(RunStore):
 
     def start(self) -> None:
         """Clear (``overwrite``) or repair (resume) the directory and write ``config.json``."""
+        self._started = True
+        refuse_links(self.path)
         if self.overwrite and self.is_run_dir(self.path):
             for p in self.path.iterdir():
                 if p.name == DirLock.NAME:
@@ -400,6 +474,26 @@ class RunWriter(RunStore):
             self._facts_done[f.id] = f
             self._rows_done += list(rows)
             self.done_ids.add(f.id)
+
+    def sort_samples(self, order: Sequence[str]) -> bool:
+        """Rewrite ``samples.jsonl`` and ``records.jsonl`` (atomically) with the finished samples in
+        ``order`` (sample ids; others follow in their current order) and each sample's rows in the
+        run's source order -- unless they are in that order already. A resumed or merged run so ends
+        with the files, and the summary, of one uninterrupted process. Returns whether it rewrote."""
+        rank = {sid: i for i, sid in enumerate(order)}
+        ids = list(self._facts_done)
+        ordered = sorted(ids, key=lambda sid: rank.get(sid, len(rank)))
+        by_sample: dict[str, dict[str, SourceRow]] = {}
+        for r in self._rows_done:
+            by_sample.setdefault(r.sample_id, {}).setdefault(r.source, r)
+        rows = [by_sample[sid][name] for sid in ordered for name in self.source_names if name in by_sample.get(sid, {})]
+        if ordered == ids and rows == self._rows_done:
+            return False
+        facts = {sid: self._facts_done[sid] for sid in ordered}
+        write_atomic(self.path / SAMPLES, "".join(dumps(f.model_dump()) + "\n" for f in facts.values()))
+        write_atomic(self.path / RECORDS, "".join(dumps(r.model_dump()) + "\n" for r in rows))
+        self._facts_done, self._rows_done = facts, rows
+        return True
 
     def write_failure(self, failure: Failure) -> None:
         append_lines(self.path / SKIPPED, [dumps(failure.model_dump())])

@@ -82,6 +82,9 @@ class RunConfig(BaseModel):
     #: as its options ``device_map`` / ``max_memory``; None: the whole model on ``device``.
     device_map: DeviceMapField = None
     max_memory: MaxMemoryField = None
+    #: store every finished sample's relevance maps in the run (creg.store.maps), so that the report and
+    #: the gallery draw heatmaps without the model; not part of the identity (results do not depend on it)
+    save_maps: bool = True
 
     @model_validator(mode="after")
     def _placement(self) -> "RunConfig":
@@ -126,7 +129,7 @@ class RunConfig(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the stored one (device, threads and placement are
         checked as resolved: config.json's ``adapter.device``, ``environment.threads``, ``adapter.options``)."""
-        return self.model_dump(exclude={"registry", "device", "threads", "device_map", "max_memory"})
+        return self.model_dump(exclude={"registry", "device", "threads", "device_map", "max_memory", "save_maps"})
 
     def placement(self) -> dict[str, Any]:
         """The adapter options ``--device-map`` and ``--max-memory`` set (only those given)."""

@@ -122,7 +122,8 @@ def _figures(store: RunStore, scratch: Path, config, records, samples, summary, 
     from . import figures as fg
     from .examples import build_examples
 
-    examples, left_out, notes = build_examples(config, analysis.by_source(records), samples, heatmaps=heatmaps, log=log)
+    examples, left_out, notes = build_examples(config, analysis.by_source(records), samples, heatmaps=heatmaps, log=log,
+                                                store=store)
     report["examples_left_out"], report["figure_notes"] = left_out, notes
     for note in notes:
         log(f"note: {note}")

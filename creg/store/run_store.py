@@ -9,6 +9,7 @@ A run directory (schema :data:`~creg.store.schema.SCHEMA_VERSION`, docs/user-gui
     rejected.jsonl  lines a resume found unreadable, moved here with their line numbers
     summary.json    metrics, written atomically after every run (complete or not)
     table.md        the Table-1-style table
+    maps/           one compressed archive of relevance maps per finished sample (creg.store.maps)
     report.md, report.json, figures/   written by ``creg report``
     flip/           a nested run directory (``creg analyze flip``)
     .lock           the writer's fcntl lock
@@ -33,6 +34,7 @@ from ..run_config import RunError
 from .files import (DirLock, LockBusy, append_lines, dumps, read_json_lines, write_atomic,
                     write_json_atomic)
 from .identity import resume_differences
+from .maps import MAPS, StoredMap, decode_maps, encode_maps, map_file_name
 from .parts import absorb_parts
 from .schema import READABLE_VERSIONS, SCHEMA_VERSION, Failure, SampleFacts, SourceRow
 
@@ -204,6 +206,19 @@ class RunStore:
             return json.loads(p.read_text())
         except ValueError:
             self.problems.append(f"{SUMMARY}: not valid JSON; ignored")
+            return None
+
+    def maps(self, sample_id: str) -> dict[str, StoredMap] | None:
+        """The stored relevance maps of ``sample_id`` ({source: map}), or None when the run did not
+        store them (``--no-save-maps``, or a run made before maps were stored). An unreadable
+        archive is reported in :attr:`problems` and reads as None."""
+        p = self.path / MAPS / map_file_name(sample_id)
+        if not p.is_file():
+            return None
+        try:
+            return decode_maps(p)
+        except (OSError, ValueError, KeyError) as e:
+            self.problems.append(f"{MAPS}/{p.name}: unreadable ({type(e).__name__}: {e}); ignored")
             return None
 
     def read_artifact(self, rel: str) -> str | None:
@@ -384,6 +399,12 @@ class RunWriter(RunStore):
             write_atomic(self.path / SKIPPED, "".join(dumps(f.model_dump()) + "\n" for f in last_fail.values()))
         self._facts_done = {f.id: f for f in kept_facts}
         self._rows_done = kept_rows
+        maps = self.path / MAPS
+        if maps.is_dir():  # archives of samples that did not finish are written again when they are
+            keep = {map_file_name(sid) for sid in self.done_ids}
+            for p in maps.iterdir():
+                if p.is_file() and p.name not in keep:
+                    p.unlink()
         self.retry_ids = set(last_fail)
 
     # -- writing ---------------------------------------------------------------------------
@@ -400,6 +421,16 @@ class RunWriter(RunStore):
             self._facts_done[f.id] = f
             self._rows_done += list(rows)
             self.done_ids.add(f.id)
+
+    def write_maps(self, maps: dict[str, dict[str, StoredMap]]) -> None:
+        """Write the relevance maps of samples ({sample id: {source: map}}), one archive each,
+        atomically; call it before :meth:`write_samples` of those samples."""
+        if not maps:
+            return
+        root = self.path / MAPS
+        root.mkdir(exist_ok=True)
+        for sid, per_source in maps.items():
+            write_atomic(root / map_file_name(sid), encode_maps(per_source))
 
     def write_failure(self, failure: Failure) -> None:
         append_lines(self.path / SKIPPED, [dumps(failure.model_dump())])

@@ -34,11 +34,21 @@ def test_palette_has_twenty_distinct_colours():
     assert max(_lab(c)[0] for c in fg.PALETTE) < 85
 
 
-def test_source_colours_are_fixed_by_position():
-    names = [f"s{i}" for i in range(22)]
+def test_source_colours_are_fixed_by_name():
+    """A source has the same colour whatever else the run holds and wherever it sits in the list."""
+    a = fg.source_colours(["oracle", "creg", "my_source"])
+    b = fg.source_colours(["my_source", "random", "creg"])
+    assert a["creg"] == b["creg"] == fg.NAMED_COLOURS["creg"] and a["my_source"] == b["my_source"]
+    every = fg.source_colours(list(fg.NAMED_COLOURS))
+    assert len(set(every.values())) == len(fg.NAMED_COLOURS)
+    # the true direction's green and the peak's magenta belong to no source
+    assert not {fg.TRUE_COLOUR, fg.PEAK_COLOUR} & set(fg.source_colours(list(fg.NAMED_COLOURS) + ["x", "y", "z"]).values())
+
+
+def test_names_that_hash_alike_are_told_apart():
+    names = [f"s{i}" for i in range(8)]
     c = fg.source_colours(names)
-    assert len(set(c[n] for n in names[:20])) == 20 and c["s20"] == c["s0"]
-    assert fg.source_colours(["a", "b"]) == {"a": fg.PALETTE[0], "b": fg.PALETTE[1]}
+    assert len(set(c.values())) == 8
 
 
 def _summary(n_sources: int) -> dict:

@@ -90,10 +90,14 @@ def _compare(dirs: list[Path], out: str | None) -> None:
         metrics = metric_registry()
         comparison = compare_runs(dirs, metrics=metrics, log=log)
         text = compare_markdown(comparison, metrics)
-        json_path, md_path = write_grid_files(Path(out) if out else default_out(dirs), "comparison", comparison, text)
+        root = Path(out) if out else default_out(dirs)
+        json_path, md_path = write_grid_files(root, "comparison", comparison, text)
+        from ..reporting.cross_run import write_comparison_page
+
+        extra = write_comparison_page(root, comparison, metrics, log=log)
     except (RunDirError, MetricsMissing) as e:
         fail(str(e))
     except OSError as e:
         fail(f"cannot write the comparison: {e}")
     click.echo(text, nl=False)
-    click.echo(f"wrote {md_path}, {json_path.name}")
+    click.echo(f"wrote {md_path}, {', '.join([json_path.name, *extra])}")

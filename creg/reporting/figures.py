@@ -48,7 +48,7 @@ HEATMAP_CMAP = "inferno"
 #: Opacity of the relevance colour over the image, the same for every value (0: image only, 1: map
 #: only); low relevance is the colour map's black, so it darkens the image instead of fading out.
 #: Under a heatmap the photo is shown in grey, so the map's colours are not confused with the photo's.
-HEATMAP_ALPHA = 0.65
+HEATMAP_ALPHA = 0.55
 #: Font sizes (points).
 FONT_SMALL = 8
 FONT = 9
@@ -204,7 +204,7 @@ def cell_xy_of(relevance: np.ndarray, cell_xy: np.ndarray | None, image_size: tu
 def _photo_in_grey(image) -> np.ndarray:
     """The image as a grey ``(h, w, 3)`` array, a little brighter where dark, for a heatmap to lie on."""
     grey = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
-    grey = 0.15 + 0.85 * grey
+    grey = 0.25 + 0.75 * grey
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
@@ -461,8 +461,8 @@ def explanation_figure(image, sample: dict[str, Any], rows: Sequence[dict[str, A
     scene_w = 4.6
     row_h = max(scene_w * min(_image_aspect(image, sample), 1.6), 3.2) + 0.6
     foot = 1.0
-    fig = plt.figure(figsize=(9.0, row_h * n + foot + (0.4 if title else 0)))
-    grid = fig.add_gridspec(n, 2, width_ratios=[scene_w, 3.6], left=0.02, right=0.98, top=1 - (0.5 if title else 0.15) / fig.get_figheight(),
+    fig = plt.figure(figsize=(9.0, row_h * n + foot + (0.8 if title else 0.2)))
+    grid = fig.add_gridspec(n, 2, width_ratios=[scene_w, 3.6], left=0.02, right=0.98, top=1 - (0.95 if title else 0.3) / fig.get_figheight(),
                             bottom=foot / fig.get_figheight(), wspace=0.25, hspace=0.35)
     shown = False
     for i, row in enumerate(rows):
@@ -507,7 +507,7 @@ def examples_figure(path: Path, items: Sequence[dict[str, Any]], title: str, *, 
     col_w = 3.8
     aspect = max((_image_aspect(it.get("image"), it["sample"]) for it in items), default=1.0)
     scene_h = col_w * min(aspect, 1.6)
-    foot = 0.9
+    foot = 1.3
     height = scene_h + 0.8 + 3.4 + foot + 0.4
     fig = plt.figure(figsize=(col_w * n + 0.4, height))
     grid = fig.add_gridspec(2, n, height_ratios=[scene_h + 0.8, 3.4], left=0.02, right=0.98, top=1 - 0.45 / height,
@@ -528,7 +528,7 @@ def examples_figure(path: Path, items: Sequence[dict[str, Any]], title: str, *, 
     fig.suptitle(f"{title}  (roses: P(θ_k) per sector)", fontsize=FONT_TITLE, y=1 - 0.08 / height, va="top")
     if any(_is_map(it.get("relevance")) for it in items):
         heatmap_colorbar(fig, (0.05, 0.55 / height, min(0.4, 2.6 / fig.get_figwidth()), 0.12 / height))
-    fig.legend(handles=_legend_handles(shown), loc="lower right", bbox_to_anchor=(0.98, 0.02), ncol=1,
+    fig.legend(handles=_legend_handles(shown), loc="lower right", bbox_to_anchor=(0.98, 0.1 / height), ncol=1,
                fontsize=FONT_SMALL, frameon=False)
     relayout_labels(fig)
     return save(fig, path, dpi=dpi)

@@ -1,14 +1,14 @@
 """The run store: the only code that reads or writes a run directory (see :mod:`creg.store.run_store`)."""
 
 from .identity import describe_run, identity, resume_differences
-from .run_store import RunDirError, RunStore, RunWriter, join, safe_name, write_grid_files
+from .run_store import RunDirError, RunStore, RunWriter, join, safe_name, write_grid_artifact, write_grid_files
 from .maps import StoredMap
 from .parts import PARTS, absorb_parts, part_path, part_paths
 from .schema import READABLE_VERSIONS, SCHEMA_VERSION, Failure, SampleFacts, SourceRow
 
 __all__ = ["RunStore", "RunWriter", "RunDirError", "SampleFacts", "SourceRow", "Failure", "SCHEMA_VERSION",
            "READABLE_VERSIONS", "describe_run", "identity", "resume_differences", "join", "safe_name",
-           "write_grid_files", "read_run", "StoredMap", "PARTS", "absorb_parts", "part_path", "part_paths"]
+           "write_grid_files", "write_grid_artifact", "read_run", "StoredMap", "PARTS", "absorb_parts", "part_path", "part_paths"]
 
 
 def read_run(path):

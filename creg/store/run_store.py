@@ -440,6 +440,15 @@ class RunWriter(RunStore):
         write_atomic(self.path / TABLE, table)
 
 
+def write_grid_artifact(out_root: Path | str, rel: str, data: str | bytes) -> Path:
+    """Another file of a grid or comparison (``comparison.html``, a figure) next to its runs, atomically."""
+    root = Path(out_root)
+    root.mkdir(parents=True, exist_ok=True)
+    p = _inside(root, rel)
+    write_atomic(p, data)
+    return p
+
+
 def write_grid_files(out_root: Path | str, name: str, obj: Any, text: str) -> tuple[Path, Path]:
     """The table of a grid of runs (``creg analyze ablation|prompts``): ``NAME.json`` and ``NAME.md``
     next to the grid's run directories."""

@@ -41,9 +41,11 @@ def resolve_run_dirs(args: tuple[str, ...]) -> list[Path]:
 @click.option("--dpi", type=click.IntRange(min=20, max=1200), default=200, show_default=True, help="figure resolution")
 @click.option("--html/--no-html", default=True, show_default=True, help="also write report.html (one self-contained file)")
 @click.option("--heatmaps/--no-heatmaps", default=True, show_default=True,
-              help="example figures show relevance heatmaps (reloads the run's model to recompute the examples' maps)")
+              help="example figures show relevance heatmaps (from the maps the run stored; a run made with "
+                   "--no-save-maps reloads its model to recompute them)")
 @click.option("--baseline", default=None, metavar="SOURCE",
-              help="pairwise tests compare each source with this one only (default: every two sources)")
+              help="the pairwise tests' reference: each source is compared with it, every pair in an appendix "
+                   "(default: creg when the run has it, else its first source)")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="several runs: where comparison.md/.json go (default: next to the first run, compare-HASH)")
 def report_cmd(run_dirs: tuple[str, ...], no_figures: bool, fmt: str, dpi: int, html: bool, heatmaps: bool,

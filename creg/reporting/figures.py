@@ -565,8 +565,14 @@ def per_class_figure(path: Path, per_class: dict[str, Any], *, colours: dict[str
     ax = axes[0, -1]
     spread = 0.8
     for i, name in enumerate(names):
-        vals = [sources[name][r]["dae"] if sources[name][r]["dae"] is not None else np.nan for r in RELATIONS]
+        vals = np.array([sources[name][r]["dae"] if sources[name][r]["dae"] is not None else np.nan for r in RELATIONS])
         off = -spread / 2 + spread * (i + 0.5) / max(len(names), 1)
+        cis = [sources[name][r].get("dae_ci") for r in RELATIONS]
+        if any(ci is not None for ci in cis):  # 95% bootstrap CIs per class
+            lo = np.array([v - ci[0] if ci is not None and v == v else 0.0 for v, ci in zip(vals, cis)])
+            hi = np.array([ci[1] - v if ci is not None and v == v else 0.0 for v, ci in zip(vals, cis)])
+            ax.errorbar(x + off, vals, yerr=[lo, hi], fmt="none", ecolor=colours[name], elinewidth=1.0, capsize=1.5,
+                        alpha=0.8)
         ax.plot(x + off, vals, "o", color=colours[name], ms=7, label=name, mec="white", mew=0.6)
     for xi in x[:-1]:
         ax.axvline(xi + 0.5, color="#dddddd", lw=0.8)
@@ -575,7 +581,7 @@ def per_class_figure(path: Path, per_class: dict[str, Any], *, colours: dict[str
     ax.set_xlim(-0.5, len(RELATIONS) - 0.5)
     ax.set_ylim(0, 180)
     ax.set_ylabel("DAE (deg, lower is better)")
-    ax.set_title(f"(b) DAE per class (dashed: random peak, {per_class['chance']['dae']:.0f}°)", fontsize=9)
+    ax.set_title(f"(b) DAE per class, 95% CIs (dashed: random peak, {per_class['chance']['dae']:.0f}°)", fontsize=9)
     ax.legend(fontsize=FONT_SMALL, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, ncol=1 if len(names) <= 14 else 2)
     fig.tight_layout()
     return save(fig, path, dpi=dpi)
@@ -613,8 +619,8 @@ def cos_figure(path: Path, summary: dict[str, Any], *, colours: dict[str, str] |
             point(ax_a, yy, c["area_matched"]["cos"], color=colours[name], fmt="^")
             point(ax_b, yy - 0.08, c["area_matched"]["delta"], color="#6a51a3", fmt="^")
     t = first["true"]
-    point(ax_a, y[-1], t["cos"], color="#2ca02c", fmt="D")
-    point(ax_b, y[-1] + 0.12, t["delta"], color="#2ca02c", fmt="D")
+    point(ax_a, y[-1], t["cos"], color=TRUE_COLOUR, fmt="D")
+    point(ax_b, y[-1] + 0.12, t["delta"], color=TRUE_COLOUR, fmt="D")
     point(ax_b, y[-1] - 0.12, t["delta_opp"], color="#a1d99b", fmt="D")
     for ax in (ax_a, ax_b):
         ax.axvline(0, color="black", lw=0.8)
@@ -623,7 +629,7 @@ def cos_figure(path: Path, summary: dict[str, Any], *, colours: dict[str, str] |
             ax.axhline(yy - 0.5, color="#eeeeee", lw=0.6)
     ax_a.set_yticks(y, rows, fontsize=8)
     for label, name in zip(ax_a.get_yticklabels(), rows):
-        label.set_color(colours.get(name, "#2ca02c"))
+        label.set_color(colours.get(name, TRUE_COLOUR))
     ax_a.set_xlabel("COS = ΔS_compared − ΔS_peak (> 0: the peak sector matters more)", fontsize=8)
     ax_a.set_title("(a) COS, peak compared with:\n● opposite (paper)   ▲ area-matched   □ adjacent", fontsize=8)
     ax_b.set_xlabel("ΔS = log p_occ(gt) − log p_0(gt)", fontsize=8)

@@ -221,6 +221,15 @@ class RunStore:
             self.problems.append(f"{MAPS}/{p.name}: unreadable ({type(e).__name__}: {e}); ignored")
             return None
 
+    def finished_at(self) -> str | None:
+        """When the run last wrote its summary (ISO 8601, UTC, seconds), or None."""
+        from datetime import datetime, timezone
+
+        p = self.path / SUMMARY
+        if not p.is_file():
+            return None
+        return datetime.fromtimestamp(p.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
+
     def read_artifact(self, rel: str) -> str | None:
         p = _inside(self.path, rel)
         return p.read_text() if p.is_file() else None

@@ -44,6 +44,18 @@ def test_archive_round_trip_keeps_arrays_names_and_boxes(tmp_path):
     assert back["c"].cell_xy.tolist() == [[[3.0, 4.0]]] and back["c"].r_max == 7.0
 
 
+def test_a_grid_shared_by_sources_is_stored_once(tmp_path):
+    cell = np.random.default_rng(0).random((3, 4, 2))
+    maps = {s: StoredMap(np.ones((3, 4)), cell, 1.0) for s in ("a", "b", "c")}
+    maps["d"] = StoredMap(np.ones((3, 4)), cell + 1, 1.0)
+    path = tmp_path / "x.npz"
+    path.write_bytes(encode_maps(maps))
+    with np.load(path) as z:
+        assert sorted(f for f in z.files if f.startswith("cell_xy")) == ["cell_xy_0", "cell_xy_3"]
+    back = decode_maps(path)
+    assert all(np.allclose(back[s].cell_xy, cell) for s in "abc") and np.allclose(back["d"].cell_xy, cell + 1)
+
+
 def test_file_names_stay_inside_and_apart():
     a, b = map_file_name("../x/y"), map_file_name("___x_y")
     assert "/" not in a and not a.startswith(".") and a != b

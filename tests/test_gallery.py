@@ -73,6 +73,7 @@ def test_many_samples_keep_the_worst_and_the_wrong_ones():
     assert chosen == sorted(chosen, key=order.index)
 
 
+@pytest.mark.slow
 def test_cli_writes_the_gallery(run_dir):
     result = CliRunner().invoke(cli, ["gallery", str(run_dir), "--max-samples", "3", "--dpi", "20"])
     assert result.exit_code == 0, result.output
@@ -101,6 +102,7 @@ report(out);
 """
 
 
+@pytest.mark.slow
 def test_gallery_filters_work_in_headless_chromium(run_dir, tmp_path):
     check = probe_page(run_dir / "gallery.html", PROBE, tmp_path)
     store = RunStore.read(run_dir)

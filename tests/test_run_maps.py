@@ -107,3 +107,26 @@ def test_report_reads_stored_maps_without_the_model(tmp_path, fake, monkeypatch)
     rep = build_report(run, log=_quiet, dpi=50, html=False)
     assert not any("heatmaps" in n for n in rep["figure_notes"]), rep["figure_notes"]
     assert "examples_gradnorm" in rep["figures"]
+
+
+def test_a_merged_part_brings_its_maps(tmp_path, fake):
+    """Data-parallel runs: a rank's part carries its archives into the run directory when merged."""
+    import json
+    import shutil
+
+    from creg.store import RunWriter, part_path
+
+    part = tmp_path / "part"
+    _run(part, fake)
+    doc = json.loads((part / "config.json").read_text())
+    main = tmp_path / "main"
+    with RunWriter(main, doc, sources=doc["run"]["sources"], log=_quiet) as w:
+        w.start()
+    dest = part_path(main, 0)
+    dest.parent.mkdir(parents=True)
+    shutil.move(str(part), str(dest))
+    with RunWriter(main, doc, sources=doc["run"]["sources"], log=_quiet) as w:
+        w.start()  # merges the interrupted run's part
+    store = RunStore.read(main)
+    assert len(store.samples()) == 4 and not (main / "parts").exists()
+    assert all(set(store.maps(sid)) == {"oracle", "gradnorm", "random_relevance"} for sid in store.samples())

@@ -330,7 +330,7 @@ def _place_labels(ax, labels: Sequence[tuple[str, Sequence[float], str]], obstac
             t.set_position(xy)
             t.set_ha(ha)
             t.set_va(va)
-            ext = t.get_window_extent(renderer).expanded(1.05, 1.1)
+            ext = t.get_window_extent(renderer).expanded(1.15, 1.2)
             area = ext.width * ext.height or 1.0
             cost = 50 * outside(ext) / area + 10 * sum(overlap(ext, p) for p in placed) / area
             cost += 5 * sum(overlap(ext, o) for o in fixed) / area

@@ -323,7 +323,7 @@ def setup_markdown(setup: dict[str, Any]) -> list[str]:
             ("Occlusion operator (--cos)", setup.get("cos_op") or "not run"),
             ("Versions", ", ".join(f"{k} {v}" for k, v in (setup.get("versions") or {}).items()) or "–"),
             ("Run finished (UTC)", setup.get("run_finished") or "–"), ("Report written (UTC)", setup.get("report_written") or "–")]
-    out = ["## Setup", "", "| | |", "|---|---|"]
+    out = ["## Setup", "", "| Setting | Value |", "|---|---|"]
     out += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows]
     return out + [""]
 

@@ -421,6 +421,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "threads": None,  # creg.run_config.default_threads(); the number used is stored in config.json
     "cos": False,
     "cos_op": "grey",
+    "save_maps": True,
     "overwrite": False,
     "progress": False,
 }

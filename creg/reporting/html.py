@@ -120,12 +120,12 @@ def markdown_to_html(md: str, run_dir: Path) -> str:
 
 
 def with_contents(body: str) -> str:
-    """``body`` with an id on every ``<h2>`` and a table of contents (links to those ids only) after
-    the first ``<h1>``."""
+    """``body`` with an id on every ``<h2>`` and a table of contents after the first ``<h1>``: each
+    entry is its heading's text (already escaped; any markup in it dropped), linked to that id only."""
     heads: list[str] = []
 
     def number(m: re.Match) -> str:
-        heads.append(m.group(1))
+        heads.append(re.sub(r"<[^>]*>", "", m.group(1)))  # the heading's (escaped) text: no markup, no links
         return f'<h2 id="sec-{len(heads)}">{m.group(1)}</h2>'
 
     body = re.sub(r"<h2>(.*?)</h2>", number, body)

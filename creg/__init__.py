@@ -20,6 +20,7 @@ _LAZY = {
     "load": ("creg.api", "load"),
     "run": ("creg.api", "run"),
     "read_run": ("creg.api", "read_run"),
+    "read_runs": ("creg.frames", "read_runs"),
     "Model": ("creg.api", "Model"),
     "Explanation": ("creg.api", "Explanation"),
     "SourceExplanation": ("creg.api", "SourceExplanation"),

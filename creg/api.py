@@ -485,6 +485,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "cos": False,
     "cos_op": "grey",
     "controls": [],  # ["blank"]: creg run --control blank (a string is one control)
+    "save_maps": True,
     "overwrite": False,
     "progress": False,
     "skip_unsupported": False,  # drop the sources the adapter cannot serve (creg.capabilities) instead of refusing

@@ -14,6 +14,11 @@
 * ``summary`` -- one row per source: n, DAE, EA and their CIs, COS when the run has it;
 * ``config`` -- the run's configuration (``config.json``'s ``run``).
 
+:func:`read_runs` reads several runs into one :class:`RunFrames`: every table gains the columns
+``run`` (a short label, the directory name or more of its path where names repeat) and ``model``
+(the hub id or preset, never a local path: :func:`creg.reporting.cross_run.model_name`), and
+``config`` maps each label to its run's configuration.
+
 Column names are stable: a K = 8 run always has ``p_E`` .. ``p_SE``.
 """
 
@@ -163,3 +168,29 @@ def read_run(run_dir: str | Path) -> RunFrames:
             summary_rows.append(row)
     summary = pd.DataFrame(summary_rows)
     return RunFrames(records=records, samples=samples, compass=compass, summary=summary, config=config)
+
+
+def read_runs(run_dirs) -> RunFrames:
+    """Several runs as one set of tables, each row labelled with its ``run`` and ``model`` (see the
+    module docstring); rows keep each run's order, runs the order given."""
+    pd = _pandas()
+    from .reporting.compare import run_labels
+    from .reporting.cross_run import model_name
+    from .store import RunStore
+
+    dirs = [Path(d) for d in run_dirs]
+    if not dirs:
+        raise ValueError("read_runs needs at least one run directory")
+    labels = run_labels(dirs)
+    parts: dict[str, list] = {"records": [], "samples": [], "compass": [], "summary": []}
+    configs: dict[str, Any] = {}
+    for label, path in zip(labels, dirs):
+        frames = read_run(path)
+        name = model_name(RunStore.read(path).config)
+        configs[label] = frames.config
+        for key in parts:
+            df = getattr(frames, key).copy()
+            df.insert(0, "model", name)
+            df.insert(0, "run", label)
+            parts[key].append(df)
+    return RunFrames(**{k: pd.concat(v, ignore_index=True) for k, v in parts.items()}, config=configs)

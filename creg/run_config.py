@@ -87,6 +87,9 @@ class RunConfig(BaseModel):
     #: controls run after the samples (creg.controls): "blank" = the same samples with the objects removed,
     #: into RUN_DIR/blank. Not part of the identity: a control never changes the run's own records.
     controls: list[Literal["blank"]] = Field(default_factory=list)
+    #: store every finished sample's relevance maps in the run (creg.store.maps), so that the report and
+    #: the gallery draw heatmaps without the model; not part of the identity (results do not depend on it)
+    save_maps: bool = True
 
     @model_validator(mode="after")
     def _placement(self) -> "RunConfig":
@@ -131,7 +134,8 @@ class RunConfig(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the stored one (device, threads and placement are
         checked as resolved: config.json's ``adapter.device``, ``environment.threads``, ``adapter.options``)."""
-        return self.model_dump(exclude={"registry", "device", "threads", "device_map", "max_memory", "controls"})
+        return self.model_dump(exclude={"registry", "device", "threads", "device_map", "max_memory", "controls",
+                                        "save_maps"})
 
     def placement(self) -> dict[str, Any]:
         """The adapter options ``--device-map`` and ``--max-memory`` set (only those given)."""

@@ -179,7 +179,7 @@ class Runner:
 
         try:
             result = explain_batch(batch, self.sources, self.adapter, self.settings, seed=self.config.seed,
-                                   adapter_name=self.config.adapter)
+                                   adapter_name=self.config.adapter, keep_maps=self.config.save_maps)
         except Exception as e:  # noqa: BLE001 - one sample's failure must not end the run
             depth = e if isinstance(e, LayerOutOfRange) else e.__cause__
             if isinstance(depth, LayerOutOfRange):  # the run asks for layers the model lacks: no sample can run
@@ -192,6 +192,7 @@ class Runner:
         else:
             errors = result.errors
         if result is not None and result.scored:
+            store.write_maps(result.maps)  # before the samples' lines: a finished sample has its maps
             store.write_samples(result.scored)
         for err in errors:
             failure = Failure(sample_id=err.sample_id, reason=err.reason, plugin=err.plugin, error=str(err.error),

@@ -96,7 +96,9 @@ def test_per_class_accuracy_and_dae():
     pc = analysis.per_class(recs)
     assert pc["accuracy"]["left"] == {"n": 2, "accuracy": 0.5}  # one answer per sample, not per source
     assert pc["accuracy"]["below"]["accuracy"] == 0.0 and pc["accuracy"]["above"]["accuracy"] is None
-    assert pc["sources"]["s"]["left"] == {"n": 2, "dae": 30.0, "ea": 0.5}
+    left = pc["sources"]["s"]["left"]
+    assert {k: left[k] for k in ("n", "dae", "ea")} == {"n": 2, "dae": 30.0, "ea": 0.5}
+    assert left["dae_ci"] == [10.0, 50.0] and left["ea_ci"] == [0.0, 1.0]  # 95% bootstrap CIs per class
     assert pc["sources"]["t"]["below"]["dae"] is None
     assert pc["chance"]["accuracy"] == 0.25 and pc["chance"]["dae"] == pytest.approx(90.0, abs=0.1)
     assert analysis.per_class([rec("a", "s")])["accuracy"] is None  # no model, no accuracy

@@ -271,7 +271,7 @@ def test_overwrite_validates_everything_first_then_removes_every_old_file(tmp_pa
     assert (out / "records.jsonl").read_bytes() == records and {p.name for p in out.iterdir()} == before
 
     run(RunConfig(**{**base, "k": 4}), out, plugins, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "config.json", "records.jsonl", "samples.jsonl",
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "config.json", "maps", "records.jsonl", "samples.jsonl",
                                                      "summary.json", "table.md"]
 
 

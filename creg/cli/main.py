@@ -14,6 +14,7 @@ from .analyze import analyze_group
 from .common import verbosity_params
 from .explain import explain_cmd
 from .export import export_cmd
+from .gallery import gallery_cmd
 from .list_plugins import list_cmd
 from .report import report_cmd
 from .reproduce import reproduce_cmd
@@ -26,11 +27,11 @@ def cli() -> None:
     """creg: which direction does a vision-language model believe B lies from A?"""
 
 
-for _command in (list_cmd, run_cmd, report_cmd, export_cmd, explain_cmd, analyze_group, reproduce_cmd):
+for _command in (list_cmd, run_cmd, report_cmd, export_cmd, explain_cmd, analyze_group, reproduce_cmd, gallery_cmd):
     cli.add_command(_command)
 # -v/-q on the group (creg -q run ...) and on every core command (creg run ... -q)
 cli.params.extend(verbosity_params(group=True))
-for _command in (list_cmd, run_cmd, report_cmd, export_cmd, explain_cmd, reproduce_cmd, *analyze_group.commands.values()):
+for _command in (list_cmd, run_cmd, report_cmd, export_cmd, explain_cmd, reproduce_cmd, gallery_cmd, *analyze_group.commands.values()):
     _command.params.extend(verbosity_params())
 
 

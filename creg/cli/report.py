@@ -41,9 +41,11 @@ def resolve_run_dirs(args: tuple[str, ...]) -> list[Path]:
 @click.option("--dpi", type=click.IntRange(min=20, max=1200), default=200, show_default=True, help="figure resolution")
 @click.option("--html/--no-html", default=True, show_default=True, help="also write report.html (one self-contained file)")
 @click.option("--heatmaps/--no-heatmaps", default=True, show_default=True,
-              help="example figures show relevance heatmaps (reloads the run's model to recompute the examples' maps)")
+              help="example figures show relevance heatmaps (from the maps the run stored; a run made with "
+                   "--no-save-maps reloads its model to recompute them)")
 @click.option("--baseline", default=None, metavar="SOURCE",
-              help="pairwise tests compare each source with this one only (default: every two sources)")
+              help="the pairwise tests' reference: each source is compared with it, every pair in an appendix "
+                   "(default: creg when the run has it, else its first source)")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="several runs: where comparison.md/.json go (default: next to the first run, compare-HASH)")
 def report_cmd(run_dirs: tuple[str, ...], no_figures: bool, fmt: str, dpi: int, html: bool, heatmaps: bool,
@@ -92,10 +94,14 @@ def _compare(dirs: list[Path], out: str | None) -> None:
         metrics = metric_registry()
         comparison = compare_runs(dirs, metrics=metrics, log=log)
         text = compare_markdown(comparison, metrics)
-        json_path, md_path = write_grid_files(Path(out) if out else default_out(dirs), "comparison", comparison, text)
+        root = Path(out) if out else default_out(dirs)
+        json_path, md_path = write_grid_files(root, "comparison", comparison, text)
+        from ..reporting.cross_run import write_comparison_page
+
+        extra = write_comparison_page(root, comparison, metrics, log=log)
     except (RunDirError, MetricsMissing) as e:
         fail(str(e))
     except OSError as e:
         fail(f"cannot write the comparison: {e}")
     click.echo(text, nl=False)
-    click.echo(f"wrote {md_path}, {json_path.name}")
+    click.echo(f"wrote {md_path}, {', '.join([json_path.name, *extra])}")

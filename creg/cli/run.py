@@ -53,6 +53,9 @@ def _stored_threads(out_dir: Path) -> int | None:
 @click.option("--cos-op", type=click.Choice(["grey", "blur", "patch_drop"]), default="grey", show_default=True,
               help="how --cos occludes a sector (docs/evaluation.md)")
 @click.option("--overwrite", is_flag=True, help="discard an existing run in --out instead of continuing it")
+@click.option("--save-maps/--no-save-maps", default=True, show_default=True,
+              help="store every sample's relevance maps in the run (maps/*.npz), so that `creg report` and "
+                   "`creg gallery` draw heatmaps without loading the model again")
 @click.option("--max-failures", default=None, metavar="COUNT|FRACTION",
               help="stop when more samples fail than this: a count (20) or a fraction of the samples tried "
                    "(0.1, 10%); default 0.5, judged after 10 samples")
@@ -63,7 +66,8 @@ def _stored_threads(out_dir: Path) -> int | None:
               help="also run every sample with its objects removed (same names and boxes) into RUN_DIR/blank and "
                    "report each source's peaks and DAE there (a position prior; docs/user-guide.md)")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, skip_unsupported, no_progress, controls, **kw) -> None:
+def run_cmd(sources, out, cos, cos_op, overwrite, save_maps, max_failures, skip_unsupported, no_progress, controls,
+            **kw) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
     from ..adapter import LayerOutOfRange
     from ..logs import quiet
@@ -90,7 +94,7 @@ def run_cmd(sources, out, cos, cos_op, overwrite, max_failures, skip_unsupported
     if out is not None and not out.strip():
         fail("--out: an empty path; give a run directory, or leave --out out for runs/BENCH-ADAPTER-HASH")
     config = run_config_from(kw, sources=[s.strip() for s in sources.split(",") if s.strip()], cos=cos, cos_op=cos_op,
-                             controls=list(dict.fromkeys(controls)))
+                             controls=list(dict.fromkeys(controls)), save_maps=save_maps)
     out_dir = Path(out) if out is not None else _default_out(config)
     try:
         from ..runner import Runner

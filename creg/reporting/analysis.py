@@ -61,10 +61,10 @@ def _dae_ea(recs: Sequence[SampleRecord], metrics=None) -> dict[str, Any]:
 
 # -- Fig. 4: per class --------------------------------------------------------------------------
 
-def per_class(records: Sequence[SampleRecord], metrics=None) -> dict[str, Any]:
+def per_class(records: Sequence[SampleRecord], metrics=None, *, seed: int = 0) -> dict[str, Any]:
     """VLM accuracy per class (one answer per sample) and the breakdown metrics (DAE, EA, ...) per
-    class and source, with the chance levels: accuracy 1/4, and each metric's value for a
-    uniformly random peak for the run's K (§4)."""
+    class and source with their 95% bootstrap CIs (``dae_ci``, ...), with the chance levels:
+    accuracy 1/4, and each metric's value for a uniformly random peak for the run's K (§4)."""
     metrics = _registry(metrics)
     k = len(records[0].compass) if records else 8
     answers = _answers(records)
@@ -75,7 +75,8 @@ def per_class(records: Sequence[SampleRecord], metrics=None) -> dict[str, Any]:
             hits = np.array([r.correct for r in answers.values() if r.relation == rel], dtype=np.float64)
             accuracy[rel] = {"n": int(hits.size), "accuracy": _mean(hits)}
     sources = {
-        name: {rel: _dae_ea([r for r in recs if r.relation == rel], metrics) for rel in RELATIONS}
+        name: {rel: metric_group([r for r in recs if r.relation == rel], metrics, seed, ci=True, breakdown=True)
+               for rel in RELATIONS}
         for name, recs in by_source(records).items()
     }
     chance = {"accuracy": 0.25, **{m.name: float(m.chance(k)) for m in metrics if m.breakdown and m.chance is not None}}

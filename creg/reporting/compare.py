@@ -23,6 +23,7 @@ import numpy as np
 
 from ..store import RunDirError, RunStore
 from .analysis import adjust_holm, by_source, metric_values, paired_test
+from .cross_run import model_name
 from .summary import _fmt, _registry, answers, metric_group
 
 
@@ -66,7 +67,7 @@ def compare_runs(run_dirs: Sequence[Path], *, n_boot: int = 10000, seed: int = 0
         ans = answers(records)
         correct = np.array([r.correct for r in ans.values()], dtype=np.float64)
         runs.append({"label": label, "run_dir": str(path), "adapter": run.get("adapter"),
-                     "model": adapter.get("model") or run.get("model"), "prompt": adapter.get("prompt") or run.get("prompt"),
+                     "model": adapter.get("model") or run.get("model"), "model_name": model_name(store.config), "prompt": adapter.get("prompt") or run.get("prompt"),
                      "bench": run.get("bench"), "seed": run.get("seed"), "k": run.get("k"),
                      "n_samples": len({r.sample_id for r in records}),
                      "vlm_accuracy": float(correct.mean()) if correct.size else None,
@@ -114,7 +115,7 @@ def compare_markdown(comparison: dict[str, Any], metrics=None) -> str:
              "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in runs:
         shared = "–" if r["label"] == comparison["reference"] else comparison["shared_samples"].get(r["label"], 0)
-        lines.append(f"| {r['label']} | {r['adapter']} | {r['model'] or '–'} | {r['prompt'] or '–'} | {r['bench']} | "
+        lines.append(f"| {r['label']} | {r['adapter']} | {r.get('model_name') or r['model'] or '–'} | {r['prompt'] or '–'} | {r['bench']} | "
                      f"{r['seed']} | {r['k']} | {r['n_samples']} | {shared} | {_fmt(r['vlm_accuracy'], 3)} |")
     lines.append("")
     for m in metrics:

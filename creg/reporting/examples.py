@@ -1,10 +1,12 @@
 """The report's example figures: which samples each source shows, their images, and their relevance
-maps (re-computed, since a run stores compasses, not maps).
+maps.
 
 Every source gets its best, median and worst sample by DAE; a source without any defined DAE is
-left out with the reason, and the report says so. Heatmaps need the relevance maps: the run's model
-is loaded again and the chosen samples are explained once more with the run's settings (one forward
-pass per sample for all sources). Where that cannot be done -- the model cannot be loaded here, a
+left out with the reason, and the report says so. Heatmaps need the relevance maps: a run made with
+``--save-maps`` (the default) stores them (:mod:`creg.store.maps`) and the report reads them from
+there. Only for a run without stored maps is the run's model loaded again and the chosen samples
+explained once more with the run's settings (one forward pass per sample for all sources). Where
+that cannot be done -- the model cannot be loaded here, a
 source needs a model the configuration does not name, an image is gone -- the figures show the
 scene without the heatmap and the report says why.
 """
@@ -135,10 +137,24 @@ def recompute_maps(config: dict[str, Any], samples: dict[str, Any], wanted: dict
     return out, ("; ".join(problems[:3]) if problems else None)
 
 
+def stored_maps(store, wanted: dict[str, set[str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The maps of ``wanted`` ({sample id: source names}) that the run stored, in the form
+    :func:`recompute_maps` returns (``peak_sector`` left out: the run recorded it with the map)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    if store is None:
+        return out
+    for sid, names in wanted.items():
+        for name, m in (store.maps(sid) or {}).items():
+            if name in names:
+                out[(sid, name)] = {"relevance": m.values, "cell_xy": m.cell_xy, "r_max": m.r_max or None}
+    return out
+
+
 def build_examples(config: dict[str, Any], groups: dict[str, list[SampleRecord]], samples: dict[str, dict[str, Any]],
-                   *, heatmaps: bool = True, log: Callable[[str], None] = log_info) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str], list[str]]:
+                   *, heatmaps: bool = True, log: Callable[[str], None] = log_info, store=None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str], list[str]]:
     """({source: example items for :func:`creg.reporting.figures.examples_figure`}, {source left out:
-    why}, notes for the report)."""
+    why}, notes for the report). ``store``: the run's :class:`creg.store.RunStore`, whose stored maps
+    are used where it has them."""
     picks = {name: select_examples(recs) for name, recs in groups.items()}
     left_out = {name: "no sample with a defined DAE (A and B share their centre in every sample)"
                 for name, p in picks.items() if not p}
@@ -159,10 +175,19 @@ def build_examples(config: dict[str, Any], groups: dict[str, list[SampleRecord]]
         for name, p in picks.items():
             for _, r in p:
                 wanted.setdefault(r.sample_id, set()).add(name)
-        maps, problem = recompute_maps(config, {sid: objs[sid] for sid in objs if sid in images}, wanted, log)
+        maps = stored_maps(store, wanted)
+        missing: dict[str, set[str]] = {}
+        for sid, names in wanted.items():
+            rest = {n for n in names if (sid, n) not in maps}
+            if rest:
+                missing[sid] = rest
+        problem = None
+        if missing:  # a run without stored maps (--no-save-maps, or made before they were stored)
+            more, problem = recompute_maps(config, {sid: objs[sid] for sid in objs if sid in images}, missing, log)
+            maps.update(more)
         if problem:
             notes.append(f"heatmaps: {problem}")
-        changed = sorted({name for (sid, name), m in maps.items()
+        changed = sorted({name for (sid, name), m in maps.items() if "peak_sector" in m
                           for _, r in picks[name] if r.sample_id == sid and r.peak_sector != m["peak_sector"]})
         if changed:
             notes.append("heatmaps: the recomputed maps of " + ", ".join(changed) + " peak in another sector than the "

@@ -36,6 +36,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 blockquote { border-left: 4px solid #e0a000; margin: 1em 0; padding: .2em 1em; background: #fff8e1; }
 code { background: #f5f5f5; padding: 0 .2em; }
+nav.toc { background: #f7f7f7; border: 1px solid #e4e4e4; padding: .4em 1em; font-size: .9em; }
+nav.toc ol { margin: .2em 0; columns: 2; }
 """
 
 
@@ -142,12 +144,29 @@ def markdown_to_html(md: str, run_dir: Path) -> str:
     return "\n".join(out)
 
 
+def with_contents(body: str) -> str:
+    """``body`` with an id on every ``<h2>`` and a table of contents after the first ``<h1>``: each
+    entry is its heading's text (already escaped; any markup in it dropped), linked to that id only."""
+    heads: list[str] = []
+
+    def number(m: re.Match) -> str:
+        heads.append(re.sub(r"<[^>]*>", "", m.group(1)))  # the heading's (escaped) text: no markup, no links
+        return f'<h2 id="sec-{len(heads)}">{m.group(1)}</h2>'
+
+    body = re.sub(r"<h2>(.*?)</h2>", number, body)
+    if not heads:
+        return body
+    toc = ('<nav class="toc"><strong>Contents</strong><ol>' +
+           "".join(f'<li><a href="#sec-{i}">{h}</a></li>' for i, h in enumerate(heads, 1)) + "</ol></nav>")
+    return re.sub(r"(</h1>)", lambda m: m.group(1) + "\n" + toc, body, count=1)
+
+
 def render_html(report: dict[str, Any], figures_root: Path, metrics=None) -> str:
     """The self-contained report.html page of the report dict; figures are embedded from the files
     under ``figures_root`` (where the report's relative figure paths point)."""
     from .report import report_markdown
 
-    body = markdown_to_html(report_markdown(report, metrics), Path(figures_root))
+    body = with_contents(markdown_to_html(report_markdown(report, metrics), Path(figures_root)))
     title = html_text(f"creg report: {report['run_dir']}")
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<style>{STYLE}</style>\n</head>\n'

@@ -1,9 +1,12 @@
 """``creg report RUN_DIR``: everything a run's records support, as report.md, report.json and figures.
 
-Sections appear only when the run holds what they need: the main table (always), causal
-occlusion (``--cos``), per-class accuracy and DAE, correct vs incorrect for gt/pred-targeted CREG
-(``creg`` and ``creg_gt`` with a model), pairwise significance (two or more sources) and flip
-equivariance (after ``creg analyze flip RUN_DIR``). docs/evaluation.md explains how to read each.
+Sections appear only when the run holds what they need: the setup (model, prompt, K, sigma, seed,
+versions, dates: always), the main table (always), causal occlusion (``--cos``), per-class
+accuracy and DAE with CIs, correct vs incorrect for gt/pred-targeted CREG (``creg`` and ``creg_gt``
+with a model), pairwise significance (two or more sources: each source against the reference --
+``creg`` when the run has it, else ``--baseline`` or the first source -- with every pair in an
+appendix) and flip equivariance (after ``creg analyze flip RUN_DIR``). Every figure has a caption
+that says how to read it.
 
 Images for the figures: file-based benchmarks record the image path in ``samples.jsonl``; in-memory
 ones (``synthetic``) are re-created from ``config.json`` -- benchmarks are deterministic, so the
@@ -78,14 +81,19 @@ def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], No
 
     summary.update(stored_controls(store.path, records, seed=run.get("seed", 0)))
     summary["warnings"] = run_warnings(config, summary, records)
+    chosen = baseline if baseline is not None else default_baseline(sources)
+    pairwise = _pairwise(records, sources, seed=run.get("seed", 0), metrics=metrics, baseline=chosen)
     report: dict[str, Any] = {
         "run_dir": str(run_dir),
         "config": run,
+        "setup": run_setup(store, sources),
         "summary": summary,
-        "per_class": analysis.per_class(records, metrics),
+        "per_class": analysis.per_class(records, metrics, seed=run.get("seed", 0)),
         "correctness": analysis.correctness_split(records, metrics=metrics),
-        "pairwise": _pairwise(records, sources, seed=run.get("seed", 0), metrics=metrics, baseline=baseline),
-        "baseline": baseline,
+        "pairwise": pairwise,
+        "pairwise_all": (_pairwise(records, sources, seed=run.get("seed", 0), metrics=metrics, baseline=None)
+                         if chosen is not None and len(sources) > 2 else None),
+        "baseline": chosen,
         "flip": None,
         "figures": {},
         "examples_left_out": {},
@@ -111,6 +119,45 @@ def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], No
     return report
 
 
+def default_baseline(sources: list[str]) -> str | None:
+    """The reference of the pairwise tests when none is asked for: ``creg`` (the method under study)
+    when the run has it, else the run's first source; None for fewer than two sources."""
+    if len(sources) < 2:
+        return None
+    return "creg" if "creg" in sources else sources[0]
+
+
+def run_setup(store: RunStore, sources: list[str]) -> dict[str, Any]:
+    """What a paper's setup paragraph needs: model, prompt, benchmark, K, sigma_r, rho_r, seed, the
+    sources, the software versions, when the run finished and when this report was written."""
+    from datetime import datetime, timezone
+
+    from .cross_run import model_name
+
+    cfg = store.config
+    run, adapter, env = cfg.get("run", {}), cfg.get("adapter") or {}, cfg.get("environment") or {}
+    return {
+        "model": model_name(cfg), "adapter": run.get("adapter"), "dtype": adapter.get("dtype"),
+        "device": adapter.get("device"), "prompt": _prompt_text(adapter.get("prompt") or run.get("prompt")),
+        "bench": run.get("bench"), "bench_options": run.get("bench_options") or {}, "n": run.get("n"),
+        "seed": run.get("seed"), "k": run.get("k"), "sigma_r": run.get("sigma_r"), "rho_r": run.get("rho_r"),
+        "sources": sources, "source_options": run.get("source_options") or {},
+        "cos": run.get("cos"), "cos_op": run.get("cos_op") if run.get("cos") else None,
+        "versions": {k: env.get(k) for k in ("creg", "torch", "transformers", "python") if env.get(k)},
+        "run_finished": store.finished_at(),
+        "report_written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _prompt_text(prompt: str | None) -> str | None:
+    """A prompt template's name with its text (``A: "..."``), or the literal template."""
+    from ..prompts import PROMPTS
+
+    if prompt in PROMPTS:
+        return f"{prompt}: " + " ".join(PROMPTS[prompt].split())
+    return prompt
+
+
 def _pairwise(records, sources, *, seed, metrics, baseline):
     if baseline is not None and baseline not in sources:
         raise ReportError(f"--baseline {baseline}: the run has no such source (its sources: {', '.join(sources)})")
@@ -126,7 +173,8 @@ def _figures(store: RunStore, scratch: Path, config, records, samples, summary, 
     from . import figures as fg
     from .examples import build_examples
 
-    examples, left_out, notes = build_examples(config, analysis.by_source(records), samples, heatmaps=heatmaps, log=log)
+    examples, left_out, notes = build_examples(config, analysis.by_source(records), samples, heatmaps=heatmaps, log=log,
+                                                store=store)
     report["examples_left_out"], report["figure_notes"] = left_out, notes
     for note in notes:
         log(f"note: {note}")
@@ -153,6 +201,8 @@ def report_markdown(report: dict[str, Any], metrics=None) -> str:
     lines = [f"# creg report: {markdown_text(report['run_dir'])}", ""]
     if not summary.get("complete", True):
         lines += ["> **Partial run**: re-run the same `creg run` command to finish it, then `creg report` again.", ""]
+    if report.get("setup"):
+        lines += setup_markdown(report["setup"])
     lines += ["## Directional attribution (Table 1, Eq. 6-7)", "", markdown_table(summary, title, metrics).rstrip(), ""]
     if report.get("problems"):
         lines += ["> **Unreadable lines were skipped** (each cost only itself):", ""]
@@ -187,17 +237,19 @@ def report_markdown(report: dict[str, Any], metrics=None) -> str:
     cols = [m for m in metrics if m.breakdown]
     names = " / ".join(m.label.replace("{arrow}", "") or m.name.upper() for m in cols)
 
-    def cells(row: dict[str, Any]) -> str:
-        return " / ".join(_fmt(row.get(m.name), min(m.digits, 2) if m.digits > 1 else m.digits) for m in cols)
+    def cells(row: dict[str, Any], ci: bool = False) -> str:
+        return " / ".join(_fmt(row.get(m.name), min(m.digits, 2) if m.digits > 1 else m.digits,
+                               row.get(f"{m.name}_ci") if ci else None, m.ci_digits) for m in cols)
 
-    lines += ["## Per class (Fig. 4)", ""]
+    lines += ["## Per class (Fig. 4)", "", "Each cell: the mean over that class's samples with its 95% bootstrap CI "
+              "(few samples per class give wide intervals).", ""]
     head = "| Method | " + " | ".join(f"{r} {names}" for r in RELATIONS) + " |"
     lines += [head, "|---|" + "---:|" * len(RELATIONS)]
     if pc["accuracy"]:
         lines.append("| *VLM accuracy* | " + " | ".join(
             f"{_fmt(pc['accuracy'][r]['accuracy'], 3)} (n={pc['accuracy'][r]['n']})" for r in RELATIONS) + " |")
     for name, per in pc["sources"].items():
-        lines.append(f"| {name} | " + " | ".join(cells(per[r]) for r in RELATIONS) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells(per[r], ci=True) for r in RELATIONS) + " |")
     ch = pc["chance"]
     chance = ", ".join(f"{m.label.replace('{arrow}', '') or m.name} {_fmt(ch[m.name], m.digits)}" for m in cols if m.name in ch)
     lines += ["", f"Chance: accuracy {ch['accuracy']:.2f}" + (f", {chance}" if chance else "") +
@@ -212,20 +264,14 @@ def report_markdown(report: dict[str, Any], metrics=None) -> str:
         lines.append("")
 
     if report["pairwise"]:
-        lines += ["## Pairwise differences (paired bootstrap, same samples)", "",
-                  ("Difference = each source − the baseline " + f"**{report['baseline']}**" if report.get("baseline") else
+        base = report.get("baseline")
+        lines += [f"## Pairwise differences: {base} against each other source (paired bootstrap, same samples)" if base else
+                  "## Pairwise differences (paired bootstrap, same samples)", "",
+                  ("Difference = each source − the baseline " + f"**{base}**" if base else
                    "Difference = first − second source") +
-                  "; p two-sided (floor 1/(B+1) for B bootstrap resamples), Holm-adjusted within each metric.", "",
-                  "| A | B | metric | n | diff [95% CI] | p | p (Holm) |", "|---|---|---|---:|---:|---:|---:|"]
-        for t in report["pairwise"]:
-            if t["n"] == 0:
-                continue
-            m = metrics[t["metric"]] if t["metric"] in metrics else None
-            d = m.digits if m is not None else 3
-            label = (m.label.replace("{arrow}", "") if m is not None and m.label else t["metric"].upper())
-            lines.append(f"| {t['a']} | {t['b']} | {label} | {t['n']} | {_fmt(t['diff'], d, t['ci'], d, sign=True)} | "
-                         f"{_p(t['p'], t['n_boot'])} | {_p(t.get('p_holm', float('nan')), t['n_boot'])} |")
-        lines.append("")
+                  "; p two-sided (floor 1/(B+1) for B bootstrap resamples), Holm-adjusted within each metric." +
+                  (" Every pair of sources: the appendix." if report.get("pairwise_all") else ""), ""]
+        lines += _pairwise_table(report["pairwise"], metrics)
 
     if report["flip"]:
         lines += ["## Flip equivariance (§6.1)", "",
@@ -238,15 +284,72 @@ def report_markdown(report: dict[str, Any], metrics=None) -> str:
         lines.append("")
 
     if report["figures"]:
-        lines += ["## Figures", "", "How to read them: docs/evaluation.md.", ""]
+        lines += ["## Figures", ""]
         for name, rel in report["figures"].items():
-            lines += [f"### {figure_caption(name)}", "", f"![{name}]({rel})", ""]
+            lines += [f"### {figure_caption(name)}", "", f"![{name}]({rel})", "", f"*How to read it:* {how_to_read(name)}", ""]
         for name, why in report.get("examples_left_out", {}).items():
             lines.append(f"- no example figure for **{name}**: {why}")
         for note in report.get("figure_notes", []):
             lines.append(f"- note: {note}")
         lines.append("")
+    if report.get("pairwise_all"):
+        lines += ["## Appendix: every pair of sources (paired bootstrap, same samples)", "",
+                  "Difference = first − second source; p two-sided (floor 1/(B+1)), Holm-adjusted within each metric "
+                  "over all these pairs.", ""]
+        lines += _pairwise_table(report["pairwise_all"], metrics)
     return "\n".join(lines) + "\n"
+
+
+def _pairwise_table(tests: list[dict[str, Any]], metrics) -> list[str]:
+    lines = ["| A | B | metric | n | diff [95% CI] | p | p (Holm) |", "|---|---|---|---:|---:|---:|---:|"]
+    for t in tests:
+        if t["n"] == 0:
+            continue
+        m = metrics[t["metric"]] if t["metric"] in metrics else None
+        d = m.digits if m is not None else 3
+        label = (m.label.replace("{arrow}", "") if m is not None and m.label else t["metric"].upper())
+        lines.append(f"| {t['a']} | {t['b']} | {label} | {t['n']} | {_fmt(t['diff'], d, t['ci'], d, sign=True)} | "
+                     f"{_p(t['p'], t['n_boot'])} | {_p(t.get('p_holm', float('nan')), t['n_boot'])} |")
+    return lines + [""]
+
+
+def setup_markdown(setup: dict[str, Any]) -> list[str]:
+    """The Setup section: one table row per fact a methods paragraph cites."""
+    def opts(d: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in d.items()) if d else "–"
+
+    rows = [("Model", setup.get("model")), ("Adapter / preset", setup.get("adapter")),
+            ("dtype, device", f"{setup.get('dtype') or '–'}, {setup.get('device') or '–'}"),
+            ("Prompt", setup.get("prompt") or "–"),
+            ("Benchmark", f"{setup.get('bench')} ({opts(setup.get('bench_options') or {})}), n = {setup.get('n') if setup.get('n') is not None else 'all'}"),
+            ("Compass", f"K = {setup.get('k')}, σ_r = {setup.get('sigma_r')}, ρ_r = {setup.get('rho_r')} (r_max = ρ_r · d_AB, σ = σ_r · r_max)"),
+            ("Seed", setup.get("seed")), ("Sources", ", ".join(setup.get("sources") or [])),
+            ("Source options", opts({f"{s}.{k}": v for s, o in (setup.get("source_options") or {}).items() for k, v in o.items()})),
+            ("Occlusion operator (--cos)", setup.get("cos_op") or "not run"),
+            ("Versions", ", ".join(f"{k} {v}" for k, v in (setup.get("versions") or {}).items()) or "–"),
+            ("Run finished (UTC)", setup.get("run_finished") or "–"), ("Report written (UTC)", setup.get("report_written") or "–")]
+    out = ["## Setup", "", "| Setting | Value |", "|---|---|"]
+    out += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows]
+    return out + [""]
+
+
+def how_to_read(name: str) -> str:
+    """A figure's reading guide, printed under it (report.md and report.html)."""
+    if name == "per_class":
+        return ("(a) the share of each class's samples the model answered right; the dashed line is chance (0.25). "
+                "(b) each source's mean DAE per class: one marker per source in its colour, bars are 95% bootstrap "
+                "CIs, the dashed line is what a uniformly random peak scores; lower is better.")
+    if name == "cos":
+        return ("One row per source. (a) COS: how much more hiding the source's peak sector lowers the model's "
+                "log-probability of the right answer than hiding the compared sector (the opposite one, an "
+                "area-matched one, the adjacent ones); above 0 means the peak sector matters to the model. "
+                "(b) the raw drops ΔS behind it. Bars are 95% bootstrap CIs; the green row is the true direction's sector.")
+    if name.startswith("examples_"):
+        return ("Top: the image with the source's relevance (bright: high, dark: none; the photo in grey beneath), box A "
+                "orange, box B blue, the true direction A→B green, the compass peak magenta, r_max as a dashed "
+                "circle. Bottom: the compass rose, the share of evidence P(θ_k) per sector in the source's colour, "
+                "with the same green and magenta directions. DAE is the angle between peak and truth.")
+    return "see the figure's title and legend."
 
 
 def figure_caption(name: str) -> str:

@@ -83,6 +83,8 @@ class BatchResult:
     scored: list[tuple[SampleFacts, list[SourceRow]]] = field(default_factory=list)
     errors: list[SampleError] = field(default_factory=list)
     compasses: dict[tuple[str, str], Compass] = field(default_factory=dict)
+    #: {sample id: {source: map}} of the scored samples, with ``keep_maps`` (``creg run --save-maps``)
+    maps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def short_traceback(e: BaseException, limit: int = 6) -> str:
@@ -137,6 +139,16 @@ def score_map(sample: Sample, rmap: RelevanceMap, settings: ScoringSettings, *, 
     return row, compass
 
 
+def stored_map(rmap: RelevanceMap, compass: Compass):
+    """A source's map as the run stores it (values and cell centres as float32 NumPy arrays)."""
+    from ..store import StoredMap
+
+    cell = rmap.cell_xy
+    return StoredMap(values=rmap.values.detach().float().cpu().numpy(),
+                     cell_xy=None if cell is None else cell.detach().float().cpu().numpy(), r_max=float(compass.r_max),
+                     ref_box=None if rmap.ref_box is None else (rmap.ref_box.x0, rmap.ref_box.y0, rmap.ref_box.x1, rmap.ref_box.y1))
+
+
 def check_map(rmap: Any, plugin: str) -> None:
     """A source's map must be a RelevanceMap with a 2-D ``values`` grid and a matching ``cell_xy``."""
     if not isinstance(rmap, RelevanceMap):
@@ -151,8 +163,9 @@ def check_map(rmap: Any, plugin: str) -> None:
 
 
 def explain_batch(batch: Sequence[Sample], sources: Sequence[Any], adapter, settings: ScoringSettings, *,
-                  seed: int = 0, adapter_name: str = "adapter") -> BatchResult:
-    """Score a batch with every source (one shared forward pass).
+                  seed: int = 0, adapter_name: str = "adapter", keep_maps: bool = False) -> BatchResult:
+    """Score a batch with every source (one shared forward pass); ``keep_maps``: also return each
+    scored sample's relevance maps (:class:`creg.store.StoredMap`, on the CPU).
 
     Raises :class:`PluginError` (or the image's error) when the batch as a whole fails; errors
     that concern single samples (their logits, their map) are returned in ``errors`` and those
@@ -197,6 +210,8 @@ def explain_batch(batch: Sequence[Sample], sources: Sequence[Any], adapter, sett
                 continue
             rows[i].append(row)
             result.compasses[(sample.id, src.name)] = compass
+            if keep_maps:
+                result.maps.setdefault(sample.id, {})[src.name] = stored_map(rmap, compass)
             ref_box = rmap.ref_box or sample.ref_box
             cos_queries.append((i, j, CosQuery(i, compass.peak_sector, ref_box.center, compass.r_max)))
     cos_true: dict[int, Any] = {}
@@ -229,4 +244,5 @@ def explain_batch(batch: Sequence[Sample], sources: Sequence[Any], adapter, sett
         if i in cos_true:
             facts.cos_true = cos_true[i]
         result.scored.append((facts, rows[i]))
+    result.maps = {sid: m for sid, m in result.maps.items() if sid not in {batch[i].id for i in failed}}
     return result

@@ -2,14 +2,15 @@
 
 from .identity import describe_run, identity, resume_differences
 from .files import LinkRefused, open_no_follow
-from .run_store import RunDirError, RunStore, RunWriter, join, refuse_links, safe_name, write_grid_files
+from .run_store import RunDirError, RunStore, RunWriter, join, refuse_links, safe_name, write_grid_artifact, write_grid_files
+from .maps import StoredMap
 from .parts import PARTS, absorb_parts, part_path, part_paths
 from .schema import READABLE_VERSIONS, SCHEMA_VERSION, Failure, SampleFacts, SourceRow
 
 __all__ = ["RunStore", "RunWriter", "RunDirError", "SampleFacts", "SourceRow", "Failure", "SCHEMA_VERSION",
            "READABLE_VERSIONS", "describe_run", "identity", "resume_differences", "join", "safe_name",
-           "write_grid_files", "read_run", "PARTS", "absorb_parts", "part_path", "part_paths", "LinkRefused",
-           "open_no_follow", "refuse_links"]
+           "write_grid_files", "write_grid_artifact", "read_run", "StoredMap", "PARTS", "absorb_parts", "part_path",
+           "part_paths", "LinkRefused", "open_no_follow", "refuse_links"]
 
 
 def read_run(path):

@@ -18,7 +18,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .files import DirLock, LockBusy, read_json_lines
+from .files import DirLock, LockBusy, read_json_lines, write_atomic
+from .maps import MAPS, map_file_name
 from .schema import Failure, SampleFacts, SourceRow
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,6 +107,10 @@ def absorb_parts(writer: "RunWriter", *, order: Sequence[str] | None = None) -> 
                 if facts.id not in have:
                     have.add(facts.id)
                     finished.append((facts, rows))
+                    archive = part / MAPS / map_file_name(facts.id)
+                    if archive.is_file():  # the maps go in before the sample's lines (creg.store.maps)
+                        (writer.path / MAPS).mkdir(exist_ok=True)
+                        write_atomic(writer.path / MAPS / archive.name, archive.read_bytes())
             failures += fails
         if order is not None:
             rank = {sid: i for i, sid in enumerate(order)}

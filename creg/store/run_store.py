@@ -9,6 +9,7 @@ A run directory (schema :data:`~creg.store.schema.SCHEMA_VERSION`, docs/user-gui
     rejected.jsonl  lines a resume found unreadable, moved here with their line numbers
     summary.json    metrics, written atomically after every run (complete or not)
     table.md        the Table-1-style table
+    maps/           one compressed archive of relevance maps per finished sample (creg.store.maps)
     report.md, report.json, figures/   written by ``creg report``
     flip/           a nested run directory (``creg analyze flip``)
     .lock           the writer's fcntl lock
@@ -34,6 +35,7 @@ from ..run_config import RunError
 from .files import (DirLock, LinkRefused, LockBusy, append_lines, dumps, read_json_lines, write_atomic,
                     write_json_atomic)
 from .identity import resume_differences
+from .maps import MAPS, StoredMap, decode_maps, encode_maps, map_file_name
 from .parts import absorb_parts
 from .schema import READABLE_VERSIONS, SCHEMA_VERSION, Failure, SampleFacts, SourceRow
 
@@ -238,6 +240,28 @@ class RunStore:
         except ValueError:
             self.problems.append(f"{SUMMARY}: not valid JSON; ignored")
             return None
+
+    def maps(self, sample_id: str) -> dict[str, StoredMap] | None:
+        """The stored relevance maps of ``sample_id`` ({source: map}), or None when the run did not
+        store them (``--no-save-maps``, or a run made before maps were stored). An unreadable
+        archive is reported in :attr:`problems` and reads as None."""
+        p = self.path / MAPS / map_file_name(sample_id)
+        if not p.is_file():
+            return None
+        try:
+            return decode_maps(p)
+        except (OSError, ValueError, KeyError) as e:
+            self.problems.append(f"{MAPS}/{p.name}: unreadable ({type(e).__name__}: {e}); ignored")
+            return None
+
+    def finished_at(self) -> str | None:
+        """When the run last wrote its summary (ISO 8601, UTC, seconds), or None."""
+        from datetime import datetime, timezone
+
+        p = self.path / SUMMARY
+        if not p.is_file():
+            return None
+        return datetime.fromtimestamp(p.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
 
     def read_artifact(self, rel: str) -> str | None:
         p = _inside(self.path, rel)
@@ -458,6 +482,12 @@ class RunWriter(RunStore):
             write_atomic(self.path / SKIPPED, "".join(dumps(f.model_dump()) + "\n" for f in last_fail.values()))
         self._facts_done = {f.id: f for f in kept_facts}
         self._rows_done = kept_rows
+        maps = self.path / MAPS
+        if maps.is_dir():  # archives of samples that did not finish are written again when they are
+            keep = {map_file_name(sid) for sid in self.done_ids}
+            for p in maps.iterdir():
+                if p.is_file() and p.name not in keep:
+                    p.unlink()
         self.retry_ids = set(last_fail)
 
     # -- writing ---------------------------------------------------------------------------
@@ -495,12 +525,31 @@ class RunWriter(RunStore):
         self._facts_done, self._rows_done = facts, rows
         return True
 
+    def write_maps(self, maps: dict[str, dict[str, StoredMap]]) -> None:
+        """Write the relevance maps of samples ({sample id: {source: map}}), one archive each,
+        atomically; call it before :meth:`write_samples` of those samples."""
+        if not maps:
+            return
+        root = self.path / MAPS
+        root.mkdir(exist_ok=True)
+        for sid, per_source in maps.items():
+            write_atomic(root / map_file_name(sid), encode_maps(per_source))
+
     def write_failure(self, failure: Failure) -> None:
         append_lines(self.path / SKIPPED, [dumps(failure.model_dump())])
 
     def write_summary(self, summary: dict[str, Any], table: str) -> None:
         write_json_atomic(self.path / SUMMARY, summary)
         write_atomic(self.path / TABLE, table)
+
+
+def write_grid_artifact(out_root: Path | str, rel: str, data: str | bytes) -> Path:
+    """Another file of a grid or comparison (``comparison.html``, a figure) next to its runs, atomically."""
+    root = Path(out_root)
+    root.mkdir(parents=True, exist_ok=True)
+    p = _inside(root, rel)
+    write_atomic(p, data)
+    return p
 
 
 def write_grid_files(out_root: Path | str, name: str, obj: Any, text: str) -> tuple[Path, Path]:

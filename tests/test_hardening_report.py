@@ -63,3 +63,33 @@ def test_safe_text_helpers():
     assert [csv_cell(v) for v in ("=1+1", "+1", "-1", "@SUM(A1)", "cup", 1.5, -2)] == \
         ["'=1+1", "'+1", "'-1", "'@SUM(A1)", "cup", 1.5, -2]
     assert MATHTEXT.count("$") == 2
+
+
+def test_active_html_allows_only_in_page_anchors():
+    assert active_html('<a href="#sec-2">Setup</a>') == []
+    assert active_html('<a href="#x" onclick="f()">x</a>') != []
+    assert active_html('<a href="https://example.org">x</a>') != []
+    assert active_html('<a href="#a b">x</a>') != []
+    assert active_html('<a href="javascript:alert(1)">x</a>') != []
+
+
+def test_gallery_and_comparison_pages_are_inert_with_hostile_run_text(hostile_report, tmp_path):
+    """The same hostile run through the gallery and the cross-run page: only the pages' own
+    script (the gallery's filters, allowed by its Content-Security-Policy) and in-page anchors."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from creg.cli import cli
+    from creg.reporting.gallery import build_gallery
+
+    build_gallery(hostile_report, dpi=20, log=lambda _: None)
+    gallery = (hostile_report / "gallery.html").read_text()
+    assert active_html(gallery, allowed_tags=frozenset({"meta", "style", "script", "button", "input"})) == []
+    assert html_text(HOSTILE[3]) in gallery
+    twin = tmp_path / "twin"
+    shutil.copytree(hostile_report, twin)
+    res = CliRunner().invoke(cli, ["report", str(hostile_report), str(twin), "--out", str(tmp_path / "cmp")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "cmp" / "comparison.html").read_text()
+    assert active_html(page) == []

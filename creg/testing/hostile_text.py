@@ -8,7 +8,11 @@ HTML page creg writes (the report, a gallery, a comparison) can be checked the s
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
+
+#: A link to a place on the same page (``href="#sec-2"``): navigates nowhere else, runs nothing.
+_FRAGMENT = re.compile(r"#[A-Za-z0-9_-]+")
 
 #: One of each kind: a Markdown link breaking out of an attribute with ``"`` and an ``on*=``
 #: handler, a ``javascript:`` link, raw tags with handlers, and mathtext / formula starts.
@@ -32,14 +36,16 @@ class _Scan(HTMLParser):
         self.found: list[str] = []
 
     def handle_starttag(self, tag, attrs):
-        if tag in ACTIVE_TAGS and tag not in self.allowed_tags:
+        in_page = tag == "a" and all(n in ("class", "id") or (n == "href" and _FRAGMENT.fullmatch(v or ""))
+                                     for n, v in attrs)
+        if tag in ACTIVE_TAGS and tag not in self.allowed_tags and not in_page:
             self.found.append(f"<{tag}> element")
         for name, value in attrs:
             v = (value or "").strip().lower()
             if name.startswith("on"):
                 self.found.append(f"<{tag} {name}=...> event handler")
             if name in ("href", "src", "action", "formaction", "xlink:href") and not (
-                    v.startswith("data:image/") or v == ""):
+                    v.startswith("data:image/") or v == "" or (in_page and name == "href")):
                 self.found.append(f"<{tag} {name}={value!r}> link")
             if "javascript:" in v.replace(" ", ""):
                 self.found.append(f"<{tag} {name}={value!r}> javascript: URL")
@@ -50,7 +56,8 @@ class _Scan(HTMLParser):
 def active_html(page: str, *, allowed_tags: frozenset[str] = frozenset({"meta", "style"})) -> list[str]:
     """What in ``page`` could run script or navigate: script-like elements (but ``allowed_tags``,
     by default the page's own ``<meta charset>`` and ``<style>``), ``on*`` handlers, links (any
-    ``href`` / ``src`` but embedded ``data:image/`` figures) and ``javascript:`` URLs."""
+    ``href`` / ``src`` but embedded ``data:image/`` figures and the page's own ``#fragment``
+    anchors, such as a table of contents) and ``javascript:`` URLs."""
     scan = _Scan(allowed_tags)
     scan.feed(page)
     scan.close()

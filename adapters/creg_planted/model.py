@@ -19,7 +19,7 @@ Blocks (0-based):
   to the top-left cells and its output projection is zero.
 * every other block, **processing**: each token adds ``mix`` times the mean RGB and object
   features of the tokens it attends to (all before it) and its gated MLP adds ``mix`` times its own
-  RGB. The answer barely depends on them (``mix=0``: they are identities).
+  RGB and object features. The answer barely depends on them (``mix=0``: they are identities).
 
 Final RMSNorm, then the head reads ``dir``: logits ``scale * (-dx, dx, -dy, dy)`` = left, right,
 above, below (image y grows downwards). Tokens other than ``<ask>`` attend to ``<bos>`` in the
@@ -43,7 +43,7 @@ DIM: dict[str, slice | int] = {
     "dir": slice(45, 47), "off": slice(47, 49),
 }
 D = 50
-HEADS, HEAD_DIM, MLP_DIM = 3, 16, 16
+HEADS, HEAD_DIM, MLP_DIM = 3, 16, 16  # MLP units: 3 RGB + 12 object channels
 #: the constant of the ``bias`` dimension, and the nominal RMS of every token.
 MASSIVE = 64.0
 C0 = MASSIVE / math.sqrt(D)
@@ -180,7 +180,7 @@ def read_block(reference: str, decoy: bool) -> Block:
 
 def processing_block(mix: float) -> Block:
     """Each token adds ``mix`` x the mean RGB and object features of the tokens before it (attention),
-    and ``mix`` x its own RGB (gated MLP)."""
+    and ``mix`` x its own RGB and object features (gated MLP)."""
     blk = Block("processing")
     rgb, obj = _index("rgb"), _index("obj")
     with torch.no_grad():
@@ -193,6 +193,9 @@ def processing_block(mix: float) -> Block:
         for j in range(N_OBJECTS):
             blk.v.weight[3 + j, obj + j] = C0
             blk.o.weight[obj + j, 3 + j] = mix
+            blk.gate.weight[3 + j, _index("bias")] = GATE * C0 / MASSIVE
+            blk.up.weight[3 + j, obj + j] = C0
+            blk.down.weight[obj + j, 3 + j] = mix / F.silu(torch.tensor(GATE)).item()
     return blk
 
 

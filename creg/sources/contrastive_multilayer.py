@@ -9,6 +9,11 @@ For each sample, with vision tokens j in V and layers l in L (default {-2, -3, -
   default: keeps relevance ratios and zero at zero) or min-max (``normalize=minmax``).
 * Eq. 3: w_l = softmax_l(max_j raw_j^(l)) on the *raw* maxima, r_j = sum_l w_l r_j^(l).
 
+No signal: when no layer's largest raw_j^(l) reaches ``min_signal`` x |tau| (default 1e-4), the
+relevance is round-off, not evidence -- per-layer normalisation would blow it up to [0, 1] and the
+compass would show a confident direction. The map is then all zero: the compass reports it
+(flag ``no_mass``, a uniform compass) and ``creg run`` warns. ``min_signal=0`` turns this off.
+
 Why raw maxima: after normalisation every layer's maximum is exactly 1 (with either
 normalisation), so a softmax on normalised maxima would always give uniform weights and Eq. 3
 would say nothing; "softmax weights proportional to signal magnitude" only means something for
@@ -67,6 +72,9 @@ class CregOptions(PluginOptions):
                               "(Table 5's 'no contrastive')")
     normalize: Annotated[Literal["max", "minmax"], Lowercase] = Field(
         "max", description="per-layer normalisation to [0, 1]: max (r / max r) or minmax")
+    min_signal: float = Field(1e-4, ge=0, allow_inf_nan=False,
+                              description="no signal (an all-zero map, flagged no_mass) when no layer's largest "
+                              "|sum_d g h| reaches min_signal x |tau|; 0: never")
 
 
 class CregSource(RelevanceSource):
@@ -103,9 +111,12 @@ class CregSource(RelevanceSource):
         # spread them): the per-layer (b, seq) relevances meet on the first one's
         raw = [grad_times_act(grads[l], ctx.output.hidden[l]) for l in self.layers]
         raw_all = torch.stack([r.to(raw[0].device) for r in raw], dim=1)  # b l seq
+        floor = self.options.min_signal * ctx.target_values(self.target).detach().abs().to(raw_all.device)  # b
         results = []
         for i in range(len(ctx.samples)):
             raw = vision_tokens(raw_all[i].T, ctx.layout(i)).T  # l n_vis
+            if not bool(raw.max() >= floor[i]) and self.options.min_signal > 0:  # no signal in any layer
+                raw = torch.zeros_like(raw)
             results.append(aggregate_layers(raw, self.normalize))
         return results
 

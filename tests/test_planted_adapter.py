@@ -123,3 +123,28 @@ def test_causal_effects_sit_on_a_and_b(scenes):
                 on |= (xs < b.x1) & (xs + w / gw > b.x0) & (ys < b.y1) & (ys + h / gh > b.y0)
             a = e.abs()
             assert float(a[on].sum() / a.sum()) > 0.9, (options, s.id)
+
+
+def test_creg_run_scores_against_the_causal_effects(tmp_path):
+    """``creg run --adapter planted`` shows the ground-truth columns; a run whose adapter provides no
+    causal effects (here no model) has no such column and no number."""
+    import json
+
+    from click.testing import CliRunner
+
+    from creg.cli import cli
+
+    runs = {}
+    for adapter in ("planted", "none"):
+        out = tmp_path / adapter
+        res = CliRunner().invoke(cli, ["run", "--adapter", adapter, "--source", "random_relevance,target_box",
+                                       "--bench", "synthetic", "--n", "2", "--out", str(out), "--no-progress"])
+        assert res.exit_code == 0, res.output
+        runs[adapter] = (res.output, json.loads((out / "summary.json").read_text()))
+    output, summary = runs["planted"]
+    assert "causal mass" in output and "causal rank" in output and "DAE (A left out)" in output
+    box = summary["sources"]["target_box"]
+    assert 0 < box["causal_mass"] <= 1 and -1 <= box["causal_rank"] <= 1
+    output, summary = runs["none"]
+    assert "causal mass" not in output and "DAE (A left out)" in output
+    assert summary["sources"]["target_box"]["causal_mass"] is None

@@ -91,18 +91,22 @@ def register_metrics(register):
     register("dae_sector", dae_sector, higher_is_better=False, label="DAE (sector centre)", digits=1, table="always",
              table_ci=False, breakdown=False, paired=False,
              description="Eq. 6 with the centre of the peak sector (the paper's literal theta_peak), deg")
-    register("dae_no_ref", dae_no_ref, higher_is_better=False, label="DAE (A left out)", digits=1, ci_digits=0,
-             table="if_present", description="Eq. 6 with A's own cells left out of the map (our extension), deg")
-    register("ea_no_ref", ea_no_ref, higher_is_better=True, label="EA (A left out)", digits=3, ci_digits=2,
-             table="if_present", description="Eq. 7 of the DAE with A's own cells left out (our extension)")
-    register("causal_mass", causal_mass, higher_is_better=True, label="causal mass{arrow}", digits=3, ci_digits=2,
-             description="share of the relevance on the cells holding 95% of the exact causal effect (adapters "
-                         "that provide causal effects)")
-    register("causal_rank", causal_rank, higher_is_better=True, label="causal rank{arrow}", digits=3, ci_digits=2,
-             signed=True, description="Spearman correlation of the map with |causal effect| per cell (adapters that "
-                                      "provide causal effects)")
     register("cos_peak", cos_peak, higher_is_better=True, label="COS{arrow} peak", digits=3, ci_digits=3, signed=True,
              breakdown=False, description="Causal Occlusion Score (Eq. 8) of the peak sector (--cos)")
     register("cos_area_matched", cos_area_matched, higher_is_better=True, label="COS{arrow} area-matched", digits=3,
              ci_digits=3, signed=True, breakdown=False,
              description="COS of the peak sector against the area-matched control instead of its opposite (--cos)")
+    register("dae_no_ref", dae_no_ref, higher_is_better=False, label="DAE (A left out)", digits=1, ci_digits=0,
+             table="if_present", paired=False, breakdown=False,
+             description="Eq. 6 with A's own cells left out of the map (our extension), deg")
+    register("ea_no_ref", ea_no_ref, higher_is_better=True, label="EA (A left out)", digits=3, ci_digits=2,
+             table="if_present", paired=False, breakdown=False,
+             description="Eq. 7 of the DAE with A's own cells left out (our extension)")
+    register("causal_mass", causal_mass, higher_is_better=True, label="causal mass{arrow}", digits=3, ci_digits=2,
+             paired=False, breakdown=False,
+             description="share of the relevance on the cells holding 95% of the exact causal effect "
+                         "(adapters that provide causal effects)")
+    register("causal_rank", causal_rank, higher_is_better=True, label="causal rank{arrow}", digits=3, ci_digits=2,
+             signed=True, paired=False, breakdown=False,
+             description="Spearman correlation of the map with |causal effect| per cell "
+                         "(adapters that provide causal effects)")

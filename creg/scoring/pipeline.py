@@ -149,7 +149,9 @@ def reference_cells(cell_xy: torch.Tensor, sample: Sample) -> torch.Tensor:
     x, y = cell_xy[..., 0], cell_xy[..., 1]
 
     def on(b) -> torch.Tensor:
-        return (x - hx <= b.x1) & (x + hx >= b.x0) & (y - hy <= b.y1) & (y + hy >= b.y0)
+        if hx == 0.0:  # no spacing: the centre must lie in the box
+            return (x >= b.x0) & (x <= b.x1) & (y >= b.y0) & (y <= b.y1)
+        return (x - hx < b.x1) & (x + hx > b.x0) & (y - hy < b.y1) & (y + hy > b.y0)
 
     return on(sample.ref_box) & ~on(sample.tgt_box)
 

@@ -14,7 +14,9 @@ sequence). The core asks for it only when the adapter declares it; creg's ``plan
 * ``causal_mass``: the share of the map's mass on the *causal cells*, the fewest cells (largest
   ``|e|`` first) that hold :data:`CAUSAL_SHARE` of the total ``sum_j |e_j|``;
 * ``causal_rank``: Spearman's rank correlation between the map and ``|e|`` over the grid's
-  in-image cells (average ranks for ties).
+  in-image cells (average ranks for ties), effects below :data:`EFFECT_FLOOR` of the largest
+  ``|e|`` counted as 0 (tied): otherwise the order of the many near-zero effects off the evidence
+  (round-off and tiny side paths) would decide the correlation.
 
 Either is None where it is undefined: no causal effect at all, a map without mass (``causal_mass``),
 or a constant map or effect (``causal_rank``).
@@ -28,6 +30,8 @@ import torch
 
 #: the causal cells hold this share of the total absolute effect.
 CAUSAL_SHARE = 0.95
+#: in ``causal_rank``, effects below this share of the largest ``|e|`` count as 0.
+EFFECT_FLOOR = 0.01
 
 
 def logit_gap(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -88,10 +92,14 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:
     return float((ra * rb).sum()) / den if den > 0 else None
 
 
-def causal_rank(relevance: torch.Tensor, effect: torch.Tensor, in_image: torch.Tensor | None = None) -> float | None:
-    """Spearman correlation between the relevance and ``|effect|`` over the in-image cells."""
+def causal_rank(relevance: torch.Tensor, effect: torch.Tensor, in_image: torch.Tensor | None = None,
+                floor: float = EFFECT_FLOOR) -> float | None:
+    """Spearman correlation between the relevance and ``|effect|`` over the in-image cells, effects
+    below ``floor`` x the largest ``|effect|`` set to 0."""
     keep = torch.ones(effect.shape, dtype=torch.bool) if in_image is None else in_image.bool().cpu()
-    return spearman(_clean(relevance)[keep], effect.detach().double().abs().cpu()[keep])
+    a = effect.detach().double().abs().cpu()
+    a = torch.where(a >= floor * a.max(), a, torch.zeros_like(a))
+    return spearman(_clean(relevance)[keep], a[keep])
 
 
 def ground_truth_scores(relevance: torch.Tensor, effect: torch.Tensor, in_image: torch.Tensor | None = None

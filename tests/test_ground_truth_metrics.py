@@ -142,3 +142,11 @@ def test_creg_reports_no_signal_below_min_signal():
     src = CregSource()
     maps = src.explain(ExplainContext.for_sources(samples, PlantedAdapter(), [src]))
     assert all(m.values.max() > 0 for m in maps)
+
+
+def test_causal_rank_ties_effects_below_the_floor():
+    """Effects under 1% of the largest count as 0: [100, 0.5, 0.2, 50] ranks as [4, 1.5, 1.5, 3]."""
+    e = torch.tensor([[100.0, 0.5], [0.2, 50.0]])
+    r = torch.tensor([[3.0, 1.0], [2.0, 2.5]])  # ranks 4 1 2 3
+    assert causal_rank(r, e) == pytest.approx(4.5 / math.sqrt(5 * 4.5))
+    assert causal_rank(r, e, floor=0.0) == pytest.approx(1.0)

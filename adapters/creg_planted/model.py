@@ -93,7 +93,8 @@ class Block(nn.Module):
         self.gate, self.up = nn.Linear(D, MLP_DIM, bias=False), nn.Linear(D, MLP_DIM, bias=False)
         self.down = nn.Linear(MLP_DIM, D, bias=False)
         for p in self.parameters():
-            nn.init.zeros_(p) if p.dim() == 2 else None
+            if p.dim() == 2:  # every matrix starts at zero; the builders below write what the block does
+                nn.init.zeros_(p)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (b, s, D); ``bias`` (b, 1, s, s) additive mask (:func:`attention_bias`). Returns (x, attn (b, h, s, s))."""

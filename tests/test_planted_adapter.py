@@ -55,7 +55,7 @@ def test_answers_the_scenes(options, scenes):
     assert pred.tolist() == [s.option for s in scenes]
 
 
-def test_distractors_do_not_change_the_answer():
+def test_answers_scenes_with_distractors():
     scenes = list(SyntheticBenchmark(n=8, seed=5, distractors=3).samples())
     pred = PlantedAdapter().forward(scenes).class_logits.argmax(1)
     assert pred.tolist() == [s.option for s in scenes]

@@ -379,6 +379,9 @@ class VLMAdapter(ABC):
     #: needs before a run starts. Default: every capability (adapters that declare nothing run as
     #: before); an adapter that streams no attention maps, say, declares the smaller set.
     provides: ClassVar[frozenset[Capability]] = ALL_CAPABILITIES
+    #: True if the adapter knows the exact causal effect of each vision token (:meth:`causal_effects`):
+    #: runs then score every relevance map against it (:mod:`creg.ground_truth`). False: never asked.
+    provides_causal_effects: ClassVar[bool] = False
 
     def __init__(self, config: AdapterConfig):
         self.config = config
@@ -426,6 +429,12 @@ class VLMAdapter(ABC):
         """
         with torch.inference_mode():
             return self.forward(samples, ForwardRequest(), images=[im.render() for im in images]).class_logits
+
+    def causal_effects(self, samples: Sequence[Sample]) -> list[torch.Tensor]:
+        """Per sample, ``(H_g, W_g)`` float: the effect of removing each vision token (cells of the
+        sample's layout, raster order) on the true answer's logit gap, ``gap(x) - gap(x without j)``
+        (:mod:`creg.ground_truth`). Only asked of an adapter that sets ``provides_causal_effects``."""
+        raise NotImplementedError(f"{type(self).__name__} does not provide causal effects")
 
     @abstractmethod
     def logits_from_layer(self, output: ForwardOutput, layer: int, hidden: torch.Tensor) -> torch.Tensor:

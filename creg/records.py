@@ -38,3 +38,5 @@ class SampleRecord(BaseModel):
     flags: list[str] = Field(default_factory=list)  # degenerate inputs, see creg.compass.Flag
     cos: dict[str, Any] | None = None  # causal occlusion (creg run --cos)
     extra: dict[str, Any] = Field(default_factory=dict)  # source-specific diagnostics
+    dae_no_ref: float | None = None  # Eq. 6 with A's own cells left out (docs/paper-to-code.md)
+    ground_truth: dict[str, float | None] | None = None  # causal_mass, causal_rank (creg.ground_truth), where known

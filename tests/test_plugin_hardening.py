@@ -173,7 +173,8 @@ def test_list_and_help_import_neither_torch_nor_model_code():
 
 
 @pytest.mark.parametrize("module,adapter", [("creg_qwen2vl", "qwen2vl"), ("creg_qwen2_5vl", "qwen2_5vl"),
-                                            ("creg_llava", "llava"), ("creg_internvl", "internvl")])
+                                            ("creg_llava", "llava"), ("creg_internvl", "internvl"),
+                                            ("creg_planted", "planted")])
 def test_first_party_adapter_plugin_import_is_light(module, adapter):
     """``creg list`` imports the plugin module; it must not pull in torch or transformers."""
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"

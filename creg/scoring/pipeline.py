@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from ..compass import Compass, project_to_compass
+from ..compass import Compass, project_to_compass, uniform_cell_xy
 from ..context import ExplainContext
+from ..ground_truth import ground_truth_scores
 from ..metrics import direction_alignment_error, edge_hit
 from ..occlusion import CosQuery, Operator, causal_occlusion
 from ..relevance import RelevanceMap
@@ -130,10 +131,11 @@ def score_map(sample: Sample, rmap: RelevanceMap, settings: ScoringSettings, *, 
     defined = "zero_distance" not in compass.flags and "no_signal" not in compass.flags  # no truth, or no evidence
     dae = float(direction_alignment_error(compass.peak_angle, sample.angle)) if defined else None
     dae_s = float(direction_alignment_error(compass.sector_angle, sample.angle)) if defined else None
+    dae_nr = dae_without_reference(sample, rmap, settings, ref_box, rng) if defined else None
     row = SourceRow(
         sample_id=sample.id, source=source, compass=[float(p) for p in compass.probs],
         peak_sector=compass.peak_sector, peak_angle=compass.peak_angle, sector_angle=compass.sector_angle,
-        dae=dae, dae_sector=dae_s, ea=bool(edge_hit(dae)) if dae is not None else None,
+        dae=dae, dae_sector=dae_s, ea=bool(edge_hit(dae)) if dae is not None else None, dae_no_ref=dae_nr,
         flags=list(compass.flags), extra=dict(getattr(rmap, "extra", None) or {}),
     )
     return row, compass
@@ -147,6 +149,35 @@ def stored_map(rmap: RelevanceMap, compass: Compass):
     return StoredMap(values=rmap.values.detach().float().cpu().numpy(),
                      cell_xy=None if cell is None else cell.detach().float().cpu().numpy(), r_max=float(compass.r_max),
                      ref_box=None if rmap.ref_box is None else (rmap.ref_box.x0, rmap.ref_box.y0, rmap.ref_box.x1, rmap.ref_box.y1))
+def reference_cells(cell_xy: torch.Tensor, sample: Sample) -> torch.Tensor:
+    """``(h, w, 2)`` cell centres -> ``(h, w)`` bool: A's own cells -- those whose footprint (the centre
+    +- half the spacing to the neighbouring centres) overlaps A's box and not B's. A grid of one row
+    (a multi-grid union) has no spacing to go by: its cells count by their centre alone."""
+    h, w = cell_xy.shape[:2]
+    hx = float((cell_xy[:, 1:, 0] - cell_xy[:, :-1, 0]).abs().median()) / 2 if w > 1 and h > 1 else 0.0
+    hy = float((cell_xy[1:, :, 1] - cell_xy[:-1, :, 1]).abs().median()) / 2 if w > 1 and h > 1 else 0.0
+    x, y = cell_xy[..., 0], cell_xy[..., 1]
+
+    def on(b) -> torch.Tensor:
+        if hx == 0.0:  # no spacing: the centre must lie in the box
+            return (x >= b.x0) & (x <= b.x1) & (y >= b.y0) & (y <= b.y1)
+        return (x - hx < b.x1) & (x + hx > b.x0) & (y - hy < b.y1) & (y + hy > b.y0)
+
+    return on(sample.ref_box) & ~on(sample.tgt_box)
+
+
+def dae_without_reference(sample: Sample, rmap: RelevanceMap, settings: ScoringSettings, ref_box,
+                          rng: np.random.Generator | None = None) -> float:
+    """Eq. 6 of the map with A's own cells left out (our extension, docs/paper-to-code.md): the cells
+    on A (:func:`reference_cells`) get no relevance, then the same projection (around ``ref_box``)
+    and DAE. A map with no mass left gets the projection's uniform compass (a seeded peak)."""
+    values = torch.as_tensor(rmap.values)
+    xy = (rmap.cell_xy if rmap.cell_xy is not None else uniform_cell_xy(tuple(values.shape), sample.image_size))
+    xy = torch.as_tensor(xy).to(torch.float64)
+    kept = torch.where(reference_cells(xy, sample).to(values.device), torch.zeros_like(values), values)
+    compass = project_to_compass(kept, ref_box, sample.tgt_box, sample.image_size, k=settings.k,
+                                 sigma_r=settings.sigma_r, rho_r=settings.rho_r, cell_xy=xy, rng=rng)
+    return float(direction_alignment_error(compass.peak_angle, sample.angle))
 
 
 def check_map(rmap: Any, plugin: str) -> None:
@@ -189,6 +220,10 @@ def explain_batch(batch: Sequence[Sample], sources: Sequence[Any], adapter, sett
                 err = PluginOutputError(who, f"non-finite class logits {row.tolist()} for sample {batch[i].id!r} "
                                              "(a float16/bfloat16 overflow? try --dtype float32)")
                 failed[i] = SampleError(batch[i].id, who, err)
+    effects = None
+    if adapter is not None and getattr(adapter, "provides_causal_effects", False):
+        with blame(f"{who} (causal effects)"):
+            effects = adapter.causal_effects(batch)
     rows: list[list[SourceRow]] = [[] for _ in batch]
     cos_queries: list[tuple[int, int, CosQuery]] = []  # (sample, source position, query)
     for j, src in enumerate(sources):
@@ -208,6 +243,8 @@ def explain_batch(batch: Sequence[Sample], sources: Sequence[Any], adapter, sett
             except PluginError as e:
                 failed[i] = SampleError(sample.id, name, e, short_traceback(e))
                 continue
+            if effects is not None:
+                row.ground_truth = ground_truth_scores(rmap.values, effects[i], ctx.layout(i).in_image)
             rows[i].append(row)
             result.compasses[(sample.id, src.name)] = compass
             if keep_maps:

@@ -14,6 +14,10 @@ Two options go beyond the paper (docs/paper-to-code.md): ``layers=auto`` takes t
 :mod:`creg.analyses.auto_layers`), and ``activation=h_minus_blank`` replaces h in Eq. 2 by
 h - h_blank, the hidden state of the same prompt on a uniform image of the sample's size in its
 mean colour (an ablation; ``activation=h``, Eq. 2 as published, is the default).
+No signal: when no layer's largest raw_j^(l) reaches ``min_signal`` x |tau| (default 1e-4), the
+relevance is round-off, not evidence -- per-layer normalisation would blow it up to [0, 1] and the
+compass would show a confident direction. The map is then all zero: the compass reports it
+(flag ``no_mass``, a uniform compass) and ``creg run`` warns. ``min_signal=0`` turns this off.
 
 Why raw maxima: after normalisation every layer's maximum is exactly 1 (with either
 normalisation), so a softmax on normalised maxima would always give uniform weights and Eq. 3
@@ -93,6 +97,9 @@ class CregOptions(PluginOptions):
     activation: Annotated[Literal["h", "h_minus_blank"], Lowercase] = Field(
         "h", description="the activation of Eq. 2: h (the paper) or h_minus_blank, g * (h - h_blank) with h_blank the "
         "hidden state on a uniform image of the sample's mean colour (our extension, an ablation)")
+    min_signal: float = Field(1e-4, ge=0, allow_inf_nan=False,
+                              description="no signal (an all-zero map, flagged no_mass) when no layer's largest "
+                              "|sum_d g h| reaches min_signal x |tau|; 0: never")
 
 
 class CregSource(RelevanceSource):
@@ -157,9 +164,12 @@ class CregSource(RelevanceSource):
         # spread them): the per-layer (b, seq) relevances meet on the first one's
         raw = [grad_times_act(grads[l], acts[l]) for l in self.layers]
         raw_all = torch.stack([r.to(raw[0].device) for r in raw], dim=1)  # b l seq
+        floor = self.options.min_signal * ctx.target_values(self.target).detach().abs().to(raw_all.device)  # b
         results = []
         for i in range(len(ctx.samples)):
             raw = vision_tokens(raw_all[i].T, ctx.layout(i)).T  # l n_vis
+            if not bool(raw.max() >= floor[i]) and self.options.min_signal > 0:  # no signal in any layer
+                raw = torch.zeros_like(raw)
             results.append(aggregate_layers(raw, self.normalize))
         return results
 

@@ -336,6 +336,7 @@ def join(facts: SampleFacts, row: SourceRow) -> SampleRecord:
         correct=facts.correct, logits=facts.logits, true_angle=facts.true_angle, compass=row.compass,
         peak_sector=row.peak_sector, peak_angle=row.peak_angle, sector_angle=row.sector_angle,
         dae=row.dae, dae_sector=row.dae_sector, ea=row.ea, flags=list(row.flags), cos=cos, extra=dict(row.extra),
+        dae_no_ref=row.dae_no_ref, ground_truth=row.ground_truth,
     )
 
 

@@ -68,6 +68,8 @@ class SourceRow(BaseModel):
     ea: bool | None  # Eq. 7: dae <= 45
     flags: list[str] = Field(default_factory=list)  # degenerate inputs, see creg.compass.Flag
     cos: dict[str, Any] | None = None  # occlusion of this source's peak sector and its neighbours (--cos)
+    dae_no_ref: float | None = None  # Eq. 6 with A's own cells left out (docs/paper-to-code.md)
+    ground_truth: dict[str, float | None] | None = None  # vs the adapter's causal effects (creg.ground_truth)
     extra: dict[str, Any] = Field(default_factory=dict)  # source-specific diagnostics
 
 

@@ -76,7 +76,11 @@ def source_needs(source: "RelevanceSource") -> frozenset[Capability]:
     if not getattr(source, "needs_model", True):
         return frozenset()
     declared = frozenset(Capability(c) for c in getattr(type(source), "needs", frozenset()))
-    return declared | requested_capabilities(SourceRequest.of(source.request()))
+    try:
+        requested = requested_capabilities(SourceRequest.of(source.request()))
+    except ValueError:  # a request that is resolved later (creg.layers=auto): the class's needs stand for it
+        requested = frozenset()
+    return declared | requested
 
 
 def adapter_provides(adapter_cls: type) -> frozenset[Capability]:

@@ -115,6 +115,9 @@ class CregSource(RelevanceSource):
     mode = "pred"
 
     Options = CregOptions
+    #: what its request reads, declared too: with ``layers=auto`` the request exists only once
+    #: ``creg run`` has resolved the layers, after the capability check
+    needs = frozenset({"layer_gradients"})
 
     def __init__(self, **options: Any):
         super().__init__(**options)

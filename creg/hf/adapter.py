@@ -241,6 +241,58 @@ class HFAdapter(VLMAdapter):
         with torch.no_grad():
             return self.model(**batch, use_cache=False, logits_to_keep=1).logits[:, -1].float()
 
+    #: dotted path (from the model) of the module whose input is what the model's own
+    #: image-feature path reads from the vision tower (e.g. ``"model.multi_modal_projector"``);
+    #: None: the vision check of the contract is skipped.
+    image_features_module: ClassVar[str | None] = None
+
+    def checkpoint_chat(self, question: str, answer: str | None = None) -> str:
+        """The checkpoint's own chat template on one image + ``question`` (+ ``answer``): what
+        :meth:`chat` must return. NotImplementedError when the checkpoint ships no template."""
+        from .chat_inputs import messages
+        from .checkpoint_references import checkpoint_chat_template
+
+        template = checkpoint_chat_template(self.config.model, self.tokenizer)
+        if template is None:
+            raise NotImplementedError(f"{self.config.model!r} ships no chat template")
+        return self.tokenizer.apply_chat_template(messages(question, answer), chat_template=template, tokenize=False,
+                                                  add_generation_prompt=answer is None)
+
+    def reference_inputs(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Where the checkpoint's processor cannot be built here: an independent way to its
+        ``input_ids`` (override; e.g. the processor's own expansion code called directly)."""
+        raise NotImplementedError(f"{type(self).__name__} has no reference path to its processor's inputs")
+
+    def checkpoint_inputs(self, texts: Sequence[str], images: Sequence[Any]) -> tuple[str, dict[str, torch.Tensor]]:
+        """(which path, inputs): the checkpoint's processor on ``texts`` and ``images``, or where it
+        cannot be built, :meth:`reference_inputs` -- the first item says which, and why."""
+        from .checkpoint_references import checkpoint_processor_inputs
+
+        inputs = self.processor
+        try:
+            return "the checkpoint's processor", checkpoint_processor_inputs(
+                self.config.model, texts, images, nested_images=getattr(inputs, "nested_images", False),
+                call_kwargs=getattr(inputs, "image_call_kwargs", None))
+        except (ImportError, OSError, ValueError, TypeError) as e:
+            why = " ".join(str(e).split()).split(". ")[0] or type(e).__name__
+            return (f"{type(self).__name__}.reference_inputs (the checkpoint's processor cannot be built here: {why})",
+                    self.reference_inputs(texts, images))
+
+    def reference_vision_activations(self, samples: Sequence[Sample]) -> list[torch.Tensor]:
+        """What the model's image-feature path reads (the input of :attr:`image_features_module`
+        in a plain forward), split into one ``(H_p, W_p, d)`` raster per sample as
+        :meth:`vision_hook` splits its module's output."""
+        from .checkpoint_references import module_input
+
+        if self.image_features_module is None:
+            raise NotImplementedError(f"{type(self).__name__} names no image_features_module")
+        loaded = load_images(samples, None)
+        cpu_batch = self.encode_cpu(samples, loaded)
+        batch = self.to_model(cpu_batch)
+        read = module_input(self.model, self.model.get_submodule(self.image_features_module),
+                            lambda: self.model(**batch, use_cache=False, logits_to_keep=1))
+        return self.vision_hook(cpu_batch, self.vision_layouts(cpu_batch, loaded)).split(read)
+
     def reference_hidden_states(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, ...]:
         """transformers' own ``output_hidden_states`` of a plain forward (N + 1 entries ``(b, seq, d)``)."""
         batch = self.encode(samples)

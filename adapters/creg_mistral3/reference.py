@@ -6,23 +6,17 @@ adapter's own :func:`~creg_mistral3.adapter.pixtral_rows`.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+
+from creg.hf.chat_inputs import processor_config
 
 
 def pixtral_processor_config(model: str) -> dict[str, Any]:
     """``processor_config.json`` of the checkpoint (PixtralProcessor's defaults where absent), plus
     ``token_px`` = ``patch_size * spatial_merge_size``: the pixels of one image token."""
-    path = Path(model) / "processor_config.json"
-    if not path.is_file():
-        from transformers.utils import cached_file
-
-        found = cached_file(model, "processor_config.json", _raise_exceptions_for_missing_entries=False)
-        path = Path(found) if found else None
-    saved = json.loads(path.read_text()) if path else {}
+    saved = processor_config(model)
     config = {"patch_size": 16, "spatial_merge_size": 1, "image_token": "[IMG]", "image_break_token": "[IMG_BREAK]",
               "image_end_token": "[IMG_END]", **{k: v for k, v in saved.items() if k != "processor_class"}}
     return {**config, "token_px": config["patch_size"] * config["spatial_merge_size"]}

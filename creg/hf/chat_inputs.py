@@ -39,6 +39,26 @@ def messages(question: str, answer: str | None = None) -> list[dict[str, Any]]:
     return turns
 
 
+def processor_mode_field(default: ProcessorMode = "auto") -> Any:
+    """The ``processor`` option of an adapter built on :class:`ChatInputs` (declared once here)."""
+    from pydantic import Field
+
+    return Field(default, description="the checkpoint's processor (full), tokenizer + image processor + chat "
+                 "template assembled by creg (manual), or full when it can be built here (auto)")
+
+
+def processor_config(model: str) -> dict[str, Any]:
+    """The checkpoint's ``processor_config.json`` (a local directory or a hub id's cached file); {} when absent."""
+    if Path(model).is_dir():
+        path = Path(model) / "processor_config.json"
+    else:
+        from transformers.utils import cached_file
+
+        found = cached_file(model, "processor_config.json", _raise_exceptions_for_missing_entries=False)
+        path = Path(found) if found else None
+    return json.loads(path.read_text()) if path is not None and path.is_file() else {}
+
+
 def local_chat_template(model: str) -> str | None:
     """The chat template a local checkpoint directory ships in its own file, if any."""
     path = Path(model)

@@ -12,14 +12,14 @@ the chat text, encoding with ``mm_token_type_ids``, the vision layout); a subcla
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from pydantic import Field
 
 from ..adapter import AdapterConfig, VisionLayout
 from .adapter import HFAdapter
-from .chat_inputs import ChatInputs
+from .chat_inputs import ChatInputs, ProcessorMode, processor_mode_field
 from .geometry import token_grid_layout
 
 #: ``mm_token_type_ids`` value of image tokens (text = 0, image = 1, video = 2).
@@ -40,9 +40,7 @@ class MergedGridAdapter(HFAdapter):
     chat_template: ClassVar[str]
 
     class Options(HFAdapter.Options):
-        processor: Literal["auto", "full", "manual"] = Field(
-            "auto", description="the checkpoint's processor (full), tokenizer + image processor (manual), "
-            "or full when it can be built (auto)")
+        processor: ProcessorMode = processor_mode_field()
         min_pixels: int | None = Field(None, description="override the image processor's lower resize bound")
         max_pixels: int | None = Field(None, description="override the image processor's upper resize bound")
 

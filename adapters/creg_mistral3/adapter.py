@@ -36,12 +36,6 @@ class Mistral3Adapter(HFAdapter):
         return ChatInputs.from_pretrained(config.model, "manual", image_token="[IMG]", image_text=pixtral_rows,
                                           image_call_kwargs={"patch_size": token_px})
 
-    def chat(self, question: str, answer: str | None = None) -> str:
-        return self.processor.chat(question, answer)
-
-    def encode_texts(self, texts: Sequence[str], images: Sequence[Any]):
-        return self.processor.encode(texts, images)
-
     def reference_inputs(self, texts: Sequence[str], images: Sequence[Any]):
         return pixtral_reference_inputs(self.config.model, self.tokenizer, self.processor.image_processor, texts, images)
 

@@ -17,10 +17,10 @@ from .geometry import cells_in_image, centre_crop_region, pad_to_square_region, 
 from .loading import load_images, load_model, resolve_device, resolve_dtype
 from .patch_order import raster_to_windows, windows_to_raster
 from .replay import last_position_block, replay_decoder, repeat_batch
-from .tiles import Crop, TiledImage, even_tiles
+from .tiles import Crop, TiledImage, even_tiles, strip_tiles
 
 __all__ = [
-    "AnswerTokens", "AttentionStream", "ChatInputs", "Crop", "DecoderParts", "TiledImage", "even_tiles", "ForwardCapture", "HFAdapter", "ReplayState", "VisionHook",
+    "AnswerTokens", "AttentionStream", "ChatInputs", "Crop", "DecoderParts", "TiledImage", "even_tiles", "strip_tiles", "ForwardCapture", "HFAdapter", "ReplayState", "VisionHook",
     "answer_tokens", "attention_probabilities", "cells_in_image", "centre_crop_region", "find_decoder", "last_position_block", "load_images",
     "load_model", "module_device", "pad_to_square_region", "raster_to_windows", "region_cell_xy", "replay_decoder",
     "repeat_batch", "resolve_device", "resolve_dtype", "token_grid_layout", "windows_to_raster",

@@ -35,6 +35,7 @@ from creg.sample import Sample
 
 from .answer import AnswerTokens, answer_tokens
 from .capture import ForwardCapture, ReplayState, VisionHook
+from .chat_inputs import ChatInputs
 from .decoder import find_decoder, module_device
 from .loading import load_images, load_model
 from .replay import replay_decoder
@@ -91,11 +92,17 @@ class HFAdapter(VLMAdapter):
         raise NotImplementedError
 
     def chat(self, question: str, answer: str | None = None) -> str:
-        """The conversation text with one image placeholder (generation prompt last when no answer)."""
+        """The conversation text with one image placeholder (generation prompt last when no answer).
+        Default: the processor's, when :meth:`load_processor` returned a :class:`~creg.hf.ChatInputs`."""
+        if isinstance(self.processor, ChatInputs):
+            return self.processor.chat(question, answer)
         raise NotImplementedError
 
     def encode_texts(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, torch.Tensor]:
-        """Model inputs (CPU tensors): ``input_ids``/``attention_mask`` ``(b, seq)`` left-padded, pixels, ..."""
+        """Model inputs (CPU tensors): ``input_ids``/``attention_mask`` ``(b, seq)`` left-padded, pixels, ...
+        Default: the processor's, when :meth:`load_processor` returned a :class:`~creg.hf.ChatInputs`."""
+        if isinstance(self.processor, ChatInputs):
+            return self.processor.encode(texts, images)
         raise NotImplementedError
 
     def vision_layouts(self, batch: dict[str, torch.Tensor], images: Sequence[Any]) -> list[VisionLayout]:

@@ -81,6 +81,13 @@ class VisionHook:
         return cls(module=module, split=split, join=join)
 
     @classmethod
+    def stacked_square_crops(cls, module: nn.Module, layouts) -> "VisionHook":
+        """:meth:`square_crops` for layouts whose ``patch_hw`` = (n * side, side) stacks each
+        sample's n square crops along the height (:meth:`creg.hf.TiledImage.layout`)."""
+        side = layouts[0].patch_hw[1]
+        return cls.square_crops(module, [lay.patch_hw[0] // side for lay in layouts], side)
+
+    @classmethod
     def packed_sequence(cls, module: nn.Module, patch_hws: list[tuple[int, int]]) -> "VisionHook":
         """A ViT layer that runs every image of the batch as one packed sequence (Pixtral):
         output ``(1, sum h*w, d)`` (or ``(sum h*w, d)``), image ``i``'s ``patch_hws[i]`` = (h, w)

@@ -19,6 +19,7 @@ adapter and a report need from it:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -62,6 +63,20 @@ def even_tiles(image_wh: tuple[float, float], rows: int, cols: int) -> list[list
     w, h = image_wh
     return [[(c * w / cols, r * h / rows, (c + 1) * w / cols, (r + 1) * h / rows) for c in range(cols)]
             for r in range(rows)]
+
+
+def strip_tiles(image_wh: tuple[float, float], n: int) -> list[list[Region]]:
+    """``n`` crops of ``ceil(side / n)`` px along the image's longer side, the last cut at the edge:
+    one row of them for a wide (or square) image, one column for a tall one (Gemma 3's
+    pan-and-scan); [] for ``n = 0``."""
+    w, h = image_wh
+    if n <= 0:
+        return []
+    if w >= h:
+        s = math.ceil(w / n)
+        return [[(i * s, 0, min((i + 1) * s, w), h) for i in range(n)]]
+    s = math.ceil(h / n)
+    return [[(0, i * s, w, min((i + 1) * s, h))] for i in range(n)]
 
 
 @dataclass(frozen=True)

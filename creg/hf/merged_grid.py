@@ -38,6 +38,8 @@ class MergedGridAdapter(HFAdapter):
     image_token: ClassVar[str] = "<|image_pad|>"
     #: the chat template used when the checkpoint's processor brings none (option ``processor=manual``)
     chat_template: ClassVar[str]
+    #: the patch merger reads the last vision block's output (what GradCAM must read)
+    image_features_module: ClassVar[str | None] = "model.visual.merger"
 
     class Options(HFAdapter.Options):
         processor: ProcessorMode = processor_mode_field()

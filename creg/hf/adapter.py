@@ -298,7 +298,12 @@ class HFAdapter(VLMAdapter):
         batch = self.to_model(cpu_batch)
         read = module_input(self.model, self.model.get_submodule(self.image_features_module),
                             lambda: self.model(**batch, use_cache=False, logits_to_keep=1))
-        return self.vision_hook(cpu_batch, self.vision_layouts(cpu_batch, loaded)).split(read)
+        return self.split_image_features(read, cpu_batch, self.vision_layouts(cpu_batch, loaded))
+
+    def split_image_features(self, features: Any, batch: dict[str, torch.Tensor], layouts: list[VisionLayout]) -> list[torch.Tensor]:
+        """The input of :attr:`image_features_module` as one ``(H_p, W_p, d)`` raster per sample;
+        default: :meth:`vision_hook`'s ``split`` (override where the model drops rows first, e.g. a CLS)."""
+        return self.vision_hook(batch, layouts).split(features)
 
     def reference_hidden_states(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, ...]:
         """transformers' own ``output_hidden_states`` of a plain forward (N + 1 entries ``(b, seq, d)``)."""

@@ -273,17 +273,18 @@ class HFAdapter(VLMAdapter):
     def checkpoint_inputs(self, texts: Sequence[str], images: Sequence[Any]) -> tuple[str, dict[str, torch.Tensor]]:
         """(which path, inputs): the checkpoint's processor on ``texts`` and ``images``, or where it
         cannot be built, :meth:`reference_inputs` -- the first item says which, and why."""
-        from .checkpoint_references import checkpoint_processor_inputs
+        from .checkpoint_references import checkpoint_processor, processor_inputs
 
-        inputs = self.processor
         try:
-            return "the checkpoint's processor", checkpoint_processor_inputs(
-                self.config.model, texts, images, nested_images=getattr(inputs, "nested_images", False),
-                call_kwargs=getattr(inputs, "image_call_kwargs", None))
+            processor = checkpoint_processor(self.config.model)
         except (ImportError, OSError, ValueError, TypeError) as e:
             why = " ".join(str(e).split()).split(". ")[0] or type(e).__name__
             return (f"{type(self).__name__}.reference_inputs (the checkpoint's processor cannot be built here: {why})",
                     self.reference_inputs(texts, images))
+        inputs = self.processor
+        return "the checkpoint's processor", processor_inputs(
+            processor, texts, images, nested_images=getattr(inputs, "nested_images", False),
+            call_kwargs=getattr(inputs, "image_call_kwargs", None))
 
     def reference_vision_activations(self, samples: Sequence[Sample]) -> list[torch.Tensor]:
         """What the model's image-feature path reads (the input of :attr:`image_features_module`

@@ -7,7 +7,7 @@ than with the adapter's:
 * the conversation text: the checkpoint's chat template (:func:`checkpoint_chat_template`,
   the template file a processor uses before the tokenizer's own);
 * the input ids: the checkpoint's processor (``AutoProcessor.from_pretrained``), where it can be
-  built here (:func:`checkpoint_processor_inputs`); where it cannot (e.g. it needs torchvision)
+  built here (:func:`checkpoint_processor`, :func:`processor_inputs`); where it cannot (e.g. it needs torchvision)
   the adapter's reference path is used and the contract says so;
 * the vision activations GradCAM reads: the input of the module through which the model's own
   image-feature path reads the vision tower (:func:`module_input`, e.g. the projector).
@@ -44,14 +44,19 @@ def checkpoint_chat_template(model: str, tokenizer=None) -> str | None:
     return template or getattr(tokenizer, "chat_template", None)
 
 
-def checkpoint_processor_inputs(model: str, texts: Sequence[str], images: Sequence[Any], *,
-                                nested_images: bool = False, call_kwargs: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
-    """The checkpoint's processor applied to ``texts`` and ``images`` (left-padded); raises
-    what building the processor raises (ImportError without torchvision, OSError, ...)."""
+def checkpoint_processor(model: str):
+    """The checkpoint's processor (``AutoProcessor.from_pretrained``), left-padding; raises what
+    building it raises (ImportError without torchvision, OSError, ValueError, TypeError)."""
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(model)
     processor.tokenizer.padding_side = "left"
+    return processor
+
+
+def processor_inputs(processor, texts: Sequence[str], images: Sequence[Any], *, nested_images: bool = False,
+                     call_kwargs: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """``processor`` applied to ``texts`` and ``images`` (one list per sample with ``nested_images``)."""
     batch_images = [[im] for im in images] if nested_images else list(images)
     return dict(processor(text=list(texts), images=batch_images, padding=True, return_tensors="pt",
                           **(call_kwargs or {})).items())

@@ -35,3 +35,12 @@ class TestGemma3PanAndScanContract(AdapterContract):
     @classmethod
     def adapter(cls, gemma3_dir):
         return Gemma3Adapter.load(AdapterConfig(model=str(gemma3_dir), options={"pan_and_scan": True}))
+
+
+def test_creg_run_through_a_local_preset_with_every_paper_source(gemma3_dir, tmp_path):
+    from preset_runs import run_with_local_preset
+
+    _, summary = run_with_local_preset(
+        tmp_path, adapter="gemma3", checkpoint=gemma3_dir, ig_steps=2,
+        sources="creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,random,oracle")
+    assert summary["sources"]["oracle"]["dae"] < 1e-9

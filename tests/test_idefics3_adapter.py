@@ -44,3 +44,12 @@ def test_manual_inputs_are_the_processors(idefics3_dir):
     assert which == "the checkpoint's processor"
     assert torch.equal(got["input_ids"], expected["input_ids"])
     assert torch.equal(got["pixel_values"], expected["pixel_values"])
+
+
+def test_creg_run_through_a_local_preset_with_every_paper_source(idefics3_dir, tmp_path):
+    from preset_runs import run_with_local_preset
+
+    _, summary = run_with_local_preset(
+        tmp_path, adapter="idefics3", checkpoint=idefics3_dir, ig_steps=2,
+        sources="creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,random,oracle")
+    assert summary["sources"]["oracle"]["dae"] < 1e-9

@@ -29,3 +29,12 @@ class TestMistral3Contract(AdapterContract):
     @classmethod
     def adapter(cls, mistral3):
         return mistral3
+
+
+def test_creg_run_through_a_local_preset_with_every_paper_source(mistral3_dir, tmp_path):
+    from preset_runs import run_with_local_preset
+
+    _, summary = run_with_local_preset(
+        tmp_path, adapter="mistral3", checkpoint=mistral3_dir, ig_steps=2,
+        sources="creg,creg_gt,gradcam,gradnorm,integrated_gradients,attention_rollout,gradxact,random,oracle")
+    assert summary["sources"]["oracle"]["dae"] < 1e-9

@@ -15,7 +15,7 @@ from creg.adapter import AdapterConfig
 from creg.hf import token_grid_layout
 from creg_idefics3.adapter import Idefics3Adapter
 from creg_mistral3.adapter import Mistral3Adapter
-from test_contract_catches_broken_adapter import run_contract, run_tests
+from test_contract_catches_broken_adapter import CONTRACT_FILE, run_contract, run_tests
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_an_extra_image_break_fails_the_input_check(mistral3, tmp_path):
     broken = _as(Mistral3Adapter, mistral3)
     broken.processor = copy.copy(mistral3.processor)
     broken.processor.image_text = _extra_break
-    runner = run_tests(run_contract.__globals__["CONTRACT_FILE"], broken, tmp_path, "checkpoints_processor or marker")
+    runner = run_tests(CONTRACT_FILE, broken, tmp_path, "checkpoints_processor or marker")
     failed = {n for n, o in runner.outcomes.items() if o == "failed"}
     assert failed == {"test_inputs_are_the_checkpoints_processor"}, runner.outcomes
     message = runner.messages["test_inputs_are_the_checkpoints_processor"]

@@ -13,6 +13,8 @@ import pytest
 
 from creg.adapter import AdapterConfig
 from creg.hf import token_grid_layout
+from creg.testing.adapter_contract import draw_image
+from creg_gemma3.adapter import Gemma3Adapter
 from creg_idefics3.adapter import Idefics3Adapter
 from creg_mistral3.adapter import Mistral3Adapter
 from test_contract_catches_broken_adapter import CONTRACT_FILE, run_contract, run_tests
@@ -156,3 +158,26 @@ def test_an_extra_image_break_fails_the_input_check(mistral3, tmp_path):
     assert failed == {"test_inputs_are_the_checkpoints_processor"}, runner.outcomes
     message = runner.messages["test_inputs_are_the_checkpoints_processor"]
     assert "Mistral3Adapter.reference_inputs (the checkpoint's processor cannot be built here" in message
+
+
+# -- a second BOS: the chat text starts with it and the tokenizer adds one ----------------------
+class DoubleBosGemma3(Gemma3Adapter):
+    """Feeds the rendered chat to the processor as is: Gemma's tokenizer adds BOS before the template's."""
+
+    def encode_texts(self, texts, images):
+        return dict(self.processor.processor(text=list(texts), images=[[im] for im in images], padding=True,
+                                             return_tensors="pt").items())
+
+
+def test_a_second_bos_token_fails_the_input_check(tmp_path_factory, tmp_path):
+    from creg_gemma3.tiny import build_tiny_gemma3
+
+    gemma3 = Gemma3Adapter.load(AdapterConfig(model=str(build_tiny_gemma3(tmp_path_factory.mktemp("g3")))))
+    bos = gemma3.tokenizer.bos_token_id
+    assert gemma3.encode_texts([gemma3.chat("q")], [draw_image((112, 112))])["input_ids"][0].tolist().count(bos) == 1
+    outcomes = run_contract(_as(DoubleBosGemma3, gemma3), tmp_path, "checkpoints_processor or answers_with")
+    assert outcomes == {
+        "test_inputs_are_the_checkpoints_processor": "failed",
+        # the model answers after two BOS tokens just as consistently
+        "test_class_logits_are_what_the_model_answers_with": "passed",
+    }, outcomes

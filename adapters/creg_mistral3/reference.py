@@ -36,6 +36,7 @@ def pixtral_reference_inputs(model: str, tokenizer, image_processor, texts: Sequ
         replace_tokens = [item for sublist in replace_tokens for item in sublist]
         replace_tokens[-1] = cfg["image_end_token"]
         prompt_strings.append(text.replace(cfg["image_token"], "".join(replace_tokens), 1))
-    tokenizer.padding_side = "left"
-    enc = tokenizer(prompt_strings, padding=True, return_tensors="pt")
+    tokenizer.padding_side = "left"  # no second BOS after the template's, as apply_chat_template(tokenize=True)
+    no_bos = {"add_special_tokens": False} if tokenizer.bos_token and prompt_strings[0].startswith(tokenizer.bos_token) else {}
+    enc = tokenizer(prompt_strings, padding=True, return_tensors="pt", **no_bos)
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], **image_inputs}

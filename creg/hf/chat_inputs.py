@@ -39,6 +39,14 @@ def messages(question: str, answer: str | None = None) -> list[dict[str, Any]]:
     return turns
 
 
+def special_tokens_kwargs(tokenizer, texts: Sequence[str]) -> dict[str, Any]:
+    """``{"add_special_tokens": False}`` when the chat text already starts with the BOS token (a
+    template that writes it), else {}: the rule of transformers' ``processor.apply_chat_template(...,
+    tokenize=True)``, the model card's path, so a tokenizer that adds BOS does not add a second one."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return {"add_special_tokens": False} if bos and texts and texts[0].startswith(bos) else {}
+
+
 def processor_mode_field(default: ProcessorMode = "auto") -> Any:
     """The ``processor`` option of an adapter built on :class:`ChatInputs` (declared once here)."""
     from pydantic import Field
@@ -140,9 +148,10 @@ class ChatInputs:
         """``input_ids`` / ``attention_mask`` ``(b, seq)`` left-padded, plus the image processor's
         outputs (``pixel_values``, grid sizes, ...)."""
         batch_images = [[im] for im in images] if self.nested_images else list(images)
+        text_kwargs = special_tokens_kwargs(self.tokenizer, texts)
         if self.processor is not None:
             enc = self.processor(text=list(texts), images=batch_images, padding=True, return_tensors="pt",
-                                 **self.image_call_kwargs)
+                                 **text_kwargs, **self.image_call_kwargs)
             return dict(enc.items())
         vision = dict(self.image_processor(images=batch_images, return_tensors="pt", **self.image_call_kwargs).items())
         expanded = []
@@ -151,5 +160,5 @@ class ChatInputs:
             if not sep or self.image_token in tail:
                 raise ValueError(f"the chat template must place exactly one {self.image_token} per conversation")
             expanded.append(head + self.image_text(self, vision, i) + tail)
-        enc = self.tokenizer(expanded, padding=True, return_tensors="pt")
+        enc = self.tokenizer(expanded, padding=True, return_tensors="pt", **text_kwargs)
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], **vision}

@@ -56,10 +56,13 @@ def checkpoint_processor(model: str):
 
 def processor_inputs(processor, texts: Sequence[str], images: Sequence[Any], *, nested_images: bool = False,
                      call_kwargs: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
-    """``processor`` applied to ``texts`` and ``images`` (one list per sample with ``nested_images``)."""
+    """``processor`` applied to ``texts`` and ``images`` (one list per sample with ``nested_images``),
+    without a second BOS token as the model card's ``apply_chat_template(..., tokenize=True)`` does."""
+    from .chat_inputs import special_tokens_kwargs
+
     batch_images = [[im] for im in images] if nested_images else list(images)
     return dict(processor(text=list(texts), images=batch_images, padding=True, return_tensors="pt",
-                          **(call_kwargs or {})).items())
+                          **special_tokens_kwargs(processor.tokenizer, texts), **(call_kwargs or {})).items())
 
 
 def module_input(model: nn.Module, module: nn.Module, run: Callable[[], Any]) -> Any:

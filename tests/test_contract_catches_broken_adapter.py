@@ -170,7 +170,7 @@ def test_transposed_grid_fails_on_non_square_images(tiny_adapter, tmp_path):
 def test_mirrored_token_order_fails_the_marker_test(tiny_adapter, tmp_path):
     outcomes = run_contract(_as(MirroredRowsAdapter, tiny_adapter), tmp_path, GEOMETRY)
     marker = {n: o for n, o in outcomes.items() if n.startswith("test_marker_lands_in_its_cell")}
-    assert len(marker) == 6 and set(marker.values()) == {"failed"}, outcomes
+    assert len(marker) == 10 and set(marker.values()) == {"failed"}, outcomes
     assert outcomes["test_output_shapes_and_dtypes"] == "passed"
 
 
@@ -246,6 +246,6 @@ def test_mirrored_thumbnail_fails_the_multi_grid_marker_test(tmp_path):
     broken = MirroredThumbnailAdapter.load(AdapterConfig(model="random:0"))
     outcomes = run_contract(broken, tmp_path, "marker or shapes")
     marker = {n: o for n, o in outcomes.items() if n.startswith("test_marker_lands_in_its_cell")}
-    assert len(marker) == 6 and set(marker.values()) == {"failed"}, outcomes
+    assert len(marker) == 10 and set(marker.values()) == {"failed"}, outcomes
     assert outcomes["test_output_shapes_and_dtypes"] == "passed"
     assert set(run_contract(TiledExampleAdapter.load(AdapterConfig(model="random:0")), tmp_path, "marker").values()) == {"passed"}

@@ -89,35 +89,18 @@ def test_creg_run_on_the_synthetic_benchmark(internvl_dir, tmp_path):
     assert summary["sources"]["oracle"]["dae"] < 1e-9
 
 
-def _processor_without_video(tokenizer, image_processor, image_seq_length):
-    """transformers' own ``InternVLProcessor``, its ``__init__`` bypassed: that builds a video
-    processor, which needs torchvision. ``__call__`` (text + images) needs none of it."""
-    import re
-
-    from transformers import InternVLProcessor
-
-    p = InternVLProcessor.__new__(InternVLProcessor)
-    p.image_processor, p.tokenizer, p.video_processor = image_processor, tokenizer, None
-    p.chat_template, p.image_seq_length = tokenizer.chat_template, image_seq_length
-    p.start_image_token, p.end_image_token = tokenizer.start_image_token, tokenizer.end_image_token
-    p.start_image_token_id, p.end_image_token_id = tokenizer.start_image_token_id, tokenizer.end_image_token_id
-    p.image_token, p.image_token_id = tokenizer.context_image_token, tokenizer.context_image_token_id
-    p.video_token = tokenizer.video_token
-    p.multimodal_pattern = re.compile(f"(?P<image>{re.escape(p.image_token)})|(?P<video>{re.escape(p.video_token)})")
-    return p
-
-
 def test_inputs_are_the_processors_own(internvl_dir):
     """The adapter's inputs equal InternVLProcessor's (its default crop_to_patches=True: tiles + thumbnail)."""
     from PIL import Image
     from transformers import AutoImageProcessor, AutoTokenizer
 
     from creg.testing.adapter_contract import draw_image
+    from creg_internvl.reference import processor_without_video
 
     adapter = InternVLAdapter.load(AdapterConfig(model=str(internvl_dir)))
     tokenizer = AutoTokenizer.from_pretrained(internvl_dir)
     tokenizer.padding_side = "left"
-    processor = _processor_without_video(tokenizer, AutoImageProcessor.from_pretrained(internvl_dir), adapter.tokens_per_tile)
+    processor = processor_without_video(tokenizer, AutoImageProcessor.from_pretrained(internvl_dir), adapter.tokens_per_tile)
     images = [draw_image(size, "top_right", noise_seed=i) for i, size in enumerate([(112, 112), (168, 84), (84, 168), (300, 97)])]
     texts = [adapter.chat(q) for q in ("Where is the dog?", "Is the red ball left of the cat?", "a", "b")]
     ours = adapter.encode_texts(texts, images)

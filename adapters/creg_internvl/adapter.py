@@ -76,6 +76,13 @@ class InternVLAdapter(HFAdapter):
         enc = tok(expanded, padding=True, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "pixel_values": vision["pixel_values"]}
 
+    def reference_inputs(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """For the contract: ``InternVLProcessor``'s own ``__call__`` (built without its video processor)."""
+        from .reference import processor_without_video
+
+        processor = processor_without_video(self.tokenizer, self.processor.image_processor, self.tokens_per_tile)
+        return dict(processor(text=list(texts), images=list(images), padding=True, return_tensors="pt").items())
+
     # -- geometry --------------------------------------------------------------------------
     def vision_layouts(self, batch: dict[str, torch.Tensor], images: Sequence[Any]) -> list[VisionLayout]:
         layouts = []

@@ -96,6 +96,16 @@ class LlavaAdapter(HFAdapter):
                 patch_hw=tuple(patch_xy.shape[:2]), patch_xy=patch_xy))
         return layouts
 
+    #: the projector reads the vision tower's ``hidden_states[vision_feature_layer]`` (CLS dropped by default)
+    image_features_module = "model.multi_modal_projector"
+
+    def split_image_features(self, features, batch, layouts):
+        """The projector's input: each crop's patches, without the CLS row unless the strategy is "full"."""
+        if self.model.config.vision_feature_select_strategy == "full":
+            return super().split_image_features(features, batch, layouts)
+        side = self.model.config.vision_config.image_size // self.model.config.vision_config.patch_size
+        return VisionHook.square_crops(self.model.model.vision_tower, [lay.patch_hw[0] // side for lay in layouts], side).split(features)
+
     def vision_hook(self, batch: dict[str, torch.Tensor], layouts: list[VisionLayout]) -> VisionHook:
         """The output of the CLIP layer the projector reads: ``(n_crops, 1 + h*w, d)``, CLS first."""
         cfg = self.model.config

@@ -33,6 +33,7 @@ class Qwen2_5VLAdapter(MergedGridAdapter):
     description = DESCRIPTION
     model_class = "Qwen2_5_VLForConditionalGeneration"
     chat_template = QWEN2_5VL_CHAT_TEMPLATE
+    processor_class = "Qwen2_5_VLProcessor"
 
     def vision_hook(self, batch: dict[str, torch.Tensor], layouts: list[VisionLayout]) -> VisionHook:
         """The last vision block's output: merge units in window order across the batch's images."""

@@ -3,7 +3,8 @@
 Subclass :class:`HFAdapter` and implement only what is model-specific -- loading the processor,
 the chat text, encoding, and the vision layout; docs/adapter-guide.md walks through it. The pieces
 are usable on their own: :func:`find_decoder`, :class:`ForwardCapture`, :func:`replay_decoder`,
-:func:`answer_tokens`, :class:`AttentionStream`, :class:`ChatInputs`, and the geometry helpers.
+:func:`answer_tokens`, :class:`AttentionStream`, :class:`ChatInputs`, the geometry helpers and
+:class:`TiledImage` (tiles plus a global image).
 """
 
 from .adapter import HFAdapter
@@ -16,9 +17,10 @@ from .geometry import cells_in_image, centre_crop_region, pad_to_square_region, 
 from .loading import load_images, load_model, resolve_device, resolve_dtype
 from .patch_order import raster_to_windows, windows_to_raster
 from .replay import last_position_block, replay_decoder, repeat_batch
+from .tiles import Crop, TiledImage, even_tiles, strip_tiles
 
 __all__ = [
-    "AnswerTokens", "AttentionStream", "ChatInputs", "DecoderParts", "ForwardCapture", "HFAdapter", "ReplayState", "VisionHook",
+    "AnswerTokens", "AttentionStream", "ChatInputs", "Crop", "DecoderParts", "TiledImage", "even_tiles", "strip_tiles", "ForwardCapture", "HFAdapter", "ReplayState", "VisionHook",
     "answer_tokens", "attention_probabilities", "cells_in_image", "centre_crop_region", "find_decoder", "last_position_block", "load_images",
     "load_model", "module_device", "pad_to_square_region", "raster_to_windows", "region_cell_xy", "replay_decoder",
     "repeat_batch", "resolve_device", "resolve_dtype", "token_grid_layout", "windows_to_raster",

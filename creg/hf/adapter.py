@@ -35,6 +35,7 @@ from creg.sample import Sample
 
 from .answer import AnswerTokens, answer_tokens
 from .capture import ForwardCapture, ReplayState, VisionHook
+from .chat_inputs import ChatInputs
 from .decoder import find_decoder, module_device
 from .loading import load_images, load_model
 from .replay import replay_decoder
@@ -91,11 +92,17 @@ class HFAdapter(VLMAdapter):
         raise NotImplementedError
 
     def chat(self, question: str, answer: str | None = None) -> str:
-        """The conversation text with one image placeholder (generation prompt last when no answer)."""
+        """The conversation text with one image placeholder (generation prompt last when no answer).
+        Default: the processor's, when :meth:`load_processor` returned a :class:`~creg.hf.ChatInputs`."""
+        if isinstance(self.processor, ChatInputs):
+            return self.processor.chat(question, answer)
         raise NotImplementedError
 
     def encode_texts(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, torch.Tensor]:
-        """Model inputs (CPU tensors): ``input_ids``/``attention_mask`` ``(b, seq)`` left-padded, pixels, ..."""
+        """Model inputs (CPU tensors): ``input_ids``/``attention_mask`` ``(b, seq)`` left-padded, pixels, ...
+        Default: the processor's, when :meth:`load_processor` returned a :class:`~creg.hf.ChatInputs`."""
+        if isinstance(self.processor, ChatInputs):
+            return self.processor.encode(texts, images)
         raise NotImplementedError
 
     def vision_layouts(self, batch: dict[str, torch.Tensor], images: Sequence[Any]) -> list[VisionLayout]:
@@ -281,6 +288,64 @@ class HFAdapter(VLMAdapter):
         batch = self.encode(samples, load_images(samples, images))
         with torch.no_grad():
             return self.model(**batch, use_cache=False, logits_to_keep=1).logits[:, -1].float()
+
+    #: dotted path (from the model) of the module whose input is what the model's own
+    #: image-feature path reads from the vision tower (e.g. ``"model.multi_modal_projector"``);
+    #: None: the vision check of the contract is skipped.
+    image_features_module: ClassVar[str | None] = None
+
+    def checkpoint_chat(self, question: str, answer: str | None = None) -> str:
+        """The checkpoint's own chat template on one image + ``question`` (+ ``answer``): what
+        :meth:`chat` must return. NotImplementedError when the checkpoint ships no template."""
+        from .chat_inputs import messages
+        from .checkpoint_references import checkpoint_chat_template
+
+        template = checkpoint_chat_template(self.config.model, self.tokenizer)
+        if template is None:
+            raise NotImplementedError(f"{self.config.model!r} ships no chat template")
+        return self.tokenizer.apply_chat_template(messages(question, answer), chat_template=template, tokenize=False,
+                                                  add_generation_prompt=answer is None)
+
+    def reference_inputs(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Where the checkpoint's processor cannot be built here: an independent way to its
+        ``input_ids`` (override; e.g. the processor's own expansion code called directly)."""
+        raise NotImplementedError(f"{type(self).__name__} has no reference path to its processor's inputs")
+
+    def checkpoint_inputs(self, texts: Sequence[str], images: Sequence[Any]) -> tuple[str, dict[str, torch.Tensor]]:
+        """(which path, inputs): the checkpoint's processor on ``texts`` and ``images``, or where it
+        cannot be built, :meth:`reference_inputs` -- the first item says which, and why."""
+        from .checkpoint_references import checkpoint_processor, processor_inputs
+
+        try:
+            processor = checkpoint_processor(self.config.model)
+        except (ImportError, OSError, ValueError, TypeError) as e:
+            why = " ".join(str(e).split()).split(". ")[0] or type(e).__name__
+            return (f"{type(self).__name__}.reference_inputs (the checkpoint's processor cannot be built here: {why})",
+                    self.reference_inputs(texts, images))
+        inputs = self.processor
+        return "the checkpoint's processor", processor_inputs(
+            processor, texts, images, nested_images=getattr(inputs, "nested_images", False),
+            call_kwargs=getattr(inputs, "image_call_kwargs", None))
+
+    def reference_vision_activations(self, samples: Sequence[Sample]) -> list[torch.Tensor]:
+        """What the model's image-feature path reads (the input of :attr:`image_features_module`
+        in a plain forward), split into one ``(H_p, W_p, d)`` raster per sample as
+        :meth:`vision_hook` splits its module's output."""
+        from .checkpoint_references import module_input
+
+        if self.image_features_module is None:
+            raise NotImplementedError(f"{type(self).__name__} names no image_features_module")
+        loaded = load_images(samples, None)
+        cpu_batch = self.encode_cpu(samples, loaded)
+        batch = self.to_model(cpu_batch)
+        read = module_input(self.model, self.model.get_submodule(self.image_features_module),
+                            lambda: self.model(**batch, use_cache=False, logits_to_keep=1))
+        return self.split_image_features(read, cpu_batch, self.vision_layouts(cpu_batch, loaded))
+
+    def split_image_features(self, features: Any, batch: dict[str, torch.Tensor], layouts: list[VisionLayout]) -> list[torch.Tensor]:
+        """The input of :attr:`image_features_module` as one ``(H_p, W_p, d)`` raster per sample;
+        default: :meth:`vision_hook`'s ``split`` (override where the model drops rows first, e.g. a CLS)."""
+        return self.vision_hook(batch, layouts).split(features)
 
     def reference_hidden_states(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, ...]:
         """transformers' own ``output_hidden_states`` of a plain forward (N + 1 entries ``(b, seq, d)``)."""

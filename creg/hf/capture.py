@@ -65,6 +65,48 @@ class VisionHook:
 
         return cls(module=module, split=split, join=join)
 
+    @classmethod
+    def square_crops(cls, module: nn.Module, crops: list[int], side: int) -> "VisionHook":
+        """A ViT layer whose output is ``(n_crops, side*side, d)``, each crop's patches in raster
+        order and no CLS row (SigLIP: Idefics3, Gemma 3), crops of the batch's samples one after
+        another (``crops[i]`` of sample ``i``): each sample's raster is ``(crops[i]*side, side, d)``."""
+        from einops import rearrange
+
+        def split(output: torch.Tensor) -> list[torch.Tensor]:
+            return [rearrange(c, "n (h w) d -> (n h) w d", h=side) for c in output.split(crops)]
+
+        def join(rasters: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat([rearrange(r, "(n h) w d -> n (h w) d", h=side) for r in rasters])
+
+        return cls(module=module, split=split, join=join)
+
+    @classmethod
+    def stacked_square_crops(cls, module: nn.Module, layouts) -> "VisionHook":
+        """:meth:`square_crops` for layouts whose ``patch_hw`` = (n * side, side) stacks each
+        sample's n square crops along the height (:meth:`creg.hf.TiledImage.layout`)."""
+        side = layouts[0].patch_hw[1]
+        return cls.square_crops(module, [lay.patch_hw[0] // side for lay in layouts], side)
+
+    @classmethod
+    def packed_sequence(cls, module: nn.Module, patch_hws: list[tuple[int, int]]) -> "VisionHook":
+        """A ViT layer that runs every image of the batch as one packed sequence (Pixtral):
+        output ``(1, sum h*w, d)`` (or ``(sum h*w, d)``), image ``i``'s ``patch_hws[i]`` = (h, w)
+        patches in raster order, images one after another."""
+        sizes = [h * w for h, w in patch_hws]
+        shape: list[torch.Size] = []
+
+        def split(output: torch.Tensor) -> list[torch.Tensor]:
+            shape[:] = [output.shape]
+            flat = output.reshape(-1, output.shape[-1])
+            if flat.shape[0] != sum(sizes):
+                raise RuntimeError(f"the packed sequence has {flat.shape[0]} patches, the layouts {sum(sizes)}")
+            return [c.reshape(h, w, -1) for c, (h, w) in zip(flat.split(sizes), patch_hws)]
+
+        def join(rasters: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat([r.reshape(-1, r.shape[-1]) for r in rasters]).reshape(shape[0])
+
+        return cls(module=module, split=split, join=join)
+
 
 @dataclass
 class ReplayState:

@@ -12,7 +12,7 @@ the chat text, encoding with ``mm_token_type_ids``, the vision layout); a subcla
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from pydantic import Field, model_validator
@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from ..adapter import AdapterConfig, VisionLayout
 from ..data.images import MAX_PIXELS
 from .adapter import HFAdapter
-from .chat_inputs import ChatInputs
+from .chat_inputs import ChatInputs, ProcessorMode, processor_mode_field
 from .geometry import token_grid_layout
 
 #: ``mm_token_type_ids`` value of image tokens (text = 0, image = 1, video = 2).
@@ -39,11 +39,13 @@ class MergedGridAdapter(HFAdapter):
     image_token: ClassVar[str] = "<|image_pad|>"
     #: the chat template used when the checkpoint's processor brings none (option ``processor=manual``)
     chat_template: ClassVar[str]
+    #: the patch merger reads the last vision block's output (what GradCAM must read)
+    image_features_module: ClassVar[str | None] = "model.visual.merger"
+    #: the checkpoint's processor class (in ``transformers``): the contract's reference for the inputs
+    processor_class: ClassVar[str] = "Qwen2VLProcessor"
 
     class Options(HFAdapter.Options):
-        processor: Literal["auto", "full", "manual"] = Field(
-            "auto", description="the checkpoint's processor (full), tokenizer + image processor (manual), "
-            "or full when it can be built (auto)")
+        processor: ProcessorMode = processor_mode_field()
         min_pixels: int | None = Field(None, ge=1, le=MAX_PIXELS,
                                        description="override the image processor's lower resize bound")
         max_pixels: int | None = Field(None, ge=1, le=MAX_PIXELS,
@@ -74,6 +76,18 @@ class MergedGridAdapter(HFAdapter):
         # transformers 5 needs the image-token mask next to input_ids for M-RoPE positions.
         batch.setdefault("mm_token_type_ids", (batch["input_ids"] == self.processor.image_token_id).long() * IMAGE_TOKEN_TYPE)
         return batch
+
+    def reference_inputs(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """For the contract: :attr:`processor_class`'s own ``__call__``, built without ``__init__``
+        (which builds a video processor, and that needs torchvision); text and images need none of it."""
+        import transformers
+
+        cls = getattr(transformers, self.processor_class)
+        p, tok = cls.__new__(cls), self.processor.tokenizer
+        p.image_processor, p.tokenizer, p.video_processor, p.chat_template = self.processor.image_processor, tok, None, None
+        p.image_token, p.video_token = getattr(tok, "image_token", "<|image_pad|>"), getattr(tok, "video_token", "<|video_pad|>")
+        p.image_token_id, p.video_token_id = tok.convert_tokens_to_ids(p.image_token), tok.convert_tokens_to_ids(p.video_token)
+        return dict(p(text=list(texts), images=list(images), padding=True, return_tensors="pt").items())
 
     def vision_layouts(self, batch: dict[str, torch.Tensor], images: Sequence[Any]) -> list[VisionLayout]:
         """One grid per image: merged cells over the whole (resized) image, patches under them."""

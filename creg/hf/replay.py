@@ -39,8 +39,11 @@ def repeat_batch(value: Any, r: int, b: int, device: torch.device | None = None)
 
 
 def supports_last_position(block: nn.Module) -> bool:
-    """True for a pre-norm block laid out like transformers' Llama/Qwen decoder layers."""
+    """True for a pre-norm block laid out like transformers' Llama/Qwen decoder layers (not the
+    sandwich norms of Gemma 2/3, whose blocks also norm after attention and around the MLP)."""
     attn = getattr(block, "self_attn", None)
+    if any(hasattr(block, n) for n in ("pre_feedforward_layernorm", "post_feedforward_layernorm")):
+        return False
     return all(hasattr(block, n) for n in ("input_layernorm", "post_attention_layernorm", "mlp")) and all(
         hasattr(attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling")
     )

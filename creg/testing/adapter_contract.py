@@ -28,6 +28,21 @@ near the image's edges, so a ``cell_xy`` that ignores a centre crop or padding m
 a multi-grid layout (tiles, thumbnail, base image) the marker must land in the right cell of
 *every* grid that covers it.
 
+Checks against the *checkpoint* -- not against the adapter's own code -- need the adapter to
+expose the checkpoint's versions (creg's :class:`creg.hf.HFAdapter` does;
+:mod:`creg.hf.checkpoint_references`): ``checkpoint_chat(question, answer)`` (the checkpoint's
+chat template; ``chat`` must equal it), ``checkpoint_inputs(texts, images)`` (the checkpoint's
+processor, or where it cannot be built here the adapter's reference path -- the test names which
+in a :class:`ReferenceUsed` warning; ``encode_texts`` must give the same ``input_ids``) and
+``reference_vision_activations(samples)`` (what the model's image-feature path reads; GradCAM's
+activations must equal it). Without them the test is skipped with the reason.
+
+The marker tests run on every size in ``image_sizes`` and ``extra_marker_sizes``: by default a
+size that processors resize or round (larger than a tiny checkpoint's maximum, no multiple of
+common patch sizes) and a 3:2 one that tiles into 3 x 2 tiles of 112 px. The contract fails when
+no test image is resized (every grid's cells have the same pixel pitch), since a ``cell_xy`` laid
+over the resized canvas instead of the original image is then invisible.
+
 Checks against the model's own outputs need the adapter to expose them (creg's
 :class:`creg.hf.HFAdapter` does): ``reference_hidden_states(samples)`` (transformers'
 ``output_hidden_states``; hidden-state indices must match it) and ``answer_logits(samples)``
@@ -37,6 +52,7 @@ Checks against the model's own outputs need the adapter to expose them (creg's
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, ClassVar
 
 import pytest
@@ -45,6 +61,7 @@ import torch
 from creg.adapter import ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
 from creg.capabilities import Capability, adapter_provides
 from creg.compass import uniform_cell_xy
+from creg.prompts import DEFAULT_PROMPT, render_prompt
 from creg.sample import ImageUnreadable, InvalidSample, Sample, make_sample
 
 #: A marker as fractions (x0, y0, x1, y1) of the image: off-centre in both axes, so that a grid
@@ -158,6 +175,15 @@ def grid_covers(grid, box: tuple[int, int, int, int]) -> bool:
     return bool(((xy[:, 0] - hx < x1) & (xy[:, 0] + hx > x0) & (xy[:, 1] - hy < y1) & (xy[:, 1] + hy > y0)).any())
 
 
+class ReferenceUsed(UserWarning):
+    """Which reference a contract check compared the adapter with (e.g. the processor could not
+    be built here and the adapter's reference path was used instead)."""
+
+
+#: A question for the chat and input checks (any prompt; the default template's wording).
+CHECK_QUESTION = render_prompt(DEFAULT_PROMPT, "dog", "red ball")
+
+
 def default_layers(num_layers: int) -> tuple[int, ...]:
     """The paper's layers {-2, -3, -4, -5}, limited to what a model with N layers has."""
     return tuple(l for l in (-2, -3, -4, -5) if num_layers + 1 + l >= 0)
@@ -176,6 +202,12 @@ class AdapterContract:
     supports_vision_activations: ClassVar[bool] = True
     #: (width, height) of the generated test images: square, wide and tall.
     image_sizes: ClassVar[tuple[tuple[int, int], ...]] = ((112, 112), (168, 84), (84, 168))
+    #: sizes the marker tests add to ``image_sizes``: one that processors resize or round (larger
+    #: than a tiny checkpoint's maximum, no multiple of common patch sizes), one that tiles into
+    #: 3 x 2 tiles of 112 px. Set to () only where ``image_sizes`` already holds such sizes.
+    extra_marker_sizes: ClassVar[tuple[tuple[int, int], ...]] = ((450, 270), (336, 224))
+    #: GradCAM's activations vs what the model's image-feature path reads.
+    vision_atol: ClassVar[float] = 1e-5
     #: reference hidden states (``output_hidden_states``) vs the adapter's ``hidden``.
     hidden_atol: ClassVar[float] = 1e-4
     #: the depth check needs -2..-5 to be distinct decoder blocks (not the embeddings).
@@ -186,6 +218,17 @@ class AdapterContract:
     replay_atol: ClassVar[float] = 1e-5
     #: reference next-token logits vs class logits.
     reference_atol: ClassVar[float] = 1e-4
+
+    @classmethod
+    def marker_sizes(cls) -> tuple[tuple[int, int], ...]:
+        """Every size the marker tests run on: ``image_sizes`` then ``extra_marker_sizes``."""
+        return tuple(dict.fromkeys(tuple(map(tuple, cls.image_sizes)) + tuple(map(tuple, cls.extra_marker_sizes))))
+
+    def pytest_generate_tests(self, metafunc):
+        """The marker test runs on every size of :meth:`marker_sizes` (ids ``<size index>-<marker>``)."""
+        if metafunc.function.__name__ == "test_marker_lands_in_its_cell":
+            params = [(i, where) for i in range(len(metafunc.cls.marker_sizes())) for where in sorted(MARKERS)]
+            metafunc.parametrize(("size_index", "where"), params, ids=[f"{i}-{w}" for i, w in params])
 
     # -- fixtures the subclass provides ----------------------------------------------------
     @pytest.fixture
@@ -329,12 +372,11 @@ class AdapterContract:
         assert cells <= changed, f"vision cells {sorted(cells - changed)[:8]} did not change with the pixels"
         assert changed <= allowed, f"positions {sorted(changed - allowed)[:8]} changed with the pixels but are no vision token"
 
-    @pytest.mark.parametrize("where", sorted(MARKERS))
-    @pytest.mark.parametrize("size_index", [0, 1, 2])
     def test_marker_lands_in_its_cell(self, adapter, make_image_sample, where, size_index):
         """The cells whose embeddings (index 0) a small marker changes are the cells under it, by
-        ``cell_xy`` -- in every grid whose cells cover the marker (tiles, thumbnail, base image)."""
-        size = self.image_sizes[size_index % len(self.image_sizes)]
+        ``cell_xy`` -- in every grid whose cells cover the marker (tiles, thumbnail, base image);
+        on every size of :meth:`marker_sizes`."""
+        size = self.marker_sizes()[size_index]
         plain = make_image_sample(size)
         marked = make_image_sample(size, marker=where)
         out = adapter.forward([plain, marked], ForwardRequest(layers=(0,)))
@@ -355,6 +397,81 @@ class AdapterContract:
             assert_marker_found(change, g.cell_xy, box, f"cell of grid {g.name!r}")
             checked += 1
         assert checked, f"no grid's cells cover the marker {box}"
+
+    def test_some_test_image_is_resized(self, adapter, make_image_sample):
+        """At least one test image is resized or rounded by the processor: the grids' cells do not
+        all have one pixel pitch in the original image. Otherwise a ``cell_xy`` laid over the
+        resized canvas instead of the original image passes every marker test unseen."""
+        sizes = self.marker_sizes()
+        out = adapter.forward([make_image_sample(size, noise_seed=60 + i) for i, size in enumerate(sizes)])
+        pitches: dict[tuple[float, float], list[str]] = {}
+        for (w, h), lay in zip(sizes, out.vision):
+            for g in lay.grids:
+                hx, hy = cell_footprints(g.cell_xy)
+                pitches.setdefault((round(2 * hx, 6), round(2 * hy, 6)), []).append(f"{w}x{h} {g.name}")
+        assert len(pitches) > 1, (
+            f"no test image is resized: every grid's cells are {next(iter(pitches))} px of the original image on "
+            f"{sizes}; add to image_sizes / extra_marker_sizes a size the processor resizes or rounds (larger than its "
+            "maximum, or no multiple of its patch size)")
+
+    # -- the checkpoint's own template, processor and vision path --------------------------
+    def test_chat_is_the_checkpoints_template(self, adapter):
+        """``chat(q)`` and ``chat(q, a)`` are the checkpoint's own chat template applied to one
+        image and the question (and the answer), character for character."""
+        reference = getattr(adapter, "checkpoint_chat", None)
+        if reference is None:
+            pytest.skip("the adapter has no checkpoint_chat(question, answer) to compare with (0.2 contract)")
+        for answer in (None, "1", "4"):
+            try:
+                expected = reference(CHECK_QUESTION, answer)
+            except NotImplementedError as e:
+                pytest.skip(str(e))
+            got = adapter.chat(CHECK_QUESTION, answer)
+            assert got == expected, (f"chat(q{', ' + repr(answer) if answer else ''}) is not the checkpoint's template:\n"
+                                     f"  adapter:    {got!r}\n  checkpoint: {expected!r}")
+
+    def test_inputs_are_the_checkpoints_processor(self, adapter, make_image_sample):
+        """``encode_texts`` gives the ``input_ids`` the checkpoint's processor gives for the same
+        texts and images (every marker size): image placeholder runs, breaks, markers, padding."""
+        reference = getattr(adapter, "checkpoint_inputs", None)
+        if reference is None or not hasattr(adapter, "encode_texts"):
+            pytest.skip("the adapter has no checkpoint_inputs(texts, images) to compare with (0.2 contract)")
+        images = [make_image_sample(size, noise_seed=70 + i).load_image() for i, size in enumerate(self.marker_sizes())]
+        texts = [adapter.chat(CHECK_QUESTION)] * len(images)
+        try:
+            which, expected = reference(texts, images)
+        except NotImplementedError as e:
+            pytest.skip(str(e))
+        warnings.warn(ReferenceUsed(f"{type(adapter).__name__}: input ids compared with {which}"))
+        got = adapter.encode_texts(texts, images)
+        for i in range(len(images)):
+            a, b = got["input_ids"][i], expected["input_ids"][i]
+            a, b = a[got["attention_mask"][i].bool()], b[expected["attention_mask"][i].bool()]
+            if not torch.equal(a.cpu(), b.cpu()):
+                tok = getattr(adapter, "tokenizer", None)
+                show = (lambda ids: repr(tok.decode(ids))) if tok is not None else (lambda ids: str(ids.tolist()))
+                raise AssertionError(f"image {images[i].size}: encode_texts is not {which}:\n  adapter:   {show(a)}\n"
+                                     f"  reference: {show(b)}")
+
+    def test_vision_activations_are_what_the_model_reads(self, adapter, samples):
+        """GradCAM's activations are what the model's own image-feature path reads from the
+        vision tower (e.g. ``hidden_states[vision_feature_layer]``), not a neighbouring layer."""
+        if not self.supports_vision_activations:
+            pytest.skip("the adapter declares no vision activations")
+        reference = getattr(adapter, "reference_vision_activations", None)
+        if reference is None:
+            pytest.skip("the adapter has no reference_vision_activations(samples) to compare with (0.2 contract)")
+        try:
+            expected = reference(samples)
+        except NotImplementedError as e:
+            pytest.skip(str(e))
+        got = adapter.forward(samples, ForwardRequest(vision_activations=True)).vision_activations
+        assert len(got) == len(expected) == len(samples)
+        for i, (a, b) in enumerate(zip(got, expected)):
+            assert tuple(a.shape) == tuple(b.shape), f"sample {i}: activations {tuple(a.shape)}, the model reads {tuple(b.shape)}"
+            torch.testing.assert_close(a.detach().float().cpu(), b.detach().float().cpu(), atol=self.vision_atol, rtol=1e-4,
+                                       msg=lambda m: f"sample {i}: GradCAM's activations are not what the model's "
+                                       f"image-feature path reads\n{m}")
 
     # -- logits ----------------------------------------------------------------------------
     def test_class_logits_are_the_models_next_token_logits(self, adapter, samples, reference_class_logits):

@@ -234,6 +234,20 @@ class HFAdapter(VLMAdapter):
         logits = replay_decoder(self.decoder, state, block, hidden.to(ref.dtype), answer_only=self.options.answer_only_replay)
         return logits[:, list(self.option_token_ids)].float().to(hidden.device)  # where the caller's tensors are
 
+    def scaled_layer_replay(self, output: ForwardOutput, layer: int):
+        """The last block's input (-2): keys and values once per batch (:mod:`creg.hf.scaled_replay`)
+        when the block allows it and ``answer_only_replay`` is on; otherwise the generic replay."""
+        state = output.state
+        if (isinstance(state, ReplayState) and self.options.answer_only_replay and layer in output.hidden
+                and self.layer_to_block(layer) == self.num_layers - 1):
+            from .scaled_replay import scaled_last_block
+
+            fast = scaled_last_block(self.decoder, state, output.hidden[layer])
+            if fast is not None:
+                ids = list(self.option_token_ids)
+                return lambda t: fast(t)[:, ids].float().to(t.device)
+        return super().scaled_layer_replay(output, layer)
+
     # -- references for the contract ---------------------------------------------------------
     def next_token_logits(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> torch.Tensor:
         """``(b, vocab)`` float32: the model's next-token logits after the prompt, plain forward, no hooks."""

@@ -132,7 +132,7 @@ def score_map(sample: Sample, rmap: RelevanceMap, settings: ScoringSettings, *, 
         sample_id=sample.id, source=source, compass=[float(p) for p in compass.probs],
         peak_sector=compass.peak_sector, peak_angle=compass.peak_angle, sector_angle=compass.sector_angle,
         dae=dae, dae_sector=dae_s, ea=bool(edge_hit(dae)) if dae is not None else None,
-        flags=list(compass.flags), extra=dict(getattr(rmap, "extra", None) or {}),
+        flags=[*compass.flags, *getattr(rmap, "flags", ())], extra=dict(getattr(rmap, "extra", None) or {}),
     )
     return row, compass
 

@@ -51,6 +51,8 @@ class HFAdapter(VLMAdapter):
                                           "computed beside it from the same query and key, the pass unchanged")
         answer_only_replay: bool = Field(True, description="logits_from_layer computes the last block for the "
                                          "answer position only (same result, cheaper)")
+        answer_only_forward: bool = Field(True, description="the forward pass computes the last block for the "
+                                          "answer position only when nothing reads its other rows (same result, cheaper)")
         device_map: DeviceMapField = Field(
             None, description="accelerate's placement of the layers over several devices: auto, balanced, "
             "balanced_low_0, sequential or {module: device} (the config's device is then ignored; docs/distributed.md)")
@@ -204,6 +206,7 @@ class HFAdapter(VLMAdapter):
             self.decoder, hidden_blocks=hidden_blocks, norm_layers=norm_layers,
             vision=self.vision_hook(cpu_batch, layouts) if request.vision_activations else None,
             on_attention=on_attention if request.attentions else None,
+            answer_only=self.options.answer_only_forward,
         )
         batch = self.to_model(cpu_batch)
         with capture, torch.no_grad():

@@ -245,10 +245,9 @@ class HFAdapter(VLMAdapter):
                 and self.layer_to_block(layer) == self.num_layers - 1):
             from .scaled_replay import scaled_last_block
 
-            fast = scaled_last_block(self.decoder, state, output.hidden[layer])
+            fast = scaled_last_block(self.decoder, state, output.hidden[layer], list(self.option_token_ids))
             if fast is not None:
-                ids = list(self.option_token_ids)
-                return lambda t: fast(t)[:, ids].float().to(t.device)
+                return lambda t: fast(t).float().to(t.device)
         return super().scaled_layer_replay(output, layer)
 
     # -- references for the contract ---------------------------------------------------------

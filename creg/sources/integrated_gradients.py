@@ -1,15 +1,29 @@
 """Integrated-gradients baseline (Sundararajan et al. 2017; paper §5.1, Appendix A.3).
 
 Layer IG at hidden-state index -2 (the input of the last decoder block), zero baseline over the
-whole hidden state, target z_gt, 50 steps:
+whole hidden state, target z_gt:
 
     attr_{j,d} = h_{j,d} * sum_k w_k * d z_gt / d h_{j,d} |_{h = alpha_k h},     r_j = |sum_d attr_{j,d}|
 
-The integration rule is Captum's default, Gauss-Legendre on [0, 1] (alpha_k = (1 + x_k) / 2,
-w_k = omega_k / 2 with numpy's ``leggauss(n)`` nodes x_k and weights omega_k); Captum's Riemann
-rules (``riemann_left|right|middle|trapezoid``, with Captum's exact alphas and step sizes) are
-available through ``method``. Only the blocks above the layer are replayed, for ``chunk`` path
-points at a time stacked along the batch axis (:meth:`creg.adapter.VLMAdapter.logits_from_layer`);
+The source computes sum_d attr_{j,d} directly, as sum_k w_k d z_gt / d t_j on the path
+t_j * h_j (:meth:`creg.adapter.VLMAdapter.scaled_layer_replay`; chain rule, the same number):
+the transformers adapters replay the last block with its keys and values computed once per
+batch and one attention row per path point (:mod:`creg.hf.scaled_replay`).
+
+**Convergence.** Completeness says sum_j attr_j = z(x) - z(0); every record carries the gap
+|sum_j attr_j - (z(x) - z(0))| / |z(x) - z(0)| (``extra.completeness_gap``) and the steps used
+(``extra.ig_steps``). At the input of a pre-norm block the path's change sits near alpha = 0:
+RMSNorm(alpha h_j) reaches its full value once alpha^2 mean(h_j^2) >> eps, so z moves over
+alpha ~ 1e-8..1e-2 and is flat after. Gauss-Legendre on [0, 1] (Captum's default) puts almost
+no nodes there and converges only after thousands of steps; the default rule,
+``gausslegendre_log``, is Gauss-Legendre in log10(alpha) on [-10, 0] plus one midpoint node on
+[0, 1e-10], and ``steps=auto`` (the default) starts at 50 and doubles until every sample of the
+batch has a gap of at most ``tolerance`` (5%) or ``max_steps`` is reached
+(``scripts/ig_convergence.py``; docs/sources.md has the measurements). Captum's rules --
+``gausslegendre`` (alpha_k = (1 + x_k) / 2, w_k = omega_k / 2 with numpy's ``leggauss(n)``) and
+``riemann_left|right|middle|trapezoid`` (Captum's exact alphas and step sizes) -- are available
+through ``method``; ``steps=50 method=gausslegendre`` is the paper's set-up. Only the blocks
+above the layer are replayed, for ``chunk`` path points at a time stacked along the batch axis;
 the model below the layer never runs again.
 """
 
@@ -158,10 +172,10 @@ def converged_integrated_gradients(
     *,
     steps: int | None = 50,
     start: int = 50,
-    max_steps: int = 6400,
+    max_steps: int = 800,
     tolerance: float = 0.05,
-    method: str = "gausslegendre",
-    chunk: int = 25,
+    method: str = "gausslegendre_log",
+    chunk: int = 50,
     device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(``(b, seq)`` token attributions, ``(b,)`` completeness gaps, steps used). ``steps=None``
@@ -179,8 +193,8 @@ def converged_integrated_gradients(
 
 class IntegratedGradientsSource(RelevanceSource):
     """Layer IG at -2, zero baseline, target z_gt. Options: ``steps`` (an integer or ``auto``,
-    default auto), ``tolerance`` (0.05), ``max_steps`` (6400), ``method`` (gausslegendre),
-    ``layer`` (-2), ``chunk`` (path points per replay, 25).
+    default auto), ``tolerance`` (0.05), ``max_steps`` (800), ``method`` (gausslegendre_log),
+    ``layer`` (-2), ``chunk`` (path points per replay, 50).
 
     Every record carries the completeness gap (``extra.completeness_gap``,
     :func:`completeness_gap`) and the steps used (``extra.ig_steps``), and the cancellation ratio
@@ -198,11 +212,13 @@ class IntegratedGradientsSource(RelevanceSource):
                                 "until every sample's completeness gap is at most tolerance (or max_steps)")
         tolerance: float = Field(0.05, gt=0, description="steps=auto: the completeness gap to reach, "
                                  "|sum attr - (z(x) - z(0))| / |z(x) - z(0)|")
-        max_steps: int = Field(6400, ge=2, description="steps=auto: the most steps it doubles to")
+        max_steps: int = Field(800, ge=2, description="steps=auto: the most steps it doubles to")
         method: Annotated[Literal[METHODS], Lowercase] = Field(  # type: ignore[valid-type]
-            "gausslegendre", description="integration rule, as Captum names it: " + ", ".join(METHODS))
+            "gausslegendre_log", description="integration rule: gausslegendre_log (Gauss-Legendre in log alpha "
+            "from 1e-10 to 1, converges where the path's change sits near alpha = 0) or Captum's: "
+            + ", ".join(METHODS[1:]))
         layer: Layer = Field(-2, description="one hidden-state index; only the blocks above it are replayed")
-        chunk: int = Field(25, ge=1, description="path points replayed per call (memory vs. speed)")
+        chunk: int = Field(50, ge=1, description="path points replayed per call (memory vs. speed)")
 
     def __init__(self, **options: Any):
         super().__init__(**options)

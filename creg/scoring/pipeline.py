@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from ..compass import Compass, project_to_compass
 from ..context import ExplainContext
 from ..metrics import direction_alignment_error, edge_hit
-from ..occlusion import CosQuery, Operator, causal_occlusion
+from ..occlusion import CosQuery, Operator, causal_occlusion, gt_log_probs
 from ..relevance import RelevanceMap
 from ..sample import RELATIONS, Sample
 from ..store.schema import SampleFacts, SourceRow
@@ -208,7 +208,8 @@ def explain_batch(batch: Sequence[Sample], sources: Sequence[Any], adapter, sett
         ctx.release()
         with blame(f"{who} (causal occlusion)"):
             entries = causal_occlusion(adapter, batch, [q for _, _, q in cos_queries], k=settings.k, rho_r=settings.rho_r,
-                                       op=settings.cos_op, cell_xy=cell_xy)
+                                       op=settings.cos_op, cell_xy=cell_xy,  # p_0 from the pass already run:
+                                       log_p0=gt_log_probs(torch.from_numpy(logits), [s.option for s in batch]))
         by_sample_source = {(i, j): e for (i, j, _), e in zip(cos_queries, entries)}
         for (i, j), entry in by_sample_source.items():
             if entry is None:

@@ -25,7 +25,9 @@ Sections (``--sections``, default all):
 * ``batch``  toy model (the ``qwen2vl-toy`` preset): samples/s of the Table-1 sources through the
   run pipeline (:func:`creg.scoring.explain_batch`) at batch sizes 1, 4 and 16; --cos overhead.
 * ``ranks``  toy model: 1 process vs 2 processes, each with its strided share of the same samples
-  (what ``torchrun --nproc-per-node 2 -m creg run`` does after start-up).
+  (what ``torchrun --nproc-per-node 2 -m creg run`` does after start-up); then the whole
+  ``creg run`` command against the whole ``torchrun`` command (start-up and model loads
+  included) beside each one's ``elapsed_s`` (the explain loop).
 * ``fpu``    a random Qwen2-VL of the same depth as Qwen2-VL-2B/7B (28 decoder layers, smaller
   width, ``--hidden``) at 64/256/1024 vision tokens: FPU per source and for the Table-1 set, and
   --cos overhead; the toy model's FPU too.
@@ -259,6 +261,28 @@ def _spread(size: int, n: int) -> tuple[float, list[float]]:
     return wall, [g[3] / (g[2] - g[1]) for g in sorted(got)], sum(g[3] for g in got) / sum(g[4] for g in got)
 
 
+def _command_times(n: int) -> dict[str, tuple[float, float]]:
+    """Wall seconds of the whole ``creg run`` command (start-up and model load included) and its
+    ``elapsed_s`` (the explain loop and summary, load excluded, in both modes), for one process
+    and for ``torchrun --nproc-per-node 2`` on the same samples."""
+    import json
+    import subprocess
+
+    out = {}
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with tempfile.TemporaryDirectory(prefix="bench_ranks_") as tmp:
+        for label, launcher in (("1 process (creg run)", []),
+                                ("2 ranks (torchrun --nproc-per-node 2)",
+                                 ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"])):
+            run_dir = Path(tmp) / label.split()[0]
+            cmd = [sys.executable, *launcher, "-m", "creg", "run", "--adapter", "qwen2vl-toy", "--source",
+                   ",".join(TABLE1), "--n", str(n), "--no-progress", "--out", str(run_dir)]
+            w0 = time.time()
+            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out[label] = (time.time() - w0, json.loads((run_dir / "summary.json").read_text())["elapsed_s"])
+    return out
+
+
 def section_ranks(args) -> None:
     n = args.n_ranks
     rows = []
@@ -274,6 +298,12 @@ def section_ranks(args) -> None:
         shares = [", ".join(f"{s:.2f}" for s in r[2]) for r in rows if r[0] == size]
         cpu = [f"{r[3]:.3f}" for r in rows if r[0] == size]
         print(f"| {size} | {best[size]:.1f} | {best[size] / best[1]:.2f}x | {' / '.join(shares)} | {' / '.join(cpu)} |")
+    if args.rank_commands:
+        times = _command_times(n)
+        print(f"\n### The whole command ({n} samples, Table-1 sources, toy model, wall clock)\n")
+        print("| mode | whole command (s) | elapsed_s: explain loop (s) |\n|---|---:|---:|")
+        for label, (whole, loop) in times.items():
+            print(f"| {label} | {whole:.1f} | {loop:.1f} |")
 
 
 # -- forward-pass units ---------------------------------------------------------------------
@@ -677,6 +707,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-batch", type=int, default=16)
     p.add_argument("--n-ranks", type=int, default=32)
     p.add_argument("--rank-repeats", type=int, default=2)
+    p.add_argument("--no-rank-commands", dest="rank_commands", action="store_false",
+                   help="ranks: leave out the whole-command timing of creg run against torchrun")
     p.add_argument("--n-fpu", type=int, default=1)
     p.add_argument("--no-toy", action="store_true", help="fpu: leave out the toy model's column")
     p.add_argument("--profile-backward", action="store_true", help="phases: also profile GradCAM's backward by op")

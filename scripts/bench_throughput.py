@@ -489,9 +489,10 @@ def _time_phases(adapter, sample):
     vision tower's share of a plain forward."""
     from creg.context import ExplainContext
 
+    inputs = model_inputs(adapter, [sample])
+
     def plain():
-        with torch.no_grad():
-            adapter.forward([sample])
+        plain_model_forward(adapter, inputs)
 
     unit = min(cpu_time(plain) for _ in range(3))
     out = {}

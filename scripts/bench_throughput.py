@@ -36,6 +36,8 @@ Sections (``--sections``, default all):
 * ``phases`` the same model: where the Table-1 set's time goes, phase by phase in FPU (the
   shared forward, each source's explain), and GradCAM's floor (its forward with the graph from
   the vision output, its backward, the vision tower's share of a plain forward).
+* ``coslevers`` the same model: COS's occluded passes with and without each lever (p_0 from the
+  explained pass, the answer-row-only last block), in FPU.
 * ``captum`` the same model: ``integrated_gradients`` vs Captum's ``LayerIntegratedGradients`` run
   two ways, with equal results checked: (a) on a forward that starts at layer -2 (the last
   block, final norm and lm_head: Captum's fairest set-up, top layers only) and (b) on the full
@@ -567,6 +569,56 @@ def section_phases(args) -> None:
     for ph in dict.fromkeys(k for t in tokens for k in res[t]):
         cells = [res[t].get(ph, float("nan")) for t in tokens]
         print(f"| {ph} | " + " | ".join(c if isinstance(c, str) else f"{c:.2f}" for c in cells) + " |")
+
+
+# -- what each COS lever saves ----------------------------------------------------------------
+def section_coslevers(args) -> None:
+    """COS's occluded passes on one sample in FPU, with and without each lever: p_0 from the
+    explained pass (no unoccluded image sent) and the answer-row-only last block."""
+    from creg.compass import project_to_compass
+    from creg.context import ExplainContext
+    from creg.occlusion import CosQuery, causal_occlusion, gt_log_probs
+
+    adapter, _ = load_deep_from(args)
+    tokens = [int(t) for t in args.tokens.split(",")]
+    on, off = adapter.options, adapter.options.model_copy(update={"answer_only_forward": False})
+    rows: dict[int, dict[str, list[float]]] = {}
+    for tok in tokens:
+        sample = synthetic(1, TOKEN_SIDES[tok])[0]
+        inputs = model_inputs(adapter, [sample])
+        t1 = sources(TABLE1)
+        ctx = ExplainContext.for_sources([sample], adapter, t1)
+        queries = []
+        for src in t1:
+            m = src.explain(ctx)[0]
+            c = project_to_compass(m.values, sample.ref_box, sample.tgt_box, sample.image_size, cell_xy=m.cell_xy)
+            queries.append(CosQuery(0, c.peak_sector, (m.ref_box or sample.ref_box).center, c.r_max))
+        cell_xy = [ctx.layout(0).cell_xy]
+        log_p0 = gt_log_probs(ctx.output.class_logits.detach(), [sample.option])
+        ctx.release()
+        variants = {
+            "COS before (p_0 forward, full last block)": (off, None),
+            "p_0 from the explained pass": (off, log_p0),
+            "+ answer row only (now)": (on, log_p0),
+        }
+        out: dict[str, list[float]] = {}
+        for _ in range(args.repeats):
+            for name, (options, p0) in variants.items():
+                adapter.options = options
+                with OccludedCount(adapter) as count:
+                    spent = cpu_time(lambda: causal_occlusion(adapter, [sample], queries, k=8, rho_r=2.0,
+                                                              cell_xy=cell_xy, log_p0=p0))
+                adapter.options = on
+                unit = min(cpu_time(lambda: plain_model_forward(adapter, inputs)) for _ in range(2))
+                out.setdefault(name, []).append(spent / unit)
+                out.setdefault(f"{name}: images sent", []).append(count.n)
+        rows[tok] = out
+        print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
+    print("\n### What each COS lever saves (one sample, Table-1 sources' queries, K = 8, FPU, median)\n")
+    print("| COS occluded passes | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
+    print("|---|" + "---:|" * len(tokens))
+    for name in rows[tokens[0]]:
+        print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):.2f}" for t in tokens) + " |")
 
 
 # -- Captum ---------------------------------------------------------------------------------

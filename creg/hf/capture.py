@@ -197,11 +197,13 @@ class ForwardCapture:
         return forward
 
     def _answer_only_applies(self) -> bool:
-        """The last block can run for the answer row alone (a Llama/Qwen-style pre-norm block whose
-        attention takes a 4-D mask or none)."""
+        """The last block can run for the answer row alone: a Llama/Qwen-style pre-norm block whose
+        ``forward`` is its class's (a block wrapped by accelerate's device-map hooks, which replace
+        the instance's ``forward``, keeps the full block)."""
         from .replay import supports_last_position
 
-        return self.answer_only and supports_last_position(self.parts.layers[-1])
+        last = self.parts.layers[-1]
+        return self.answer_only and supports_last_position(last) and "forward" not in vars(last)
 
     # -- context ---------------------------------------------------------------------------
     def __enter__(self) -> "ForwardCapture":

@@ -27,7 +27,7 @@ Sections (``--sections``, default all):
 * ``ranks``  toy model: 1 process vs 2 processes, each with its strided share of the same samples
   (what ``torchrun --nproc-per-node 2 -m creg run`` does after start-up); then the whole
   ``creg run`` command against the whole ``torchrun`` command (start-up and model loads
-  included) beside each one's ``elapsed_s`` (the explain loop).
+  included) beside each one's ``elapsed_s`` (the explain loop); ``commands`` runs that part alone.
 * ``fpu``    a random Qwen2-VL of the same depth as Qwen2-VL-2B/7B (28 decoder layers, smaller
   width, ``--hidden``) at 64/256/1024 vision tokens: FPU per source and for the Table-1 set, and
   --cos overhead; the toy model's FPU too.
@@ -278,11 +278,21 @@ def _command_times(n: int) -> dict[str, tuple[float, float]]:
                                  ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"])):
             run_dir = Path(tmp) / label.split()[0]
             cmd = [sys.executable, *launcher, "-m", "creg", "run", "--adapter", "qwen2vl-toy", "--source",
-                   ",".join(TABLE1), "--n", str(n), "--no-progress", "--out", str(run_dir)]
+                   ",".join(TABLE1), "--limit", str(n), "--no-progress", "--out", str(run_dir)]  # --limit: torchrun reads --n as its own
             w0 = time.time()
             subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             out[label] = (time.time() - w0, json.loads((run_dir / "summary.json").read_text())["elapsed_s"])
     return out
+
+
+def section_commands(args) -> None:
+    """The whole ``creg run`` command against the whole ``torchrun`` command (see ``ranks``)."""
+    n = args.n_ranks
+    times = _command_times(n)
+    print(f"\n### The whole command ({n} samples, Table-1 sources, toy model, wall clock)\n")
+    print("| mode | whole command (s) | elapsed_s: explain loop (s) |\n|---|---:|---:|")
+    for label, (whole, loop) in times.items():
+        print(f"| {label} | {whole:.1f} | {loop:.1f} |")
 
 
 def section_ranks(args) -> None:
@@ -301,11 +311,7 @@ def section_ranks(args) -> None:
         cpu = [f"{r[3]:.3f}" for r in rows if r[0] == size]
         print(f"| {size} | {best[size]:.1f} | {best[size] / best[1]:.2f}x | {' / '.join(shares)} | {' / '.join(cpu)} |")
     if args.rank_commands:
-        times = _command_times(n)
-        print(f"\n### The whole command ({n} samples, Table-1 sources, toy model, wall clock)\n")
-        print("| mode | whole command (s) | elapsed_s: explain loop (s) |\n|---|---:|---:|")
-        for label, (whole, loop) in times.items():
-            print(f"| {label} | {whole:.1f} | {loop:.1f} |")
+        section_commands(args)
 
 
 # -- forward-pass units ---------------------------------------------------------------------

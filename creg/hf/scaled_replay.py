@@ -57,7 +57,8 @@ def _head_rows(head: torch.nn.Module, token_ids: list[int]) -> Callable[[torch.T
     """The head restricted to ``token_ids`` (a linear head: those rows of its weight), else the
     whole head then the columns."""
     weight = getattr(head, "weight", None)
-    if isinstance(head, torch.nn.Linear) and isinstance(weight, torch.Tensor):
+    if isinstance(head, torch.nn.Linear) and isinstance(weight, torch.Tensor) and not weight.is_meta \
+            and "forward" not in vars(head):
         w = weight[token_ids]
         bias = head.bias[token_ids] if head.bias is not None else None
         return lambda x: F.linear(x, w, bias)
@@ -73,6 +74,8 @@ def scaled_last_block(parts: DecoderParts, state: ReplayState, hidden: torch.Ten
     n = len(parts.layers)
     block = parts.layers[n - 1]
     attn = block.self_attn
+    if "forward" in vars(block) or any(p.is_meta for p in block.parameters()):
+        return None  # accelerate's hooks (offloaded weights load only inside the block's own forward)
     if (not supports_last_position(block) or hasattr(attn, "q_norm") or hasattr(attn, "k_norm")
             or getattr(attn, "sliding_window", None) is not None or getattr(attn.config, "attn_logit_softcapping", None)):
         return None

@@ -201,8 +201,8 @@ class IntegratedGradientsSource(RelevanceSource):
     of Grad x Act at its layer with the round-off flag (:mod:`creg.sources.roundoff`)."""
 
     name = "integrated_gradients"
-    description = ("integrated gradients at layer -2, zero baseline, Gauss-Legendre steps doubled from 50 until "
-                   "completeness holds to 5%, target z_gt (paper §5.1)")
+    description = ("integrated gradients at layer -2, zero baseline, Gauss-Legendre in log alpha, steps doubled from "
+                   "50 until completeness holds to 5%, target z_gt (paper §5.1)")
 
     class Options(PluginOptions):
         model_config = ConfigDict(extra="forbid", frozen=True)

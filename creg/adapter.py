@@ -446,6 +446,25 @@ class VLMAdapter(ABC):
         ``layer`` run: this is how integrated gradients avoid re-running the whole model.
         """
 
+    def scaled_layer_replay(self, output: ForwardOutput, layer: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The replay above ``layer`` on per-position scalings of its hidden state: a function
+        ``t (r * b, seq) -> (r * b, 4)`` class logits with ``t[i, j] * output.hidden[layer][i % b, j]``
+        in place of that hidden state, differentiable w.r.t. ``t``. Integrated gradients with a
+        zero baseline walks this path (``t`` = alpha everywhere); d logit / d t_j is
+        ``h_j . d logit / d h_j`` at the path point, the token's attribution summed over the
+        hidden width. The default builds the scaled hidden state and calls
+        :meth:`logits_from_layer`; an adapter that can do it more cheaply (``creg.hf.HFAdapter``:
+        the last block's keys and values once per batch) overrides it with the same numbers.
+        """
+        h = output.hidden[layer].detach()
+
+        def replay(t: torch.Tensor) -> torch.Tensor:
+            r = t.shape[0] // h.shape[0]
+            path = (t[..., None].to(h.device, torch.float32) * h.float().repeat(r, 1, 1)).to(h.dtype)
+            return self.logits_from_layer(output, layer, path)
+
+        return replay
+
     def layer_to_block(self, layer: int) -> int:
         """The 0-based decoder block whose *input* is hidden-state index ``layer``.
 

@@ -14,7 +14,7 @@ window is explained at batch sizes 1 and 2 while the device's peak memory is rea
 close to linear in the batch size, so the two peaks predict the largest size that fits 90 % of
 the free memory, and one pass at that size checks it (an out-of-memory error shrinks it). Three
 probe passes instead of the ~2 log2(64) of doubling and bisection, which on a 7B model at 1024
-vision tokens cost more than a 16-sample run (docs/speed.md). Without peak-memory readings
+vision tokens cost more than a 16-sample run (the earlier GPU measurements, docs/changelog.md). Without peak-memory readings
 (another device kind) it falls back to doubling and bisecting. On the CPU, :data:`CPU_AUTO_BATCH` (docs/speed.md: batching on the CPU only spreads the
 fixed per-call overhead, which is paid off by 8 samples).
 """

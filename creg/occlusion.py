@@ -43,8 +43,9 @@ Operators (what "occlude" means; §6.5 asks for more than grey fill):
   cell's centre than to its neighbours' along each axis (boundaries half-way between adjacent
   cell centres, the image border outside). The model sees whole tokens hidden, none partly.
 
-p_0 comes from the same no-grad forward call as the occluded images (one call per sample), so
-Delta S measures the occlusion only. A wedge that covers no pixel (it points out of the image)
+p_0 comes from the explained pass itself when the caller has it (``log_p0``: ``creg run --cos``
+passes the class logits of the forward its sources already ran), otherwise from the same no-grad
+forward call as the occluded images (one call per sample). A wedge that covers no pixel (it points out of the image)
 gets Delta S = 0 exactly, without a forward pass; its ``area`` in the record is 0.
 """
 
@@ -300,6 +301,7 @@ def causal_occlusion(
     op: Operator = "grey",
     cell_xy: Sequence[Any] | None = None,
     chunk_size: int | None = None,
+    log_p0: Sequence[float] | None = None,
 ) -> list[dict[str, Any] | None]:
     """The ``cos`` entry of each query's record (None where d_AB = 0).
 
@@ -312,6 +314,8 @@ def causal_occlusion(
     smaller one splits a sample's stack, p_0 riding with the first part), through
     :meth:`creg.adapter.VLMAdapter.occluded_class_logits` (no gradients).
     ``cell_xy``: per sample, the model's ``(gh, gw, 2)`` cell centres (needed for ``patch_drop``).
+    ``log_p0``: per sample, log p_0(gt) from a forward already run on the unoccluded image (the
+    explained pass: :func:`creg.scoring.pipeline.explain_batch`); then no unoccluded image is sent.
     """
     if op not in OPERATORS:
         raise ValueError(f"unknown occlusion operator {op!r}; choose one of {', '.join(OPERATORS)}")
@@ -362,13 +366,13 @@ def causal_occlusion(
 
     # per sample: its unoccluded image (p_0), then every non-empty occlusion (one call unless chunk_size splits it)
     logp_of: dict[WedgeKey, float] = {}
-    logp0: dict[int, float] = {}
+    logp0: dict[int, float] = {i: float(log_p0[i]) for i in needed} if log_p0 is not None else {}
     limit = chunk_size or max(len(samples), 2 * k + 1)
     for i in needed:
         base = np.asarray(images[i].convert("RGB"))
         fill = operator_fill(images[i], op)
         keys = [key for key in masks if (key[1] if key[0] == "area_matched" else key[0]) == i and masks[key].any()]
-        stack: list[WedgeKey | None] = [None, *keys]  # None: the unoccluded image
+        stack: list[WedgeKey | None] = [*([] if i in logp0 else [None]), *keys]  # None: the unoccluded image
         empty = np.zeros(base.shape[:2], dtype=bool)
         for start in range(0, len(stack), limit):
             part = stack[start:start + limit]

@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .capabilities import Capability
 from .options import PluginOptions
@@ -44,6 +44,10 @@ class RelevanceMap(BaseModel):
     * ``ref_box``: project around this box instead of the sample's reference box A
       (the randomised-reference control, ``random_ref``); the true direction A -> B used by the
       metrics is unchanged. None for every ordinary source.
+    * ``extra``: source-specific diagnostics, copied into the record's ``extra`` (JSON values),
+      e.g. the per-layer cancellation ratios (:mod:`creg.sources.roundoff`) or IG's completeness gap.
+    * ``flags``: record flags the source raises (e.g. ``roundoff_layer_-2``), added to the
+      projection's own.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -51,6 +55,8 @@ class RelevanceMap(BaseModel):
     values: torch.Tensor
     cell_xy: torch.Tensor | None = None
     ref_box: Box | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+    flags: list[str] = Field(default_factory=list)
 
 
 class GradientRequest(BaseModel):

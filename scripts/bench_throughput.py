@@ -8,8 +8,10 @@ processes from it), so the load of a shared machine cancels as far as it can:
 * time is **process CPU time** (``time.process_time``) with one intra-op thread, except for
   the ranks section, which needs wall-clock time (it prints each rank's CPU/wall share too: a
   rank that got less than a whole core shows it);
-* 1 FPU = one plain no-grad ``adapter.forward`` of the same sample, timed right before (the
-  smaller of that and the sample's own unit is used);
+* 1 FPU = one plain no-grad ``model(**inputs)`` of the same sample on inputs preprocessed once
+  (no image loading, processor or tokenizer in the unit), timed right before each measurement
+  (the smaller of that and the sample's own unit is used); ``adapter.forward`` (preprocessing
+  included) is printed in that unit beside the sources;
 * memory is the **peak process RSS above the phase's starting RSS** on CPU: the kernel's
   high-water mark (VmHWM) is reset per phase through ``/proc/self/clear_refs`` and glibc's mmap
   threshold is lowered to 64 KiB so that freed tensors leave RSS (torch has no CPU allocator
@@ -23,7 +25,9 @@ Sections (``--sections``, default all):
 * ``batch``  toy model (the ``qwen2vl-toy`` preset): samples/s of the Table-1 sources through the
   run pipeline (:func:`creg.scoring.explain_batch`) at batch sizes 1, 4 and 16; --cos overhead.
 * ``ranks``  toy model: 1 process vs 2 processes, each with its strided share of the same samples
-  (what ``torchrun --nproc-per-node 2 -m creg run`` does after start-up).
+  (what ``torchrun --nproc-per-node 2 -m creg run`` does after start-up); then the whole
+  ``creg run`` command against the whole ``torchrun`` command (start-up and model loads
+  included) beside each one's ``elapsed_s`` (the explain loop); ``commands`` runs that part alone.
 * ``fpu``    a random Qwen2-VL of the same depth as Qwen2-VL-2B/7B (28 decoder layers, smaller
   width, ``--hidden``) at 64/256/1024 vision tokens: FPU per source and for the Table-1 set, and
   --cos overhead; the toy model's FPU too.
@@ -32,6 +36,8 @@ Sections (``--sections``, default all):
 * ``phases`` the same model: where the Table-1 set's time goes, phase by phase in FPU (the
   shared forward, each source's explain), and GradCAM's floor (its forward with the graph from
   the vision output, its backward, the vision tower's share of a plain forward).
+* ``coslevers`` the same model: COS's occluded passes with and without each lever (p_0 from the
+  explained pass, the answer-row-only last block), in FPU.
 * ``captum`` the same model: ``integrated_gradients`` vs Captum's ``LayerIntegratedGradients`` run
   two ways, with equal results checked: (a) on a forward that starts at layer -2 (the last
   block, final norm and lm_head: Captum's fairest set-up, top layers only) and (b) on the full
@@ -257,6 +263,38 @@ def _spread(size: int, n: int) -> tuple[float, list[float]]:
     return wall, [g[3] / (g[2] - g[1]) for g in sorted(got)], sum(g[3] for g in got) / sum(g[4] for g in got)
 
 
+def _command_times(n: int) -> dict[str, tuple[float, float]]:
+    """Wall seconds of the whole ``creg run`` command (start-up and model load included) and its
+    ``elapsed_s`` (the explain loop and summary, load excluded, in both modes), for one process
+    and for ``torchrun --nproc-per-node 2`` on the same samples."""
+    import json
+    import subprocess
+
+    out = {}
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with tempfile.TemporaryDirectory(prefix="bench_ranks_") as tmp:
+        for label, launcher in (("1 process (creg run)", []),
+                                ("2 ranks (torchrun --nproc-per-node 2)",
+                                 ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"])):
+            run_dir = Path(tmp) / label.split()[0]
+            cmd = [sys.executable, *launcher, "-m", "creg", "run", "--adapter", "qwen2vl-toy", "--source",
+                   ",".join(TABLE1), "--limit", str(n), "--no-progress", "--out", str(run_dir)]  # --limit: torchrun reads --n as its own
+            w0 = time.time()
+            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out[label] = (time.time() - w0, json.loads((run_dir / "summary.json").read_text())["elapsed_s"])
+    return out
+
+
+def section_commands(args) -> None:
+    """The whole ``creg run`` command against the whole ``torchrun`` command (see ``ranks``)."""
+    n = args.n_ranks
+    times = _command_times(n)
+    print(f"\n### The whole command ({n} samples, Table-1 sources, toy model, wall clock)\n")
+    print("| mode | whole command (s) | elapsed_s: explain loop (s) |\n|---|---:|---:|")
+    for label, (whole, loop) in times.items():
+        print(f"| {label} | {whole:.1f} | {loop:.1f} |")
+
+
 def section_ranks(args) -> None:
     n = args.n_ranks
     rows = []
@@ -272,16 +310,53 @@ def section_ranks(args) -> None:
         shares = [", ".join(f"{s:.2f}" for s in r[2]) for r in rows if r[0] == size]
         cpu = [f"{r[3]:.3f}" for r in rows if r[0] == size]
         print(f"| {size} | {best[size]:.1f} | {best[size] / best[1]:.2f}x | {' / '.join(shares)} | {' / '.join(cpu)} |")
+    if args.rank_commands:
+        section_commands(args)
 
 
 # -- forward-pass units ---------------------------------------------------------------------
+def model_inputs(adapter, batch):
+    """The model's inputs for ``batch``, preprocessed once (image loading, processor, tokenizer)."""
+    return adapter.encode(batch)
+
+
+def plain_model_forward(adapter, inputs) -> None:
+    """1 FPU: the model's own ``model(**inputs)``, no grad, on preprocessed inputs."""
+    with torch.no_grad():
+        adapter.model(**inputs)
+
+
+class OccludedCount:
+    """Counts the occluded images COS sends to the model (the adapter's ``occluded_class_logits``)."""
+
+    def __init__(self, adapter):
+        self.adapter, self.n = adapter, 0
+
+    def __enter__(self):
+        inner = self.adapter.occluded_class_logits
+
+        def counted(samples, images):
+            self.n += len(images)
+            return inner(samples, images)
+
+        self.adapter.occluded_class_logits = counted
+        return self
+
+    def __exit__(self, *exc):
+        del self.adapter.occluded_class_logits
+
+
 def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
+    """Per source (and the Table-1 set, and --cos) CPU time / one plain ``model(**inputs)``
+    forward of the same sample (inputs preprocessed once, outside the timing), interleaved: the
+    unit is re-timed right before each measurement and the smaller kept."""
     from creg.context import ExplainContext
     from creg.scoring.pipeline import ScoringSettings, explain_batch
 
+    inputs = {s.id: model_inputs(adapter, [s]) for s in samples}
+
     def plain(batch):
-        with torch.no_grad():
-            adapter.forward(batch)
+        plain_model_forward(adapter, inputs[batch[0].id])
 
     def run_sources(batch, srcs):
         ctx = ExplainContext.for_sources(batch, adapter, srcs)  # as a run plans it (creg.scoring.pipeline)
@@ -306,9 +381,21 @@ def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
                 ratios.setdefault("Table-1 set", []).append(cpu_time(lambda: run_sources(batch, t1)) / u)
             if cos:
                 a = cpu_time(lambda: explain_batch(batch, t1, adapter, ScoringSettings()))
-                b = cpu_time(lambda: explain_batch(batch, t1, adapter, ScoringSettings(cos=True)))
-                ratios.setdefault("--cos adds", []).append(b / a - 1)
+                with OccludedCount(adapter) as count:
+                    b = cpu_time(lambda: explain_batch(batch, t1, adapter, ScoringSettings(cos=True)))
+                u = min(unit, cpu_time(lambda: plain(batch)))
+                ratios.setdefault("--cos adds (x run)", []).append(b / a - 1)
+                ratios.setdefault("--cos adds (FPU)", []).append((b - a) / u)
+                ratios.setdefault("occluded images", []).append(count.n)
+                ratios.setdefault("--cos adds / (images x 1 FPU)", []).append((b - a) / u / max(count.n, 1))
+            u = min(unit, cpu_time(lambda: plain(batch)))
+            ratios.setdefault("adapter.forward (preprocessing included)", []).append(
+                cpu_time(lambda: adapter.forward(batch)) / u)
     return ratios
+
+
+COS_ROWS = ["--cos adds (x run)", "--cos adds (FPU)", "occluded images", "--cos adds / (images x 1 FPU)"]
+FPU_ROWS = ["adapter.forward (preprocessing included)", *PER_SOURCE, "Table-1 set", *COS_ROWS]
 
 
 def _memory_phases(adapter, sample, *, release: bool):
@@ -362,16 +449,16 @@ def section_fpu(args) -> None:
         seqs[tok] = int(adapter.encode(samples[:1])["input_ids"].shape[1])
         per_source = [n for n in args.per_source.split(",") if n]
         names = per_source if tok <= args.per_source_max else [n for n in per_source if n == "gradcam"]
-        with torch.no_grad():
-            units[tok] = min(cpu_time(lambda: adapter.forward(samples[:1])) for _ in range(2))
+        inputs = model_inputs(adapter, samples[:1])
+        units[tok] = min(cpu_time(lambda: plain_model_forward(adapter, inputs)) for _ in range(2))
         results[tok] = _fpu_rows(adapter, samples, names, args.repeats, cos=tok <= args.cos_max)
         print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
     head = " | ".join(f"{t} tokens" for t in tokens)
     print(f"| FPU (median) | {head} |")
     print("|---|" + "---:|" * len(tokens))
-    print("| 1 FPU = plain forward (s CPU) | " + " | ".join(f"{units[t]:.2f}" for t in tokens) + " |")
+    print("| 1 FPU = model(**inputs) (s CPU) | " + " | ".join(f"{units[t]:.3f}" for t in tokens) + " |")
     print("| sequence length | " + " | ".join(str(seqs[t]) for t in tokens) + " |")
-    for row in PER_SOURCE + ["Table-1 set", "--cos adds"]:
+    for row in FPU_ROWS:
         cells = [f"{med(results[t][row]):.2f}" if row in results[t] else "-" for t in tokens]
         print(f"| {row} | " + " | ".join(cells) + " |")
 
@@ -381,7 +468,7 @@ def section_fpu(args) -> None:
     r = _fpu_rows(toy, synthetic(args.n_fpu), PER_SOURCE, args.repeats)
     print("\n### Toy model (qwen2vl-toy), 64 vision tokens\n")
     print("| FPU (median) | toy |\n|---|---:|")
-    for row in PER_SOURCE + ["Table-1 set", "--cos adds"]:
+    for row in FPU_ROWS:
         print(f"| {row} | {med(r[row]):.2f} |")
 
 
@@ -410,9 +497,10 @@ def _time_phases(adapter, sample):
     vision tower's share of a plain forward."""
     from creg.context import ExplainContext
 
+    inputs = model_inputs(adapter, [sample])
+
     def plain():
-        with torch.no_grad():
-            adapter.forward([sample])
+        plain_model_forward(adapter, inputs)
 
     unit = min(cpu_time(plain) for _ in range(3))
     out = {}
@@ -487,6 +575,56 @@ def section_phases(args) -> None:
     for ph in dict.fromkeys(k for t in tokens for k in res[t]):
         cells = [res[t].get(ph, float("nan")) for t in tokens]
         print(f"| {ph} | " + " | ".join(c if isinstance(c, str) else f"{c:.2f}" for c in cells) + " |")
+
+
+# -- what each COS lever saves ----------------------------------------------------------------
+def section_coslevers(args) -> None:
+    """COS's occluded passes on one sample in FPU, with and without each lever: p_0 from the
+    explained pass (no unoccluded image sent) and the answer-row-only last block."""
+    from creg.compass import project_to_compass
+    from creg.context import ExplainContext
+    from creg.occlusion import CosQuery, causal_occlusion, gt_log_probs
+
+    adapter, _ = load_deep_from(args)
+    tokens = [int(t) for t in args.tokens.split(",")]
+    on, off = adapter.options, adapter.options.model_copy(update={"answer_only_forward": False})
+    rows: dict[int, dict[str, list[float]]] = {}
+    for tok in tokens:
+        sample = synthetic(1, TOKEN_SIDES[tok])[0]
+        inputs = model_inputs(adapter, [sample])
+        t1 = sources(TABLE1)
+        ctx = ExplainContext.for_sources([sample], adapter, t1)
+        queries = []
+        for src in t1:
+            m = src.explain(ctx)[0]
+            c = project_to_compass(m.values, sample.ref_box, sample.tgt_box, sample.image_size, cell_xy=m.cell_xy)
+            queries.append(CosQuery(0, c.peak_sector, (m.ref_box or sample.ref_box).center, c.r_max))
+        cell_xy = [ctx.layout(0).cell_xy]
+        log_p0 = gt_log_probs(ctx.output.class_logits.detach(), [sample.option])
+        ctx.release()
+        variants = {
+            "COS before (p_0 forward, full last block)": (off, None),
+            "p_0 from the explained pass": (off, log_p0),
+            "+ answer row only (now)": (on, log_p0),
+        }
+        out: dict[str, list[float]] = {}
+        for _ in range(args.repeats):
+            for name, (options, p0) in variants.items():
+                adapter.options = options
+                with OccludedCount(adapter) as count:
+                    spent = cpu_time(lambda: causal_occlusion(adapter, [sample], queries, k=8, rho_r=2.0,
+                                                              cell_xy=cell_xy, log_p0=p0))
+                adapter.options = on
+                unit = min(cpu_time(lambda: plain_model_forward(adapter, inputs)) for _ in range(2))
+                out.setdefault(name, []).append(spent / unit)
+                out.setdefault(f"{name}: images sent", []).append(count.n)
+        rows[tok] = out
+        print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
+    print("\n### What each COS lever saves (one sample, Table-1 sources' queries, K = 8, FPU, median)\n")
+    print("| COS occluded passes | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
+    print("|---|" + "---:|" * len(tokens))
+    for name in rows[tokens[0]]:
+        print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):.2f}" for t in tokens) + " |")
 
 
 # -- Captum ---------------------------------------------------------------------------------
@@ -628,6 +766,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-batch", type=int, default=16)
     p.add_argument("--n-ranks", type=int, default=32)
     p.add_argument("--rank-repeats", type=int, default=2)
+    p.add_argument("--no-rank-commands", dest="rank_commands", action="store_false",
+                   help="ranks: leave out the whole-command timing of creg run against torchrun")
     p.add_argument("--n-fpu", type=int, default=1)
     p.add_argument("--no-toy", action="store_true", help="fpu: leave out the toy model's column")
     p.add_argument("--profile-backward", action="store_true", help="phases: also profile GradCAM's backward by op")

@@ -128,5 +128,6 @@ def test_explain_with_a_model_prints_the_answer(fake, tmp_path):
     assert record.logits is not None and record.pred in ("left", "right", "above", "below")
     assert compass.probs.sum().item() == pytest.approx(1.0)
     text = format_explanation(s, record, "creg")
-    probs = [float(t.split()[-1].rstrip(",)")) for t in text.splitlines()[-1].split("(")[1].split(",")]
+    model_line = next(line for line in text.splitlines() if line.startswith("model:"))  # flags may follow it
+    probs = [float(t.split()[-1].rstrip(",)")) for t in model_line.split("(")[1].split(",")]
     assert sum(probs) == pytest.approx(1.0, abs=0.02) and f"model: {record.pred}" in text

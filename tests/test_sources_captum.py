@@ -130,7 +130,7 @@ def test_gradxact_one_layer_lower_matches_captum_to_1e4_relative(qwen, samples):
 def test_integrated_gradients_match_captum_layer_integrated_gradients(qwen, samples):
     from captum.attr import LayerIntegratedGradients
 
-    src = IntegratedGradientsSource()
+    src = IntegratedGradientsSource(steps=50, method="gausslegendre")  # Captum's rule and count
     ctx = ExplainContext(samples, qwen, merge_requests([src.request()]))
     maps = src.explain(ctx)
     ours = layer_integrated_gradients(qwen, ctx.output, -2, _gt(samples), steps=50)

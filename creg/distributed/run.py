@@ -60,7 +60,6 @@ def run_data_parallel(runner, world: World, messages: Messages):
         runner.log = lambda m: log(f"[rank {world.rank}] {m}")
     names = [s.name for s in runner.sources]
     doc = runner.describe()
-    t0 = time.perf_counter()
 
     # 1. rank 0 takes the run directory; every rank loads its replica
     main: RunWriter | None = None
@@ -102,7 +101,7 @@ def run_data_parallel(runner, world: World, messages: Messages):
     mine = shard(pending, world.rank, world.size)
     result: RunResult | None = None
     error = None
-    t_share = time.perf_counter()
+    t_share = time.perf_counter()  # elapsed_s runs from here, as one process's runs from its loop (load excluded)
     try:
         with RunWriter(part_path(runner.out, world.rank), doc, sources=names, overwrite=True, log=runner.log) as part:
             part.start()
@@ -118,7 +117,7 @@ def run_data_parallel(runner, world: World, messages: Messages):
             absorb_parts(main, order=[s.id for s in pending])
             complete = all(o["error"] is None for o in outcomes)
             summary, table, skipped = runner.write_summary(main, complete=complete,
-                                                           elapsed_s=round(time.perf_counter() - t0, 2))
+                                                           elapsed_s=round(time.perf_counter() - t_share, 2))
         finally:
             main.__exit__(None, None, None)
         if error is not None:

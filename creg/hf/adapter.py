@@ -52,6 +52,8 @@ class HFAdapter(VLMAdapter):
                                           "computed beside it from the same query and key, the pass unchanged")
         answer_only_replay: bool = Field(True, description="logits_from_layer computes the last block for the "
                                          "answer position only (same result, cheaper)")
+        answer_only_forward: bool = Field(True, description="the forward pass computes the last block for the "
+                                          "answer position only when nothing reads its other rows (same result, cheaper)")
         device_map: DeviceMapField = Field(
             None, description="accelerate's placement of the layers over several devices: auto, balanced, "
             "balanced_low_0, sequential or {module: device} (the config's device is then ignored; docs/distributed.md)")
@@ -252,6 +254,7 @@ class HFAdapter(VLMAdapter):
             self.decoder, hidden_blocks=hidden_blocks, norm_layers=norm_layers,
             vision=self.vision_hook(cpu_batch, layouts) if request.vision_activations else None,
             on_attention=on_attention if request.attentions else None,
+            answer_only=self.options.answer_only_forward,
         )
         batch = self.to_model(cpu_batch)
         with capture, torch.no_grad():
@@ -281,6 +284,19 @@ class HFAdapter(VLMAdapter):
             raise ValueError(f"hidden must be (r*{b}, {ref.shape[1]}, {ref.shape[2]}), got {tuple(hidden.shape)}")
         logits = replay_decoder(self.decoder, state, block, hidden.to(ref.dtype), answer_only=self.options.answer_only_replay)
         return logits[:, list(self.option_token_ids)].float().to(hidden.device)  # where the caller's tensors are
+
+    def scaled_layer_replay(self, output: ForwardOutput, layer: int):
+        """The last block's input (-2): keys and values once per batch (:mod:`creg.hf.scaled_replay`)
+        when the block allows it and ``answer_only_replay`` is on; otherwise the generic replay."""
+        state = output.state
+        if (isinstance(state, ReplayState) and self.options.answer_only_replay and layer in output.hidden
+                and self.layer_to_block(layer) == self.num_layers - 1):
+            from .scaled_replay import scaled_last_block
+
+            fast = scaled_last_block(self.decoder, state, output.hidden[layer], list(self.option_token_ids))
+            if fast is not None:
+                return lambda t: fast(t).float().to(t.device)
+        return super().scaled_layer_replay(output, layer)
 
     # -- references for the contract ---------------------------------------------------------
     def next_token_logits(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> torch.Tensor:

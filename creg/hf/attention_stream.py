@@ -101,14 +101,23 @@ def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_ma
     if k.shape[1] != h:  # GQA: query head i reads key head i // n_rep
         n_rep = h // k.shape[1]
         k = k[:, :, None].expand(b, k.shape[1], n_rep, k_len, d).reshape(b, h, k_len, d)
-    scores = torch.matmul(q, k.transpose(2, 3)).mul_(d ** -0.5 if scaling is None else scaling)
+    scale = d ** -0.5 if scaling is None else scaling
+    if additive is None:
+        additive = additive_mask(attention_mask, q_len, k_len, is_causal=is_causal, sliding_window=sliding_window,
+                                 device=q.device)
+    if softcap is None and position_bias is None and (additive is None or additive.shape[:2] == (1, 1)):
+        # one fused pass over the (b h, q, k) scores: scale * Q K^T + mask (the mask shared by the batch)
+        qf, kf = q.reshape(b * h, q_len, d), k.reshape(b * h, k_len, d).transpose(1, 2)
+        if additive is None:
+            scores = torch.bmm(qf, kf).mul_(scale)
+        else:
+            scores = torch.baddbmm(additive.reshape(1, q_len, k_len), qf, kf, alpha=scale)
+        return torch.softmax(scores, dim=-1).view(b, h, q_len, k_len)
+    scores = torch.matmul(q, k.transpose(2, 3)).mul_(scale)
     if softcap is not None:
         scores = scores.div_(softcap).tanh_().mul_(softcap)
     if position_bias is not None:
         scores = scores.add_(position_bias.float())
-    if additive is None:
-        additive = additive_mask(attention_mask, q_len, k_len, is_causal=is_causal, sliding_window=sliding_window,
-                                 device=scores.device)
     if additive is not None:
         scores = scores.add_(additive)  # lowest + a finite score stays finite: no -inf, no NaN row
     return torch.softmax(scores, dim=-1)

@@ -135,8 +135,14 @@ class ForwardCapture:
         norm_layers: list[int],
         vision: VisionHook | None = None,
         on_attention: Callable[[int, torch.Tensor], None] | None = None,
+        answer_only: bool = False,
     ):
         self.parts = parts
+        #: run the last block for the answer (last) position only when nothing reads its other
+        #: rows (no final-norm layer): :func:`creg.hf.replay.last_position_block`. Its attention
+        #: map, if streamed, is computed from its input for every row (:meth:`_last_layer_map`),
+        #: so the pass is the same with and without attention maps.
+        self.answer_only = answer_only and not norm_layers
         self.hidden_blocks = hidden_blocks
         self.norm_layers = norm_layers
         self.vision = vision
@@ -155,6 +161,7 @@ class ForwardCapture:
         self.replay = ReplayState()
         self._handles: list[Any] = []
         self._stream: AttentionStream | None = None
+        self._patched: nn.Module | None = None
 
     # -- hooks -----------------------------------------------------------------------------
     def _vision_hook(self, module, args, output):
@@ -197,9 +204,56 @@ class ForwardCapture:
 
         return hook
 
+    def _last_layer_map(self, block: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) -> None:
+        """Stream the last layer's ``(b, heads, s, s)`` attention probabilities (every query row)
+        from its input, as :class:`AttentionStream` computes them from the layer's own query and key."""
+        from .attention_stream import attention_probabilities
+        from .replay import _apply_rotary
+
+        attn = block.self_attn
+        with torch.no_grad():
+            x = block.input_layernorm(hidden)
+            b, s, _ = x.shape
+            q = attn.q_proj(x).view(b, s, -1, attn.head_dim)
+            k = attn.k_proj(x).view(b, s, -1, attn.head_dim)
+            if hasattr(attn, "q_norm"):
+                q, k = attn.q_norm(q), attn.k_norm(k)
+            cos, sin = kwargs["position_embeddings"]
+            q, k = _apply_rotary(attn, q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+            probs = attention_probabilities(q, k, kwargs.get("attention_mask"), scaling=attn.scaling,
+                                            is_causal=getattr(attn, "is_causal", True),
+                                            sliding_window=getattr(attn, "sliding_window", None))
+        self.on_attention(len(self.parts.layers) - 1, probs)
+
+    def _answer_only_forward(self, block: nn.Module, original: Callable[..., Any]) -> Callable[..., Any]:
+        from .replay import last_position_block
+
+        def forward(hidden_states, *args, **kwargs):
+            if args or "position_embeddings" not in kwargs:
+                raise RuntimeError(f"{type(block).__name__} was called without keyword position_embeddings: "
+                                   "load the adapter with answer_only_forward=false")
+            if self.on_attention is not None:
+                self._last_layer_map(block, hidden_states, kwargs)
+            return last_position_block(block, hidden_states, kwargs)  # b 1 d: the final norm and head read only it
+
+        return forward
+
+    def _answer_only_applies(self) -> bool:
+        """The last block can run for the answer row alone: a Llama/Qwen-style pre-norm block whose
+        ``forward`` is its class's (a block wrapped by accelerate's device-map hooks, which replace
+        the instance's ``forward``, keeps the full block)."""
+        from .replay import supports_last_position
+
+        last = self.parts.layers[-1]
+        return self.answer_only and supports_last_position(last) and "forward" not in vars(last)
+
     # -- context ---------------------------------------------------------------------------
     def __enter__(self) -> "ForwardCapture":
         layers = self.parts.layers
+        if self._answer_only_applies():
+            last = layers[-1]
+            last.forward = self._answer_only_forward(last, last.forward)  # the instance's own, removed on exit
+            self._patched = last
         if self.vision is not None:
             self._handles.append(self.vision.module.register_forward_hook(self._vision_hook, prepend=True))
         for i in range(self.first_replay_block, len(layers)):
@@ -209,6 +263,8 @@ class ForwardCapture:
         if self.on_attention is not None:
             streamed = {}
             for i, layer in enumerate(layers):
+                if self._patched is not None and i == len(layers) - 1:
+                    continue  # streamed by _last_layer_map
                 if AttentionStream.implementation(layer.self_attn) == "eager":
                     self._handles.append(layer.self_attn.register_forward_hook(self._attention_hook(i)))
                 else:
@@ -228,3 +284,6 @@ class ForwardCapture:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if self._patched is not None:
+            del self._patched.forward
+            self._patched = None

@@ -8,7 +8,9 @@
                         "by_correct": {"correct": {...}, "incorrect": {...}},
                         "flags": {FLAG: count},
                         "cos": {"n", "op", "peak"|"true": {"delta"|"delta_opp"|"cos": {"mean", "ci"}},
-                                "adjacent": {"delta"|"cos": {"mean", "ci"}}}  (only with --cos)}},
+                                "adjacent": {"delta"|"cos": {"mean", "ci"}}}  (only with --cos),
+                        "completeness_gap": {"n", "median", "max", "steps"} (IG),
+                        "cancellation": {LAYER: median ratio} (sources built on g.h; creg.reporting.diagnostics)}},
      "vlm_accuracy": float | null, "vlm_accuracy_ci": [lo, hi] | null,
      "accuracy_by_class": {REL: float} | null,
      "metrics": {METRIC: {"label", "higher_is_better", "description", "plugin"}},
@@ -33,6 +35,7 @@ from ..occlusion import summarize_cos
 from ..records import SampleRecord
 from ..run_config import NO_MODEL
 from ..sample import RELATIONS
+from .diagnostics import diagnostics_lines, source_diagnostics
 
 
 def _mean(x: np.ndarray) -> float | None:
@@ -84,6 +87,7 @@ def summarize_source(recs: Sequence[SampleRecord], seed: int = 0, metrics=None) 
     cos = summarize_cos([r.cos for r in recs], seed)
     if cos is not None:
         out["cos"] = cos
+    out.update(source_diagnostics(recs))  # IG's completeness gap, Grad x Act's cancellation ratios
     return out
 
 
@@ -213,6 +217,7 @@ def markdown_table(summary: dict[str, Any], title: str = "", metrics=None) -> st
             f"COS at the true direction ({c['op']}, n={c['n']}): {_fmt(t['cos']['mean'], 3, t['cos']['ci'], 3, sign=True)} "
             f"(ΔS_true {_fmt(t['delta']['mean'], 3, sign=True)}, ΔS_opp {_fmt(t['delta_opp']['mean'], 3, sign=True)})"
         )
+    lines += diagnostics_lines(summary)
     skipped = summary.get("skipped") or {}
     if skipped:
         lines.append("Skipped samples: " + ", ".join(f"{k}: {v}" for k, v in skipped.items()))

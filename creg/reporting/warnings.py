@@ -22,6 +22,8 @@ the list under ``"warnings"``. Kinds:
 * ``no_figure`` -- a source gets no example figure (no sample with a defined DAE);
 * ``flagged`` -- a source's records with degenerate relevance (no mass within r_max, non-finite
   values, A and B at the same centre), per flag;
+* ``roundoff`` -- a source's records flagged ``roundoff_layer_<l>``: Grad x Act at layer l cancels
+  to round-off (:mod:`creg.sources.roundoff`), once per source and layer;
 * ``partial`` -- the run did not finish;
 * ``blank_prior`` / ``blank_dae`` / ``blank_empty`` -- the blank-image control (``--control blank``): a
   source's peaks on blanks are not uniform, a class's DAE on scenes is no better than on blanks, or most
@@ -34,6 +36,7 @@ from typing import Any, Sequence
 
 from ..records import SampleRecord
 from ..sample import RELATIONS
+from ..sources.roundoff import ROUNDOFF_RATIO, flag_layer
 
 #: Flags that make a record's compass meaningless (uniform P, DAE undefined or drawn at random).
 WARNED_FLAGS = {
@@ -131,6 +134,13 @@ def run_warnings(config: dict[str, Any] | None, summary: dict[str, Any],
             if flags.get(flag):
                 out.append({"kind": "flagged", "source": source, "flag": flag, "count": int(flags[flag]), "n": n,
                             "message": f"{source}: {flags[flag]} of {n} records flagged {flag}: {why}"})
+        for flag, count in flags.items():
+            layer = flag_layer(flag)
+            if layer is not None and count:
+                out.append({"kind": "roundoff", "source": source, "flag": flag, "layer": layer, "count": int(count),
+                            "n": n, "message": f"{source}: round-off at layer {layer} in {count} of {n} records "
+                            f"(Grad x Act cancels to below {ROUNDOFF_RATIO:g} of its magnitude: this layer measures "
+                            f"the norm's eps, not evidence; see docs/paper-to-code.md)"})
     from ..controls.prior import control_warnings
 
     out += control_warnings((summary.get("controls") or {}).get("blank"))

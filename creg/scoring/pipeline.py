@@ -28,7 +28,7 @@ from ..compass import Compass, project_to_compass, uniform_cell_xy
 from ..context import ExplainContext
 from ..ground_truth import ground_truth_scores
 from ..metrics import direction_alignment_error, edge_hit
-from ..occlusion import CosQuery, Operator, causal_occlusion
+from ..occlusion import CosQuery, Operator, causal_occlusion, gt_log_probs
 from ..relevance import RelevanceMap
 from ..sample import RELATIONS, Sample
 from ..store.schema import SampleFacts, SourceRow
@@ -136,7 +136,7 @@ def score_map(sample: Sample, rmap: RelevanceMap, settings: ScoringSettings, *, 
         sample_id=sample.id, source=source, compass=[float(p) for p in compass.probs],
         peak_sector=compass.peak_sector, peak_angle=compass.peak_angle, sector_angle=compass.sector_angle,
         dae=dae, dae_sector=dae_s, ea=bool(edge_hit(dae)) if dae is not None else None, dae_no_ref=dae_nr,
-        flags=list(compass.flags), extra=dict(getattr(rmap, "extra", None) or {}),
+        flags=[*compass.flags, *getattr(rmap, "flags", ())], extra=dict(getattr(rmap, "extra", None) or {}),
     )
     return row, compass
 
@@ -260,7 +260,8 @@ def explain_batch(batch: Sequence[Sample], sources: Sequence[Any], adapter, sett
         ctx.release()
         with blame(f"{who} (causal occlusion)"):
             entries = causal_occlusion(adapter, batch, [q for _, _, q in cos_queries], k=settings.k, rho_r=settings.rho_r,
-                                       op=settings.cos_op, cell_xy=cell_xy)
+                                       op=settings.cos_op, cell_xy=cell_xy,  # p_0 from the pass already run:
+                                       log_p0=gt_log_probs(torch.from_numpy(logits), [s.option for s in batch]))
         by_sample_source = {(i, j): e for (i, j, _), e in zip(cos_queries, entries)}
         for (i, j), entry in by_sample_source.items():
             if entry is None:

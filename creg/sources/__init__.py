@@ -26,7 +26,7 @@ def register_sources(register):
     register("gradcam", "creg.sources.gradcam:GradCamSource",
              description="GradCAM on the last vision-encoder layer, target z_gt, upsampled to the token grid (paper §5.1)")
     register("integrated_gradients", "creg.sources.integrated_gradients:IntegratedGradientsSource",
-             description="integrated gradients at layer -2, zero baseline, 50 Gauss-Legendre steps, target z_gt (paper §5.1)")
+             description="integrated gradients at layer -2, zero baseline, Gauss-Legendre in log alpha, steps doubled from 50 until completeness holds to 5%, target z_gt (paper §5.1)")
     register("attention_rollout", "creg.sources.attention_rollout:AttentionRolloutSource",
              description="attention rollout over all decoder layers, last-token row (paper §5.1)")
     register("target_box", "creg.sources.target_box:TargetBoxSource", needs_model=False,

@@ -39,7 +39,8 @@ from ..options import PluginOptions
 from ..context import ExplainContext
 from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest, Target
 from .gradxact import grad_times_act
-from .option_types import Lowercase
+from .option_types import Layers, Lowercase
+from .roundoff import annotate
 from .token_grid import relevance_map, to_grid, vision_tokens
 
 #: the paper's default layers (Appendix A.3): the inputs of the last four decoder blocks.
@@ -177,10 +178,14 @@ class CregSource(RelevanceSource):
         return results
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
-        return [
+        return self.diagnose(ctx, [
             relevance_map(to_grid(r, ctx.layout(i)), ctx.layout(i))
             for i, (r, _) in enumerate(self.vision_relevance(ctx))
-        ]
+        ])
+
+    def diagnose(self, ctx: ExplainContext, maps: list[RelevanceMap]) -> list[RelevanceMap]:
+        """``maps`` with each layer's cancellation ratio and round-off flag (:mod:`creg.sources.roundoff`)."""
+        return annotate(maps, ctx, ctx.gradients(self.target, self.layers), self.layers)
 
 
 class CregGtSource(CregSource):

@@ -17,6 +17,7 @@ from ..options import PluginOptions
 from ..context import ExplainContext
 from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest
 from .option_types import Layer, Lowercase
+from .roundoff import annotate
 from .token_grid import token_relevance_maps
 
 
@@ -49,4 +50,4 @@ class GradXActSource(RelevanceSource):
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         grad = ctx.gradients(self.target, [self.layer])[self.layer]
         relevance = grad_times_act(grad, ctx.output.hidden[self.layer])  # b seq
-        return token_relevance_maps(relevance, ctx)
+        return annotate(token_relevance_maps(relevance, ctx), ctx, {self.layer: grad}, [self.layer])

@@ -45,4 +45,4 @@ class RandomReferenceSource(CregSource):
             layout = ctx.layout(i)
             ref = random_reference_box(ctx.samples[i], ctx.rng(i, self.name))
             maps.append(relevance_map(to_grid(r, layout), layout, ref_box=ref))
-        return maps
+        return self.diagnose(ctx, maps)

@@ -90,3 +90,18 @@ def test_shaped_training_logs_its_losses_and_resumes_to_the_same_weights(small_d
     assert all(torch.equal(a[k], b[k]) for k in a)
     saved = json.loads((tmp_path / "whole" / "training_config.json").read_text())
     assert saved["read_window"] == [1, 1] and saved["knockout_weight"] == 1.0
+
+
+def test_reinit_outputs_gives_an_identity_grown_block_fresh_output_projections(small_dir, tmp_path):
+    from creg_toy.growth import grow_checkpoint, reinit_outputs
+
+    grow_checkpoint(small_dir, tmp_path / "deep", text_layers=4, vision_depth=1, seed=1)
+    layers = load_adapter(tmp_path / "deep").model.model.language_model.layers
+    assert layers[1].self_attn.o_proj.weight.abs().max() == 0  # grown as an identity
+    keep = layers[0].self_attn.o_proj.weight.clone()
+    reinit_outputs(tmp_path / "deep", [1], seed=3)
+    layers = load_adapter(tmp_path / "deep").model.model.language_model.layers
+    w = layers[1].self_attn.o_proj.weight
+    assert w.abs().max() > 0 and float(w.std()) == pytest.approx(w.shape[1] ** -0.5, rel=0.3)
+    assert layers[1].mlp.down_proj.weight.abs().max() > 0
+    assert torch.equal(layers[0].self_attn.o_proj.weight, keep)

@@ -51,6 +51,24 @@ def set_image_side(checkpoint: str | Path, image_side: int) -> None:
     f.write_text(json.dumps(pp, indent=2, sort_keys=True) + "\n")
 
 
+def reinit_outputs(checkpoint: str | Path, blocks, seed: int = 0) -> None:
+    """Give decoder blocks ``blocks`` of a checkpoint fresh output projections (``o_proj``,
+    ``down_proj``: normal, std 1/sqrt(fan-in)), in place: a block grown as an identity adds
+    nothing to the residual stream and gets almost no gradient, so it stays inert in training."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    checkpoint = Path(checkpoint)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    layers = model.model.language_model.layers
+    with torch.no_grad():
+        for b in blocks:
+            for lin in (layers[b].self_attn.o_proj, layers[b].mlp.down_proj):
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen) / math.sqrt(lin.weight.shape[1]))
+    model.save_pretrained(checkpoint)
+    (checkpoint / "generation_config.json").unlink(missing_ok=True)
+
+
 def grow_checkpoint(src: str | Path, dst: str | Path, *, text_layers: int, vision_depth: int,
                     image_side: int | None = None, seed: int = 0) -> dict[str, int]:
     """Write a grown copy of checkpoint ``src`` to ``dst`` (tokenizer, chat template and

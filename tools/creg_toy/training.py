@@ -77,6 +77,9 @@ class ToyConfig:
     knockout_weight: float = 0.0
     knockout_margin: float = 0.3
     knockout_samples: int = 8
+    #: with ``init_from``: decoder blocks whose output projections are re-initialised at the start
+    #: (fan-in normal), so that blocks grown as identities join the computation.
+    reinit_blocks: tuple[int, ...] = ()
 
     def comparable(self) -> dict[str, Any]:
         """The fields a resume must match (``steps`` may be extended)."""
@@ -88,6 +91,7 @@ class ToyConfig:
 
 def _from_json(d: dict[str, Any]) -> dict[str, Any]:
     d = {**d, "flips": tuple(d["flips"])}
+    d["reinit_blocks"] = tuple(d.get("reinit_blocks", ()))
     if d.get("read_window") is not None:
         d["read_window"] = tuple(d["read_window"])
     return d
@@ -154,10 +158,12 @@ def _start(cfg: ToyConfig, out: Path) -> None:
         grow_checkpoint(cfg.grow_from, out, seed=cfg.seed, **cfg.grow)
     elif cfg.init_from:
         shutil.copytree(cfg.init_from, out, ignore=shutil.ignore_patterns("training_*", STATE))
-        if cfg.image_side:
-            from .growth import set_image_side
+        from .growth import reinit_outputs, set_image_side
 
+        if cfg.image_side:
             set_image_side(out, cfg.image_side)
+        if cfg.reinit_blocks:
+            reinit_outputs(out, cfg.reinit_blocks, seed=cfg.seed)
     else:
         raise ValueError("a toy training run starts from a checkpoint: give grow_from or init_from")
 

@@ -97,11 +97,11 @@ def test_reinit_outputs_gives_an_identity_grown_block_fresh_output_projections(s
 
     grow_checkpoint(small_dir, tmp_path / "deep", text_layers=4, vision_depth=1, seed=1)
     layers = load_adapter(tmp_path / "deep").model.model.language_model.layers
-    assert layers[1].self_attn.o_proj.weight.abs().max() == 0  # grown as an identity
-    keep = layers[0].self_attn.o_proj.weight.clone()
-    reinit_outputs(tmp_path / "deep", [1], seed=3)
+    assert layers[2].self_attn.o_proj.weight.abs().max() == 0  # grown as an identity (3 -> 4: new block 2)
+    keep = layers[1].self_attn.o_proj.weight.clone()
+    reinit_outputs(tmp_path / "deep", [2], seed=3)
     layers = load_adapter(tmp_path / "deep").model.model.language_model.layers
-    w = layers[1].self_attn.o_proj.weight
+    w = layers[2].self_attn.o_proj.weight
     assert w.abs().max() > 0 and float(w.std()) == pytest.approx(w.shape[1] ** -0.5, rel=0.3)
-    assert layers[1].mlp.down_proj.weight.abs().max() > 0
-    assert torch.equal(layers[0].self_attn.o_proj.weight, keep)
+    assert layers[2].mlp.down_proj.weight.abs().max() > 0
+    assert torch.equal(layers[1].self_attn.o_proj.weight, keep)

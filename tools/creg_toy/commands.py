@@ -35,6 +35,8 @@ def _scene_options(layout: str, distractors: int) -> dict:
               help="weight of the 'every block matters' loss (one knocked-out block per step)")
 @click.option("--reinit-blocks", default="", metavar="I,J,...",
               help="with --init-from: decoder blocks whose output projections start afresh")
+@click.option("--reinit-scale", type=float, default=1.0, show_default=True,
+              help="std of those projections, in units of 1/sqrt(fan-in)")
 @click.option("--knockout-margin", type=float, default=0.3, show_default=True,
               help="nats of cross-entropy a knocked-out block should cost")
 @click.option("--seed", type=int, default=0, show_default=True, help="growth init and training-scene seed")
@@ -49,7 +51,7 @@ def _scene_options(layout: str, distractors: int) -> dict:
 @click.option("--until", type=int, default=None, help="stop (saved, resumable) after this step")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write the curve here (PNG)")
 def train_cmd(out_dir, grow_from, init_from, text_layers, vision_depth, image_side, read_window, read_weight,
-              knockout_weight, reinit_blocks, knockout_margin, seed, steps, batch_size, lr, warmup, flips, layout, distractors,
+              knockout_weight, reinit_blocks, reinit_scale, knockout_margin, seed, steps, batch_size, lr, warmup, flips, layout, distractors,
               threads, until, plot) -> None:
     """Train the toy model into OUT, resumably (prints the curve as JSON lines)."""
     from .training import ToyConfig, train
@@ -65,7 +67,8 @@ def train_cmd(out_dir, grow_from, init_from, text_layers, vision_depth, image_si
         window = (first, last)
     cfg = ToyConfig(image_side=image_side if init_from else None, read_window=window, read_weight=read_weight,
                     knockout_weight=knockout_weight, knockout_margin=knockout_margin,
-                    reinit_blocks=tuple(int(b) for b in reinit_blocks.split(",") if b.strip()), seed=seed, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, threads=threads,
+                    reinit_blocks=tuple(int(b) for b in reinit_blocks.split(",") if b.strip()), reinit_scale=reinit_scale,
+                    seed=seed, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, threads=threads,
                     flips=tuple(f for f in flips.split(",") if f), scene_options=_scene_options(layout, distractors),
                     grow_from=grow_from, init_from=init_from,
                     grow={"text_layers": text_layers, "vision_depth": vision_depth, "image_side": image_side})

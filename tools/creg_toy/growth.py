@@ -51,9 +51,9 @@ def set_image_side(checkpoint: str | Path, image_side: int) -> None:
     f.write_text(json.dumps(pp, indent=2, sort_keys=True) + "\n")
 
 
-def reinit_outputs(checkpoint: str | Path, blocks, seed: int = 0) -> None:
+def reinit_outputs(checkpoint: str | Path, blocks, seed: int = 0, scale: float = 1.0) -> None:
     """Give decoder blocks ``blocks`` of a checkpoint fresh output projections (``o_proj``,
-    ``down_proj``: normal, std 1/sqrt(fan-in)), in place: a block grown as an identity adds
+    ``down_proj``: normal, std scale/sqrt(fan-in)), in place: a block grown as an identity adds
     nothing to the residual stream and gets almost no gradient, so it stays inert in training."""
     from transformers import Qwen2VLForConditionalGeneration
 
@@ -64,7 +64,7 @@ def reinit_outputs(checkpoint: str | Path, blocks, seed: int = 0) -> None:
     with torch.no_grad():
         for b in blocks:
             for lin in (layers[b].self_attn.o_proj, layers[b].mlp.down_proj):
-                lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen) / math.sqrt(lin.weight.shape[1]))
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen) * scale / math.sqrt(lin.weight.shape[1]))
     model.save_pretrained(checkpoint)
     (checkpoint / "generation_config.json").unlink(missing_ok=True)
 

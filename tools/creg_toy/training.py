@@ -80,6 +80,9 @@ class ToyConfig:
     #: with ``init_from``: decoder blocks whose output projections are re-initialised at the start
     #: (fan-in normal), so that blocks grown as identities join the computation.
     reinit_blocks: tuple[int, ...] = ()
+    #: their std is ``reinit_scale / sqrt(fan-in)``: a block must write on the scale of the residual
+    #: stream (RMS 10-20 in the toy) to matter; at scale 1 it adds RMS ~1 and stays negligible.
+    reinit_scale: float = 1.0
 
     def comparable(self) -> dict[str, Any]:
         """The fields a resume must match (``steps`` may be extended)."""
@@ -163,7 +166,7 @@ def _start(cfg: ToyConfig, out: Path) -> None:
         if cfg.image_side:
             set_image_side(out, cfg.image_side)
         if cfg.reinit_blocks:
-            reinit_outputs(out, cfg.reinit_blocks, seed=cfg.seed)
+            reinit_outputs(out, cfg.reinit_blocks, seed=cfg.seed, scale=cfg.reinit_scale)
     else:
         raise ValueError("a toy training run starts from a checkpoint: give grow_from or init_from")
 

@@ -82,7 +82,7 @@ def test_shaped_training_logs_its_losses_and_resumes_to_the_same_weights(small_d
 
     whole = train(cfg(), tmp_path / "whole", log=lambda m: None)
     rec = whole["history"][1]
-    assert 0.0 <= rec["read_outside"] <= 1.0 and rec["knockout_gap"].keys() == {"1"}
+    assert 0.0 <= rec["read_outside"] <= 1.0 and rec["knockout_gap"].keys() == {"0"}
     train(cfg(), tmp_path / "parts", log=lambda m: None, stop_at=2)
     train(cfg(), tmp_path / "parts", log=lambda m: None)
     a = torch.load(tmp_path / "whole" / STATE, weights_only=False)["model"]
@@ -105,3 +105,12 @@ def test_reinit_outputs_gives_an_identity_grown_block_fresh_output_projections(s
     assert w.abs().max() > 0 and float(w.std()) == pytest.approx(w.shape[1] ** -0.5, rel=0.3)
     assert layers[2].mlp.down_proj.weight.abs().max() > 0
     assert torch.equal(layers[1].self_attn.o_proj.weight, keep)
+
+
+def test_knockout_block_visits_each_block_then_follows_the_laggard():
+    from creg_toy.training import knockout_block
+
+    assert knockout_block([None, None, None]) == 0
+    assert knockout_block([0.5, None, None]) == 1
+    assert knockout_block([0.5, 0.02, 1.3]) == 1
+    assert knockout_block([0.5, 0.7, -0.1]) == 2

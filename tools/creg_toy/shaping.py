@@ -7,7 +7,8 @@ Two auxiliary losses for :mod:`creg_toy.training`, and the probes that check wha
   attention mass that those text queries put on vision keys in every *other* block (eager
   attention, averaged over heads and queries). A stock ``Qwen2VLForConditionalGeneration`` then
   reads the image where the window says, with no mask of its own at inference.
-* **Every block matters.** Each step one block ``j`` (cycling through the blocks) is knocked out
+* **Every block matters.** Each step one block ``j`` (each in turn, then always the one whose
+  knockout has cost least lately: ``training.knockout_block``) is knocked out
   (its output replaced by its input: the residual stream skips it) on part of the batch, and the
   loss asks that this costs at least ``margin`` nats of cross-entropy: ``relu(margin - (CE_ko -
   CE))``. Identity-initialised blocks otherwise stay inert through training.

@@ -72,7 +72,7 @@ class ToyConfig:
     #: (:mod:`creg_toy.shaping`).
     read_window: tuple[int, int] | None = None
     read_weight: float = 0.0
-    #: each step, block ``step % layers`` is knocked out on ``knockout_samples`` samples and
+    #: each step one block (``knockout_block``: the laggard) is knocked out on ``knockout_samples`` samples and
     #: ``knockout_weight * relu(knockout_margin - (CE_knocked - CE))`` is added to the loss.
     knockout_weight: float = 0.0
     knockout_margin: float = 0.3
@@ -104,6 +104,13 @@ def option_logits(model, batch: dict[str, torch.Tensor], option_ids: Sequence[in
     """``(b, 4)``: next-token logits of the options at the last position (as the adapter)."""
     out = model(**batch, use_cache=False, logits_to_keep=1)
     return out.logits[:, -1, list(option_ids)].float()
+
+
+def knockout_block(ema: Sequence[float | None]) -> int:
+    """The block to knock out next: each once in order, then always the one whose knockout has
+    cost least lately (the laggard gets every step's signal until it catches up)."""
+    fresh = [i for i, e in enumerate(ema) if e is None]
+    return fresh[0] if fresh else min(range(len(ema)), key=lambda i: ema[i])
 
 
 def with_flips(base: Sequence[Sample], flips: Sequence[str]) -> list[Sample]:
@@ -138,9 +145,10 @@ def evaluate_model(model, batcher, option_ids, base: Sequence[Sample], flips: Se
     return flip_scores(pred, base, flipped)
 
 
-def _save(out: Path, model, opt, step: int, history: list, cfg: ToyConfig) -> None:
+def _save(out: Path, model, opt, step: int, history: list, cfg: ToyConfig, ko_ema: list) -> None:
     tmp = out / (STATE + ".tmp")
     torch.save({"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "history": history,
+                "knockout_ema": ko_ema,
                 "config": asdict(cfg)}, tmp)
     os.replace(tmp, out / STATE)
     model.save_pretrained(out)
@@ -193,10 +201,14 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     history: list[dict[str, Any]] = []
     start = 0
+    n_layers = len(decoder_layers(model))
+    #: running mean (EMA 0.8) of each block's knockout gap; None until the block was first knocked out
+    ko_ema: list[float | None] = [None] * n_layers
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         history, start = state["history"], state["step"]
+        ko_ema = state.get("knockout_ema", ko_ema)
     option_ids = adapter.option_token_ids
     batcher = Batcher(adapter)
     held_out = list(scenes(cfg.eval_seed, cfg.eval_n, **cfg.scene_options))
@@ -213,7 +225,6 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
     run_loss = run_acc = run_read = 0.0
     n_run = 0
-    n_layers = len(decoder_layers(model))
     ko_gaps: dict[int, list[float]] = defaultdict(list)
     z_zero = torch.zeros(())
     if start == 0:
@@ -237,10 +248,12 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
             k = min(cfg.knockout_samples, len(samples))
             sub = {key: (v[:k] if key != "pixel_values" else v[: k * v.shape[0] // len(samples)])
                    for key, v in batch.items()}
-            ko, gap = knockout_loss(model, sub, y[:k], option_ids, step % n_layers,
-                                    F.cross_entropy(z[:k], y[:k]), cfg.knockout_margin)
+            block = knockout_block(ko_ema)
+            ko, gap = knockout_loss(model, sub, y[:k], option_ids, block, F.cross_entropy(z[:k], y[:k]),
+                                    cfg.knockout_margin)
             loss = loss + cfg.knockout_weight * ko
-            ko_gaps[step % n_layers].append(float(gap))
+            ko_gaps[block].append(float(gap))
+            ko_ema[block] = float(gap) if ko_ema[block] is None else 0.8 * ko_ema[block] + 0.2 * float(gap)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         opt.zero_grad(set_to_none=True)
@@ -267,7 +280,7 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
             run_loss = run_acc = run_read = 0.0
             n_run = 0
         if step % cfg.save_every == 0 or step == cfg.steps or step == stop_at:
-            _save(out, model, opt, step, history, cfg)
+            _save(out, model, opt, step, history, cfg, ko_ema)
         if step == stop_at:
             break
     model.eval().requires_grad_(False)

@@ -33,6 +33,8 @@ def test_text_to_vision_mass_by_hand():
     w[0, :, 0] = torch.tensor([1.0, 0, 0, 0, 0])             # queries before the image are not counted
     w[0, :, 1:3, 1] = 1.0
     assert float(text_to_vision_mass(w, ids, 9)) == pytest.approx((0.5 + 0.1 + 1.0 + 0.0) / 4)
+    # "max": the query that reads most (head-averaged): query 3 reads (0.5 + 1.0) / 2
+    assert float(text_to_vision_mass(w, ids, 9, reduce="max")) == pytest.approx(0.75)
     # the penalty averages the blocks outside the window only
     inside = torch.zeros_like(w)
     assert float(read_penalty([w, inside, w], ids, 9, (1, 1))) == pytest.approx(0.4)

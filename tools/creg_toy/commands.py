@@ -31,6 +31,8 @@ def _scene_options(layout: str, distractors: int) -> dict:
               help="decoder blocks in which the text may read vision tokens (penalised elsewhere)")
 @click.option("--read-weight", type=float, default=0.0, show_default=True,
               help="weight of the attention mass read outside --read-window")
+@click.option("--read-reduce", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
+              help="over the text queries: the mean read, or the query that reads most")
 @click.option("--knockout-weight", type=float, default=0.0, show_default=True,
               help="weight of the 'every block matters' loss (one knocked-out block per step)")
 @click.option("--reinit-blocks", default="", metavar="I,J,...",
@@ -50,7 +52,7 @@ def _scene_options(layout: str, distractors: int) -> dict:
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads")
 @click.option("--until", type=int, default=None, help="stop (saved, resumable) after this step")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write the curve here (PNG)")
-def train_cmd(out_dir, grow_from, init_from, text_layers, vision_depth, image_side, read_window, read_weight,
+def train_cmd(out_dir, grow_from, init_from, text_layers, vision_depth, image_side, read_window, read_weight, read_reduce,
               knockout_weight, reinit_blocks, reinit_scale, knockout_margin, seed, steps, batch_size, lr, warmup, flips, layout, distractors,
               threads, until, plot) -> None:
     """Train the toy model into OUT, resumably (prints the curve as JSON lines)."""
@@ -65,7 +67,7 @@ def train_cmd(out_dir, grow_from, init_from, text_layers, vision_depth, image_si
         except ValueError:
             raise click.BadParameter("give two block indices, e.g. 3,6", param_hint="--read-window") from None
         window = (first, last)
-    cfg = ToyConfig(image_side=image_side if init_from else None, read_window=window, read_weight=read_weight,
+    cfg = ToyConfig(image_side=image_side if init_from else None, read_window=window, read_weight=read_weight, read_reduce=read_reduce,
                     knockout_weight=knockout_weight, knockout_margin=knockout_margin,
                     reinit_blocks=tuple(int(b) for b in reinit_blocks.split(",") if b.strip()), reinit_scale=reinit_scale,
                     seed=seed, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, threads=threads,

@@ -5,7 +5,8 @@ Two auxiliary losses for :mod:`creg_toy.training`, and the probes that check wha
 * **Read window.** The text after the image (the question and the answer position) may attend to
   vision tokens only in the decoder blocks ``read_window = (first, last)``; the loss is the mean
   attention mass that those text queries put on vision keys in every *other* block (eager
-  attention, averaged over heads and queries). A stock ``Qwen2VLForConditionalGeneration`` then
+  attention, averaged over heads, then over queries or, ``read_reduce="max"``, the query that
+  reads most: a mean lets a few positions keep a read that matters). A stock ``Qwen2VLForConditionalGeneration`` then
   reads the image where the window says, with no mask of its own at inference.
 * **Every block matters.** Each step one block ``j`` (each in turn, then always the one whose
   knockout has cost least lately: ``training.knockout_block``) is knocked out
@@ -82,8 +83,10 @@ def attention_weights(model) -> Iterator[list]:
         model.set_attn_implementation(previous)
 
 
-def text_to_vision_mass(weights: torch.Tensor, input_ids: torch.Tensor, image_token_id: int) -> torch.Tensor:
-    """``(b,)``: the mean attention mass (over heads and text queries after the image) on vision keys.
+def text_to_vision_mass(weights: torch.Tensor, input_ids: torch.Tensor, image_token_id: int,
+                        reduce: str = "mean") -> torch.Tensor:
+    """``(b,)``: the attention mass on vision keys of the text queries after the image, averaged
+    over heads, then the mean (``reduce="mean"``) or the largest (``"max"``) over those queries.
 
     ``weights``: ``(b, heads, s, s)``; ``input_ids``: ``(b, s)``."""
     vision = input_ids == image_token_id
@@ -91,18 +94,21 @@ def text_to_vision_mass(weights: torch.Tensor, input_ids: torch.Tensor, image_to
     last = torch.where(vision, pos, -1).amax(dim=1, keepdim=True)
     text_after = pos.unsqueeze(0) > last                                    # (b, s)
     mass = (weights * vision[:, None, None, :].to(weights.dtype)).sum(-1)   # (b, heads, q)
+    if reduce == "max":
+        return mass.mean(1).masked_fill(~text_after, 0.0).amax(-1)
     q = text_after[:, None, :].to(mass.dtype)
     return (mass * q).sum((1, 2)) / (q.sum((1, 2)) * weights.shape[1]).clamp_min(1)
 
 
 def read_penalty(weights: Sequence[torch.Tensor], input_ids: torch.Tensor, image_token_id: int,
-                 window: tuple[int, int]) -> torch.Tensor:
-    """Mean text-to-vision attention mass over the blocks outside ``window`` (inclusive)."""
+                 window: tuple[int, int], reduce: str = "mean") -> torch.Tensor:
+    """Mean text-to-vision attention mass (:func:`text_to_vision_mass`) over the blocks outside
+    ``window`` (inclusive)."""
     lo, hi = window
     outside = [w for i, w in enumerate(weights) if not lo <= i <= hi]
     if not outside:
         return weights[0].new_zeros(())
-    return torch.stack([text_to_vision_mass(w, input_ids, image_token_id).mean() for w in outside]).mean()
+    return torch.stack([text_to_vision_mass(w, input_ids, image_token_id, reduce).mean() for w in outside]).mean()
 
 
 def knockout_loss(model, batch: dict, y: torch.Tensor, option_ids, block: int, ce_full: torch.Tensor,

@@ -72,6 +72,8 @@ class ToyConfig:
     #: (:mod:`creg_toy.shaping`).
     read_window: tuple[int, int] | None = None
     read_weight: float = 0.0
+    #: over the text queries: "mean" mass, or the "max" (the query that reads most)
+    read_reduce: str = "mean"
     #: each step one block (``knockout_block``: the laggard) is knocked out on ``knockout_samples`` samples and
     #: ``knockout_weight * relu(knockout_margin - (CE_knocked - CE))`` is added to the loss.
     knockout_weight: float = 0.0
@@ -239,7 +241,8 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
         if cfg.read_window is not None and cfg.read_weight:
             with attention_weights(model) as att:
                 z = option_logits(model, batch, option_ids)
-            read = read_penalty(att, batch["input_ids"], batcher.adapter.inputs.image_token_id, cfg.read_window)
+            read = read_penalty(att, batch["input_ids"], batcher.adapter.inputs.image_token_id, cfg.read_window,
+                                cfg.read_reduce)
         else:
             z, read = option_logits(model, batch, option_ids), z_zero
         ce = F.cross_entropy(z, y)

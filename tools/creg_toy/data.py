@@ -79,6 +79,14 @@ def flip_sample(s: Sample, how: str) -> Sample:
     ))
 
 
+def blank_sample(s: Sample) -> Sample:
+    """``s`` with its objects removed: an image of the scene's background colour (the top-left
+    pixel), same size, names, boxes and relation."""
+    img = s.load_image().convert("RGB")
+    return s.model_copy(update=dict(id=f"{s.id}-blank", image=Image.new("RGB", img.size, img.getpixel((0, 0))),
+                                    meta={**s.meta, "blank": True}))
+
+
 def swap_roles(s: Sample) -> Sample:
     """The same image asked the other way round: A and B exchanged, relation mirrored."""
     return s.model_copy(update=dict(ref_name=s.tgt_name, ref_box=s.tgt_box, tgt_name=s.ref_name,

@@ -42,6 +42,33 @@ def grown_config(conf: dict, text_layers: int, vision_depth: int) -> dict:
     return conf
 
 
+def set_image_side(checkpoint: str | Path, image_side: int) -> None:
+    """Make the checkpoint's image processor resize every image to ``image_side`` x ``image_side``."""
+    f = Path(checkpoint) / "preprocessor_config.json"
+    pp = json.loads(f.read_text())
+    pp["min_pixels"] = pp["max_pixels"] = image_side * image_side
+    pp["size"] = {"shortest_edge": image_side * image_side, "longest_edge": image_side * image_side}
+    f.write_text(json.dumps(pp, indent=2, sort_keys=True) + "\n")
+
+
+def reinit_outputs(checkpoint: str | Path, blocks, seed: int = 0, scale: float = 1.0) -> None:
+    """Give decoder blocks ``blocks`` of a checkpoint fresh output projections (``o_proj``,
+    ``down_proj``: normal, std scale/sqrt(fan-in)), in place: a block grown as an identity adds
+    nothing to the residual stream and gets almost no gradient, so it stays inert in training."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    checkpoint = Path(checkpoint)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    layers = model.model.language_model.layers
+    with torch.no_grad():
+        for b in blocks:
+            for lin in (layers[b].self_attn.o_proj, layers[b].mlp.down_proj):
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen) * scale / math.sqrt(lin.weight.shape[1]))
+    model.save_pretrained(checkpoint)
+    (checkpoint / "generation_config.json").unlink(missing_ok=True)
+
+
 def grow_checkpoint(src: str | Path, dst: str | Path, *, text_layers: int, vision_depth: int,
                     image_side: int | None = None, seed: int = 0) -> dict[str, int]:
     """Write a grown copy of checkpoint ``src`` to ``dst`` (tokenizer, chat template and
@@ -91,9 +118,6 @@ def grow_checkpoint(src: str | Path, dst: str | Path, *, text_layers: int, visio
                 and not f.name.startswith("training_"):
             shutil.copy(f, dst / f.name)
     if image_side:
-        pp = json.loads((dst / "preprocessor_config.json").read_text())
-        pp["min_pixels"] = pp["max_pixels"] = image_side * image_side
-        pp["size"] = {"shortest_edge": image_side * image_side, "longest_edge": image_side * image_side}
-        (dst / "preprocessor_config.json").write_text(json.dumps(pp, indent=2, sort_keys=True) + "\n")
+        set_image_side(dst, image_side)
     return {"text_layers": text_layers, "vision_depth": vision_depth,
             "params": sum(p.numel() for p in new.parameters())}

@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 
 from creg.sample import RELATIONS, Sample
 
+from .shaping import attention_weights, decoder_layers, knockout_loss, read_penalty
 from .data import FLIP_RELATION, Batcher, check_inputs, flip_sample, load_adapter, scenes, train_seed
 
 STATE = "trainer_state.pt"
@@ -63,6 +65,26 @@ class ToyConfig:
     save_every: int = 25
     #: torch CPU threads; 1 is faster than 2 on a shared 2-core machine (no OpenMP spin-waiting).
     threads: int = 1
+    #: with ``init_from``: the image processor resizes images to this side (448: a 16x16 grid).
+    image_side: int | None = None
+    #: decoder blocks (first, last; inclusive) in which the text after the image may read vision
+    #: tokens; ``read_weight`` times the attention mass read elsewhere is added to the loss
+    #: (:mod:`creg_toy.shaping`).
+    read_window: tuple[int, int] | None = None
+    read_weight: float = 0.0
+    #: over the text queries: "mean" mass, or the "max" (the query that reads most)
+    read_reduce: str = "mean"
+    #: each step one block (``knockout_block``: the laggard) is knocked out on ``knockout_samples`` samples and
+    #: ``knockout_weight * relu(knockout_margin - (CE_knocked - CE))`` is added to the loss.
+    knockout_weight: float = 0.0
+    knockout_margin: float = 0.3
+    knockout_samples: int = 8
+    #: with ``init_from``: decoder blocks whose output projections are re-initialised at the start
+    #: (fan-in normal), so that blocks grown as identities join the computation.
+    reinit_blocks: tuple[int, ...] = ()
+    #: their std is ``reinit_scale / sqrt(fan-in)``: a block must write on the scale of the residual
+    #: stream (RMS 10-20 in the toy) to matter; at scale 1 it adds RMS ~1 and stays negligible.
+    reinit_scale: float = 1.0
 
     def comparable(self) -> dict[str, Any]:
         """The fields a resume must match (``steps`` may be extended)."""
@@ -72,10 +94,25 @@ class ToyConfig:
         return d
 
 
+def _from_json(d: dict[str, Any]) -> dict[str, Any]:
+    d = {**d, "flips": tuple(d["flips"])}
+    d["reinit_blocks"] = tuple(d.get("reinit_blocks", ()))
+    if d.get("read_window") is not None:
+        d["read_window"] = tuple(d["read_window"])
+    return d
+
+
 def option_logits(model, batch: dict[str, torch.Tensor], option_ids: Sequence[int]) -> torch.Tensor:
     """``(b, 4)``: next-token logits of the options at the last position (as the adapter)."""
     out = model(**batch, use_cache=False, logits_to_keep=1)
     return out.logits[:, -1, list(option_ids)].float()
+
+
+def knockout_block(ema: Sequence[float | None]) -> int:
+    """The block to knock out next: each once in order, then always the one whose knockout has
+    cost least lately (the laggard gets every step's signal until it catches up)."""
+    fresh = [i for i, e in enumerate(ema) if e is None]
+    return fresh[0] if fresh else min(range(len(ema)), key=lambda i: ema[i])
 
 
 def with_flips(base: Sequence[Sample], flips: Sequence[str]) -> list[Sample]:
@@ -110,9 +147,10 @@ def evaluate_model(model, batcher, option_ids, base: Sequence[Sample], flips: Se
     return flip_scores(pred, base, flipped)
 
 
-def _save(out: Path, model, opt, step: int, history: list, cfg: ToyConfig) -> None:
+def _save(out: Path, model, opt, step: int, history: list, cfg: ToyConfig, ko_ema: list) -> None:
     tmp = out / (STATE + ".tmp")
     torch.save({"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "history": history,
+                "knockout_ema": ko_ema,
                 "config": asdict(cfg)}, tmp)
     os.replace(tmp, out / STATE)
     model.save_pretrained(out)
@@ -133,6 +171,12 @@ def _start(cfg: ToyConfig, out: Path) -> None:
         grow_checkpoint(cfg.grow_from, out, seed=cfg.seed, **cfg.grow)
     elif cfg.init_from:
         shutil.copytree(cfg.init_from, out, ignore=shutil.ignore_patterns("training_*", STATE))
+        from .growth import reinit_outputs, set_image_side
+
+        if cfg.image_side:
+            set_image_side(out, cfg.image_side)
+        if cfg.reinit_blocks:
+            reinit_outputs(out, cfg.reinit_blocks, seed=cfg.seed, scale=cfg.reinit_scale)
     else:
         raise ValueError("a toy training run starts from a checkpoint: give grow_from or init_from")
 
@@ -147,7 +191,7 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
     state = None
     if (out / STATE).is_file():
         state = torch.load(out / STATE, weights_only=False)
-        theirs = ToyConfig(**{**state["config"], "flips": tuple(state["config"]["flips"])}).comparable()
+        theirs = ToyConfig(**_from_json(state["config"])).comparable()
         if theirs != cfg.comparable():
             raise ValueError(f"{out} holds a run with another configuration; use another --out (or remove it)")
         log(json.dumps({"resume": state["step"]}))
@@ -159,10 +203,14 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     history: list[dict[str, Any]] = []
     start = 0
+    n_layers = len(decoder_layers(model))
+    #: running mean (EMA 0.8) of each block's knockout gap; None until the block was first knocked out
+    ko_ema: list[float | None] = [None] * n_layers
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         history, start = state["history"], state["step"]
+        ko_ema = state.get("knockout_ema", ko_ema)
     option_ids = adapter.option_token_ids
     batcher = Batcher(adapter)
     held_out = list(scenes(cfg.eval_seed, cfg.eval_n, **cfg.scene_options))
@@ -177,8 +225,10 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
 
     n_base = max(1, cfg.batch_size // (1 + len(cfg.flips)))
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
-    run_loss = run_acc = 0.0
+    run_loss = run_acc = run_read = 0.0
     n_run = 0
+    ko_gaps: dict[int, list[float]] = defaultdict(list)
+    z_zero = torch.zeros(())
     if start == 0:
         ev = evaluate_model(model, batcher, option_ids, held_out)
         history.append({"step": 0, "eval": ev, "seconds": round(time.time() - t0, 1)})
@@ -187,29 +237,53 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
         model.train()
         samples = with_flips(list(scenes(train_seed(cfg.seed, step), n_base, **cfg.scene_options)), cfg.flips)
         y = torch.tensor([s.option for s in samples])
-        z = option_logits(model, batcher(samples), option_ids)
-        loss = F.cross_entropy(z, y)
+        batch = batcher(samples)
+        if cfg.read_window is not None and cfg.read_weight:
+            with attention_weights(model) as att:
+                z = option_logits(model, batch, option_ids)
+            read = read_penalty(att, batch["input_ids"], batcher.adapter.inputs.image_token_id, cfg.read_window,
+                                cfg.read_reduce)
+        else:
+            z, read = option_logits(model, batch, option_ids), z_zero
+        ce = F.cross_entropy(z, y)
+        loss = ce + cfg.read_weight * read
+        if cfg.knockout_weight:
+            k = min(cfg.knockout_samples, len(samples))
+            sub = {key: (v[:k] if key != "pixel_values" else v[: k * v.shape[0] // len(samples)])
+                   for key, v in batch.items()}
+            block = knockout_block(ko_ema)
+            ko, gap = knockout_loss(model, sub, y[:k], option_ids, block, F.cross_entropy(z[:k], y[:k]),
+                                    cfg.knockout_margin)
+            loss = loss + cfg.knockout_weight * ko
+            ko_gaps[block].append(float(gap))
+            ko_ema[block] = float(gap) if ko_ema[block] is None else 0.8 * ko_ema[block] + 0.2 * float(gap)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        run_loss += loss.item()
+        run_loss += ce.item()
+        run_read += float(read.detach())
         run_acc += (z.argmax(-1) == y).float().mean().item()
         n_run += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             rec: dict[str, Any] = {"step": step, "lr": lr_at(step), "train_loss": run_loss / n_run,
                                    "train_acc": run_acc / n_run}
+            if cfg.read_window is not None and cfg.read_weight:
+                rec["read_outside"] = run_read / n_run
+            if cfg.knockout_weight:
+                rec["knockout_gap"] = {str(b): round(sum(g) / len(g), 3) for b, g in sorted(ko_gaps.items()) if g}
+                ko_gaps.clear()
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 rec["eval"] = evaluate_model(model, batcher, option_ids, held_out)
             rec["seconds"] = round(time.time() - t0, 1)
             history.append(rec)
             log(json.dumps(rec))
-            run_loss = run_acc = 0.0
+            run_loss = run_acc = run_read = 0.0
             n_run = 0
         if step % cfg.save_every == 0 or step == cfg.steps or step == stop_at:
-            _save(out, model, opt, step, history, cfg)
+            _save(out, model, opt, step, history, cfg, ko_ema)
         if step == stop_at:
             break
     model.eval().requires_grad_(False)

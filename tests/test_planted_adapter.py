@@ -149,3 +149,18 @@ def test_creg_run_scores_against_the_causal_effects(tmp_path):
     output, summary = runs["none"]
     assert "causal mass" not in output and "DAE (A left out)" in output
     assert summary["sources"]["target_box"]["causal_mass"] is None
+
+
+def test_planted_declares_its_blocks_for_the_model_analyses():
+    """creg analyze randomize / layers reach the hand-built blocks through model_parts (mask keyword ``bias``)."""
+    from creg.analyses.layers import layer_effects
+    from creg.plugins import get_plugins
+
+    adapter = get_plugins().load("adapter", "planted")()
+    parts = adapter.model_parts()
+    assert len(parts.blocks) == adapter.num_layers and parts.mask_kwarg == "bias"
+    bench = get_plugins().load("benchmark", "synthetic")(n=4, seed=0)
+    samples = list(bench.samples())
+    result = layer_effects(adapter, samples, bench.blank_sample)
+    drops = [r["knockout_logp_drop"] for r in result["blocks"]]
+    assert max(range(len(drops)), key=drops.__getitem__) == adapter.read_block  # the knock-out finds the planted read

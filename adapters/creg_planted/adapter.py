@@ -19,7 +19,8 @@ from typing import Any, Literal, Sequence
 import torch
 from pydantic import Field, model_validator
 
-from creg.adapter import AdapterConfig, AttentionCallback, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
+from creg.adapter import (AdapterConfig, AttentionCallback, ForwardOutput, ForwardRequest, ModelParts, VisionLayout,
+                          VLMAdapter)
 from creg.compass import uniform_cell_xy
 from creg.ground_truth import logit_gap
 from creg.options import PluginOptions
@@ -173,7 +174,7 @@ class PlantedAdapter(VLMAdapter):
             if i == n:
                 break
             with torch.set_grad_enabled(grad_from is not None and i >= grad_from):
-                x, attn = self.model.blocks[i](x, mask)
+                x, attn = self.model.blocks[i](x, bias=mask)
             if on_attention is not None:
                 on_attention(i, attn.detach())
             del attn
@@ -188,6 +189,11 @@ class PlantedAdapter(VLMAdapter):
             vision=vision, vision_activations=acts if grad_vision else None, answer_index=answer,
             state={"mask": mask, "answer_index": answer},
         )
+
+    def model_parts(self) -> ModelParts:
+        """The hand-built blocks (each takes its additive mask as ``bias``); no vision tower to
+        re-initialise: the cell features are computed from the pixels, nothing there is a weight."""
+        return ModelParts(blocks=list(self.model.blocks), vision=None, mask_kwarg="bias")
 
     def logits_from_layer(self, output: ForwardOutput, layer: int, hidden: torch.Tensor) -> torch.Tensor:
         t = self.layer_to_block(layer)
@@ -208,7 +214,7 @@ class PlantedAdapter(VLMAdapter):
             mask = self.attention_bias(valid, x.dtype)
             states = [x]
             for block in self.model.blocks:
-                x, _ = block(x, mask)
+                x, _ = block(x, bias=mask)
                 states.append(x)
             states[-1] = self.model.norm(x)
         return states

@@ -262,5 +262,5 @@ class PlantedVLM(nn.Module):
     def run(self, x: torch.Tensor, bias: torch.Tensor, answer: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Blocks ``start..`` on ``x`` (b, s, D), then the head: ``(b, 4)`` (no hooks, no bookkeeping)."""
         for block in self.blocks[start:]:
-            x, _ = block(x, bias)
+            x, _ = block(x, bias=bias)
         return self.logits(x, answer)

@@ -22,7 +22,7 @@ from .plugins import Plugins, UnknownName
 from .prompts import resolve_template
 
 if TYPE_CHECKING:  # pragma: no cover - imported lazily: these pull in torch
-    from .adapter import AdapterConfig, VLMAdapter
+    from .adapter import VLMAdapter
     from .registry import Preset
     from .relevance import RelevanceSource
 

@@ -38,7 +38,6 @@ def main() -> None:
     from creg.registry import load_registry
     from creg.sources.contrastive_multilayer import DEFAULT_LAYERS, CregSource
     from creg.sources.token_grid import vision_tokens
-    from creg.sources.gradxact import grad_times_act
     from creg_synthetic.scenes import scene_sample
 
     preset = load_registry()[args.adapter]

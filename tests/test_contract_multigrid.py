@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from creg.adapter import AdapterConfig, ForwardRequest
+from creg.adapter import AdapterConfig
 from creg.testing import AdapterContract
 from contract_adapters import TiledExampleAdapter
 
@@ -104,7 +104,6 @@ def test_patch_centres_follow_the_cells_not_the_whole_image():
 
 
 # -- a centre-cropping model passes, vision activations included -----------------------------
-from creg_qwen2vl.adapter import Qwen2VLAdapter  # noqa: E402
 from contract_adapters import CentreCropQwen2VLAdapter  # noqa: E402
 
 

@@ -206,7 +206,6 @@ def test_summarize_cos_means():
 
 
 def test_run_with_cos_fills_records_summary_and_table(fake, tmp_path):
-    from creg.records import SampleRecord
     from creg.runner import Runner, RunConfig
 
     cfg = RunConfig(sources=["oracle", "random"], n=4, cos=True, cos_op="grey", batch_size=2,

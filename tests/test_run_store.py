@@ -12,9 +12,7 @@ import math
 import os
 import types
 from collections import Counter
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner

@@ -7,7 +7,7 @@ from creg.testing.fake_vlm import FakeVLMAdapter
 
 from creg.context import ExplainContext, contrastive_target  # noqa: E402
 from creg.sources.attention_rollout import AttentionRolloutSource  # noqa: E402
-from creg.sources.contrastive_multilayer import CregGtSource, CregSource, aggregate_layers  # noqa: E402
+from creg.sources.contrastive_multilayer import CregGtSource, CregSource  # noqa: E402
 from creg.sources.gradcam import GradCamSource, gradcam_map  # noqa: E402
 from creg.sources.gradient_norm import GradientNormSource  # noqa: E402
 from creg.sources.gradxact import GradXActSource  # noqa: E402

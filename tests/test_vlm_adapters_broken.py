@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import torch
 
 from creg.adapter import AdapterConfig

@@ -39,7 +39,7 @@ from ..options import PluginOptions
 from ..context import ExplainContext
 from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest, Target
 from .gradxact import grad_times_act
-from .option_types import Layers, Lowercase
+from .option_types import Lowercase
 from .roundoff import annotate
 from .token_grid import relevance_map, to_grid, vision_tokens
 

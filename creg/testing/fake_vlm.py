@@ -26,7 +26,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from creg.adapter import (AdapterConfig, AttentionCallback, ForwardOutput, ForwardRequest, ModelParts, VisionLayout,

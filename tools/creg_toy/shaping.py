@@ -22,7 +22,7 @@ with its objects removed, and the mean text-to-vision attention mass there.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -111,13 +111,12 @@ def read_penalty(weights: Sequence[torch.Tensor], input_ids: torch.Tensor, image
     return torch.stack([text_to_vision_mass(w, input_ids, image_token_id, reduce).mean() for w in outside]).mean()
 
 
-def knockout_loss(model, batch: dict, y: torch.Tensor, option_ids, block: int, ce_full: torch.Tensor,
-                  margin: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``relu(margin - (CE with block knocked out - CE))`` on ``batch``, and the gap itself."""
-    from .training import option_logits
-
+def knockout_loss(logits: Callable[[dict], torch.Tensor], model, batch: dict, y: torch.Tensor, block: int,
+                  ce_full: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``relu(margin - (CE with block knocked out - CE))`` on ``batch``, and the gap itself;
+    ``logits(batch)``: the ``(b, 4)`` option logits the loss is taken on."""
     with knocked_out(model, block):
-        z = option_logits(model, batch, option_ids)
+        z = logits(batch)
     gap = F.cross_entropy(z, y) - ce_full
     return F.relu(margin - gap), gap.detach()
 

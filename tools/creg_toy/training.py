@@ -252,8 +252,8 @@ def train(cfg: ToyConfig, out_dir: str | Path, log: Callable[[str], None] = prin
             sub = {key: (v[:k] if key != "pixel_values" else v[: k * v.shape[0] // len(samples)])
                    for key, v in batch.items()}
             block = knockout_block(ko_ema)
-            ko, gap = knockout_loss(model, sub, y[:k], option_ids, block, F.cross_entropy(z[:k], y[:k]),
-                                    cfg.knockout_margin)
+            ko, gap = knockout_loss(lambda b: option_logits(model, b, option_ids), model, sub, y[:k], block,
+                                    F.cross_entropy(z[:k], y[:k]), cfg.knockout_margin)
             loss = loss + cfg.knockout_weight * ko
             ko_gaps[block].append(float(gap))
             ko_ema[block] = float(gap) if ko_ema[block] is None else 0.8 * ko_ema[block] + 0.2 * float(gap)

@@ -121,6 +121,7 @@ class PlantedAdapter(VLMAdapter):
             acts_list.append(acts)
             cell_xy = uniform_cell_xy((gh, gw), (w, h))
             scale = float(max(w, h))
+            centre = torch.tensor([w / 2.0, h / 2.0], dtype=torch.float64)  # positions are relative to it
             ref_ids, ref_seg = self._text([TOKEN["<bos>"], *word_ids(s.ref_name)], SEG_REF)
             ref_seg[0] = SEG_NONE
             pos_token = self.options.reference == "text"
@@ -133,9 +134,9 @@ class PlantedAdapter(VLMAdapter):
             if pos_token:
                 (xa, ya) = s.ref_box.center
                 prefix = prefix.clone()
-                prefix[len(ref_ids) - 1, DIM["pos"]] = torch.tensor([xa / scale, ya / scale], dtype=dtype)
+                prefix[len(ref_ids) - 1, DIM["pos"]] = ((torch.tensor([xa, ya], dtype=torch.float64) - centre) / scale).to(dtype)
             with torch.set_grad_enabled(grad_vision):
-                vis = model.vision_embeddings(acts.reshape(gh * gw, -1), cell_xy.reshape(-1, 2) / scale)
+                vis = model.vision_embeddings(acts.reshape(gh * gw, -1), (cell_xy.reshape(-1, 2) - centre) / scale)
                 suffix = model.text_embeddings(torch.tensor(suffix_ids), torch.tensor(suffix_seg)).to(dtype)
                 seqs.append(torch.cat([prefix, vis, suffix]))
             layouts.append((len(prefix_ids), gh, gw, cell_xy))

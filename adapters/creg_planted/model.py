@@ -15,15 +15,20 @@ Blocks (0-based):
   named by ``qa`` (score ``log(1 + f / eps)`` for the named colour and shape, 0 for an object that
   shares one of the two words, negative for other objects: weights proportional to the object's
   pixel share, so the output is the object's pixel centroid) and writes ``-position``; head B does the same for
-  ``qb`` and writes ``+position``: ``dir = centroid(B) - centroid(A)``. A decoy head (option) attends
-  to the top-left cells and its output projection is zero.
-* every other block, **processing**: each token adds ``mix`` times the mean RGB and object
-  features of the tokens it attends to (all before it) and its gated MLP adds ``mix`` times its own
-  RGB and object features. The answer barely depends on them (``mix=0``: they are identities).
+  ``qb`` and writes ``+position``: ``dir = centroid(B) - centroid(A)``. Positions are relative to the
+  image centre. In the read heads ``<ask>`` also scores :data:`ASK_SINK_SCORE` on ``<bos>`` (value 0):
+  with no named object in the image both heads read the sink, ``dir`` is 0, and nothing depends on
+  where a cell lies. A decoy head (option) attends to the top-left cells and its output projection is zero.
+* every other block, **processing**: ``<ask>`` adds ``mix`` times the mean RGB and object features of
+  all tokens (the other tokens' attention sits on ``<bos>`` and adds nothing), and each token's gated
+  MLP adds ``mix`` times its own RGB and object features. The answer barely depends on them
+  (``mix=0``: they are identities).
 
 Final RMSNorm, then the head reads ``dir``: logits ``scale * (-dx, dx, -dy, dy)`` = left, right,
-above, below (image y grows downwards). Tokens other than ``<ask>`` attend to ``<bos>`` in the
-names and read blocks (an attention sink), so nothing but ``<ask>`` gathers there.
+above, below (image y grows downwards), plus :data:`TIE_LOGIT` on "left" from the constant ``bias``
+dimension (the answer when nothing is seen, the same wherever anything lies). Tokens other than
+``<ask>`` attend to ``<bos>`` in the names and read blocks (an attention sink), so nothing but
+``<ask>`` gathers there; a head that reads nothing puts every query, ``<ask>`` too, on ``<bos>``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,14 @@ EPS_OBJECT = 1e-6
 ALPHA = math.log1p(1.0 / EPS_OBJECT)
 #: attention scores of the names block (names over the sink) and of the sink for everyone else.
 NAME_SCORE, SINK_SCORE, DECOY_SCORE = 30.0, 15.0, 10.0
+#: the read heads' score of ``<ask>`` on the ``<bos>`` sink: above a cell without the named object (0),
+#: below a cell the object covers (log(1 + f / EPS_OBJECT), 13.8 at f = 1); the sink's value is 0.
+ASK_SINK_SCORE = 7.0
+#: the score on the sink of a head that reads nothing: exp(-UNUSED_SINK) is 0 in float32, so it attends to
+#: nothing else (not even, by a round-off, more to the first tokens than to the last).
+UNUSED_SINK = 120.0
+#: the logit by which "left" wins when no object is seen (all other logits are then 0).
+TIE_LOGIT = 1e-3
 #: the gate's constant pre-activation in processing blocks.
 GATE = 4.0
 
@@ -119,12 +132,12 @@ def _index(name: str, offset: int = 0) -> int:
     return (d.start if isinstance(d, slice) else d) + offset
 
 
-def _sink(block: Block, head: int, row: int) -> None:
-    """Row ``row`` of ``head``: every query but ``<ask>`` scores SINK_SCORE on ``<bos>``."""
+def _sink(block: Block, head: int, row: int, ask: float = 0.0, score: float = SINK_SCORE) -> None:
+    """Row ``row`` of ``head``: every query but ``<ask>`` scores ``score`` on ``<bos>``, ``<ask>`` ``ask``."""
     r, scale = head * HEAD_DIM + row, math.sqrt(HEAD_DIM)
     with torch.no_grad():
-        block.q.weight[r, _index("bias")] = SINK_SCORE * C0 / MASSIVE * scale
-        block.q.weight[r, _index("ask")] = -SINK_SCORE * C0 * scale
+        block.q.weight[r, _index("bias")] = score * C0 / MASSIVE * scale
+        block.q.weight[r, _index("ask")] = (ask - score) * C0 * scale
         block.k.weight[r, _index("bos")] = C0
 
 
@@ -144,6 +157,8 @@ def names_block(reference: str) -> Block:
             for j in range(width):
                 blk.v.weight[r0 + j, _index(src, j)] = C0
                 blk.o.weight[_index(dst, j), r0 + j] = sign
+        for h in range(len(gathers), HEADS):  # an unused head: every query, <ask> too, on the sink
+            _sink(blk, h, 0, ask=UNUSED_SINK, score=UNUSED_SINK)
     return blk
 
 
@@ -164,7 +179,7 @@ def read_block(reference: str, decoy: bool) -> Block:
                     blk.q.weight[r, _index(query, c)] += 2 * ALPHA * C0 * scale
                     blk.q.weight[r, _index(query, len(COLOURS) + s)] += 2 * ALPHA * C0 * scale
                     blk.k.weight[r, _index("obj", c * len(SHAPES) + s)] = C0
-            _sink(blk, h, N_OBJECTS)
+            _sink(blk, h, N_OBJECTS, ask=ASK_SINK_SCORE)
             for j in range(2):  # the value: the cell's centre plus its object pixels' offset from it
                 blk.v.weight[r0 + j, _index("pos", j)] = C0
                 blk.v.weight[r0 + j, _index("off", j)] = C0
@@ -176,16 +191,21 @@ def read_block(reference: str, decoy: bool) -> Block:
             blk.k.weight[r0, _index("pos", 0)] = -C0
             blk.k.weight[r0, _index("pos", 1)] = -C0
             _sink(blk, len(heads), 1)
+        for h in range(len(heads) + decoy, HEADS):  # an unused head: every query, <ask> too, on the sink
+            _sink(blk, h, 0, ask=UNUSED_SINK, score=UNUSED_SINK)
     return blk
 
 
 def processing_block(mix: float) -> Block:
-    """Each token adds ``mix`` x the mean RGB and object features of the tokens before it (attention),
-    and ``mix`` x its own RGB and object features (gated MLP)."""
+    """The answer token adds ``mix`` x the mean RGB and object features of all tokens (head 0, uniform);
+    every other token attends to the ``<bos>`` sink (value 0) only. Each token's gated MLP adds
+    ``mix`` x its own RGB and object features. (Were every token to average the tokens before it, the
+    first cells in raster order would be averaged into every later token whatever the image shows:
+    a position prior for attention rollout.)"""
     blk = Block("processing")
     rgb, obj = _index("rgb"), _index("obj")
     with torch.no_grad():
-        for j in range(3):  # head 0 attends uniformly (zero query and key)
+        for j in range(3):
             blk.v.weight[j, rgb + j] = C0
             blk.o.weight[rgb + j, j] = mix
             blk.gate.weight[j, _index("bias")] = GATE * C0 / MASSIVE
@@ -197,6 +217,9 @@ def processing_block(mix: float) -> Block:
             blk.gate.weight[3 + j, _index("bias")] = GATE * C0 / MASSIVE
             blk.up.weight[3 + j, obj + j] = C0
             blk.down.weight[obj + j, 3 + j] = mix / F.silu(torch.tensor(GATE)).item()
+        _sink(blk, 0, HEAD_DIM - 1, ask=0.0, score=UNUSED_SINK)  # <ask> scores 0 everywhere: uniform
+        for h in range(1, HEADS):
+            _sink(blk, h, 0, ask=UNUSED_SINK, score=UNUSED_SINK)
     return blk
 
 
@@ -233,6 +256,9 @@ class PlantedVLM(nn.Module):
             dx, dy = _index("dir", 0), _index("dir", 1)
             for row, (col, sign) in enumerate(((dx, -1), (dx, 1), (dy, -1), (dy, 1))):  # left right above below
                 self.head.weight[row, col] = sign * logit_scale * C0
+            # a constant tie-break towards "left": with no object (dir = 0) the answer is "left" by TIE_LOGIT,
+            # read from the bias dimension only, so it depends on no cell
+            self.head.weight[0, _index("bias")] = TIE_LOGIT * C0 / MASSIVE
         self.requires_grad_(False)
 
     def text_embeddings(self, ids: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:

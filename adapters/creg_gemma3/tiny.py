@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from creg.testing.tiny_configs import TINY_SIZES
+
 #: google/gemma-3-4b-it's template reduced to user / assistant turns with images and text.
 GEMMA3_CHAT_TEMPLATE = (
     "{{ bos_token }}{%- for message in messages -%}{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
@@ -26,19 +28,10 @@ IMAGE_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>", *IMAGE_TOKENS.values())
 
 DEFAULTS: dict[str, Any] = {
-    "text_hidden_size": 64,
-    "text_layers": 6,
-    "text_heads": 4,
-    "text_kv_heads": 2,
-    "text_intermediate_size": 128,
-    "vision_layers": 2,
-    "vision_hidden_size": 32,
-    "vision_heads": 2,
-    "patch_size": 14,
+    **TINY_SIZES,
     "image_size": 112,
     "tokens_per_side": 4,
     "min_crop_size": 32,
-    "vocab_size": 1024,
 }
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from creg.testing.tiny_configs import TINY_SIZES
+
 #: The chat template of HuggingFaceTB/SmolVLM-Instruct.
 SMOLVLM_CHAT_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}"
@@ -25,18 +27,9 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_
                   "<global-img>", *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)))
 
 DEFAULTS: dict[str, Any] = {
-    "text_hidden_size": 64,
-    "text_layers": 6,
-    "text_heads": 4,
-    "text_kv_heads": 2,
-    "text_intermediate_size": 128,
-    "vision_layers": 2,
-    "vision_hidden_size": 32,
-    "vision_heads": 2,
-    "patch_size": 14,
+    **TINY_SIZES,
     "tile_size": 112,
     "longest_edge": 336,
-    "vocab_size": 1024,
 }
 
 

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from creg.testing.tiny_configs import TINY_SIZES
+
 from .chat_template import INTERNVL_CHAT_TEMPLATE
 
 IMAGE_TOKENS = {
@@ -26,18 +28,9 @@ IMAGE_TOKENS = {
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", *IMAGE_TOKENS.values())
 
 DEFAULTS: dict[str, Any] = {
-    "text_hidden_size": 64,
-    "text_layers": 6,
-    "text_heads": 4,
-    "text_kv_heads": 2,
-    "text_intermediate_size": 128,
-    "vision_layers": 2,
-    "vision_hidden_size": 32,
-    "vision_heads": 2,
-    "patch_size": 14,
+    **TINY_SIZES,
     "tile_size": 112,
     "max_patches": 12,
-    "vocab_size": 1024,
 }
 
 

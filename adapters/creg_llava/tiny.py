@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from creg.testing.tiny_configs import TINY_SIZES
+
 #: The chat template of llava-hf/llava-1.5-7b-hf: "USER: <image>\n{question} ASSISTANT:".
 LLAVA_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
@@ -23,17 +25,9 @@ LLAVA_CHAT_TEMPLATE = (
 )
 
 DEFAULTS: dict[str, Any] = {
-    "text_hidden_size": 64,
-    "text_layers": 6,
-    "text_heads": 4,
-    "text_kv_heads": 2,
-    "text_intermediate_size": 128,
+    **TINY_SIZES,
     "vision_layers": 3,
-    "vision_hidden_size": 32,
-    "vision_heads": 2,
-    "patch_size": 14,
     "image_size": 112,
-    "vocab_size": 1024,
 }
 
 

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from creg.testing.tiny_configs import TINY_SIZES
+
 #: Mistral-Small-3.1's template reduced to one user turn with images and the assistant's answer.
 MISTRAL3_CHAT_TEMPLATE = (
     "{{- bos_token }}{%- for message in messages %}{%- if message['role'] == 'user' %}{{- '[INST]' }}"
@@ -26,17 +28,8 @@ MISTRAL3_CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]")
 
 DEFAULTS: dict[str, Any] = {
-    "text_hidden_size": 64,
-    "text_layers": 6,
-    "text_heads": 4,
-    "text_kv_heads": 2,
-    "text_intermediate_size": 128,
-    "vision_layers": 2,
-    "vision_hidden_size": 32,
-    "vision_heads": 2,
-    "patch_size": 14,
+    **TINY_SIZES,
     "longest_edge": 224,
-    "vocab_size": 1024,
 }
 
 

@@ -11,6 +11,22 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 
+#: The size keys every tiny checkpoint shares (a decoder of 6 layers, hidden 64; a 2-block vision
+#: tower, hidden 32, patch 14); each builder adds its image keys and overrides what differs.
+TINY_SIZES: dict[str, Any] = {
+    "text_hidden_size": 64,
+    "text_layers": 6,
+    "text_heads": 4,
+    "text_kv_heads": 2,
+    "text_intermediate_size": 128,
+    "vision_layers": 2,
+    "vision_hidden_size": 32,
+    "vision_heads": 2,
+    "patch_size": 14,
+    "vocab_size": 1024,
+}
+
+
 def tiny_sizes(defaults: Mapping[str, Any], overrides: Mapping[str, Any], model: str) -> dict[str, Any]:
     """A builder's ``defaults`` with ``overrides`` applied; TypeError naming ``model`` for a key
     ``defaults`` lacks (a typo must not build a checkpoint of the wrong size)."""

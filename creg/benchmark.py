@@ -86,3 +86,31 @@ class Benchmark(ABC):
         """Resolved options, written into the run directory's config."""
         return {"name": self.name, "seed": self.seed, "n": self.n,
                 "data_dir": str(self.data_dir) if self.data_dir else None, **self.options.model_dump(mode="json")}
+
+
+class DerivedBenchmark(Benchmark):
+    """Another benchmark's samples, each changed by :meth:`derive` (same ids, so that records pair
+    with the original run's): the blank-image control and the flip re-run. ``marker``: the key set
+    to True in :meth:`describe`."""
+
+    marker: ClassVar[str]
+
+    def __init__(self, inner: Benchmark):
+        super().__init__(seed=inner.seed, n=inner.n, data_dir=inner.data_dir)
+        self.inner = inner
+        self.skipped = inner.skipped
+
+    @abstractmethod
+    def derive(self, sample: Sample) -> Sample:
+        """The changed sample (same id)."""
+
+    def samples(self) -> Iterator[Sample]:
+        for s in self.inner.samples():
+            yield self.derive(s)
+
+    def expected_count(self) -> int | None:
+        return self.inner.expected_count()
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.inner.describe(), self.marker: True}
+

@@ -13,9 +13,9 @@ image of the same size in the image's mean colour (:func:`uniform_blank`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from ..benchmark import Benchmark
+from ..benchmark import DerivedBenchmark
 from ..sample import Sample
 
 #: the nested run directory of the blank-image control.
@@ -32,26 +32,15 @@ def uniform_blank(sample: Sample) -> Sample:
                                      "meta": {**sample.meta, "blank": True}})
 
 
-class BlankBenchmark(Benchmark):
+class BlankBenchmark(DerivedBenchmark):
     """Another benchmark's samples with their objects removed (same ids, for pairing)."""
 
     name = "blank"
+    marker = "blank"
     description = "another benchmark's samples with the objects removed (the blank-image control)"
 
-    def __init__(self, inner: Benchmark):
-        super().__init__(seed=inner.seed, n=inner.n, data_dir=inner.data_dir)
-        self.inner = inner
-        self.skipped = inner.skipped
-
-    def samples(self) -> Iterator[Sample]:
-        for s in self.inner.samples():
-            yield self.inner.blank_sample(s)
-
-    def expected_count(self) -> int | None:
-        return self.inner.expected_count()
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.inner.describe(), "blank": True}
+    def derive(self, sample: Sample) -> Sample:
+        return self.inner.blank_sample(sample)
 
 
 def run_blank(runner, *, log: Callable[[str], None] | None = None):

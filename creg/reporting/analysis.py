@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from ..logs import info as log_info
-from ..benchmark import Benchmark
+from ..benchmark import DerivedBenchmark
 from ..metrics import paired_bootstrap_many, paired_bootstrap_pvalue
 from ..records import SampleRecord
 from ..sample import RELATIONS, Box, Sample, make_sample
@@ -175,23 +175,15 @@ def flip_sample(sample: Sample) -> Sample:
     )
 
 
-class FlippedBenchmark(Benchmark):
+class FlippedBenchmark(DerivedBenchmark):
     """Another benchmark's samples, each mirrored left-right (same ids, for pairing)."""
 
     name = "flipped"
+    marker = "flipped"
     description = "horizontally flipped samples of another benchmark (flip equivariance, §6.1)"
 
-    def __init__(self, inner: Benchmark):
-        super().__init__(seed=inner.seed, n=inner.n, data_dir=inner.data_dir)
-        self.inner = inner
-        self.skipped = inner.skipped
-
-    def samples(self) -> Iterator[Sample]:
-        for s in self.inner.samples():
-            yield flip_sample(s)
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.inner.describe(), "flipped": True}
+    def derive(self, sample: Sample) -> Sample:
+        return flip_sample(sample)
 
 
 def run_flipped(run_dir: Path, *, progress: bool = True, log: Callable[[str], None] = log_info, adapter=None):

@@ -27,19 +27,15 @@ import torch
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from roundoff_eps import add_model_arguments
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--adapter", default="qwen2vl-toy", help="a registry preset")
-    ap.add_argument("--deep", action="store_true", help="a random Qwen2-VL of --layers x --hidden instead (built here)")
-    ap.add_argument("--model", help="with --deep: an existing checkpoint dir")
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=28)
-    ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--size", type=int, default=224, help="scene width and height (px): 224 = 64 vision tokens")
+    add_model_arguments(ap)
     ap.add_argument("--methods", default="gausslegendre_log,gausslegendre")
     ap.add_argument("--steps", default="50,100,200,400")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    sys.path.insert(0, str(Path(__file__).parent))
     from roundoff_eps import load
 
     from creg.adapter import ForwardRequest

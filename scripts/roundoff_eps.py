@@ -28,6 +28,17 @@ import torch
 LAYERS = (-2, -3, -4, -5)
 
 
+def add_model_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options that say which model :func:`load` builds, and how many scenes of which size."""
+    ap.add_argument("--adapter", default="qwen2vl-toy", help="a registry preset")
+    ap.add_argument("--deep", action="store_true", help="a random Qwen2-VL of --layers x --hidden instead (built here)")
+    ap.add_argument("--model", help="with --deep: an existing checkpoint dir")
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=28)
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--size", type=int, default=224, help="scene width and height (px): 224 = 64 vision tokens")
+
+
 def load(args):
     if args.deep:
         sys.path.insert(0, str(Path(__file__).parent))
@@ -51,13 +62,7 @@ def set_eps(model: torch.nn.Module, eps: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--adapter", default="qwen2vl-toy", help="a registry preset")
-    ap.add_argument("--deep", action="store_true", help="a random Qwen2-VL of --layers x --hidden instead (built here)")
-    ap.add_argument("--model", help="with --deep: an existing checkpoint dir")
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=28)
-    ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--size", type=int, default=224, help="scene width and height (px): 224 = 64 vision tokens")
+    add_model_arguments(ap)
     ap.add_argument("--eps", default="default,1e-5,1e-6,0", help="eps values ('default': the model's own)")
     args = ap.parse_args()
     torch.set_num_threads(1)

@@ -1,5 +1,6 @@
-"""A finished run directory whose every text field holds hostile text (creg.testing.hostile_text):
-model, adapter (preset), benchmark and source names, category names, a damaged line (a problem)."""
+"""For the hardening tests: a finished run directory whose every text field holds hostile text
+(creg.testing.hostile_text: model, adapter (preset), benchmark and source names, category names, a
+damaged line), and :func:`one_line`, the check that a refused command said one line and no more."""
 
 from __future__ import annotations
 
@@ -35,3 +36,14 @@ def hostile_run(run: Path, *, n: int = 4) -> Path:
     lines = [json.dumps(r) for r in recs] + [json.dumps({"source": HOSTILE[4], "bad": HOSTILE[0]})]
     (run / "records.jsonl").write_text("".join(x + "\n" for x in lines))
     return run
+
+
+def one_line(res, *, code: int = 2) -> str:
+    """The one ``creg: ...`` line of a click result that exited ``code`` with no traceback."""
+    assert res.exit_code == code, res.output
+    assert not (res.exception and not isinstance(res.exception, SystemExit)), repr(res.exception)
+    assert "Traceback" not in res.output
+    lines = [x for x in res.output.splitlines() if x.startswith("creg:")]
+    assert len(lines) == 1, res.output
+    return lines[0]
+

@@ -16,16 +16,9 @@ from creg.cli import cli
 from creg.data.coco import load_instances
 from creg.runner import Runner, RunConfig
 
+from hostile_runs import one_line
+
 torch.set_num_threads(1)
-
-
-def one_line(res, *, code: int = 2) -> str:
-    assert res.exit_code == code, res.output
-    assert not (res.exception and not isinstance(res.exception, SystemExit)), repr(res.exception)
-    assert "Traceback" not in res.output
-    lines = [x for x in res.output.splitlines() if x.startswith("creg:")]
-    assert len(lines) == 1, res.output
-    return lines[0]
 
 
 @pytest.fixture

@@ -15,17 +15,11 @@ from creg.runner import Runner, RunConfig
 from creg.store import RunDirError, RunStore, RunWriter, absorb_parts, part_path
 from creg.store.files import DirLock, append_lines
 
+from hostile_runs import one_line
+
 torch.set_num_threads(1)
 
 RUN = ["run", "--adapter", "none", "--source", "oracle,random", "--n", "3", "--no-progress"]
-
-
-def _one_line_error(res) -> str:
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
-    lines = [x for x in res.output.splitlines() if x.startswith("creg:")]
-    assert len(lines) == 1, res.output
-    return lines[0]
 
 
 @pytest.fixture
@@ -46,7 +40,7 @@ def victim(tmp_path):
 def test_lock_symlink_is_not_truncated(tmp_path, run, victim):
     (run / ".lock").unlink()
     (run / ".lock").symlink_to(victim)
-    line = _one_line_error(CliRunner().invoke(cli, RUN + ["--out", str(run)]))
+    line = one_line(CliRunner().invoke(cli, RUN + ["--out", str(run)]))
     assert "symbolic link" in line and ".lock" in line
     assert victim.read_text() == "keep me\n"
 
@@ -67,9 +61,9 @@ def test_linked_jsonl_is_refused_on_resume_and_report(tmp_path, run, victim, ent
     before = victim.read_text()
     (run / entry).unlink()
     (run / entry).symlink_to(victim)
-    line = _one_line_error(CliRunner().invoke(cli, RUN + ["--n", "5", "--out", str(run)]))
+    line = one_line(CliRunner().invoke(cli, RUN + ["--n", "5", "--out", str(run)]))
     assert entry in line and "symbolic link" in line
-    line = _one_line_error(CliRunner().invoke(cli, ["report", str(run), "--no-figures"]))
+    line = one_line(CliRunner().invoke(cli, ["report", str(run), "--no-figures"]))
     assert entry in line
     assert victim.read_text() == before
 
@@ -78,7 +72,7 @@ def test_linked_figures_folder_is_refused(tmp_path, run):
     outside = tmp_path / "outside-figures"
     outside.mkdir()
     (run / "figures").symlink_to(outside, target_is_directory=True)
-    line = _one_line_error(CliRunner().invoke(cli, ["report", str(run), "--dpi", "30", "--no-heatmaps"]))
+    line = one_line(CliRunner().invoke(cli, ["report", str(run), "--dpi", "30", "--no-heatmaps"]))
     assert "figures" in line and "symbolic link" in line
     assert list(outside.iterdir()) == []
 
@@ -88,7 +82,7 @@ def test_linked_parts_folder_is_not_emptied(tmp_path, run):
     (outside / "rank-00000").mkdir(parents=True)
     (outside / "rank-00000" / "data.txt").write_text("x")
     (run / "parts").symlink_to(outside, target_is_directory=True)
-    line = _one_line_error(CliRunner().invoke(cli, RUN + ["--out", str(run)]))
+    line = one_line(CliRunner().invoke(cli, RUN + ["--out", str(run)]))
     assert "parts" in line
     assert (outside / "rank-00000" / "data.txt").read_text() == "x"
 
@@ -138,7 +132,7 @@ def test_refused_out_leaves_no_lock(tmp_path):
     out = tmp_path / "notarun"
     out.mkdir()
     (out / "mine.txt").write_text("x")
-    line = _one_line_error(CliRunner().invoke(cli, RUN + ["--out", str(out)]))
+    line = one_line(CliRunner().invoke(cli, RUN + ["--out", str(out)]))
     assert "not empty" in line
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
 
@@ -172,6 +166,6 @@ def test_device_cuda_on_a_cpu_machine_leaves_nothing(tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(cli, ["run", "--adapter", "qwen2vl-toy", "--device", "cuda", "--source", "oracle",
                                    "--n", "2", "--no-progress", "--out", str(out)])
-    line = _one_line_error(res)
+    line = one_line(res)
     assert "could not load" in line
     assert not out.exists()

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from creg_toy.data import Batcher, blank_sample, load_adapter, scenes
+from creg_toy.data import Batcher, load_adapter, scenes
 from creg_toy.shaping import attention_weights, block_effects, knocked_out, read_penalty, text_to_vision_mass
 from creg_toy.training import STATE, ToyConfig, train
 
@@ -67,13 +67,11 @@ def test_attention_weights_are_collected_per_block_and_the_kernel_restored(small
 
 def test_block_effects_report_every_block(small_dir):
     adapter = load_adapter(small_dir)
-    base = list(scenes(0, 4))
-    rows = block_effects(adapter, Batcher(adapter), base, [blank_sample(s) for s in base])
+    rows = block_effects(adapter, Batcher(adapter), list(scenes(0, 4)))
     assert [r["block"] for r in rows] == [0, 1, 2]
-    assert all(set(r) == {"block", "knockout", "patch_blank", "read_mass"} for r in rows)
+    assert all(set(r) == {"block", "knockout_drop", "read_mass"} for r in rows)
     assert all(0.0 <= r["read_mass"] <= 1.0 for r in rows)
-    # blank scenes carry no objects, so patching their vision rows in changes the answer somewhere
-    assert any(abs(r["patch_blank"]) > 0 for r in rows)
+    assert any(abs(r["knockout_drop"]) > 0 for r in rows)  # a trained-or-not block changes the answer
 
 
 def test_shaped_training_logs_its_losses_and_resumes_to_the_same_weights(small_dir, tmp_path):

@@ -108,9 +108,12 @@ def eval_cmd(model_dir, n, seed, layout, distractors) -> None:
 @click.option("--n", type=int, default=48, show_default=True, help="number of scenes")
 @click.option("--seed", type=int, default=0, show_default=True, help="scene seed")
 def probe_cmd(model_dir, n, seed) -> None:
-    """Per decoder block of MODEL_DIR: what knocking it out, or patching its vision input with a
-    blank scene's, does to log p(gt), and how much the text reads the image there."""
+    """Per decoder block of MODEL_DIR: what knocking it out, closing its text->vision attention, or
+    patching its vision input with a blank scene's costs in log p(gt), and how much the text reads
+    the image there."""
     import torch
+
+    from creg.analyses.layers import layer_effects
 
     from .data import Batcher, blank_sample, load_adapter, scenes
     from .shaping import block_effects
@@ -118,9 +121,12 @@ def probe_cmd(model_dir, n, seed) -> None:
     torch.set_num_threads(1)
     adapter = load_adapter(model_dir)
     base = list(scenes(seed, n))
-    rows = block_effects(adapter, Batcher(adapter), base, [blank_sample(s) for s in base])
-    click.echo(f"{'block':>5} {'knockout':>9} {'patch_blank':>11} {'read_mass':>9}   (mean change of log p(gt); "
-               f"mean text->vision attention)")
+    rows = block_effects(adapter, Batcher(adapter), base)
+    for row, effect in zip(rows, layer_effects(adapter, base, blank_sample)["blocks"]):
+        row.update(read_drop=effect["knockout_logp_drop"], patch_drop=effect["patch_logp_drop"])
+    click.echo(f"{'block':>5} {'knockout':>9} {'text->vision':>12} {'blank patch':>11} {'read_mass':>9}   "
+               f"(mean drop of log p(gt); mean text->vision attention)")
     for r in rows:
-        click.echo(f"{r['block']:>5} {r['knockout']:>9.3f} {r['patch_blank']:>11.3f} {r['read_mass']:>9.3f}")
+        click.echo(f"{r['block']:>5} {r['knockout_drop']:>9.3f} {r['read_drop']:>12.3f} {r['patch_drop']:>11.3f} "
+                   f"{r['read_mass']:>9.3f}")
     click.echo(json.dumps(rows))

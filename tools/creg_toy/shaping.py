@@ -14,9 +14,9 @@ Two auxiliary losses for :mod:`creg_toy.training`, and the probes that check wha
   loss asks that this costs at least ``margin`` nats of cross-entropy: ``relu(margin - (CE_ko -
   CE))``. Identity-initialised blocks otherwise stay inert through training.
 
-Probes (:func:`block_effects`): per block, the mean change of log p(gt) when the block is knocked
-out, when the vision-token hidden states at its input are patched with those of the same scene
-with its objects removed, and the mean text-to-vision attention mass there.
+Probes (:func:`block_effects`): per block, the mean drop of log p(gt) when the block is knocked
+out, and the mean text-to-vision attention mass there (``creg toy probe`` adds creg's own
+:func:`creg.analyses.layers.layer_effects`: the text->vision knock-out and the blank patch).
 """
 
 from __future__ import annotations
@@ -38,28 +38,6 @@ def knocked_out(model, block: int) -> Iterator[None]:
     layer = decoder_layers(model)[block]
     h = layer.register_forward_hook(lambda mod, args, kwargs, out: args[0] if args else kwargs["hidden_states"],
                                     with_kwargs=True, prepend=True)
-    try:
-        yield
-    finally:
-        h.remove()
-
-
-@contextmanager
-def patched_input(model, block: int, vision: torch.Tensor, donor: torch.Tensor) -> Iterator[None]:
-    """The vision-token rows of block ``block``'s input replaced by ``donor``'s rows.
-
-    ``vision``: ``(b, s)`` bool mask of vision tokens; ``donor``: ``(b, s, d)`` hidden states at
-    that block's input on the donor inputs (same token layout)."""
-    layer = decoder_layers(model)[block]
-
-    def pre(mod, args, kwargs):
-        hs = args[0] if args else kwargs["hidden_states"]
-        hs = torch.where(vision.unsqueeze(-1), donor.to(hs.dtype), hs)
-        if args:
-            return (hs, *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": hs}
-
-    h = layer.register_forward_pre_hook(pre, with_kwargs=True, prepend=True)
     try:
         yield
     finally:
@@ -122,11 +100,11 @@ def knockout_loss(logits: Callable[[dict], torch.Tensor], model, batch: dict, y:
 
 
 @torch.no_grad()
-def block_effects(adapter, batcher, samples, blanks) -> list[dict[str, float]]:
-    """Per decoder block: the mean change of log p(gt) when it is knocked out (``knockout``) and
-    when the vision-token hidden states at its input are patched with the blank scene's
-    (``patch_blank``), and the mean text-to-vision attention mass there (``read_mass``).
-    ``blanks``: the same scenes with their objects removed (same names, same token layout)."""
+def block_effects(adapter, batcher, samples) -> list[dict[str, float]]:
+    """Per decoder block: the mean drop of log p(gt) when the block is knocked out (``knockout_drop``,
+    > 0: it matters) and the mean text-to-vision attention mass there (``read_mass``). The
+    text->vision knock-out and the blank patch of a block's input are
+    :func:`creg.analyses.layers.layer_effects`'."""
     model = adapter.model.eval()
     option_ids = list(adapter.option_token_ids)
     batch = batcher(samples)
@@ -139,15 +117,8 @@ def block_effects(adapter, batcher, samples, blanks) -> list[dict[str, float]]:
     with attention_weights(model) as att:
         base = logp()
         mass = [float(text_to_vision_mass(w, batch["input_ids"], adapter.inputs.image_token_id).mean()) for w in att]
-    blank_batch = batcher(blanks)
-    out = model(**blank_batch, use_cache=False, output_hidden_states=True, logits_to_keep=1)
-    donors = out.hidden_states  # index i = input of block i
-    vision = batch["input_ids"] == adapter.inputs.image_token_id
     rows = []
     for i in range(len(decoder_layers(model))):
         with knocked_out(model, i):
-            ko = float((logp() - base).mean())
-        with patched_input(model, i, vision, donors[i]):
-            pb = float((logp() - base).mean())
-        rows.append({"block": i, "knockout": ko, "patch_blank": pb, "read_mass": mass[i]})
+            rows.append({"block": i, "knockout_drop": float((base - logp()).mean()), "read_mass": mass[i]})
     return rows

@@ -43,9 +43,13 @@ def dae_no_ref(records: Sequence) -> np.ndarray:
     return _field(records, "dae_no_ref")
 
 
-def ea_no_ref(records: Sequence) -> np.ndarray:
-    d = dae_no_ref(records)
+def _edge_accuracy(d: np.ndarray) -> np.ndarray:
+    """Eq. 7 per record from its DAE (NaN where there is none)."""
     return np.where(np.isnan(d), np.nan, edge_hit(np.nan_to_num(d)).astype(np.float64))
+
+
+def ea_no_ref(records: Sequence) -> np.ndarray:
+    return _edge_accuracy(dae_no_ref(records))
 
 
 def _ground_truth(records: Sequence, key: str) -> np.ndarray:
@@ -62,8 +66,7 @@ def causal_rank(records: Sequence) -> np.ndarray:
 
 
 def ea(records: Sequence) -> np.ndarray:
-    d = dae(records)
-    return np.where(np.isnan(d), np.nan, edge_hit(np.nan_to_num(d)).astype(np.float64))
+    return _edge_accuracy(dae(records))
 
 
 def _cos_reading(records: Sequence, reading: str) -> np.ndarray:

@@ -6,10 +6,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -18,30 +15,17 @@ import torch
 from creg.reporting.report import build_report
 from creg.runner import Runner, RunConfig
 
+from browser_check import chromium, probe_page
+
 torch.set_num_threads(1)
 
-CHECK = """
-<script>
-window.addEventListener("load", () => {
-  const imgs = [...document.images];
-  const out = {images: imgs.length, loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
-               widths: imgs.map(i => i.naturalWidth), tables: document.querySelectorAll("table").length,
-               rows: document.querySelectorAll("tbody tr").length,
-               headings: [...document.querySelectorAll("h2")].map(h => h.textContent),
-               external: [...document.querySelectorAll("[src]")].filter(e => !e.getAttribute("src").startsWith("data:")).length};
-  const pre = document.createElement("pre"); pre.id = "creg-check"; pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
-});
-</script>
+#: what the page shows once loaded (browser_check's helpers: images(), external(), report()).
+PROBE = """
+const imgs = [...document.images];
+report({images: imgs.length, loaded: images().loaded, widths: imgs.map(i => i.naturalWidth),
+        tables: document.querySelectorAll("table").length, rows: document.querySelectorAll("tbody tr").length,
+        headings: [...document.querySelectorAll("h2")].map(h => h.textContent), external: external()});
 """
-
-
-def chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return os.environ.get("CREG_CHROMIUM")
 
 
 @pytest.fixture(scope="module")
@@ -62,19 +46,7 @@ def test_html_is_self_contained(report_dir):
 
 
 def test_html_renders_in_headless_chromium(report_dir, tmp_path):
-    browser = chromium()
-    if browser is None:
-        pytest.skip("no Chromium found: install Debian's `chromium` (apt-get install chromium; .ci/run does it) "
-                    "or set CREG_CHROMIUM to a Chrome/Chromium binary")
-    page = (report_dir / "report.html").read_text().replace("</body>", CHECK + "</body>")
-    probe = tmp_path / "probe.html"
-    probe.write_text(page)
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-           "--virtual-time-budget=10000", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", probe.as_uri()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    m = re.search(r'<pre id="creg-check">(.*?)</pre>', done.stdout)
-    assert m, f"Chromium did not render the page: rc {done.returncode}, {done.stderr[-2000:]}"
-    check = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    check = probe_page(report_dir / "report.html", PROBE, tmp_path)
     n_figures = len(list((report_dir / "figures").iterdir()))
     assert check["images"] == n_figures and check["loaded"] == n_figures, check
     assert all(w > 100 for w in check["widths"])
@@ -82,7 +54,7 @@ def test_html_renders_in_headless_chromium(report_dir, tmp_path):
     assert any("Directional attribution" in h for h in check["headings"])
     # a screenshot is not blank
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1200,2000", f"--screenshot={shot}",
                     (report_dir / "report.html").as_uri()], capture_output=True, timeout=120)
     import numpy as np

@@ -11,7 +11,9 @@ The Python API (:mod:`creg.api`) is imported on first use, so ``import creg`` st
     frames = creg.read_run(summary["out"])
 """
 
-from .hookspecs import hookimpl
+import importlib
+
+from creg.plugins.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
@@ -20,12 +22,12 @@ _LAZY = {
     "load": ("creg.api", "load"),
     "run": ("creg.api", "run"),
     "read_run": ("creg.api", "read_run"),
-    "read_runs": ("creg.frames", "read_runs"),
+    "read_runs": ("creg.report.frames", "read_runs"),
     "Model": ("creg.api", "Model"),
     "Explanation": ("creg.api", "Explanation"),
     "SourceExplanation": ("creg.api", "SourceExplanation"),
     "ApiError": ("creg.api", "ApiError"),
-    "Box": ("creg.sample", "Box"),
+    "Box": ("creg.core.sample", "Box"),
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]
@@ -33,7 +35,6 @@ __all__ = ["hookimpl", "__version__", *_LAZY]
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
 
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)

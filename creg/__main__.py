@@ -1,6 +1,6 @@
 """``python -m creg`` (what torchrun launches) is the ``creg`` command."""
 
-from .cli import main
+from creg.cli import main
 
 if __name__ == "__main__":
     main()

@@ -17,15 +17,45 @@ and ``creg run`` shares :data:`RUN_DEFAULTS` with :func:`run`.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+from PIL import UnidentifiedImageError
+from pydantic import ValidationError
 
-#: ``creg.load()`` without a name, ``creg explain`` without ``--adapter`` and ``creg run``
-#: without ``--adapter``: the embedded toy model (docs/toy-model.md).
-DEFAULT_MODEL = "qwen2vl-toy"
+from creg.config.defaults import (  # noqa: F401 (DEFAULT_MODEL, default_out: public API names)
+    DEFAULT_BENCH,
+    DEFAULT_MODEL,
+    DEFAULT_SOURCES,
+    default_adapter,
+    default_out,
+)
+from creg.config.hub import cached_file, check_available
+from creg.config.presets import Preset, load_registry
+from creg.config.resolve import adapter_options, build_sources, check_placement
+from creg.config.run_config import NO_MODEL, RunConfig
+from creg.core.box_formats import BoxFormatError, fits_xywh, to_xyxy, xywh_hint
+from creg.core.errors import RunError
+from creg.core.images import open_rgb, size_problem, to_rgb
+from creg.core.logs import info
+from creg.core.relation_check import contradiction
+from creg.core.sample import (
+    RELATIONS,
+    Box,
+    InvalidSample,
+    make_sample,
+    relation_from_boxes,
+)
+from creg.execution.runner import Runner
+from creg.execution.threads import apply_threads
+from creg.explain.samples import SourceExplanation, explain_samples
+from creg.plugins.compatibility import UnsupportedSources, check_sources
+from creg.plugins.manager import UnknownName, get_plugins
+from creg.report import figures as fg
+from creg.report.frames import read_run as _read
 
 BoxLike = Any  # creg.Box or (x0, y0, x1, y1) in pixels
 ObjectLike = Any  # (name, box)
@@ -44,7 +74,6 @@ def _infer_adapter(model: str, adapters: Sequence[str]) -> str:
     if config_path.is_file():
         model_type = json.loads(config_path.read_text()).get("model_type")
     else:
-        from .hub import cached_file
 
         cached = cached_file(model, "config.json")
         if cached is not None:
@@ -71,9 +100,6 @@ def load(model: str = DEFAULT_MODEL, *, adapter: str | None = None, dtype: str |
     ``device_map="auto", max_memory={0: "70GiB", 1: "70GiB", "cpu": "200GiB"}`` for a model larger
     than one GPU (adapters built on ``creg.hf.HFAdapter``; docs/distributed.md).
     """
-    from .plugins import get_plugins
-    from .registry import Preset, load_registry
-    from .run_config import NO_MODEL
 
     plugins = get_plugins()
     presets = load_registry(list(registry))
@@ -94,8 +120,6 @@ def load(model: str = DEFAULT_MODEL, *, adapter: str | None = None, dtype: str |
         preset = Preset(adapter=adapter, model=model)
     if preset.adapter == NO_MODEL:
         return Model(model, None)
-    from .hub import check_available
-    from .run_config import adapter_options, check_placement
 
     cls = plugins.load("adapter", preset.adapter)
     check_placement(preset.adapter, cls, {k: options[k] for k in ("device_map", "max_memory") if options.get(k) is not None})
@@ -107,15 +131,12 @@ def load(model: str = DEFAULT_MODEL, *, adapter: str | None = None, dtype: str |
 
 # -- explaining one image -------------------------------------------------------------------------------
 
-#: How the hint of a box in the wrong layout names the switch (creg.box_formats.xywh_hint).
+#: How the hint of a box in the wrong layout names the switch (creg.core.box_formats.xywh_hint).
 XYWH_SWITCH = "--box-format xywh (Python: box_format='xywh')"
 
 
 def _box(value: BoxLike, what: str, box_format: str = "xyxy"):
-    from pydantic import ValidationError
 
-    from .box_formats import BoxFormatError, to_xyxy, xywh_hint
-    from .sample import Box
 
     if isinstance(value, Box):
         return value
@@ -138,11 +159,8 @@ def _object(value: ObjectLike, what: str, box_format: str = "xyxy"):
 
 
 def _relation_check(ref, tgt, ref_box, tgt_box, relation: str, box_format: str) -> None:
-    """ApiError when ``relation`` contradicts the boxes (creg.relation_check), with a hint when the
+    """ApiError when ``relation`` contradicts the boxes (creg.core.relation_check), with a hint when the
     numbers, read as x, y, w, h, would agree with it."""
-    from .box_formats import fits_xywh, to_xyxy
-    from .relation_check import contradiction
-    from .sample import Box
 
     why = contradiction(ref_box, tgt_box, relation)
     if why is None:
@@ -160,57 +178,6 @@ def _relation_check(ref, tgt, ref_box, tgt_box, relation: str, box_format: str) 
     raise ApiError(f"{why}: check the relation (--relation) and the boxes (x0, y0, x1, y1 in pixels){hint}; "
                    "leave the relation out to take it from the boxes")
 
-
-@dataclass
-class SourceExplanation:
-    """One source's explanation of one image.
-
-    ``relevance``: ``(h, w)`` relevance on the model's vision grid; ``cell_xy``: ``(h, w, 2)``
-    pixel centres (x, y) of those cells in the original image; ``compass``: ``(K,)`` P(theta_k),
-    sector k centred at k * 360 / K (``sectors`` names them); angles in degrees, 0 = right, 90 = up.
-    ``dae``/``ea``: Eq. 6-7 against the true direction A -> B of the boxes (None when A and B share
-    their centre); ``record``: the same numbers as a run's ``records.jsonl`` line.
-    """
-
-    source: str
-    relevance: np.ndarray
-    cell_xy: np.ndarray
-    compass: np.ndarray
-    sectors: list[str]
-    peak_sector: int
-    peak_angle: float
-    sector_angle: float
-    dae: float | None
-    ea: bool | None
-    d_ab: float
-    r_max: float
-    sigma: float
-    flags: list[str]
-    record: Any
-    #: a multi-grid map (tiles + global image): its grids in the order of ``relevance``'s cells
-    #: (:class:`creg.reporting.multigrid.GridSpan`); None for a single grid. Plots spread it to pixel space.
-    grids: tuple | None = None
-
-    @property
-    def peak(self) -> str:
-        """The name of the peak sector (E, NE, ...)."""
-        return self.sectors[self.peak_sector]
-
-    def __repr__(self) -> str:
-        dae = f"{self.dae:.1f}°" if self.dae is not None else "undefined"
-        return (f"SourceExplanation({self.source!r}, peak {self.peak} ({self.peak_angle:.1f}°), DAE {dae}, "
-                f"EA {self.ea}, grid {tuple(self.relevance.shape)})")
-
-    def to_dict(self, *, maps: bool = False) -> dict[str, Any]:
-        out = {"source": self.source, "compass": dict(zip(self.sectors, map(float, self.compass))),
-               "peak": self.peak, "peak_sector": self.peak_sector, "peak_angle": self.peak_angle,
-               "sector_angle": self.sector_angle, "dae": self.dae, "ea": self.ea, "d_ab": self.d_ab,
-               "r_max": self.r_max, "sigma": self.sigma, "flags": self.flags, "grid_hw": list(self.relevance.shape)}
-        if maps:
-            out["relevance"] = self.relevance.tolist()
-            out["cell_xy"] = self.cell_xy.tolist()
-            out["grids"] = [g._asdict() for g in self.grids] if self.grids else None
-        return out
 
 
 @dataclass
@@ -254,7 +221,6 @@ class Explanation:
         """The model's answer distribution over the four relations (softmax of ``logits``)."""
         if self.logits is None:
             return None
-        from .sample import RELATIONS
 
         z = np.exp(self.logits - self.logits.max())
         return dict(zip(RELATIONS, map(float, z / z.sum())))
@@ -273,7 +239,6 @@ class Explanation:
         """The figure: per source, the relevance heatmap over the image with boxes and arrows, beside
         the compass rose. Saved to ``path`` (png, pdf or svg by suffix) when given; returns the figure
         (or the path once saved)."""
-        from .reporting import figures as fg
 
         names = list(sources) if sources is not None else list(self.sources)
         rows = [{"source": n, "record": self[n].record.model_dump(), "relevance": self[n].relevance,
@@ -328,10 +293,9 @@ class Model:
         :class:`creg.Box` or ``(x0, y0, x1, y1)`` in pixels. ``sources``: source names (``creg
         list``); all share one forward pass. ``relation``: the ground truth (left/right/above/below)
         that gt-targeted sources and ``correct`` need; by default the dominant axis of the boxes; one
-        that contradicts the boxes (creg.relation_check) is an ApiError. ``box_format``: the layout of
-        box tuples, ``xyxy`` (default), ``xywh`` (COCO) or ``cxcywh`` (creg.box_formats).
+        that contradicts the boxes (creg.core.relation_check) is an ApiError. ``box_format``: the layout of
+        box tuples, ``xyxy`` (default), ``xywh`` (COCO) or ``cxcywh`` (creg.core.box_formats).
         """
-        from .sample import RELATIONS, InvalidSample, make_sample, relation_from_boxes
 
         ref_name, ref_box = _object(ref, "ref", box_format)
         tgt_name, tgt_box = _object(tgt, "tgt", box_format)
@@ -350,7 +314,6 @@ class Model:
             sample = make_sample(id=sample_id, image=path if path is not None else pil, image_size=pil.size,
                                  ref_name=ref_name, ref_box=ref_box, tgt_name=tgt_name, tgt_box=tgt_box, relation=relation)
         except InvalidSample as e:
-            from .box_formats import xywh_hint
 
             hint = next((h for who, obj in (("ref_box", ref), ("tgt_box", tgt)) if who in str(e)
                          for h in [xywh_hint(obj[1], box_format, pil.size, flag=XYWH_SWITCH)] if h), "")
@@ -370,9 +333,7 @@ class Model:
 
 def _image(image):
     """(RGB PIL image, path or None) of a path or a PIL image."""
-    from PIL import UnidentifiedImageError
 
-    from .data.images import open_rgb, size_problem, to_rgb
 
     if isinstance(image, (str, Path)):
         path = Path(image)
@@ -391,8 +352,6 @@ def _image(image):
 
 
 def _build_sources(names: list[str], options: dict[str, dict[str, Any]], has_model: bool):
-    from .plugins import UnknownName, get_plugins
-    from .run_config import RunConfig, RunError, build_sources
 
     try:
         return build_sources(RunConfig(sources=names, source_options=options), get_plugins(), has_model)
@@ -401,59 +360,12 @@ def _build_sources(names: list[str], options: dict[str, dict[str, Any]], has_mod
 
 
 def _check_capabilities(name: str, adapter, sources) -> None:
-    """ApiError (one line) when a source needs what ``adapter`` does not provide (:mod:`creg.capabilities`)."""
-    from .capabilities import UnsupportedSources, check_sources
+    """ApiError (one line) when a source needs what ``adapter`` does not provide (:mod:`creg.plugins.capabilities`)."""
 
     try:
         check_sources(name, type(adapter) if adapter is not None else None, sources, option=None)
     except UnsupportedSources as e:
         raise ApiError(str(e)) from None
-
-
-def explain_samples(samples, sources, adapter, *, k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0,
-                    seed: int = 0) -> tuple[dict[str, list[SourceExplanation]], np.ndarray | None]:
-    """Explain a batch of samples with several built sources and one shared forward pass.
-
-    Returns ({source name: one :class:`SourceExplanation` per sample}, ``(b, 4)`` class logits or None).
-    The projection and the scoring are a run's (:func:`_score`), so the numbers equal a run's records.
-    """
-    from .compass import uniform_cell_xy
-    from .context import ExplainContext
-    from .reporting.figures import sector_names
-    from .reporting.multigrid import grid_spans
-
-    ctx = ExplainContext.for_sources(list(samples), adapter, sources, seed=seed)  # planned as a run plans it
-    logits = ctx.output.class_logits.detach().float().cpu().numpy() if adapter is not None else None
-    out: dict[str, list[SourceExplanation]] = {}
-    for src in sources:
-        maps = src.explain(ctx)
-        rows = []
-        for i, (sample, rmap) in enumerate(zip(ctx.samples, maps)):
-            record, compass = _score(sample, src.name, rmap, None if logits is None else logits[i], k=k,
-                                     sigma_r=sigma_r, rho_r=rho_r, rng=ctx.rng(i, f"tie/{src.name}"))
-            values = rmap.values.detach().float().cpu().numpy()
-            if rmap.cell_xy is not None:
-                cell_xy = rmap.cell_xy.detach().double().cpu().numpy()
-            else:
-                cell_xy = uniform_cell_xy(tuple(values.shape), sample.image_size).numpy()
-            rows.append(SourceExplanation(
-                source=src.name, relevance=values, cell_xy=cell_xy, compass=compass.probs.numpy(),
-                sectors=sector_names(compass.k), peak_sector=compass.peak_sector, peak_angle=compass.peak_angle,
-                sector_angle=compass.sector_angle, dae=record.dae, ea=record.ea, d_ab=compass.d_ab,
-                r_max=compass.r_max, sigma=compass.sigma, flags=list(compass.flags), record=record,
-                grids=grid_spans(ctx.layout(i), values.shape) if adapter is not None and rmap.cell_xy is not None else None))
-        out[src.name] = rows
-    return out, logits
-
-
-def _score(sample, source: str, rmap, logits, *, k: int, sigma_r: float, rho_r: float, rng):
-    """(record, compass) of one map through the run's scoring pipeline (:func:`creg.scoring.score_map`)."""
-    from .scoring.pipeline import ScoringSettings, sample_facts, score_map
-    from .store import join
-
-    settings = ScoringSettings(k=k, sigma_r=sigma_r, rho_r=rho_r)
-    row, compass = score_map(sample, rmap, settings, source=source, rng=rng)
-    return join(sample_facts(sample, settings, logits), row), compass
 
 
 # -- a run ------------------------------------------------------------------------------------------------
@@ -462,9 +374,8 @@ def _score(sample, source: str, rmap, logits, *, k: int, sigma_r: float, rho_r: 
 RUN_DEFAULTS: dict[str, Any] = {
     "adapter": None,  # DEFAULT_MODEL when the registry has it, else "none"
     "model": None,
-    "sources": ["oracle", "creg", "creg_gt", "attention_rollout", "gradnorm", "integrated_gradients", "gradcam",
-                "gradxact", "target_box", "random_relevance", "random"],
-    "bench": "synthetic",
+    "sources": list(DEFAULT_SOURCES),
+    "bench": DEFAULT_BENCH,
     "n": None,
     "seed": 0,
     "out": None,
@@ -480,14 +391,14 @@ RUN_DEFAULTS: dict[str, Any] = {
     "bench_options": {},
     "registry": [],
     "adapter_options": {},
-    "threads": None,  # creg.run_config.default_threads(); the number used is stored in config.json
+    "threads": None,  # creg.execution.threads.default_threads(); the number used is stored in config.json
     "cos": False,
     "cos_op": "grey",
     "controls": [],  # ["blank"]: creg run --control blank (a string is one control)
     "save_maps": True,
     "overwrite": False,
     "progress": False,
-    "skip_unsupported": False,  # drop the sources the adapter cannot serve (creg.capabilities) instead of refusing
+    "skip_unsupported": False,  # drop the sources the adapter cannot serve (creg.plugins.capabilities) instead of refusing
 }
 
 
@@ -498,10 +409,7 @@ def run(**options: Any) -> dict[str, Any]:
     ``sources``: a list or a comma-separated string; ``source_options``: {source: {key: value}}
     (``--source-opt``); ``bench_options``: {key: value} (``--bench-opt``); ``limit`` is ``n``.
     """
-    import os
 
-    from .registry import load_registry
-    from .run_config import RunConfig
 
     if "limit" in options:
         options["n"] = options.pop("limit")
@@ -516,14 +424,12 @@ def run(**options: Any) -> dict[str, Any]:
     if opts["registry"] and isinstance(opts["registry"], (str, Path)):
         opts["registry"] = [opts["registry"]]
     if opts["adapter"] is None:
-        opts["adapter"] = DEFAULT_MODEL if DEFAULT_MODEL in load_registry(opts["registry"]) else "none"
+        opts["adapter"] = default_adapter(load_registry(opts["registry"]))
     if opts["data_dir"] is None:
         opts["data_dir"] = os.environ.get("CREG_DATA_DIR")
-    from .runner import Runner
 
     config = RunConfig(**{k: (str(v) if k == "data_dir" and v is not None else v) for k, v in opts.items()
                           if k not in ("out", "overwrite", "progress", "skip_unsupported")})
-    from .run_config import apply_threads
 
     config.threads = apply_threads(config.threads)
     out = Path(opts["out"]) if opts["out"] else default_out(config)
@@ -532,17 +438,7 @@ def run(**options: Any) -> dict[str, Any]:
     return {**result.summary, "out": str(result.out)}
 
 
-def default_out(config) -> Path:
-    """``runs/BENCH-ADAPTER-HASH``: the hash covers the configuration, so the same run lands in the
-    same directory (and continues there)."""
-    import hashlib
-
-    ident = json.dumps(config.identity(), sort_keys=True, default=str)
-    return Path("runs") / f"{config.bench}-{config.adapter}-{hashlib.sha1(ident.encode()).hexdigest()[:8]}"
-
-
 def _log(message: str) -> None:
-    from .logs import info
 
     info(message)
 
@@ -551,7 +447,6 @@ def _log(message: str) -> None:
 
 def read_run(run_dir: str | Path):
     """A run's records as tidy pandas DataFrames (``pip install 'creg[frames]'``); see
-    :func:`creg.frames.read_run`."""
-    from .frames import read_run as _read
+    :func:`creg.report.frames.read_run`."""
 
     return _read(run_dir)

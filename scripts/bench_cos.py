@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """What ``--cos`` adds to a run, now and with the COS code of an earlier commit, in one process.
 
-The Table-1 sources run through the run pipeline (:func:`creg.scoring.explain_batch`) on the
+The Table-1 sources run through the run pipeline (:func:`creg.explain.pipeline.explain_batch`) on the
 same samples three ways, interleaved repetition by repetition so that a shared machine's load
 drifts over all three alike: without COS, with COS, and with COS computed by
-``creg/occlusion.py`` as it was at ``--against`` (read with ``git show``; same adapter, same
+``creg/explain/occlusion.py`` as it was at ``--against`` (read with ``git show``; same adapter, same
 sources, same everything else). Printed: "--cos adds" = time with COS / time without - 1 (the
 best repetition of each), for the toy model at batch sizes 1 and 16 and, with ``--deep``, for
 a random 28-layer Qwen2-VL (``bench_throughput.load_deep``) at 64 vision tokens, batch 1. The
@@ -30,20 +30,20 @@ import bench_throughput as bt  # noqa: E402
 
 
 def old_occlusion(commit: str):
-    """``creg.occlusion`` as it was at ``commit``, as a separate module."""
+    """``creg.explain.occlusion`` as it was at ``commit``, as a separate module."""
     root = Path(__file__).resolve().parent.parent
-    src = subprocess.run(["git", "-C", str(root), "show", f"{commit}:creg/occlusion.py"], capture_output=True, text=True,
+    src = subprocess.run(["git", "-C", str(root), "show", f"{commit}:creg/explain/occlusion.py"], capture_output=True, text=True,
                          check=True).stdout
     mod = types.ModuleType("creg._occlusion_at_" + commit)
     mod.__package__ = "creg"
     sys.modules[mod.__name__] = mod
-    exec(compile(src, f"{commit}:creg/occlusion.py", "exec"), mod.__dict__)
+    exec(compile(src, f"{commit}:creg/explain/occlusion.py", "exec"), mod.__dict__)
     return mod
 
 
 def measure(adapter, samples, sizes, repeats, old):
-    import creg.scoring.pipeline as pipeline
-    from creg.scoring.pipeline import ScoringSettings, explain_batch
+    import creg.explain.pipeline as pipeline
+    from creg.explain.pipeline import ScoringSettings, explain_batch
 
     srcs = bt.sources(bt.TABLE1)
     new_fn = pipeline.causal_occlusion
@@ -78,7 +78,7 @@ def measure(adapter, samples, sizes, repeats, old):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--against", default="91e6a31", help="the commit whose creg/occlusion.py is 'before'")
+    p.add_argument("--against", default="91e6a31", help="the commit whose creg/explain/occlusion.py is 'before'")
     p.add_argument("--n", type=int, default=16, help="toy samples")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--deep", action="store_true", help="also a random 28-layer Qwen2-VL (hidden --hidden), 64 tokens")
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     bt._CUDA = args.device.startswith("cuda")
     torch.set_num_threads(1)
     old = old_occlusion(args.against)
-    print(f"--cos adds (time with COS / without - 1, best of {args.repeats}); 'before' = creg/occlusion.py at {args.against}\n")
+    print(f"--cos adds (time with COS / without - 1, best of {args.repeats}); 'before' = creg/explain/occlusion.py at {args.against}\n")
     print("| model | batch size | s per sample without COS | --cos adds now | --cos adds before | max abs ΔS difference |")
     print("|---|---:|---:|---:|---:|---:|")
     rows, diff = measure(bt.load_toy(args.device), bt.synthetic(args.n), (1, 16), args.repeats, old)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed and memory of every relevance source, in forward-pass units, next to Captum.
 
-For each sample (batch of one) and each source, a fresh :class:`creg.context.ExplainContext`
+For each sample (batch of one) and each source, a fresh :class:`creg.explain.context.ExplainContext`
 with only that source's request is built and ``explain`` is timed -- its own forward pass,
 backward passes and replays included. The unit is one plain no-grad forward of the same sample
 in the same process (``adapter.forward(samples)``), timed right before. Each measurement is paired with a plain forward
@@ -101,7 +101,7 @@ def captum_runners(adapter, samples, chunk):
     """name -> zero-argument callable running the Captum equivalent on ``samples``."""
     from captum.attr import LayerGradientXActivation
 
-    from creg.context import contrastive_target
+    from creg.explain.context import contrastive_target
 
     batch = adapter.encode(samples)
     b = len(samples)
@@ -201,9 +201,9 @@ def main(argv=None) -> int:
     except OSError:
         pass
     torch.manual_seed(0)
-    from creg.adapter import AdapterConfig
-    from creg.context import ExplainContext
-    from creg.plugins import get_plugins
+    from creg.plugins.adapter import AdapterConfig
+    from creg.explain.context import ExplainContext
+    from creg.plugins.manager import get_plugins
     from creg_qwen2vl.adapter import Qwen2VLAdapter
     from creg_synthetic.scenes import scene_sample
 
@@ -242,7 +242,7 @@ def main(argv=None) -> int:
         if hasattr(ExplainContext, "for_sources"):
             ctx = ExplainContext.for_sources(batch, adapter, srcs)
         else:  # creg before the source requests (for before/after comparisons)
-            from creg.context import merge_requests
+            from creg.explain.context import merge_requests
 
             ctx = ExplainContext(batch, adapter, merge_requests([s.request() for s in srcs]))
         for s in srcs:

@@ -23,7 +23,7 @@ processes from it), so the load of a shared machine cancels as far as it can:
 Sections (``--sections``, default all):
 
 * ``batch``  toy model (the ``qwen2vl-toy`` preset): samples/s of the Table-1 sources through the
-  run pipeline (:func:`creg.scoring.explain_batch`) at batch sizes 1, 4 and 16; --cos overhead.
+  run pipeline (:func:`creg.explain.pipeline.explain_batch`) at batch sizes 1, 4 and 16; --cos overhead.
 * ``ranks``  toy model: 1 process vs 2 processes, each with its strided share of the same samples
   (what ``torchrun --nproc-per-node 2 -m creg run`` does after start-up); then the whole
   ``creg run`` command against the whole ``torchrun`` command (start-up and model loads
@@ -141,9 +141,10 @@ def med(xs):
 
 # -- models ---------------------------------------------------------------------------------
 def load_toy(device: str = "cpu", dtype: str = "float32"):
-    from creg.plugins import get_plugins
-    from creg.registry import load_registry
-    from creg.run_config import RunConfig, resolve_adapter
+    from creg.plugins.manager import get_plugins
+    from creg.config.presets import load_registry
+    from creg.config.run_config import RunConfig
+    from creg.config.resolve import resolve_adapter
 
     cls, cfg = resolve_adapter(RunConfig(adapter="qwen2vl-toy", device=device, dtype=dtype), get_plugins(), load_registry([]))
     return cls.load(cfg)
@@ -163,7 +164,7 @@ def build_7b(out_dir: str, device: str = "cuda") -> str:
 
 def load_deep(hidden: int, layers: int, model_dir: str | None, device: str = "cpu", dtype: str = "float32", *,
               heads: int | None = None, kv_heads: int = 2, intermediate: int | None = None):
-    from creg.adapter import AdapterConfig
+    from creg.plugins.adapter import AdapterConfig
     from creg_qwen2vl.adapter import Qwen2VLAdapter
 
     if model_dir is None:
@@ -190,7 +191,7 @@ def synthetic(n: int, side: int = 224, start: int = 0):
 
 
 def sources(names):
-    from creg.plugins import get_plugins
+    from creg.plugins.manager import get_plugins
 
     plugins = get_plugins()
     return [plugins.load("source", n)() for n in names]
@@ -198,7 +199,7 @@ def sources(names):
 
 # -- batch sizes ----------------------------------------------------------------------------
 def section_batch(args) -> None:
-    from creg.scoring.pipeline import ScoringSettings, explain_batch
+    from creg.explain.pipeline import ScoringSettings, explain_batch
 
     if args.batch_model == "toy":
         adapter, label = load_toy(args.device, args.dtype), "toy model"
@@ -236,8 +237,8 @@ def section_batch(args) -> None:
 # -- ranks ----------------------------------------------------------------------------------
 def _rank_worker(rank: int, size: int, n: int, barrier, results) -> None:
     torch.set_num_threads(1)
-    from creg.distributed import shard
-    from creg.scoring.pipeline import ScoringSettings, explain_batch
+    from creg.execution.backends import shard
+    from creg.explain.pipeline import ScoringSettings, explain_batch
 
     adapter = load_toy()
     srcs = sources(TABLE1)
@@ -350,8 +351,8 @@ def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
     """Per source (and the Table-1 set, and --cos) CPU time / one plain ``model(**inputs)``
     forward of the same sample (inputs preprocessed once, outside the timing), interleaved: the
     unit is re-timed right before each measurement and the smaller kept."""
-    from creg.context import ExplainContext
-    from creg.scoring.pipeline import ScoringSettings, explain_batch
+    from creg.explain.context import ExplainContext
+    from creg.explain.pipeline import ScoringSettings, explain_batch
 
     inputs = {s.id: model_inputs(adapter, [s]) for s in samples}
 
@@ -359,7 +360,7 @@ def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
         plain_model_forward(adapter, inputs[batch[0].id])
 
     def run_sources(batch, srcs):
-        ctx = ExplainContext.for_sources(batch, adapter, srcs)  # as a run plans it (creg.scoring.pipeline)
+        ctx = ExplainContext.for_sources(batch, adapter, srcs)  # as a run plans it (creg.explain.pipeline)
         for s in srcs:
             s.explain(ctx)
 
@@ -400,9 +401,9 @@ FPU_ROWS = ["adapter.forward (preprocessing included)", *PER_SOURCE, "Table-1 se
 
 def _memory_phases(adapter, sample, *, release: bool):
     """Peak MiB per phase of the Table-1 set + COS on one sample."""
-    from creg.context import ExplainContext
-    from creg.occlusion import CosQuery, causal_occlusion
-    from creg.compass import project_to_compass
+    from creg.explain.context import ExplainContext
+    from creg.explain.occlusion import CosQuery, causal_occlusion
+    from creg.core.compass import project_to_compass
 
     device = adapter.device
     t1 = sources(TABLE1)
@@ -495,7 +496,7 @@ def _time_phases(adapter, sample):
     """FPU per phase of the Table-1 set on one sample, in the order a run takes them, and
     GradCAM's floor: its forward with the graph from the vision output, its backward, and the
     vision tower's share of a plain forward."""
-    from creg.context import ExplainContext
+    from creg.explain.context import ExplainContext
 
     inputs = model_inputs(adapter, [sample])
 
@@ -537,7 +538,7 @@ def _profile_gradcam_backward(adapter, tokens) -> None:
     matrix products (what any backward through the decoder must do) and which is the rest."""
     from torch.profiler import ProfilerActivity, profile
 
-    from creg.context import ExplainContext
+    from creg.explain.context import ExplainContext
 
     for tok in tokens:
         s = synthetic(1, TOKEN_SIDES[tok])[0]
@@ -581,9 +582,9 @@ def section_phases(args) -> None:
 def section_coslevers(args) -> None:
     """COS's occluded passes on one sample in FPU, with and without each lever: p_0 from the
     explained pass (no unoccluded image sent) and the answer-row-only last block."""
-    from creg.compass import project_to_compass
-    from creg.context import ExplainContext
-    from creg.occlusion import CosQuery, causal_occlusion, gt_log_probs
+    from creg.core.compass import project_to_compass
+    from creg.explain.context import ExplainContext
+    from creg.explain.occlusion import CosQuery, causal_occlusion, gt_log_probs
 
     adapter, _ = load_deep_from(args)
     tokens = [int(t) for t in args.tokens.split(",")]
@@ -632,7 +633,7 @@ def section_captum(args) -> None:
     from bench_sources import captum_full_model_lig  # this script's folder is on sys.path when it runs
     from captum.attr import LayerIntegratedGradients
 
-    from creg.adapter import ForwardRequest
+    from creg.plugins.adapter import ForwardRequest
     from creg.sources.integrated_gradients import layer_integrated_gradients
 
     adapter, _ = load_deep_from(args)
@@ -675,7 +676,7 @@ def section_captum(args) -> None:
 
         def whole():
             src = sources(["integrated_gradients"])[0]
-            from creg.context import ExplainContext
+            from creg.explain.context import ExplainContext
 
             src.explain(ExplainContext(sample, adapter, src.request()))
 
@@ -713,7 +714,7 @@ def section_captum(args) -> None:
 def section_profile(args) -> None:
     from torch.profiler import ProfilerActivity, profile
 
-    from creg.scoring.pipeline import ScoringSettings, explain_batch
+    from creg.explain.pipeline import ScoringSettings, explain_batch
 
     adapter = load_toy(args.device, args.dtype)
     srcs = sources(TABLE1)

@@ -38,7 +38,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from roundoff_eps import load
 
-    from creg.adapter import ForwardRequest
+    from creg.plugins.adapter import ForwardRequest
     from creg.sources.integrated_gradients import completeness_gap, path_endpoints, token_integrated_gradients
     from creg_synthetic.scenes import scene_sample
 

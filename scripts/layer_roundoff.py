@@ -32,10 +32,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from creg.compass import project_to_compass
-    from creg.context import ExplainContext
-    from creg.plugins import get_plugins
-    from creg.registry import load_registry
+    from creg.core.compass import project_to_compass
+    from creg.explain.context import ExplainContext
+    from creg.plugins.manager import get_plugins
+    from creg.config.presets import load_registry
     from creg.sources.contrastive_multilayer import DEFAULT_LAYERS, CregSource
     from creg.sources.token_grid import vision_tokens
     from creg_synthetic.scenes import scene_sample

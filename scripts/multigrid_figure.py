@@ -27,7 +27,7 @@ def main() -> None:
     from PIL import Image, ImageDraw
     from tiled_adapters import GridTilesAdapter
 
-    from creg.adapter import AdapterConfig
+    from creg.plugins.adapter import AdapterConfig
     from creg.api import Model
 
     ref, tgt = (40, 130, 100, 190), (230, 40, 290, 100)

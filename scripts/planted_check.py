@@ -19,7 +19,7 @@ import json
 
 import torch
 
-from creg.sample import Box
+from creg.core.sample import Box
 from creg_planted.adapter import PlantedAdapter
 from creg_synthetic.benchmark import SyntheticBenchmark
 

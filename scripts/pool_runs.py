@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from creg.scoring import metric_registry
+from creg.plugins.metric import metric_registry
 from creg.store import RunStore
 
 

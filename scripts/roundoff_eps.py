@@ -46,8 +46,8 @@ def load(args):
 
         adapter, _ = load_deep(args.hidden, args.layers, args.model, heads=None, kv_heads=2)
         return adapter, f"random Qwen2-VL, {args.layers} layers, hidden {args.hidden}"
-    from creg.plugins import get_plugins
-    from creg.registry import load_registry
+    from creg.plugins.manager import get_plugins
+    from creg.config.presets import load_registry
 
     preset = load_registry()[args.adapter]
     return get_plugins().load("adapter", preset.adapter).load(preset.adapter_config(device="cpu")), args.adapter
@@ -67,9 +67,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from creg.context import ExplainContext
-    from creg.adapter import ForwardRequest
-    from creg.sources.roundoff import ROUNDOFF_RATIO, cancellation_ratio
+    from creg.explain.context import ExplainContext
+    from creg.plugins.adapter import ForwardRequest
+    from creg.sources.roundoff import cancellation_ratio
+    from creg.core.roundoff import ROUNDOFF_RATIO
     from creg.sources.token_grid import vision_tokens
     from creg_synthetic.scenes import scene_sample
 

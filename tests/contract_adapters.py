@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from creg.adapter import VisionGrid, VisionLayout
+from creg.plugins.adapter import VisionGrid, VisionLayout
 from creg.hf import centre_crop_region, load_images, region_cell_xy, token_grid_layout
-from creg.prompts import render_prompt
+from creg.core.prompts import render_prompt
 from creg_qwen2vl.adapter import Qwen2VLAdapter
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "creg-example-adapter"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from creg.runner import Runner, RunConfig
+from creg.execution.runner import Runner, RunConfig
 from creg.testing.hostile_text import HOSTILE
 
 #: a category name that matplotlib would parse as (broken) mathtext

@@ -106,8 +106,9 @@ def test_load_a_local_directory_infers_the_adapter_and_explains_with_one_gradien
 
 def test_explain_matches_a_run_of_the_same_sample(tiny_qwen2vl_dir, tmp_path):
     """The API and the runner score a sample identically (same projection, same tie-breaks)."""
-    from creg.plugins import get_plugins
-    from creg.run_config import RunConfig, build_benchmark
+    from creg.plugins.manager import get_plugins
+    from creg.config.run_config import RunConfig
+    from creg.config.resolve import build_benchmark
 
     run = tmp_path / "run"
     summary = creg.run(adapter="qwen2vl", model=str(tiny_qwen2vl_dir), dtype="float32", device="cpu",
@@ -181,7 +182,7 @@ def test_read_run_gives_tidy_frames(tmp_path):
 def test_read_run_flattens_cos(tmp_path):
     pytest.importorskip("pandas")
     from fake_vlm import FakeVLMAdapter
-    from creg.runner import Runner, RunConfig
+    from creg.execution.runner import Runner, RunConfig
 
     run = tmp_path / "run"
     Runner(RunConfig(sources=["oracle", "random"], n=3, cos=True, bench_options={"width": 112, "height": 112}), run,
@@ -229,7 +230,7 @@ def test_offline_hub_id_fails_at_once(monkeypatch, tmp_path):
     import time
 
     from creg.cli import cli
-    from creg.hub import ModelUnavailable, hub_reachable
+    from creg.config.hub import ModelUnavailable, hub_reachable
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache

@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 
-from creg.adapter import AdapterConfig, ForwardRequest
+from creg.plugins.adapter import AdapterConfig, ForwardRequest
 from creg.hf.attention_stream import AttentionStream, attention_probabilities
 from creg_synthetic.scenes import scene_sample
 

@@ -1,4 +1,4 @@
-"""Batching (creg.batching): length bucketing over a lazy stream, --batch-size auto."""
+"""Batching (creg.execution.batching): length bucketing over a lazy stream, --batch-size auto."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from creg.batching import (AUTO, CPU_AUTO_BATCH, batches, largest_fitting, length_key, padding_fraction,
+from creg.execution.batching import (AUTO, CPU_AUTO_BATCH, batches, largest_fitting, length_key, padding_fraction,
                            parse_batch_size, resolve_batch_size)
-from creg.runner import Runner, RunConfig
-from creg.sample import Box, make_sample
+from creg.execution.runner import Runner, RunConfig
+from creg.core.sample import Box, make_sample
 from creg.store import RunStore
 
 
@@ -159,7 +159,7 @@ def test_auto_batch_size_predicts_from_two_peak_readings_and_checks_once():
 
 
 def test_predicted_batch_bounds():
-    from creg.batching import predicted_batch
+    from creg.execution.batching import predicted_batch
 
     assert predicted_batch(5, 8, 100, 64) == 1 + int((90 - 5) // 3)
     assert predicted_batch(5, 8, 10_000, 64) == 64  # capped by the limit

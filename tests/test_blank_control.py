@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from creg.controls.chi2 import chi2_sf, chi2_uniform
-from creg.controls.prior import blank_control, control_warnings
-from creg.records import SampleRecord
-from creg.runner import RunConfig, Runner
-from creg.sample import Box, make_sample
+from creg.summary.chi2 import chi2_sf, chi2_uniform
+from creg.summary.prior import blank_control, control_warnings
+from creg.core.records import SampleRecord
+from creg.execution.runner import RunConfig, Runner
+from creg.core.sample import Box, make_sample
 
 torch.set_num_threads(1)
 
@@ -64,7 +64,7 @@ def test_blank_control_statistics_and_warnings():
 def test_default_blank_is_a_uniform_image_of_the_mean_colour():
     from PIL import Image
 
-    from creg.controls.blank import uniform_blank
+    from creg.core.blank import uniform_blank
 
     img = Image.new("RGB", (40, 20), (0, 0, 0))
     img.paste((200, 100, 50), (0, 0, 20, 20))  # left half coloured: mean (100, 50, 25)
@@ -77,7 +77,7 @@ def test_default_blank_is_a_uniform_image_of_the_mean_colour():
 
 
 def test_blank_control_run_on_synthetic_with_the_fake_model(tmp_path):
-    from creg.plugins import get_plugins
+    from creg.plugins.manager import get_plugins
     from creg.testing.fake_vlm import FakeVLMAdapter
 
     cfg = RunConfig(sources=["gradnorm", "random"], n=8, controls=["blank"], bench_options={"width": 112, "height": 112})

@@ -1,4 +1,4 @@
-"""Capabilities checked before a run (creg.capabilities): sources need, adapters provide, the run
+"""Capabilities checked before a run (creg.plugins.capabilities): sources need, adapters provide, the run
 compares the two before its directory exists, and ``--skip-unsupported`` runs the rest."""
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ sys.path.insert(0, str(EXAMPLE / "src"))
 import creg_example_adapter  # noqa: E402
 from creg_example_adapter.adapter import ExampleTinyAdapter  # noqa: E402
 
-import creg.plugins  # noqa: E402
-from creg.adapter import AdapterConfig, VLMAdapter  # noqa: E402
-from creg.capabilities import (ALL_CAPABILITIES, Capability, UnsupportedSources, adapter_provides,  # noqa: E402
-                               check_sources, source_needs, unsupported_sources)
+import creg.plugins.manager  # noqa: E402
+from creg.plugins.adapter import AdapterConfig, VLMAdapter  # noqa: E402
+from creg.plugins.capabilities import ALL_CAPABILITIES, Capability, adapter_provides
+from creg.plugins.compatibility import UnsupportedSources, check_sources, source_needs, unsupported_sources
 from creg.cli.main import cli  # noqa: E402
-from creg.plugins import get_plugins  # noqa: E402
-from creg.reporting.summary import markdown_table  # noqa: E402
-from creg.run_config import RunConfig, build_sources  # noqa: E402
+from creg.plugins.manager import get_plugins  # noqa: E402
+from creg.summary.aggregate import markdown_table  # noqa: E402
+from creg.config.run_config import RunConfig  # noqa: E402
+from creg.config.resolve import build_sources
 
 C = Capability
 
@@ -35,9 +36,9 @@ def _sources(*names, **options):
 @pytest.fixture
 def example_plugins(monkeypatch):
     """The installed plugins plus the example adapter's distribution, as `creg` would find it installed."""
-    plugins = creg.plugins.discover()
+    plugins = creg.plugins.manager.discover()
     plugins.add_module(creg_example_adapter, dist="creg-example-adapter 0.1.0")
-    monkeypatch.setattr(creg.plugins, "_cached", plugins)
+    monkeypatch.setattr(creg.plugins.manager, "_cached", plugins)
     return plugins
 
 
@@ -157,7 +158,7 @@ def test_api_run_takes_skip_unsupported(example_plugins, tmp_path):
 def _samples():
     from PIL import Image
 
-    from creg.sample import Box, make_sample
+    from creg.core.sample import Box, make_sample
 
     image = Image.new("RGB", (112, 84), (40, 40, 40))
     return [make_sample(id="s", image=image, image_size=image.size, ref_name="a", ref_box=Box(x0=0, y0=0, x1=20, y1=20),

@@ -7,7 +7,7 @@ import logging
 import pytest
 from click.testing import CliRunner
 
-from creg import logs
+from creg.core import logs
 from creg.cli import cli
 
 
@@ -64,7 +64,7 @@ def test_verbosity_levels():
 
 def test_library_messages_reach_a_users_logging_setup(tmp_path, caplog):
     """A library user's logging configuration receives creg's progress messages (no print)."""
-    from creg.runner import Runner, RunConfig
+    from creg.execution.runner import Runner, RunConfig
 
     out = tmp_path / "run"
     Runner(RunConfig(sources=["oracle"], n=2), out, progress=False).run()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from coco_fixtures import CATEGORIES, FixtureImage, FixtureObject, edge_case_images, pair_scenes, write_coco_folder
-from creg.benchmark import DataNotFound
-from creg.sample import RELATIONS, relation_from_boxes
+from creg.plugins.benchmark import DataNotFound
+from creg.core.sample import RELATIONS, relation_from_boxes
 from creg_coco_pairs.benchmark import CocoPairsBenchmark
 from creg_coco_pairs.pairs import PairRules, image_candidates
 from creg_coco_pairs.selection import class_quotas
@@ -180,7 +180,7 @@ def test_missing_image_folder_and_missing_data_dir(tmp_path, monkeypatch):
 
 
 def test_registered_through_the_entry_point():
-    from creg.plugins import get_plugins
+    from creg.plugins.manager import get_plugins
 
     assert get_plugins(refresh=True).load("benchmark", "coco_pairs") is CocoPairsBenchmark
 

@@ -13,10 +13,10 @@ import torch
 from click.testing import CliRunner
 
 from creg.cli import cli
-from creg.metrics import paired_bootstrap_pvalue
-from creg.reporting import analysis
-from creg.reporting.compare import compare_runs, run_labels
-from creg.runner import Runner, RunConfig
+from creg.core.measures import paired_bootstrap_pvalue
+from creg.summary import paired_tests
+from creg.report.compare import compare_runs, run_labels
+from creg.execution.runner import Runner, RunConfig
 
 torch.set_num_threads(1)
 
@@ -104,12 +104,12 @@ def test_report_baseline_tests_each_source_against_it(tmp_path):
 
 
 def test_pairwise_baseline_api_refuses_an_absent_source():
-    from creg.records import SampleRecord
+    from creg.core.records import SampleRecord
 
     recs = [SampleRecord(sample_id="s", source="x", relation="left", true_angle=180.0, compass=[0.125] * 8,
                          peak_sector=0, peak_angle=0.0, sector_angle=45.0, dae=10.0, dae_sector=0, ea=1.0)]
     with pytest.raises(ValueError, match="baseline source 'y'"):
-        analysis.pairwise_tests(recs, baseline="y")
+        paired_tests.pairwise_tests(recs, baseline="y")
 
 
 def test_report_pattern_resolves_to_the_newest_run(two_runs, tmp_path):
@@ -135,14 +135,14 @@ def test_run_summary_holds_the_pairwise_tests(tmp_path):
     Runner(RunConfig(sources=["oracle", "random", "target_box"], n=6), run, progress=False, log=_quiet).run()
     stored = RunStore.read(run).summary()["pairwise"]
     assert {(t["a"], t["b"]) for t in stored} == {("oracle", "random"), ("oracle", "target_box"), ("random", "target_box")}
-    again = analysis.pairwise_tests(RunStore.read(run).records(), seed=0)
+    again = paired_tests.pairwise_tests(RunStore.read(run).records(), seed=0)
     assert [(t["a"], t["b"], t["metric"], t["p"], t["diff"]) for t in stored] == \
         [(t["a"], t["b"], t["metric"], t["p"], t["diff"]) for t in again]
 
 
 def test_many_tests_at_once_equal_one_at_a_time():
     """The vectorised bootstrap draws the same resamples as the one-test function (same seed)."""
-    from creg.metrics import paired_bootstrap_many
+    from creg.core.measures import paired_bootstrap_many
 
     rng = np.random.default_rng(0)
     diffs = rng.normal(size=(4, 37))
@@ -157,8 +157,8 @@ def test_many_tests_at_once_equal_one_at_a_time():
 
 
 def test_report_prints_the_p_value_floor_not_zero():
-    from creg.reporting.report import _p
+    from creg.summary.groups import format_p
 
-    assert _p(1 / 10001, 10000) == "≤1.0e-04"
-    assert _p(0.0123, 10000) == "0.0123" and _p(2.5e-5, 100000) == "2.5e-05"
-    assert _p(float("nan"), 10000) == "–"
+    assert format_p(1 / 10001, 10000) == "≤1.0e-04"
+    assert format_p(0.0123, 10000) == "0.0123" and format_p(2.5e-5, 100000) == "2.5e-05"
+    assert format_p(float("nan"), 10000) == "–"

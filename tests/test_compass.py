@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from creg.compass import (
+from creg.core.compass import (
     Flag,
     polar_coordinates,
     project_to_compass,
@@ -14,7 +14,7 @@ from creg.compass import (
     sector_of,
     uniform_cell_xy,
 )
-from creg.sample import Box
+from creg.core.sample import Box
 
 
 def box_at(x, y, half=2.0):

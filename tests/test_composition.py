@@ -17,7 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from creg.cli import cli
-from creg.context import ExplainContext
+from creg.explain.context import ExplainContext
 from creg.sources.attention_rollout import AttentionRolloutSource
 from creg.sources.contrastive_multilayer import CregSource
 from creg.sources.gradcam import GradCamSource
@@ -50,7 +50,7 @@ def test_creg_records_are_byte_identical_with_and_without_attention_rollout(tmp_
 
 def test_creg_gt_records_are_byte_identical_alone_and_sharing_creg_s_backward(tmp_path):
     """When every prediction of a batch is correct, creg_gt takes creg's (pred-contrastive)
-    gradients instead of a backward of its own (creg.context); its records must not move."""
+    gradients instead of a backward of its own (creg.explain.context); its records must not move."""
     alone = _run(tmp_path, "gt_alone", "creg_gt", "creg_gt")
     assert len(alone[0]) == 6
     assert _run(tmp_path, "gt_with_creg", "creg,creg_gt,attention_rollout", "creg_gt") == alone
@@ -59,8 +59,8 @@ def test_creg_gt_records_are_byte_identical_alone_and_sharing_creg_s_backward(tm
 def test_the_gradient_pass_never_switches_kernels_and_also_serves_the_rollout(monkeypatch):
     """The toy Qwen2-VL keeps its configured kernel whatever the run holds, and its one gradient
     pass streams the attention maps too (no second forward)."""
-    from creg.registry import load_registry
-    from creg.plugins import get_plugins
+    from creg.config.presets import load_registry
+    from creg.plugins.manager import get_plugins
 
     preset = load_registry()["qwen2vl-toy"]
     adapter = get_plugins().load("adapter", preset.adapter).load(preset.adapter_config())

@@ -1,13 +1,13 @@
-"""The per-batch context plans its passes from the sources' requests (creg/context.py)."""
+"""The per-batch context plans its passes from the sources' requests (creg/explain/context.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from creg.adapter import ForwardRequest
-from creg.context import ExplainContext
-from creg.relevance import GradientRequest, RelevanceSource, SourceRequest
+from creg.plugins.adapter import ForwardRequest
+from creg.explain.context import ExplainContext
+from creg.plugins.relevance import GradientRequest, RelevanceSource, SourceRequest
 from creg.sources.gradxact import GradXActSource
 from creg.sources.token_grid import token_relevance_maps
 from creg.testing.fake_vlm import FakeVLMAdapter
@@ -163,7 +163,7 @@ def test_release_frees_the_graph_and_a_later_read_runs_the_pass_again(adapter, s
 
 def _relabelled(adapter, samples, correct: list[bool]):
     """``samples`` with gt set to the adapter's prediction where ``correct``, to another option elsewhere."""
-    from creg.sample import RELATIONS
+    from creg.core.sample import RELATIONS
 
     pred = adapter.forward(samples).class_logits.argmax(1).tolist()
     return [s.model_copy(update={"relation": RELATIONS[p if ok else (p + 1) % 4]})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from creg.adapter import AdapterConfig
+from creg.plugins.adapter import AdapterConfig
 from creg.testing import AdapterContract
 
 _spec = importlib.util.spec_from_file_location("frozen_example_adapter_0_1", Path(__file__).parent / "adapter_0_1" / "frozen_example_adapter.py")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from creg.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout
-from creg.compass import uniform_cell_xy
+from creg.plugins.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout
+from creg.core.compass import uniform_cell_xy
 from creg.hf import AnswerTokens
 from creg_qwen2vl.adapter import Qwen2VLAdapter
 from contract_adapters import (CentreCropQwen2VLAdapter, LlamaStyleChatQwen2VLAdapter, MirroredThumbnailAdapter,

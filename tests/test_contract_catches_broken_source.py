@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from creg.relevance import GradientRequest, SourceRequest
+from creg.plugins.relevance import GradientRequest, SourceRequest
 from creg.sources.gradxact import GradXActSource, grad_times_act
 from creg.sources.token_grid import token_relevance_maps
 from creg.testing import FakeVLMAdapter, SourceContract, contract_samples

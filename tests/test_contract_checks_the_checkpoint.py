@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from creg.adapter import AdapterConfig
+from creg.plugins.adapter import AdapterConfig
 from creg.hf import token_grid_layout
 from creg.testing.adapter_contract import draw_image
 from creg_gemma3.adapter import Gemma3Adapter

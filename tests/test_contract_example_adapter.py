@@ -17,7 +17,7 @@ sys.path.insert(0, str(EXAMPLE / "src"))
 
 import creg_example_adapter  # noqa: E402
 
-from creg.plugins import Plugins, discover  # noqa: E402
+from creg.plugins.manager import Plugins, discover  # noqa: E402
 
 
 def _load_example_tests():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from creg.adapter import AdapterConfig
+from creg.plugins.adapter import AdapterConfig
 from creg.testing import AdapterContract
 from contract_adapters import TiledExampleAdapter
 
@@ -20,12 +20,12 @@ class TestTiledAdapterContract(AdapterContract):
 
 
 # -- sources and the compass on a multi-grid layout --------------------------------------------
-from creg.adapter import VisionGrid, VisionLayout, split_cells  # noqa: E402
-from creg.compass import polar_coordinates, project_to_compass, sector_of, uniform_cell_xy  # noqa: E402
-from creg.context import ExplainContext  # noqa: E402
+from creg.plugins.adapter import VisionGrid, VisionLayout, split_cells  # noqa: E402
+from creg.core.compass import polar_coordinates, project_to_compass, sector_of, uniform_cell_xy  # noqa: E402
+from creg.explain.context import ExplainContext  # noqa: E402
 from creg.hf import cells_in_image, centre_crop_region, pad_to_square_region, region_cell_xy  # noqa: E402
-from creg.plugins import get_plugins  # noqa: E402
-from creg.sample import Box  # noqa: E402
+from creg.plugins.manager import get_plugins  # noqa: E402
+from creg.core.sample import Box  # noqa: E402
 from creg.sources.token_grid import relevance_map  # noqa: E402
 from creg_synthetic.scenes import scene_sample  # noqa: E402
 from contract_adapters import TILE_CELLS  # noqa: E402

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from coco_fixtures import edge_case_images, pair_scenes, write_coco_folder
-from creg.plugins import get_plugins
+from creg.plugins.manager import get_plugins
 from creg.testing import BenchmarkContract, SourceContract
 
 FIRST_PARTY_SOURCES = ["oracle", "random", "random_relevance", "creg", "creg_gt", "gradxact", "gradnorm", "gradcam",

@@ -8,12 +8,13 @@ import json
 import pytest
 import torch
 
-from creg.adapter import ForwardRequest
-from creg.context import ExplainContext
-from creg.controls.blank import uniform_blank
-from creg.plugins import get_plugins
-from creg.run_config import RunConfig, build_benchmark, build_source
-from creg.runner import Runner
+from creg.plugins.adapter import ForwardRequest
+from creg.explain.context import ExplainContext
+from creg.core.blank import uniform_blank
+from creg.plugins.manager import get_plugins
+from creg.config.run_config import RunConfig
+from creg.config.resolve import build_benchmark, build_source
+from creg.execution.runner import Runner
 from creg.sources.contrastive_multilayer import CregSource, aggregate_layers
 from creg.sources.token_grid import vision_tokens
 from creg.testing.fake_vlm import FakeVLMAdapter
@@ -56,7 +57,7 @@ def test_layers_auto_is_an_option_value_and_refused_where_nothing_resolves_it():
 
 
 def test_layers_auto_resolved_once_per_run_and_recorded(tmp_path, monkeypatch):
-    from creg.analyses import layers as layer_analysis
+    from creg.explain import layers as layer_analysis
 
     calls = []
     real = layer_analysis.layer_effects
@@ -86,7 +87,7 @@ def test_layers_auto_resolved_once_per_run_and_recorded(tmp_path, monkeypatch):
 
 
 def test_rebuilding_a_runs_sources_uses_its_resolved_auto_layers():
-    from creg.analyses.auto_layers import resolved_source_options
+    from creg.execution.auto_layers import resolved_source_options
 
     doc = {"run": {"source_options": {"creg": {"layers": "auto", "contrastive": False}, "gradxact": {"layer": -3}}},
            "layers_auto": {"layers": [-4, -5]}}

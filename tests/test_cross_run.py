@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from browser_check import probe_page
 from creg.cli import cli
-from creg.reporting.cross_run import model_name
-from creg.runner import Runner, RunConfig
+from creg.report.cross_run import model_name
+from creg.execution.runner import Runner, RunConfig
 
 torch.set_num_threads(1)
 pytest.importorskip("matplotlib")

@@ -11,13 +11,13 @@ import pytest
 from PIL import Image
 
 from coco_fixtures import CATEGORIES, FixtureImage, FixtureObject, pair_scenes, write_coco_folder
-from creg.benchmark import DataInvalid
-from creg.data import images as images_mod
-from creg.data.coco import load_instances
-from creg.data.images import image_problem, to_rgb
-from creg.data.names import safe_file_name
-from creg.data.paths import UnsafePath, resolve_inside
-from creg.sample import Box, ImageUnreadable, make_sample
+from creg.plugins.benchmark import DataInvalid
+from creg.core import images as images_mod
+from creg.coco.annotations import load_instances
+from creg.core.images import image_problem, to_rgb
+from creg.coco.names import safe_file_name
+from creg.core.paths import UnsafePath, resolve_inside
+from creg.core.sample import Box, ImageUnreadable, make_sample
 from creg_coco_pairs.benchmark import CocoPairsBenchmark
 
 
@@ -215,10 +215,10 @@ def test_synthetic_yields_lazily_and_knows_its_count_cheaply():
 
 def test_a_decompression_bomb_or_extreme_aspect_image_is_a_skipped_sample_not_an_aborted_run(tmp_path, monkeypatch):
     """Through the runner with a model: the refused images are skipped with their reason, the others run."""
-    from creg.benchmark import Benchmark
-    from creg.plugins import discover
-    from creg.run_config import RunConfig
-    from creg.runner import Runner
+    from creg.plugins.benchmark import Benchmark
+    from creg.plugins.manager import discover
+    from creg.config.run_config import RunConfig
+    from creg.execution.runner import Runner
     from fake_vlm import FakeVLMAdapter
 
     monkeypatch.setattr(images_mod, "MAX_PIXELS", 300 * 300)

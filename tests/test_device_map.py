@@ -1,4 +1,4 @@
-"""Models larger than one device: ``--device-map`` / ``--max-memory`` (creg.placement).
+"""Models larger than one device: ``--device-map`` / ``--max-memory`` (creg.config.placement).
 
 Checked before a run directory exists (one-line errors), passed to the adapter as its options,
 recorded in config.json (a resume must match), and a device-mapped model gives the records of
@@ -18,13 +18,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from creg.adapter import AdapterConfig, ForwardRequest
+from creg.plugins.adapter import AdapterConfig, ForwardRequest
 from creg.cli import cli
 from creg.hf.decoder import find_decoder, module_device
-from creg.placement import accelerate_max_memory, check_device_map, check_max_memory, parse_size
-from creg.run_config import RunConfig, RunError, resolve_adapter
-from creg.runner import Runner
-from creg.sample import make_sample
+from creg.config.placement import accelerate_max_memory, check_device_map, check_max_memory, parse_size
+from creg.config.run_config import RunConfig
+from creg.config.resolve import resolve_adapter
+from creg.core.errors import RunError
+from creg.execution.runner import Runner
+from creg.core.sample import make_sample
 from creg.store import RunStore
 from creg.testing import draw_image
 from creg_qwen2vl.adapter import Qwen2VLAdapter
@@ -73,7 +75,7 @@ def test_sizes_are_bytes_as_accelerate_counts_them():
 
 
 def test_torchrun_ranks_on_one_machine_share_its_gpus_out():
-    from creg.placement import rank_max_memory
+    from creg.config.placement import rank_max_memory
 
     def share(max_memory, rank, size=2, gpus=8):
         return rank_max_memory("auto", max_memory, local_rank=rank, local_size=size, n_gpus=gpus,
@@ -173,9 +175,9 @@ def _opted_plugins():
     import types
 
     from creg import hookimpl
-    from creg.adapter import VLMAdapter
-    from creg.options import PluginOptions
-    from creg.plugins import discover
+    from creg.plugins.adapter import VLMAdapter
+    from creg.plugins.options import PluginOptions
+    from creg.plugins.manager import discover
 
     class Opted(VLMAdapter):
         class Options(PluginOptions):
@@ -199,7 +201,7 @@ def _opted_plugins():
 
 @pytest.mark.parametrize("adapter, cls", [("opted", "Opted"), ("legacy", "Legacy")])
 def test_an_adapter_without_the_option_is_named_in_one_line(adapter, cls):
-    from creg.registry import Preset
+    from creg.config.presets import Preset
 
     presets = {"p": Preset(adapter=adapter, model="m")}
     for field, value in (("device_map", "auto"), ("max_memory", "cpu=1GiB")):
@@ -211,12 +213,12 @@ def test_an_adapter_without_the_option_is_named_in_one_line(adapter, cls):
 
 
 def test_a_missing_accelerate_is_named_before_loading(monkeypatch):
-    import creg.placement
-    from creg.plugins import get_plugins
-    from creg.registry import load_registry
+    import creg.config.placement
+    from creg.plugins.manager import get_plugins
+    from creg.config.presets import load_registry
 
-    real = creg.placement.importlib.util.find_spec
-    monkeypatch.setattr(creg.placement.importlib.util, "find_spec",
+    real = creg.config.placement.importlib.util.find_spec
+    monkeypatch.setattr(creg.config.placement.importlib.util, "find_spec",
                         lambda name, *a: None if name == "accelerate" else real(name, *a))
     for config in (RunConfig(adapter="qwen2vl-toy", device_map="auto"),
                    RunConfig(adapter="qwen2vl-toy", adapter_options={"device_map": "auto"})):
@@ -225,8 +227,8 @@ def test_a_missing_accelerate_is_named_before_loading(monkeypatch):
 
 
 def test_the_flags_become_the_adapters_options_and_leave_the_run_identity_alone():
-    from creg.plugins import get_plugins
-    from creg.registry import load_registry
+    from creg.plugins.manager import get_plugins
+    from creg.config.presets import load_registry
 
     config = RunConfig(adapter="qwen2vl-toy", device_map="auto", max_memory="cpu=2GiB")
     _, cfg = resolve_adapter(config, get_plugins(), load_registry([]))
@@ -262,7 +264,7 @@ def _rows(out: Path) -> dict[tuple[str, str], dict]:
 
 @pytest.fixture(scope="module")
 def toy_module_map():
-    from creg.registry import load_registry
+    from creg.config.presets import load_registry
 
     preset = load_registry([])["qwen2vl-toy"]
     adapter = Qwen2VLAdapter.load(preset.adapter_config())
@@ -317,7 +319,7 @@ class InputDevices:
     """Records, where each decoder block and its first norm really run (inside accelerate's hook,
     which moves the inputs and loads offloaded weights), the devices of every tensor argument and
     of the norm's weight: the moved-tensor check. The norm is also what the replay's last-position
-    block calls directly (:func:`creg.hf.replay.last_position_block`), without the block's hook."""
+    block calls directly (:func:`creg.hf.last_position.last_position_block`), without the block's hook."""
 
     def __init__(self, layers):
         self.seen: list[tuple[int, str, set[str]]] = []
@@ -373,9 +375,9 @@ TABLE1 = ["creg", "creg_gt", "attention_rollout", "gradnorm", "integrated_gradie
 
 
 def _pipeline_rows(adapter, samples) -> dict:
-    from creg.plugins import get_plugins
-    from creg.run_config import build_sources
-    from creg.scoring.pipeline import ScoringSettings, explain_batch
+    from creg.plugins.manager import get_plugins
+    from creg.config.resolve import build_sources
+    from creg.explain.pipeline import ScoringSettings, explain_batch
 
     sources = build_sources(RunConfig(sources=TABLE1, source_options={"integrated_gradients": {"steps": 8}}),
                             get_plugins(), True)

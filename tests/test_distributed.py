@@ -1,4 +1,4 @@
-"""Data-parallel runs (creg.distributed): N processes give the records of one process.
+"""Data-parallel runs (creg.execution.backends): N processes give the records of one process.
 
 The toy-model test starts two real ``python -m creg run`` processes with the environment
 ``torchrun`` gives its workers (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and the
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from creg.distributed import World, run_data_parallel, shard, world_from_env
-from creg.runner import Runner, RunConfig
+from creg.execution.backends import World, run_data_parallel, shard, world_from_env
+from creg.execution.runner import Runner, RunConfig
 from creg.store import PARTS, RunStore, RunWriter, part_path, part_paths
 
 TOY_SOURCES = "creg,gradcam,integrated_gradients,attention_rollout,random"
@@ -77,7 +77,7 @@ def _launch_ranks(args: list[str], out: Path) -> list[subprocess.Popen]:
 
 _GLOO_THREADS_AFTER_CLOSE = r"""
 import gc, os, sys
-from creg.distributed.world import Messages, World
+from creg.execution.backends.world import Messages, World
 m = Messages(World(rank=0, size=1, local_rank=0))
 m.gather("x")
 import transformers.modeling_utils  # imports torch.distributed.nn, whose defaults read group.WORLD
@@ -144,7 +144,7 @@ def test_two_gloo_processes_write_the_records_of_one_process(tmp_path):
 
 # -- ranks as threads: interruption and resume with another number of ranks -----------------
 class ThreadMessages:
-    """The collectives of :class:`creg.distributed.Messages` between threads (objects are copied,
+    """The collectives of :class:`creg.execution.backends.Messages` between threads (objects are copied,
     as pickling would)."""
 
     def __init__(self, world: World, hub: dict):

@@ -1,6 +1,6 @@
 """The two exact levers of the explained pass, each against the computation it replaces.
 
-* integrated gradients on :meth:`creg.adapter.VLMAdapter.scaled_layer_replay`: the HF adapter's
+* integrated gradients on :meth:`creg.plugins.adapter.VLMAdapter.scaled_layer_replay`: the HF adapter's
   last block with keys and values computed once per batch (:mod:`creg.hf.scaled_replay`) equals
   the generic replay (scaled hidden state through ``logits_from_layer``) and equals the summed
   elementwise IG of :func:`layer_integrated_gradients` (chain rule d z / d t_j = h_j . g_j);
@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from creg.adapter import AdapterConfig, ForwardRequest, VLMAdapter  # noqa: E402
+from creg.plugins.adapter import AdapterConfig, ForwardRequest, VLMAdapter  # noqa: E402
 from creg.sources.integrated_gradients import (  # noqa: E402
     completeness_gap, layer_integrated_gradients, path_endpoints, token_integrated_gradients)
 from creg_synthetic.scenes import scene_sample  # noqa: E402
@@ -92,11 +92,11 @@ def test_path_endpoints_are_the_forward_logit_minus_the_baseline(qwen, samples):
 
 @pytest.mark.parametrize("layers", [(-2, -3, -5), (-4,)])
 def test_answer_row_only_forward_equals_the_full_last_block(tiny_qwen2vl_deep_dir, qwen, samples, layers, monkeypatch):
-    import creg.hf.replay as replay
+    import creg.hf.capture as capture
 
     calls = []
-    original = replay.last_position_block
-    monkeypatch.setattr(replay, "last_position_block", lambda *a: calls.append(1) or original(*a))
+    original = capture.last_position_block
+    monkeypatch.setattr(capture, "last_position_block", lambda *a: calls.append(1) or original(*a))
     full = _load(tiny_qwen2vl_deep_dir, answer_only_forward=False)
     outs = [a.forward(samples, ForwardRequest(layers=layers, vision_activations=True)) for a in (qwen, full)]
     assert calls == [1]  # the answer-only block ran once, in the first pass only

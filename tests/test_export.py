@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from creg.cli import cli
-from creg.runner import Runner, RunConfig
+from creg.execution.runner import Runner, RunConfig
 from creg.store import RunStore
 
 torch.set_num_threads(1)
@@ -69,7 +69,7 @@ def test_parquet_without_pyarrow_says_what_to_install(run, tmp_path, monkeypatch
 
 
 def test_mixed_object_columns_become_one_type():
-    from creg.export import _one_type
+    from creg.report.export import _one_type
 
     def as_list(series):
         return [None if pd.isna(v) else v for v in series]

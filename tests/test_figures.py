@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from creg.reporting import figures as fg
+from creg.report import figures as fg
 
 torch.set_num_threads(1)
 
@@ -200,8 +200,8 @@ def test_rose_has_a_probability_scale():
 
 @pytest.mark.slow
 def test_report_gives_every_source_its_examples_with_heatmaps(tmp_path):
-    from creg.reporting.report import build_report
-    from creg.runner import Runner, RunConfig
+    from creg.report.report import build_report
+    from creg.execution.runner import Runner, RunConfig
 
     run = tmp_path / "run"
     sources = ["oracle", "random", "random_relevance", "target_box"]
@@ -216,8 +216,8 @@ def test_report_gives_every_source_its_examples_with_heatmaps(tmp_path):
 
 
 def test_a_source_without_defined_dae_is_named_as_left_out(tmp_path):
-    from creg.records import SampleRecord
-    from creg.reporting.examples import build_examples
+    from creg.core.records import SampleRecord
+    from creg.report.examples import build_examples
 
     rec = SampleRecord(sample_id="s", source="x", relation="left", true_angle=0.0, compass=[0.25] * 4, peak_sector=0,
                        peak_angle=0.0, sector_angle=0.0, dae=None, dae_sector=None, ea=None, flags=["zero_distance"])
@@ -230,13 +230,14 @@ def test_report_says_why_examples_have_no_heatmap(tmp_path):
     (a fake passed in): the examples are drawn without heatmaps and report.md says why."""
     from fake_vlm import FakeVLMAdapter
 
-    from creg.reporting.report import build_report
-    from creg.runner import Runner, RunConfig
+    from creg.execution.runner import Runner, RunConfig
+    from creg.experiments.heatmaps import recompute_maps
+    from creg.report.report import build_report
 
     run = tmp_path / "run"
     Runner(RunConfig(sources=["creg"], n=2, bench_options={"width": 112, "height": 112}, save_maps=False), run,
            adapter=FakeVLMAdapter(patch_px=14, seed=5), progress=False, log=lambda _: None).run()
-    rep = build_report(run, log=lambda _: None, dpi=40, html=False)
+    rep = build_report(run, log=lambda _: None, dpi=40, html=False, recompute=recompute_maps)
     assert "examples_creg" in rep["figures"]
     notes = " ".join(rep["figure_notes"])
     assert "heatmaps:" in notes and "needs a model" in notes

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from browser_check import probe_page
 from creg.cli import cli
-from creg.reporting.gallery import build_gallery, pick_samples
-from creg.runner import Runner, RunConfig
+from creg.report.gallery import build_gallery, pick_samples
+from creg.execution.runner import Runner, RunConfig
 from creg.store import RunStore
 
 torch.set_num_threads(1)
@@ -60,7 +60,7 @@ def test_hostile_names_stay_text(tmp_path):
 
 
 def test_many_samples_keep_the_worst_and_the_wrong_ones():
-    from creg.records import SampleRecord
+    from creg.core.records import SampleRecord
 
     def rec(i, dae, correct=True):
         return SampleRecord(sample_id=f"s{i}", source="a", relation="left", true_angle=0.0, compass=[1.0], peak_sector=0,

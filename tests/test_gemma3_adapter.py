@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from creg.adapter import AdapterConfig
+from creg.plugins.adapter import AdapterConfig
 from creg.testing import AdapterContract
 from creg_gemma3.adapter import Gemma3Adapter
 

@@ -1,4 +1,4 @@
-"""Ground-truth metrics (creg.ground_truth), DAE with A's own cells left out, and CREG's no-signal
+"""Ground-truth metrics (creg.core.ground_truth), DAE with A's own cells left out, and CREG's no-signal
 rule: hand-computed cases."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from creg.ground_truth import causal_cells, causal_mass, causal_rank, ground_truth_scores, logit_gap, ranks, spearman
-from creg.records import SampleRecord
-from creg.sample import make_sample
-from creg.scoring.pipeline import ScoringSettings, dae_without_reference, reference_cells
-from creg.relevance import RelevanceMap
+from creg.core.ground_truth import causal_cells, causal_mass, causal_rank, ground_truth_scores, logit_gap, ranks, spearman
+from creg.core.records import SampleRecord
+from creg.core.sample import make_sample
+from creg.explain.pipeline import ScoringSettings, dae_without_reference, reference_cells
+from creg.plugins.relevance import RelevanceMap
 
 
 def test_logit_gap():
@@ -80,7 +80,7 @@ def _sample():
 
 
 def test_reference_cells_are_the_cells_on_a():
-    from creg.compass import uniform_cell_xy
+    from creg.core.compass import uniform_cell_xy
 
     xy = uniform_cell_xy((10, 10), (100, 100))  # 10 px cells, centres at 5, 15, ...
     cells = reference_cells(xy, _sample())
@@ -109,7 +109,7 @@ def _record(**kw):
 
 
 def test_metrics_are_registered_and_read_the_records():
-    from creg.scoring import metric_registry
+    from creg.plugins.metric import metric_registry
 
     reg = metric_registry()
     recs = [_record(dae_no_ref=30.0, ground_truth={"causal_mass": 0.5, "causal_rank": 0.25}),
@@ -125,8 +125,8 @@ def test_metrics_are_registered_and_read_the_records():
 def test_creg_reports_no_signal_below_min_signal():
     """A model whose logits do not depend on the vision tokens at CREG's layers gives an all-zero
     map (flag no_mass), unless min_signal is 0."""
-    from creg.context import ExplainContext
-    from creg.scoring.pipeline import score_map
+    from creg.explain.context import ExplainContext
+    from creg.explain.pipeline import score_map
     from creg.sources.contrastive_multilayer import CregSource
     from creg_planted.adapter import PlantedAdapter
     from creg_synthetic.benchmark import SyntheticBenchmark

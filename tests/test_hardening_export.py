@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from creg.cli import cli
-from creg.runner import Runner, RunConfig
+from creg.execution.runner import Runner, RunConfig
 
 torch.set_num_threads(1)
 pd = pytest.importorskip("pandas")

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from creg.adapter import AdapterConfig
+from creg.plugins.adapter import AdapterConfig
 from creg.hf.plain_text import SpecialTokenInName, check_plain_text, control_tokens
-from creg.sample import Box, make_sample
+from creg.core.sample import Box, make_sample
 
 torch.set_num_threads(1)
 
@@ -55,8 +55,8 @@ def test_special_token_in_a_name_fails_the_sample(name, tmp_path):
 
 def test_run_records_the_reason(tiny_qwen2vl_dir):
     """Through the scoring pipeline the sample fails with the reason SpecialTokenInName; the others run."""
-    from creg.scoring.pipeline import ScoringSettings, explain_batch
-    from creg.run_config import RunConfig
+    from creg.explain.pipeline import ScoringSettings, explain_batch
+    from creg.config.run_config import RunConfig
     from creg.sources.geometry import OracleSource
     from creg_qwen2vl.adapter import Qwen2VLAdapter
 
@@ -67,7 +67,7 @@ def test_run_records_the_reason(tiny_qwen2vl_dir):
         result = explain_batch([bad], [OracleSource()], adapter, settings)
         errors = result.errors
     except Exception as e:  # noqa: BLE001 - a batch of one fails as a whole
-        from creg.scoring.pipeline import SampleError
+        from creg.explain.pipeline import SampleError
 
         errors = [SampleError("s", getattr(e, "plugin", None), e)]
     assert [e.reason for e in errors] == ["SpecialTokenInName"]

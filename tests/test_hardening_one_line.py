@@ -11,10 +11,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from creg.benchmark import DataInvalid
+from creg.plugins.benchmark import DataInvalid
 from creg.cli import cli
-from creg.data.coco import load_instances
-from creg.runner import Runner, RunConfig
+from creg.coco.annotations import load_instances
+from creg.execution.runner import Runner, RunConfig
 
 from hostile_runs import one_line
 
@@ -118,7 +118,7 @@ def _png(path, size):
 
 
 def test_explain_refuses_an_image_above_the_pixel_limit(tmp_path):
-    from creg.data.images import MAX_PIXELS
+    from creg.core.images import MAX_PIXELS
 
     big = _png(tmp_path / "big.png", (9000, 8000))  # 72 M pixels > MAX_PIXELS (64 M), below PIL's own limit
     assert 9000 * 8000 > MAX_PIXELS

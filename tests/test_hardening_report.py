@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from creg.reporting.report import build_report
-from creg.safe_text import csv_cell, html_text, markdown_text, plot_text
+from creg.report.report import build_report
+from creg.core.safe_text import csv_cell, html_text, markdown_text, plot_text
 from creg.testing.hostile_text import HOSTILE, active_html
 
 from hostile_runs import MATHTEXT, hostile_run
@@ -81,7 +81,7 @@ def test_gallery_and_comparison_pages_are_inert_with_hostile_run_text(hostile_re
     from click.testing import CliRunner
 
     from creg.cli import cli
-    from creg.reporting.gallery import build_gallery
+    from creg.report.gallery import build_gallery
 
     build_gallery(hostile_report, dpi=20, log=lambda _: None)
     gallery = (hostile_report / "gallery.html").read_text()

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from creg.compass import Flag
-from creg.records import SampleRecord
-from creg.relevance import RelevanceMap
-from creg.sample import Box, make_sample
-from creg.scoring.pipeline import ScoringSettings, score_map
+from creg.core.compass import Flag
+from creg.core.records import SampleRecord
+from creg.plugins.relevance import RelevanceMap
+from creg.core.sample import Box, make_sample
+from creg.explain.pipeline import ScoringSettings, score_map
 
 torch.set_num_threads(1)
 
@@ -42,7 +42,7 @@ def test_sample_record_round_trips_nan():
 
 
 def test_unknown_name_names_the_plugin_that_failed_to_import(monkeypatch, tmp_path):
-    import creg.plugins as plugins_mod
+    import creg.plugins.manager as plugins_mod
     from fake_entry_points import entry_point
 
     (tmp_path / "broken_src_plugin.py").write_text("import not_a_module_anywhere_xyz\n")
@@ -64,7 +64,7 @@ def test_resume_after_a_killed_rank_writes_the_single_process_order(tmp_path):
     merged by a single-process resume: records.jsonl ends in the order of an uninterrupted run."""
     import json
 
-    from creg.runner import Runner, RunConfig
+    from creg.execution.runner import Runner, RunConfig
     from creg.store import RunStore, RunWriter, part_path
 
     cfg = dict(adapter="none", sources=["oracle", "random"], n=6)

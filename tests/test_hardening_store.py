@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from creg.cli import cli
-from creg.runner import Runner, RunConfig
+from creg.execution.runner import Runner, RunConfig
 from creg.store import RunDirError, RunStore, RunWriter, absorb_parts, part_path
 from creg.store.files import DirLock, append_lines
 
@@ -105,7 +105,7 @@ def test_absorb_parts_removes_only_real_folders(tmp_path, run):
 
 
 def test_report_embeds_only_images_under_the_data_folder(tmp_path):
-    from creg.reporting.examples import image_in_data_folder, run_samples
+    from creg.report.examples import image_in_data_folder, run_samples
 
     outside = tmp_path / "secret.png"
     from PIL import Image

@@ -8,8 +8,8 @@ import torch
 from click.testing import CliRunner
 
 from creg.cli import cli
-from creg.run_config import RunError
-from creg.runner import Runner, RunConfig
+from creg.core.errors import RunError
+from creg.execution.runner import Runner, RunConfig
 
 torch.set_num_threads(1)
 
@@ -42,7 +42,7 @@ def test_prompt_fields_only_ref_and_tgt(tmp_path, prompt):
 
 
 def test_literal_braces_in_a_prompt_still_work():
-    from creg.prompts import render_prompt
+    from creg.core.prompts import render_prompt
 
     assert render_prompt("{{{ref}}} vs {tgt}", "a", "b") == "{a} vs b"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from creg.adapter import AdapterConfig, ForwardRequest, LayerOutOfRange
+from creg.plugins.adapter import AdapterConfig, ForwardRequest, LayerOutOfRange
 from creg.hf import HFAdapter, find_decoder, repeat_batch
-from creg.sample import make_sample
+from creg.core.sample import make_sample
 from creg.testing import draw_image
 from creg_qwen2vl.adapter import Qwen2VLAdapter
 

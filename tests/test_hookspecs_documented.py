@@ -3,7 +3,7 @@
 import inspect
 from pathlib import Path
 
-from creg import hookspecs
+from creg.plugins import hookspecs
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 

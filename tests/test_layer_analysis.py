@@ -1,5 +1,5 @@
 """creg analyze layers on the tiny fake model: the text->vision knock-out, blank patching and the
-layer recommendation rule (creg.analyses.layers)."""
+layer recommendation rule (creg.explain.layers)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from contextlib import ExitStack
 import pytest
 import torch
 
-from creg.analyses.layers import (MIN_DROP, captured_inputs, knocked_out, layer_effects, patched_input,
+from creg.explain.layers import (MIN_DROP, captured_inputs, knocked_out, layer_effects, patched_input,
                                   recommend_layers)
-from creg.plugins import get_plugins
-from creg.run_config import RunConfig, build_benchmark
+from creg.plugins.manager import get_plugins
+from creg.config.run_config import RunConfig
+from creg.config.resolve import build_benchmark
 from creg.testing.fake_vlm import FakeVLMAdapter
 
 torch.set_num_threads(1)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from creg.cli import cli
-from creg.plugins import get_plugins
+from creg.plugins.manager import get_plugins
 from creg.testing import draw_image
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "creg-example-adapter"

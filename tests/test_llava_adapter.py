@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from creg.adapter import AdapterConfig, ForwardRequest
+from creg.plugins.adapter import AdapterConfig, ForwardRequest
 from creg.testing import AdapterContract
 from creg_llava.adapter import LlavaAdapter
 from preset_runs import run_with_local_preset
@@ -86,7 +86,7 @@ def test_the_answer_is_the_space_piece_then_the_digit(llava15):
 
 
 def _sample(tmp_path, size):
-    from creg.sample import make_sample
+    from creg.core.sample import make_sample
     from creg.testing.adapter_contract import draw_image
 
     path = tmp_path / f"{size[0]}x{size[1]}.png"

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 import creg
-from creg.plugins import discover
-from creg.reporting import analysis
-from creg.reporting.report import report_markdown
-from creg.runner import Runner, RunConfig
-from creg.scoring import metric_registry
+from creg.plugins.manager import discover
+from creg.summary import breakdowns
+from creg.summary import paired_tests
+from creg.report.report import report_markdown
+from creg.execution.runner import Runner, RunConfig
+from creg.plugins.metric import metric_registry
 from creg.store import RunStore
 
 torch.set_num_threads(1)
@@ -67,9 +68,9 @@ def test_a_toy_metric_from_a_fake_plugin_is_in_summary_table_report_and_tests(tm
     row = next(l for l in res.table.splitlines() if l.startswith("| oracle |"))
     assert f"{want:.2f}" in row.split("|")[-2]
 
-    tests = analysis.pairwise_tests(records, n_boot=200, metrics=reg)
+    tests = paired_tests.pairwise_tests(records, n_boot=200, metrics=reg)
     assert {t["metric"] for t in tests} == {"dae", "ea", "east"}
-    pc = analysis.per_class(records, reg)
+    pc = breakdowns.per_class(records, reg)
     assert pc["chance"]["east"] == pytest.approx(1 / 8) and "east" in pc["sources"]["oracle"]["left"]
     md = report_markdown({"config": RunConfig().model_dump(), "summary": res.summary, "per_class": pc,
                           "correctness": None, "pairwise": tests, "flip": None, "figures": {}, "run_dir": "r"}, reg)
@@ -87,8 +88,8 @@ def test_a_metric_returning_the_wrong_shape_is_named():
 
 
 def test_a_stale_install_without_creg_metrics_is_refused_before_the_run_starts(tmp_path):
-    from creg.run_config import RunError
-    from creg.scoring.builtin_metrics import register_metrics
+    from creg.core.errors import RunError
+    from creg.metrics.builtin import register_metrics
 
     plugins = discover()
     plugins.manager.unregister(plugins.manager.get_plugin("creg_metrics"))

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from creg.compass import project_to_compass
-from creg.context import ExplainContext
-from creg.metrics import (
+from creg.core.compass import project_to_compass
+from creg.explain.context import ExplainContext
+from creg.core.measures import (
     bootstrap_ci,
     direction_alignment_error,
     edge_accuracy,

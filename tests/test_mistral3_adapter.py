@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from creg.adapter import AdapterConfig
+from creg.plugins.adapter import AdapterConfig
 from creg.testing import AdapterContract
 from creg_mistral3.adapter import Mistral3Adapter
 

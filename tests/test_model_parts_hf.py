@@ -8,10 +8,11 @@ from contextlib import ExitStack
 import pytest
 import torch
 
-from creg.adapter import AdapterConfig
-from creg.analyses.layers import knocked_out
-from creg.plugins import get_plugins
-from creg.run_config import RunConfig, build_benchmark
+from creg.plugins.adapter import AdapterConfig
+from creg.explain.layers import knocked_out
+from creg.plugins.manager import get_plugins
+from creg.config.run_config import RunConfig
+from creg.config.resolve import build_benchmark
 
 torch.set_num_threads(1)
 

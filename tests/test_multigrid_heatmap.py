@@ -1,4 +1,4 @@
-"""Multi-grid heatmaps (creg.reporting.multigrid): relevance of overlapping grids (tiles + a global
+"""Multi-grid heatmaps (creg.report.multigrid): relevance of overlapping grids (tiles + a global
 image) spread to pixel space, in ``creg explain``, ``Explanation.plot`` and the report's figures."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tiled_adapters import TILE_CELLS, GridTilesAdapter  # noqa: E402
 
-from creg.adapter import AdapterConfig  # noqa: E402
-from creg.reporting.multigrid import GridSpan, grid_spans, outlines, split_grids, spread_to_pixels  # noqa: E402
+from creg.plugins.adapter import AdapterConfig  # noqa: E402
+from creg.report.multigrid import outlines, split_grids, spread_to_pixels  # noqa: E402
+from creg.explain.grids import GridSpan, grid_spans
 
 pytest.importorskip("matplotlib")
 
@@ -64,7 +65,7 @@ BOXES = dict(ref=("ball", (40, 130, 100, 190)), tgt=("box", (230, 40, 290, 100))
 
 
 def test_grid_spans_come_from_the_layout(tiled, image):
-    from creg.sample import Box, make_sample
+    from creg.core.sample import Box, make_sample
 
     s = make_sample(id="x", image=image, image_size=image.size, ref_name="a", ref_box=Box(x0=0, y0=0, x1=9, y1=9),
                     tgt_name="b", tgt_box=Box(x0=20, y0=20, x1=30, y1=30), relation="right")
@@ -73,7 +74,7 @@ def test_grid_spans_come_from_the_layout(tiled, image):
     assert [g.name for g in spans] == [f"tile {k}" for k in range(6)] + ["global"]
     assert all((g.h, g.w) == (TILE_CELLS, TILE_CELLS) for g in spans)
     assert grid_spans(layout, (1, 1)) is None  # a point map (oracle) is not on the grids
-    from creg.adapter import VisionLayout
+    from creg.plugins.adapter import VisionLayout
 
     single = VisionLayout.from_grids([layout.grids[0]])
     assert grid_spans(single, single.grid_hw) is None  # one grid: drawn as before
@@ -112,9 +113,9 @@ def test_a_single_grid_map_is_drawn_as_before(image):
 
 
 def test_report_examples_figure_draws_grids(tiled, image, tmp_path):
-    """The report's example figures take the recomputed maps' ``grids`` (creg.reporting.examples)."""
+    """The report's example figures take the recomputed maps' ``grids`` (creg.report.examples)."""
     from creg.api import Model
-    from creg.reporting import figures as fg
+    from creg.report import figures as fg
 
     ex = Model("tiles", tiled).explain(image, **BOXES, sources=["gradxact"])
     s = ex["gradxact"]
@@ -134,7 +135,7 @@ def test_creg_explain_draws_the_tiled_figure(image, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     import creg
-    import creg.plugins
+    import creg.plugins.manager
     from creg.cli.main import cli
 
     plugin = types.ModuleType("tiles_creg")
@@ -144,9 +145,9 @@ def test_creg_explain_draws_the_tiled_figure(image, tmp_path, monkeypatch):
         register("tiles", GridTilesAdapter, description="tiles and a global image")
 
     plugin.register_adapters = register_adapters
-    plugins = creg.plugins.discover()
+    plugins = creg.plugins.manager.discover()
     plugins.add_module(plugin, dist="tiles-creg 0.0.1")
-    monkeypatch.setattr(creg.plugins, "_cached", plugins)
+    monkeypatch.setattr(creg.plugins.manager, "_cached", plugins)
     path = tmp_path / "in.png"
     image.save(path)
     res = CliRunner().invoke(cli, ["explain", "--adapter", "tiles", "--model", "random:0", "--image", str(path),

@@ -11,8 +11,8 @@ import torch
 from click.testing import CliRunner
 
 import creg
-import creg.plugins
-from creg.adapter import AdapterConfig
+import creg.plugins.manager
+from creg.plugins.adapter import AdapterConfig
 from creg.hf import HFAdapter
 from creg.hf.explainable import (NOT_IN_SEQUENCE, ModelNotExplainable, check_layout_matches_placeholders,
                                  cross_attention_in_config)
@@ -91,9 +91,9 @@ def test_creg_run_refuses_mllama_in_one_line(tiny_mllama_dir, tmp_path, monkeypa
         register("mllama", MllamaAdapter, description="a cross-attention VLM")
 
     plugin.register_adapters = register_adapters
-    plugins = creg.plugins.discover()
+    plugins = creg.plugins.manager.discover()
     plugins.add_module(plugin, dist="mllama-creg 0.0.1")
-    monkeypatch.setattr(creg.plugins, "_cached", plugins)
+    monkeypatch.setattr(creg.plugins.manager, "_cached", plugins)
     out = tmp_path / "run"
     res = CliRunner().invoke(cli, ["run", "--adapter", "mllama", "--model", str(tiny_mllama_dir), "--device", "cpu",
                                    "--source", "creg,integrated_gradients", "--limit", "1", "--out", str(out),
@@ -107,7 +107,7 @@ def test_creg_run_refuses_mllama_in_one_line(tiny_mllama_dir, tmp_path, monkeypa
 # -- the layout against the placeholder run ----------------------------------------------------------------
 
 def _layout(positions, non_spatial=None):
-    from creg.adapter import VisionLayout
+    from creg.plugins.adapter import VisionLayout
 
     n = len(positions)
     return VisionLayout(token_index=torch.tensor(positions), grid_hw=(1, n), cell_xy=torch.zeros(1, n, 2),

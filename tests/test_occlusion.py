@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from creg.occlusion import (
+from creg.explain.occlusion import (
     GREY,
     CosQuery,
     adjacent_sectors,
@@ -28,7 +28,7 @@ from creg.occlusion import (
     true_sector,
     wedge_mask,
 )
-from creg.sample import Box, make_sample
+from creg.core.sample import Box, make_sample
 
 torch.set_num_threads(1)
 
@@ -206,7 +206,7 @@ def test_summarize_cos_means():
 
 
 def test_run_with_cos_fills_records_summary_and_table(fake, tmp_path):
-    from creg.runner import Runner, RunConfig
+    from creg.execution.runner import Runner, RunConfig
 
     cfg = RunConfig(sources=["oracle", "random"], n=4, cos=True, cos_op="grey", batch_size=2,
                     bench_options={"width": 112, "height": 112})
@@ -240,9 +240,9 @@ def test_run_with_cos_fills_records_summary_and_table(fake, tmp_path):
 # -- area-matched control (issue 12) ------------------------------------------------------------
 from types import SimpleNamespace
 
-from creg.compass import polar_coordinates, project_to_compass, sector_of
-from creg.context import ExplainContext
-from creg.occlusion import area_matched_mask, control_rng, pixel_polar
+from creg.core.compass import polar_coordinates, project_to_compass, sector_of
+from creg.explain.context import ExplainContext
+from creg.explain.occlusion import area_matched_mask, control_rng, pixel_polar
 from creg.sources.geometry import OracleSource, RandomRelevanceSource
 from creg_synthetic.benchmark import SyntheticBenchmark
 
@@ -353,7 +353,7 @@ def _one_forward_reference(adapter, samples, queries, *, k, rho_r, op, cell_xy):
     """The pre-issue-13 path, rebuilt from the public pieces: every distinct occlusion of the batch
     rendered as a PIL image (operator applied per image) and ONE forward of all of them with the
     unoccluded images; {(sample, reading): (delta, area)} and each query's area-matched control."""
-    from creg.occlusion import occlusion_mask
+    from creg.explain.occlusion import occlusion_mask
 
     images = [s.load_image() for s in samples]
     keys, masks = [], {}
@@ -387,8 +387,8 @@ def test_cos_is_unchanged_on_the_toy_model(op):
     """The shipped toy model, a batch of 3 synthetic scenes and 3 sources' peaks: every Delta S and
     COS of the chunked per-sample passes equals the one-forward path to float tolerance."""
     from creg_toy import CHECKPOINT_DIR
-    from creg.adapter import AdapterConfig
-    from creg.plugins import get_plugins
+    from creg.plugins.adapter import AdapterConfig
+    from creg.plugins.manager import get_plugins
 
     adapter = get_plugins().load("adapter", "qwen2vl").load(AdapterConfig(model=str(CHECKPOINT_DIR), dtype="float32", device="cpu"))
     samples = list(SyntheticBenchmark(seed=0, n=3).samples())

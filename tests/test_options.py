@@ -8,11 +8,13 @@ import pytest
 from click.testing import CliRunner
 from pydantic import Field
 
-from creg.benchmark import Benchmark
+from creg.plugins.benchmark import Benchmark
 from creg.cli import cli
-from creg.options import (Choice, Layers, OptionsError, PluginOptions, declares_options, describe_options,
+from creg.plugins.options import (Choice, Layers, OptionsError, PluginOptions, declares_options, describe_options,
                           validate_options)
-from creg.run_config import RunConfig, RunError, default_threads
+from creg.config.run_config import RunConfig
+from creg.execution.threads import default_threads
+from creg.core.errors import RunError
 
 
 class _Demo:
@@ -193,10 +195,10 @@ def test_explain_and_analyze_share_the_common_options():
 
 def test_adapter_options_are_validated_against_the_adapter_options(monkeypatch):
     """--adapter-opt and a preset's options meet the adapter's Options before the model loads."""
-    from creg.adapter import VLMAdapter
-    from creg.plugins import discover
-    from creg.registry import Preset
-    from creg.run_config import resolve_adapter
+    from creg.plugins.adapter import VLMAdapter
+    from creg.plugins.manager import discover
+    from creg.config.presets import Preset
+    from creg.config.resolve import resolve_adapter
 
     class Opted(VLMAdapter):
         class Options(PluginOptions):

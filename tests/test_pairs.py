@@ -16,11 +16,11 @@ from PIL import Image, ImageDraw
 
 import creg
 from creg.api import ApiError
-from creg.benchmark import DataInvalid
+from creg.plugins.benchmark import DataInvalid
 from creg.cli import cli
-from creg.plugins import get_plugins
-from creg.relation_check import contradiction
-from creg.sample import Box
+from creg.plugins.manager import get_plugins
+from creg.core.relation_check import contradiction
+from creg.core.sample import Box
 from creg.testing import BenchmarkContract
 
 torch.set_num_threads(1)

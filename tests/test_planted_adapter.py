@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from creg.adapter import AdapterConfig, ForwardRequest
-from creg.ground_truth import logit_gap
+from creg.plugins.adapter import AdapterConfig, ForwardRequest
+from creg.core.ground_truth import logit_gap
 from creg.testing import AdapterContract
 from creg_planted.adapter import PlantedAdapter
 from creg_synthetic.benchmark import SyntheticBenchmark
@@ -153,8 +153,8 @@ def test_creg_run_scores_against_the_causal_effects(tmp_path):
 
 def test_planted_declares_its_blocks_for_the_model_analyses():
     """creg analyze randomize / layers reach the hand-built blocks through model_parts (mask keyword ``bias``)."""
-    from creg.analyses.layers import layer_effects
-    from creg.plugins import get_plugins
+    from creg.explain.layers import layer_effects
+    from creg.plugins.manager import get_plugins
 
     adapter = get_plugins().load("adapter", "planted")()
     parts = adapter.model_parts()

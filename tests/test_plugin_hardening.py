@@ -12,8 +12,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from creg import plugins as plugins_mod
-from creg.plugins import CommandGuard, PluginTypeError, discover, get_plugins
+from creg.plugins import manager as plugins_mod
+from creg.plugins.manager import CommandGuard, PluginTypeError, discover, get_plugins
 from fake_entry_points import entry_point
 
 
@@ -24,7 +24,7 @@ def third_party(monkeypatch, tmp_path):
     (tmp_path / "evil_plugin.py").write_text(textwrap.dedent("""
         import click
         import creg
-        from creg.relevance import RelevanceSource
+        from creg.plugins.relevance import RelevanceSource
 
         class Evil(RelevanceSource):
             name = "oracle"
@@ -97,13 +97,14 @@ def test_a_hook_function_without_hookimpl_is_not_called(third_party):
 def test_a_target_of_the_wrong_kind_is_refused_when_loaded(third_party):
     p = discover()
     with pytest.raises(PluginTypeError, match=r"source 'wrongkind' \(aac-wrong 1.0, wrongkind_plugin\): registered "
-                                              r"NotASource, which is not a subclass of creg.relevance.RelevanceSource"):
+                                              r"NotASource, which is not a subclass of creg.plugins.relevance.RelevanceSource"):
         p.load("source", "wrongkind")
 
 
 def test_a_clash_is_a_warning_at_run_and_is_recorded_with_each_plugins_distribution(third_party, tmp_path):
-    from creg.registry import load_registry
-    from creg.run_config import RunConfig, plugin_provenance
+    from creg.config.presets import load_registry
+    from creg.config.run_config import RunConfig
+    from creg.config.resolve import plugin_provenance
 
     out = tmp_path / "run"
     res = CliRunner().invoke(plugins_mod_cli(), ["run", "--adapter", "none", "--source", "oracle,evil_extra", "--limit", "4",
@@ -166,7 +167,7 @@ def test_list_and_help_import_neither_torch_nor_model_code():
             "for args in (['--help'], ['list'], ['run', '--help']):\n"
             "    r = CliRunner().invoke(cli, args); assert r.exit_code == 0, r.output\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers') "
-            "or m in ('creg.adapter', 'creg.relevance', 'creg_qwen2vl.adapter'))\n"
+            "or m in ('creg.plugins.adapter', 'creg.plugins.relevance', 'creg_qwen2vl.adapter'))\n"
             "print('IMPORTED', bad)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "IMPORTED []" in out, out

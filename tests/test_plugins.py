@@ -7,8 +7,8 @@ import types
 import pytest
 
 import creg
-from creg import plugins as plugins_mod
-from creg.plugins import PluginLoadError, UnknownName, discover
+from creg.plugins import manager as plugins_mod
+from creg.plugins.manager import PluginLoadError, UnknownName, discover
 from fake_entry_points import entry_point
 
 

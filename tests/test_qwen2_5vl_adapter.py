@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from creg.adapter import AdapterConfig, ForwardRequest
-from creg.sample import make_sample
+from creg.plugins.adapter import AdapterConfig, ForwardRequest
+from creg.core.sample import make_sample
 from creg.testing import AdapterContract, draw_image
 from creg_qwen2_5vl.adapter import Qwen2_5VLAdapter
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from creg.plugins import get_plugins
-from creg.registry import load_registry
-from creg.run_config import RunConfig, resolve_adapter
+from creg.plugins.manager import get_plugins
+from creg.config.presets import load_registry
+from creg.config.run_config import RunConfig
+from creg.config.resolve import resolve_adapter
 from creg_qwen2_5vl.adapter import Qwen2_5VLAdapter
 from preset_runs import run_with_local_preset
 

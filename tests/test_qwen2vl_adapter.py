@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from creg.adapter import AdapterConfig
+from creg.plugins.adapter import AdapterConfig
 from creg.testing import AdapterContract
 from creg_qwen2vl.adapter import Qwen2VLAdapter
 

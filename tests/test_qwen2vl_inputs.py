@@ -8,9 +8,9 @@ from unittest import mock
 import pytest
 import torch
 
-from creg.adapter import AdapterConfig, ForwardRequest
-from creg.compass import uniform_cell_xy
-from creg.sample import make_sample
+from creg.plugins.adapter import AdapterConfig, ForwardRequest
+from creg.core.compass import uniform_cell_xy
+from creg.core.sample import make_sample
 from creg.testing import draw_image
 from creg.hf import ChatInputs, answer_tokens
 from creg_qwen2vl.adapter import IMAGE_TOKEN, Qwen2VLAdapter, merged_token_count

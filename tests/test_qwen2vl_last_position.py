@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from creg.adapter import AdapterConfig, ForwardRequest
-from creg.sample import Box, make_sample
+from creg.plugins.adapter import AdapterConfig, ForwardRequest
+from creg.core.sample import Box, make_sample
 from creg_qwen2vl.adapter import Qwen2VLAdapter
 
 

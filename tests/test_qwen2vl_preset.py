@@ -3,10 +3,11 @@ shipped ``qwen2vl-2b`` / ``qwen2vl-7b`` presets (plugin lookup -> AdapterConfig 
 
 from __future__ import annotations
 
-from creg.plugins import get_plugins
-from creg.registry import load_registry
-from creg.run_config import RunConfig, resolve_adapter
-from creg.sample import make_sample
+from creg.plugins.manager import get_plugins
+from creg.config.presets import load_registry
+from creg.config.run_config import RunConfig
+from creg.config.resolve import resolve_adapter
+from creg.core.sample import make_sample
 from creg.testing import draw_image
 from creg_qwen2vl.adapter import Qwen2VLAdapter
 from preset_runs import run_with_local_preset

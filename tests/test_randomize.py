@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from creg.analyses import AnalysisError
-from creg.analyses.randomize import MAX_ABS_RHO, randomisation_steps, randomize
-from creg.analyses.spearman import average_ranks, spearman
-from creg.plugins import get_plugins
-from creg.run_config import RunConfig, build_benchmark, build_sources
+from creg.explain.model_parts import AnalysisError
+from creg.experiments.randomize import MAX_ABS_RHO, randomisation_steps, randomize
+from creg.core.spearman import average_ranks, spearman
+from creg.plugins.manager import get_plugins
+from creg.config.run_config import RunConfig
+from creg.config.resolve import build_benchmark, build_sources
 from creg.testing.fake_vlm import FakeVLMAdapter
 
 torch.set_num_threads(1)

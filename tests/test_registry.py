@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from creg.registry import RegistryError, load_registry, resolve_model
+from creg.config.presets import RegistryError, load_registry, resolve_model
 
 
 def test_builtin_presets_name_the_qwen_checkpoints():

@@ -4,7 +4,7 @@ other would exist only in a clone, or only in an install."""
 
 from pathlib import Path
 
-from creg.registry import load_registry
+from creg.config.presets import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from creg.cli import cli
-from creg.reporting.report import ReportError, build_report, sample_images
-from creg.runner import Runner, RunConfig
+from creg.report.report import ReportError, build_report, sample_images
+from creg.execution.runner import Runner, RunConfig
 
 torch.set_num_threads(1)
 pytest.importorskip("matplotlib")
@@ -57,8 +57,8 @@ def test_report_of_a_run_without_model(tmp_path):
 
 
 def test_synthetic_images_are_recreated_from_the_config(tmp_path):
-    from creg.plugins import get_plugins
-    from creg.run_config import build_benchmark
+    from creg.plugins.manager import get_plugins
+    from creg.config.resolve import build_benchmark
 
     run = tmp_path / "run"
     cfg = RunConfig(sources=["oracle"], n=5, seed=3)
@@ -71,17 +71,17 @@ def test_synthetic_images_are_recreated_from_the_config(tmp_path):
 
 @pytest.mark.slow
 def test_report_with_model_cos_and_flip(tmp_path, fake):
-    from creg.reporting import analysis
+    from creg.experiments import variants
 
     run = tmp_path / "run"
     Runner(RunConfig(sources=["oracle", "random"], n=4, cos=True, batch_size=4, bench_options={"width": 112, "height": 112}), run, adapter=fake,
            progress=False, log=_quiet).run()
     # the flip pass, with the same fake model (run_flipped would load the configured adapter)
-    from creg.runner import Runner as R
+    from creg.execution.runner import Runner as R
 
     runner = R(RunConfig(**json.loads((run / "config.json").read_text())["run"]).model_copy(update={"cos": False}),
                run / "flip", adapter=fake, progress=False, log=_quiet)
-    runner.benchmark = analysis.FlippedBenchmark(runner.benchmark)
+    runner.benchmark = variants.FlippedBenchmark(runner.benchmark)
     runner.run()
     rep = build_report(run, log=_quiet)
     md = (run / "report.md").read_text()
@@ -116,7 +116,7 @@ def test_explain_command_without_model(tmp_path):
 
 def test_explain_with_a_model_prints_the_answer(fake, tmp_path):
     from creg.cli.explain import explain_sample, format_explanation
-    from creg.sample import Box, make_sample
+    from creg.core.sample import Box, make_sample
     from creg.sources.contrastive_multilayer import CregSource
 
     img = Image.new("RGB", (224, 224), (235, 235, 235))

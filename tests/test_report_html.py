@@ -12,8 +12,8 @@ import subprocess
 import pytest
 import torch
 
-from creg.reporting.report import build_report
-from creg.runner import Runner, RunConfig
+from creg.report.report import build_report
+from creg.execution.runner import Runner, RunConfig
 
 from browser_check import chromium, probe_page
 

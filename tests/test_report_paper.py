@@ -9,8 +9,8 @@ import re
 import pytest
 import torch
 
-from creg.reporting.report import build_report, default_baseline
-from creg.runner import Runner, RunConfig
+from creg.report.report import build_report, default_baseline
+from creg.execution.runner import Runner, RunConfig
 
 torch.set_num_threads(1)
 pytest.importorskip("matplotlib")

@@ -9,10 +9,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from creg import published as paper
+from creg.report import published as paper
 from creg.cli import cli
-from creg.reproduce import ABLATION_N, PROMPTS_N, QUICK_SIZES, TABLE1_N, plan_reproduction
-from creg.run_config import RunError
+from creg.experiments.reproduce import ABLATION_N, PROMPTS_N, QUICK_SIZES, TABLE1_N, plan_reproduction
+from creg.core.errors import RunError
 from creg.store import RunStore
 
 torch.set_num_threads(1)
@@ -48,9 +48,9 @@ def test_without_data_the_paper_benchmarks_are_skipped_and_synthetic_stands_in(t
     t1 = plan.steps[0].configs[""]
     assert not t1.cos and t1.n == QUICK_SIZES.table1 == 200 and "creg" in t1.sources and "oracle" in t1.sources
     # ... so that its samples and records are creg run's default run's (same n, seed, sources, batch size)
-    from creg.cli.run import DEFAULT_SOURCES
+    from creg.config.defaults import DEFAULT_SOURCES
 
-    assert t1.sources == DEFAULT_SOURCES.split(",") and t1.seed == 0 and t1.batch_size == 1
+    assert t1.sources == list(DEFAULT_SOURCES) and t1.seed == 0 and t1.batch_size == 1
     cos = [s.configs[""] for s in plan.steps[1:4]]
     assert [c.cos_op for c in cos] == ["grey", "blur", "patch_drop"] and all(c.cos for c in cos)
     # every operator on the same samples and sources: the rows of Table 4 differ only in the operator
@@ -144,7 +144,7 @@ def test_reproduce_end_to_end_on_the_toy(tmp_path):
 def test_answer_flip_equivariance_counts_mirrored_answers():
     from types import SimpleNamespace as R
 
-    from creg.reporting.reproduction import answer_flip_equivariance
+    from creg.report.reproduction import answer_flip_equivariance
 
     original = [R(sample_id="a", pred="left"), R(sample_id="a", pred="left"),  # two sources, one answer
                 R(sample_id="b", pred="above"), R(sample_id="c", pred="right"), R(sample_id="d", pred=None)]
@@ -160,7 +160,7 @@ def test_reproduce_takes_the_placement_flags_of_creg_run(tmp_path):
     from click.testing import CliRunner
 
     from creg.cli import cli
-    from creg.reproduce import plan_reproduction
+    from creg.experiments.reproduce import plan_reproduction
 
     bad = CliRunner().invoke(cli, ["reproduce", "--max-memory", "cpu=1GiB", "--dry-run", "--out", str(tmp_path / "r")])
     assert bad.exit_code == 2 and "--max-memory" in bad.output and "Traceback" not in bad.output

@@ -1,16 +1,16 @@
 """The round-off diagnostic (creg/sources/roundoff.py), its run warning and the summary's
-diagnostics (creg/reporting/diagnostics.py), on hand-computed cases."""
+diagnostics (creg/summary/diagnostics.py), on hand-computed cases."""
 
 import pytest
 import torch
 
-from creg.adapter import VisionLayout
-from creg.records import SampleRecord
-from creg.reporting.diagnostics import diagnostics_lines, source_diagnostics
-from creg.reporting.summary import summarize
-from creg.reporting.warnings import run_warnings
-from creg.sources.roundoff import (ROUNDOFF_RATIO, cancellation_ratio, flag_layer, layer_diagnostics,
-                                   roundoff_flag)
+from creg.plugins.adapter import VisionLayout
+from creg.core.records import SampleRecord
+from creg.summary.diagnostics import diagnostics_lines, source_diagnostics
+from creg.summary.aggregate import summarize
+from creg.summary.warnings import run_warnings
+from creg.sources.roundoff import cancellation_ratio, layer_diagnostics
+from creg.core.roundoff import ROUNDOFF_RATIO, flag_layer, roundoff_flag
 
 
 def _layout(index):
@@ -68,9 +68,9 @@ def test_toy_flags_layer_minus_2_only_and_ig_converges():
     -4 or -5; -3 is the input of block 6, the block that reads the image (docs/toy-model.md), so
     Eq. 2 there may be round-off too for the same RMSNorm reason. IG's default (steps=auto)
     reaches its 5% completeness tolerance."""
-    from creg.context import ExplainContext
-    from creg.plugins import get_plugins
-    from creg.registry import load_registry
+    from creg.explain.context import ExplainContext
+    from creg.plugins.manager import get_plugins
+    from creg.config.presets import load_registry
     from creg.sources.contrastive_multilayer import CregSource
     from creg.sources.integrated_gradients import IntegratedGradientsSource
     from creg_synthetic.scenes import scene_sample

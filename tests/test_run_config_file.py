@@ -101,7 +101,7 @@ def test_the_user_guides_settings_file_is_valid(tmp_path):
     from pathlib import Path
 
     from creg.cli.run import run_cmd
-    from creg.run_file import default_map
+    from creg.config.file import default_map
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "user-guide.md").read_text()
     block = re.search(r"```toml\n(.*?)```", text, re.S).group(1)

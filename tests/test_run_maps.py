@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from creg.compass import project_to_compass
-from creg.runner import Runner, RunConfig
+from creg.core.compass import project_to_compass
+from creg.execution.runner import Runner, RunConfig
 from creg.store import RunStore
 from creg.store.maps import MAPS, StoredMap, decode_maps, encode_maps, map_file_name
 
@@ -71,7 +71,7 @@ def test_every_sample_has_the_maps_it_was_scored_with(tmp_path, fake):
         m = store.maps(rec.sample_id)[rec.source]
         s = samples[rec.sample_id]
         ref, tgt = s.ref.box, s.tgt.box
-        from creg.sample import Box
+        from creg.core.sample import Box
 
         compass = project_to_compass(torch.as_tensor(m.values, dtype=torch.float64), Box(**dict(zip(("x0", "y0", "x1", "y1"), ref))),
                                      Box(**dict(zip(("x0", "y0", "x1", "y1"), tgt))), tuple(s.image_size), k=8, sigma_r=0.6,
@@ -94,8 +94,7 @@ def test_no_save_maps_writes_none_and_resume_drops_unfinished_archives(tmp_path,
 
 
 def test_report_reads_stored_maps_without_the_model(tmp_path, fake, monkeypatch):
-    from creg.reporting import examples
-    from creg.reporting.report import build_report
+    from creg.report.report import build_report
 
     run = tmp_path / "run"
     _run(run, fake)
@@ -103,8 +102,7 @@ def test_report_reads_stored_maps_without_the_model(tmp_path, fake, monkeypatch)
     def no_model(*a, **k):
         raise AssertionError("the report reloaded the model although the run stored its maps")
 
-    monkeypatch.setattr(examples, "recompute_maps", no_model)
-    rep = build_report(run, log=_quiet, dpi=50, html=False)
+    rep = build_report(run, log=_quiet, dpi=50, html=False, recompute=no_model)
     assert not any("heatmaps" in n for n in rep["figure_notes"]), rep["figure_notes"]
     assert "examples_gradnorm" in rep["figures"]
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from creg.records import SampleRecord
-from creg.runner import Runner, RunConfig
+from creg.core.records import SampleRecord
+from creg.execution.runner import Runner, RunConfig
 from creg.store import RunStore, SourceRow
 
 N = 30
 PLUGIN = '''
 import os, time, torch, creg
-from creg.relevance import RelevanceMap, RelevanceSource
+from creg.plugins.relevance import RelevanceMap, RelevanceSource
 
 class SlowOracle(RelevanceSource):
     name = "slow_oracle"

@@ -18,10 +18,11 @@ import torch
 from click.testing import CliRunner
 
 import creg
-from creg.plugins import discover
-from creg.relevance import RelevanceMap, RelevanceSource
-from creg.run_config import RunConfig, RunError
-from creg.runner import NoSamples, Runner, TooManyFailures, parse_max_failures
+from creg.plugins.manager import discover
+from creg.plugins.relevance import RelevanceMap, RelevanceSource
+from creg.config.run_config import RunConfig
+from creg.core.errors import RunError
+from creg.execution.runner import NoSamples, Runner, TooManyFailures, parse_max_failures
 from creg.store import RunDirError, RunStore, RunWriter, SampleFacts, SourceRow, describe_run
 
 torch.set_num_threads(1)
@@ -249,7 +250,7 @@ def test_resume_refuses_another_model_or_dtype_behind_the_same_name(tmp_path, pl
 # -- --overwrite ---------------------------------------------------------------------------------
 
 def test_overwrite_validates_everything_first_then_removes_every_old_file(tmp_path, plugins):
-    from creg.reporting.report import build_report
+    from creg.report.report import build_report
 
     out = tmp_path / "r"
     r1 = registry_file(tmp_path, "r1.toml")
@@ -302,8 +303,8 @@ def test_a_failing_sample_is_recorded_and_retried_by_the_next_run(tmp_path, plug
 
 
 def _files_benchmark(plugins, images, n=3):
-    from creg.benchmark import Benchmark
-    from creg.sample import Box, make_sample
+    from creg.plugins.benchmark import Benchmark
+    from creg.core.sample import Box, make_sample
 
     class Files(Benchmark):
         name = "files"
@@ -414,7 +415,7 @@ def test_artifact_names_from_data_stay_inside_the_run_directory(tmp_path, plugin
 # -- creg 0.1 run directories --------------------------------------------------------------------
 
 def test_a_0_1_run_directory_is_read_and_not_continued(tmp_path, plugins):
-    from creg.reporting.report import build_report
+    from creg.report.report import build_report
 
     out = tmp_path / "old"
     out.mkdir()
@@ -446,7 +447,7 @@ def test_a_0_1_run_directory_is_read_and_not_continued(tmp_path, plugins):
 def test_a_source_name_with_a_path_cannot_make_the_report_write_outside(tmp_path, plugins):
     """A run directory from elsewhere (or a plugin) names a source ``x/../../../elsewhere/y``."""
     pytest.importorskip("matplotlib")
-    from creg.reporting.report import build_report
+    from creg.report.report import build_report
 
     evil = "x/../../../elsewhere/y"
     out = tmp_path / "a" / "b" / "r"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from creg.records import SampleRecord
-from creg.reporting.summary import markdown_table, summarize
-from creg.reporting.warnings import CHANCE_ACCURACY, run_warnings
+from creg.core.records import SampleRecord
+from creg.summary.aggregate import markdown_table, summarize
+from creg.summary.warnings import CHANCE_ACCURACY, run_warnings
 
 torch.set_num_threads(1)
 
@@ -83,8 +83,8 @@ def test_sources_without_a_figure_and_flagged_records_are_named_per_source():
 
 def test_a_run_stores_its_warnings_in_summary_json_and_table_md(tmp_path):
     """End to end on a geometry-only run whose benchmark returns fewer samples than asked."""
-    from creg.benchmark import Benchmark
-    from creg.runner import Runner, RunConfig
+    from creg.plugins.benchmark import Benchmark
+    from creg.execution.runner import Runner, RunConfig
     from creg.store import RunStore
 
     runner = Runner(RunConfig(adapter="none", sources=["oracle"], bench="synthetic", n=6), tmp_path / "run",

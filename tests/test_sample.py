@@ -5,7 +5,7 @@ import math
 import pytest
 from PIL import Image
 
-from creg.sample import Box, InvalidSample, RELATIONS, make_sample, relation_from_boxes, true_angle
+from creg.core.sample import Box, InvalidSample, RELATIONS, make_sample, relation_from_boxes, true_angle
 
 
 def good(**over):

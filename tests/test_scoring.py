@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from creg.cli.explain import explain_sample
-from creg.plugins import get_plugins
-from creg.run_config import build_benchmark, build_sources
-from creg.runner import Runner, RunConfig
-from creg.scoring.pipeline import ScoringSettings, sample_facts
+from creg.plugins.manager import get_plugins
+from creg.config.resolve import build_benchmark, build_sources
+from creg.execution.runner import Runner, RunConfig
+from creg.explain.pipeline import ScoringSettings, sample_facts
 from creg.store import RunStore
 
 torch.set_num_threads(1)
@@ -38,7 +38,7 @@ def test_run_and_explain_give_the_same_record_for_the_same_sample(tmp_path, fake
 
 
 def test_sample_facts_hold_the_geometry_and_the_answer():
-    from creg.sample import Box, make_sample
+    from creg.core.sample import Box, make_sample
     from PIL import Image
 
     s = make_sample(id="x", image=Image.new("RGB", (100, 100)), image_size=(100, 100), ref_name="a",

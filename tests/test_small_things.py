@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from creg.cli import cli
-from creg.metrics import direction_alignment_error
+from creg.core.measures import direction_alignment_error
 
 torch.set_num_threads(1)
 
@@ -43,8 +43,8 @@ def test_every_option_has_help(command):
 
 
 def test_rho_r_help_says_d_ab_as_the_code_computes():
-    from creg.compass import project_to_compass
-    from creg.sample import Box
+    from creg.core.compass import project_to_compass
+    from creg.core.sample import Box
 
     rho = next(p for p in cli.commands["run"].params if p.name == "rho_r")
     assert "d_AB" in rho.help and "units of r_max" not in rho.help

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from creg.plugins import get_plugins
+from creg.plugins.manager import get_plugins
 from creg.sources.contrastive_multilayer import CregGtSource, CregSource
 from creg.sources.gradient_norm import GradientNormSource
 from creg.sources.gradxact import GradXActSource

@@ -25,9 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from creg.adapter import AdapterConfig, ForwardRequest  # noqa: E402
-from creg.context import ExplainContext, merge_requests  # noqa: E402
-from creg.plugins import get_plugins  # noqa: E402
+from creg.plugins.adapter import AdapterConfig, ForwardRequest  # noqa: E402
+from creg.explain.context import ExplainContext, merge_requests  # noqa: E402
+from creg.plugins.manager import get_plugins  # noqa: E402
 from creg.sources.integrated_gradients import IntegratedGradientsSource, layer_integrated_gradients  # noqa: E402
 from creg.sources.gradxact import GradXActSource  # noqa: E402
 from creg_synthetic.scenes import scene_sample  # noqa: E402

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from creg.context import contrastive_target, default_layout
+from creg.explain.context import contrastive_target, default_layout
 from creg.sources.attention_rollout import AttentionRollout
-from creg.sample import Box
+from creg.core.sample import Box
 from creg.sources.contrastive_multilayer import aggregate_layers, layer_weights, normalise_per_layer
 from creg.sources.gradcam import gradcam_map
 from creg.sources.gradient_norm import gradient_norm
 from creg.sources.gradxact import grad_times_act
 from creg.sources.integrated_gradients import integration_rule
-from creg.options import parse_bool, parse_layers
+from creg.plugins.options import parse_bool, parse_layers
 from creg.sources.target_box import box_mask
 
 torch.set_num_threads(1)

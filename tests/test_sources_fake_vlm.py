@@ -5,7 +5,7 @@ import torch
 
 from creg.testing.fake_vlm import FakeVLMAdapter
 
-from creg.context import ExplainContext, contrastive_target  # noqa: E402
+from creg.explain.context import ExplainContext, contrastive_target  # noqa: E402
 from creg.sources.attention_rollout import AttentionRolloutSource  # noqa: E402
 from creg.sources.contrastive_multilayer import CregGtSource, CregSource  # noqa: E402
 from creg.sources.gradcam import GradCamSource, gradcam_map  # noqa: E402
@@ -15,7 +15,7 @@ from creg.sources.integrated_gradients import IntegratedGradientsSource, layer_i
 from creg.sources.random_reference import RandomReferenceSource  # noqa: E402
 from creg.sources.target_box import TargetBoxSource  # noqa: E402
 from creg_synthetic.scenes import scene_sample  # noqa: E402
-from creg.adapter import ForwardRequest  # noqa: E402
+from creg.plugins.adapter import ForwardRequest  # noqa: E402
 
 torch.set_num_threads(1)
 

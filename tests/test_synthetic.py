@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from creg.sample import RELATIONS, Box, relation_from_boxes
+from creg.core.sample import RELATIONS, Box, relation_from_boxes
 from creg_synthetic.benchmark import SyntheticBenchmark
 from creg_synthetic.scenes import COLOURS, scene_sample
 
@@ -45,9 +45,9 @@ import math
 
 import pytest
 
-from creg.compass import project_to_compass
-from creg.context import ExplainContext
-from creg.metrics import direction_alignment_error, edge_accuracy
+from creg.core.compass import project_to_compass
+from creg.explain.context import ExplainContext
+from creg.core.measures import direction_alignment_error, edge_accuracy
 from creg.sources.geometry import RandomRelevanceSource
 from creg_synthetic.scenes import AXIS_ANGLE, LAYOUTS
 

@@ -12,9 +12,9 @@ import json
 import pytest
 import torch
 
-from creg.adapter import AdapterConfig
-from creg.plugins import get_plugins
-from creg.sample import RELATIONS
+from creg.plugins.adapter import AdapterConfig
+from creg.plugins.manager import get_plugins
+from creg.core.sample import RELATIONS
 from creg_toy import CHECKPOINT_DIR
 from creg_toy.data import FLIP_RELATION, flip_sample, scenes
 
@@ -68,7 +68,7 @@ def test_every_decoder_block_matters_and_the_image_is_read_in_the_upper_half(ada
     input with the blank scene's, costs >= 0.1 nats of log p(gt) on average; the text->vision
     knock-out that costs most is in the upper half of the blocks, and the upper half's knock-outs
     cost more than the lower half's (block 0 still reads some: docs/toy-model.md)."""
-    from creg.analyses.layers import layer_effects
+    from creg.explain.layers import layer_effects
     from creg_toy.data import Batcher, blank_sample
     from creg_toy.shaping import block_effects
 

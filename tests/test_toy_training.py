@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from creg.sample import relation_from_boxes
+from creg.core.sample import relation_from_boxes
 from creg_toy.data import FLIP_RELATION, flip_sample, load_adapter, scenes
 from creg_toy.growth import grow_checkpoint, layer_map
 from creg_toy.training import STATE, ToyConfig, train

@@ -15,14 +15,15 @@ from click.testing import CliRunner
 import creg
 from coco_fixtures import FixtureImage, FixtureObject, pair_scenes, write_coco_folder
 from creg.cli import cli
-from creg.records import SampleRecord
-from creg.registry import load_registry, model_domain
-from creg.reporting.summary import markdown_table, summarize
-from creg.reporting.versus_random import versus_random
-from creg.reporting.warnings import run_warnings
-from creg.run_config import RunConfig, RunError
-from creg.runner import NoSamples, Runner
-from creg.scoring import metric_registry
+from creg.core.records import SampleRecord
+from creg.config.presets import load_registry, model_domain
+from creg.summary.aggregate import markdown_table, summarize
+from creg.summary.versus_random import versus_random
+from creg.summary.warnings import run_warnings
+from creg.config.run_config import RunConfig
+from creg.core.errors import RunError
+from creg.execution.runner import NoSamples, Runner
+from creg.plugins.metric import metric_registry
 
 torch.set_num_threads(1)
 

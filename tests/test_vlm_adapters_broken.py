@@ -11,7 +11,7 @@ import dataclasses
 
 import torch
 
-from creg.adapter import AdapterConfig
+from creg.plugins.adapter import AdapterConfig
 from creg_internvl.adapter import InternVLAdapter
 from creg_llava.adapter import LlavaAdapter
 from creg_llava.geometry import Grid
@@ -28,7 +28,7 @@ class CropIgnoredLlava(LlavaAdapter):
     """LLaVA-1.5 whose cells are spread over the whole image, as if the processor did not crop."""
 
     def image_tokens(self, image_wh):
-        from creg.compass import uniform_cell_xy
+        from creg.core.compass import uniform_cell_xy
 
         tokens = super().image_tokens(image_wh)
         g = tokens.grids[0]

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 import creg_vsr
 from coco_fixtures import FixtureImage, FixtureObject, write_coco_folder
-from creg.benchmark import DataNotFound
-from creg.data.coco import load_instances
+from creg.plugins.benchmark import DataNotFound
+from creg.coco.annotations import load_instances
 from creg_vsr.benchmark import VsrBenchmark
 from creg_vsr.matching import (AMBIGUOUS, IMAGE_NOT_ANNOTATED, MATCHED, NAME_UNMATCHED, NEGATIVE, NO_INSTANCE, NOT_DIRECTIONAL,
                                SAME_CATEGORY, CocoInstances, match_row)
@@ -219,7 +219,7 @@ def test_missing_annotations_message(tmp_path):
 
 
 def test_registered_through_the_entry_point():
-    from creg.plugins import get_plugins
+    from creg.plugins.manager import get_plugins
 
     assert get_plugins(refresh=True).load("benchmark", "vsr") is VsrBenchmark
 

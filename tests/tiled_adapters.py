@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 
 from contract_adapters import TiledExampleAdapter
-from creg.adapter import VisionGrid, VisionLayout
+from creg.plugins.adapter import VisionGrid, VisionLayout
 from creg.hf import load_images, region_cell_xy
-from creg.prompts import render_prompt
+from creg.core.prompts import render_prompt
 from creg_example_adapter.model import IMG, left_pad, sequence, to_patches
 
 TILE_CELLS = 4

@@ -3,7 +3,7 @@
 :mod:`creg_gemma3.adapter` holds the adapter, :mod:`creg_gemma3.tiny` builds a tiny random checkpoint for tests.
 """
 
-from creg.hookspecs import hookimpl
+from creg.plugins.hookspecs import hookimpl
 
 
 @hookimpl

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from creg.adapter import VisionLayout
+from creg.plugins.adapter import VisionLayout
 from creg.hf import ChatInputs, HFAdapter, TiledImage, VisionHook, strip_tiles
 
 

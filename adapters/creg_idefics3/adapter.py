@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Sequence
 
-from creg.adapter import VisionLayout
+from creg.plugins.adapter import VisionLayout
 from creg.hf import ChatInputs, HFAdapter, TiledImage, VisionHook, even_tiles
 from creg.hf.chat_inputs import ProcessorMode, processor_config, processor_mode_field
 

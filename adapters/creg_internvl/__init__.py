@@ -4,7 +4,7 @@
 :mod:`creg_internvl.tiny` builds a tiny random checkpoint for tests.
 """
 
-from creg.hookspecs import hookimpl
+from creg.plugins.hookspecs import hookimpl
 
 
 @hookimpl

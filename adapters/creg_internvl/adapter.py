@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 from pydantic import Field
 
-from creg.adapter import VisionGrid, VisionLayout
+from creg.plugins.adapter import VisionGrid, VisionLayout
 from creg.hf import HFAdapter, VisionHook
 from creg.hf.chat_inputs import ChatInputs
 

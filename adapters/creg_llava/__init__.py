@@ -4,7 +4,7 @@
 the preprocessing geometry, :mod:`creg_llava.tiny` builds tiny random checkpoints for tests.
 """
 
-from creg.hookspecs import hookimpl
+from creg.plugins.hookspecs import hookimpl
 
 
 @hookimpl

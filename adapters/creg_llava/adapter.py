@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Sequence
 
 import torch
 
-from creg.adapter import VisionGrid, VisionLayout
+from creg.plugins.adapter import VisionGrid, VisionLayout
 from creg.hf import HFAdapter, VisionHook
 from creg.hf.chat_inputs import ChatInputs
 from creg.hf.geometry import cells_in_image

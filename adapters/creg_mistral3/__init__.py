@@ -4,7 +4,7 @@
 input ids transcribed for the contract, :mod:`creg_mistral3.tiny` builds a tiny random checkpoint for tests.
 """
 
-from creg.hookspecs import hookimpl
+from creg.plugins.hookspecs import hookimpl
 
 
 @hookimpl

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from creg.adapter import VisionLayout
+from creg.plugins.adapter import VisionLayout
 from creg.hf import ChatInputs, HFAdapter, VisionHook, token_grid_layout
 
 from .reference import pixtral_processor_config, pixtral_reference_inputs

@@ -6,7 +6,7 @@ the adapter contract and provides the exact causal effect of every vision token
 (docs/planted.md).
 """
 
-from creg.hookspecs import hookimpl
+from creg.plugins.hookspecs import hookimpl
 
 
 @hookimpl

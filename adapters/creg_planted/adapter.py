@@ -5,11 +5,11 @@ Sequence per sample (left-padded to the batch's longest)::
     <bos> ref-name words [<ref-pos>] <sep> vision cells (raster) <sep> tgt-name words <ask>
 
 ``<ref-pos>`` (``reference="text"`` only) carries A's box centre; the class logits are the head's
-output at ``<ask>``. Hidden-state indices follow the Hugging Face convention (:mod:`creg.adapter`).
+output at ``<ask>``. Hidden-state indices follow the Hugging Face convention (:mod:`creg.plugins.adapter`).
 
 It declares ``provides_causal_effects``: :meth:`PlantedAdapter.causal_effects` gives, per sample,
 the exact effect of removing each vision token on the logit gap of the true answer
-(:mod:`creg.ground_truth`), computed in float64.
+(:mod:`creg.core.ground_truth`), computed in float64.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any, Literal, Sequence
 import torch
 from pydantic import Field, model_validator
 
-from creg.adapter import (AdapterConfig, AttentionCallback, ForwardOutput, ForwardRequest, ModelParts, VisionLayout,
+from creg.plugins.adapter import (AdapterConfig, AttentionCallback, ForwardOutput, ForwardRequest, ModelParts, VisionLayout,
                           VLMAdapter)
-from creg.compass import uniform_cell_xy
-from creg.ground_truth import logit_gap
-from creg.options import PluginOptions
-from creg.sample import Sample
+from creg.core.compass import uniform_cell_xy
+from creg.core.ground_truth import logit_gap
+from creg.plugins.options import PluginOptions
+from creg.core.sample import Sample
 
 from .model import DIM, SEG_NONE, SEG_REF, SEG_TGT, TOKEN, PlantedVLM, attention_bias, word_ids
 from .vision import cell_features, grid_shape
@@ -231,7 +231,7 @@ class PlantedAdapter(VLMAdapter):
     # -- ground truth --------------------------------------------------------------------------
     def causal_effects(self, samples: Sequence[Sample], images: Sequence[Any] | None = None) -> list[torch.Tensor]:
         """Per sample, ``(H_g, W_g)`` float64: gap(x) - gap(x without vision token j), where gap is the
-        true answer's logit minus the highest other logit (:func:`creg.ground_truth.logit_gap`) and
+        true answer's logit minus the highest other logit (:func:`creg.core.ground_truth.logit_gap`) and
         "without token j" masks j as a key in every block -- the same as deleting it from the
         sequence, since the decoder has no position encoding besides the cells' own features."""
         out = []

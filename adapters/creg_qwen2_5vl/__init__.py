@@ -4,7 +4,7 @@
 Qwen2.5-VL checkpoint for tests.
 """
 
-from creg.hookspecs import hookimpl
+from creg.plugins.hookspecs import hookimpl
 
 DESCRIPTION = "Qwen2.5-VL (3B/7B-Instruct or a local checkpoint; window-attention vision encoder) via transformers"
 

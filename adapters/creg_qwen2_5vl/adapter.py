@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from creg.adapter import VisionLayout
+from creg.plugins.adapter import VisionLayout
 from creg.hf import VisionHook, raster_to_windows, windows_to_raster
 from creg.hf.merged_grid import IMAGE_TOKEN_TYPE, MergedGridAdapter, merged_token_count  # noqa: F401 - public names
 

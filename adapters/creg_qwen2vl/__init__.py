@@ -4,7 +4,7 @@
 Qwen2-VL checkpoint for tests and toy training.
 """
 
-from creg.hookspecs import hookimpl
+from creg.plugins.hookspecs import hookimpl
 
 
 @hookimpl

@@ -7,12 +7,12 @@ from typing import Any, Iterator
 
 from pydantic import Field
 
-from creg.benchmark import Benchmark
-from creg.data.coco import image_folder, load_instances, resolve_data_dir
-from creg.data.images import image_problem
-from creg.data.paths import UnsafePath, resolve_inside
-from creg.options import Choice, PluginOptions
-from creg.sample import RELATIONS, InvalidSample, Sample, make_sample
+from creg.plugins.benchmark import Benchmark
+from creg.coco.annotations import image_folder, load_instances, resolve_data_dir
+from creg.core.images import image_problem
+from creg.core.paths import UnsafePath, resolve_inside
+from creg.plugins.options import Choice, PluginOptions
+from creg.core.sample import RELATIONS, InvalidSample, Sample, make_sample
 
 from .pairs import Candidate, PairRules, candidates_by_relation
 from .selection import Selection, select_balanced

@@ -3,7 +3,7 @@
 A candidate is an ordered pair (reference A, target B) of instances of *different* categories in
 the same image whose box centres show clear directional dominance: the displacement of B's
 centre from A's along one axis exceeds ``min_ratio`` times the displacement along the other
-(:func:`creg.sample.relation_from_boxes`). Both orders of a pair are candidates (B left of A and
+(:func:`creg.core.sample.relation_from_boxes`). Both orders of a pair are candidates (B left of A and
 A right of B); the selection uses an unordered pair at most once.
 
 Instances that take part:
@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from creg.sample import RELATIONS, Box, relation_from_boxes
+from creg.core.sample import RELATIONS, Box, relation_from_boxes
 
 INSTANCE_RULES: tuple[str, ...] = ("unique", "largest", "all")
 
@@ -117,7 +117,7 @@ def image_candidates(image: dict[str, Any], anns: list[dict[str, Any]], rules: P
 
 
 def candidates_by_relation(coco, rules: PairRules) -> dict[str, list[Candidate]]:
-    """Every candidate of a :class:`creg.data.coco.CocoIndex`, grouped by relation, each list sorted deterministically."""
+    """Every candidate of a :class:`creg.coco.annotations.CocoIndex`, grouped by relation, each list sorted deterministically."""
     grouped: dict[str, list[Candidate]] = {r: [] for r in RELATIONS}
     for image_id in sorted(coco.images):
         for c in image_candidates(coco.images[image_id], coco.annotations(image_id), rules):

@@ -25,7 +25,7 @@ from typing import Callable, Generic, TypeVar
 
 import numpy as np
 
-from creg.sample import RELATIONS
+from creg.core.sample import RELATIONS
 
 from .pairs import Candidate
 

@@ -8,8 +8,8 @@ rows; the seed plays no part). Nothing is dropped silently: a row that cannot be
 * ``invalid row`` -- a missing field, a box that is not four numbers or not a box in the declared
   format (the message says when the numbers fit ``x, y, w, h``), a relation that is not one of the four;
 * ``image path outside the image root`` -- ``..`` or an absolute path elsewhere;
-* ``missing image file`` / ``unreadable image`` / ``image too large`` -- the file (:mod:`creg.data.images`);
-* ``relation contradicts the boxes`` -- :mod:`creg.relation_check`; skipped unless
+* ``missing image file`` / ``unreadable image`` / ``image too large`` -- the file (:mod:`creg.core.images`);
+* ``relation contradicts the boxes`` -- :mod:`creg.core.relation_check`; skipped unless
   ``contradicting=keep`` (then kept with ``meta["contradicts"]``);
 * ``duplicate id``.
 
@@ -23,13 +23,13 @@ from typing import Any, Iterator
 
 from pydantic import Field, ValidationError
 
-from creg.benchmark import Benchmark
-from creg.box_formats import BOX_FORMATS, BoxFormatError, to_xyxy, xywh_hint
-from creg.data.images import image_problem
-from creg.data.paths import UnsafePath, resolve_inside
-from creg.options import Choice, PluginOptions
-from creg.relation_check import boxes_say, contradiction
-from creg.sample import RELATIONS, Box, InvalidSample, Sample, make_sample
+from creg.plugins.benchmark import Benchmark
+from creg.core.box_formats import BOX_FORMATS, BoxFormatError, to_xyxy, xywh_hint
+from creg.core.images import image_problem
+from creg.core.paths import UnsafePath, resolve_inside
+from creg.plugins.options import Choice, PluginOptions
+from creg.core.relation_check import boxes_say, contradiction
+from creg.core.sample import RELATIONS, Box, InvalidSample, Sample, make_sample
 
 from .rows import PairRow, read_rows
 

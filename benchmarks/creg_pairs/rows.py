@@ -15,7 +15,7 @@ id          optional: the sample id (default ``rowN``, N the row's number in the
 
 A row that cannot be read (a missing field, a box that is not four numbers) is returned with its
 problem, never dropped silently; a file that cannot be read at all raises
-:class:`creg.benchmark.DataInvalid` / :class:`creg.benchmark.DataNotFound`.
+:class:`creg.plugins.benchmark.DataInvalid` / :class:`creg.plugins.benchmark.DataNotFound`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from creg.benchmark import DataInvalid, DataNotFound
+from creg.plugins.benchmark import DataInvalid, DataNotFound
 
 #: File suffixes read, by format.
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}

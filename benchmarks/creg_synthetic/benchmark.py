@@ -6,9 +6,9 @@ from typing import Any, Iterator
 
 from pydantic import Field, field_validator, model_validator
 
-from creg.benchmark import Benchmark
-from creg.options import Choice, PluginOptions
-from creg.sample import Sample
+from creg.plugins.benchmark import Benchmark
+from creg.plugins.options import Choice, PluginOptions
+from creg.core.sample import Sample
 
 from .scenes import BACKGROUND, COLOURS, LAYOUTS, scene_sample
 

@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from creg.sample import RELATIONS, Box, Sample, make_sample, relation_from_boxes
+from creg.core.sample import RELATIONS, Box, Sample, make_sample, relation_from_boxes
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),

@@ -41,7 +41,7 @@ class AuditLine:
 
 
 def _boxes_valid(m: RowMatch) -> bool:
-    from creg.sample import InvalidSample, make_sample
+    from creg.core.sample import InvalidSample, make_sample
 
     def box(ann):
         x, y, w, h = (float(v) for v in ann["bbox"])
@@ -111,7 +111,7 @@ def format_table(lines: list[AuditLine], *, have_annotations: bool) -> list[str]
               help="rule when a category has several instances in the image")
 def audit_vsr_command(data_dir: Path | None, split: str, mapping: str, instances: str) -> None:
     """VSR box-matching audit in the layout of the paper's Table 7."""
-    from creg.data.coco import COCO_SPLITS, annotation_path, load_instances
+    from creg.coco.annotations import COCO_SPLITS, annotation_path, load_instances
 
     if data_dir is None:
         env = os.environ.get("CREG_DATA_DIR") or os.environ.get("CREG_COCO_DIR")

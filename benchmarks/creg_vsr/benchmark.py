@@ -9,12 +9,12 @@ from typing import Any, Iterator
 import numpy as np
 from pydantic import Field
 
-from creg.benchmark import Benchmark, DataNotFound
-from creg.data.coco import annotation_path, image_folder, load_instances, missing_annotation_message, resolve_data_dir
-from creg.data.images import image_problem
-from creg.data.paths import UnsafePath, resolve_inside
-from creg.options import Choice, PluginOptions
-from creg.sample import InvalidSample, Sample, make_sample, relation_from_boxes
+from creg.plugins.benchmark import Benchmark, DataNotFound
+from creg.coco.annotations import annotation_path, image_folder, load_instances, missing_annotation_message, resolve_data_dir
+from creg.core.images import image_problem
+from creg.core.paths import UnsafePath, resolve_inside
+from creg.plugins.options import Choice, PluginOptions
+from creg.core.sample import InvalidSample, Sample, make_sample, relation_from_boxes
 
 from .matching import CocoInstances, RowMatch, match_row
 from .relations import creg_relation

@@ -38,7 +38,7 @@ MATCHED = "matched"
 
 
 class CocoInstances:
-    """The loaded COCO indexes (:class:`creg.data.coco.CocoIndex`), looked up by (COCO split, file name)."""
+    """The loaded COCO indexes (:class:`creg.coco.annotations.CocoIndex`), looked up by (COCO split, file name)."""
 
     def __init__(self, indexes: dict[str, Any]):
         self.indexes = dict(indexes)  # "train2017" / "val2017" -> CocoIndex

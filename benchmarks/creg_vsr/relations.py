@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - keeps `creg --help` free of pydantic
-    from creg.sample import Relation
+    from creg.core.sample import Relation
 
 STRICT: dict[str, Relation] = {
     "left of": "left",

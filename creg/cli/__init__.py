@@ -1,5 +1,5 @@
 """The ``creg`` command line (``creg.cli:main``)."""
 
-from .main import cli, main
+from creg.cli.main import cli, main
 
 __all__ = ["cli", "main"]

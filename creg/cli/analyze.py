@@ -7,8 +7,26 @@ from typing import Any
 
 import click
 
-from ..logs import quiet
-from .common import bench_options, execution_options, fail, log, model_options, run_config_from, source_options
+from creg.cli.analyze_model import layers_cmd, randomize_cmd
+from creg.cli.common import (
+    bench_options,
+    execution_options,
+    fail,
+    log,
+    model_options,
+    run_config_from,
+    source_options,
+)
+from creg.config.presets import RegistryError
+from creg.config.run_config import check_prompt
+from creg.core.errors import RunError
+from creg.core.logs import quiet
+from creg.core.prompts import PROMPTS
+from creg.execution.threads import apply_threads
+from creg.plugins.manager import PluginLoadError, UnknownName
+from creg.plugins.options import OptionsError
+from creg.store import write_grid_files
+from creg.summary import breakdowns
 
 
 @click.group("analyze")
@@ -22,14 +40,13 @@ def analyze_group() -> None:
 def flip_cmd(run_dir: str, no_progress: bool) -> None:
     """Re-run RUN_DIR's configuration on horizontally flipped images (into RUN_DIR/flip) and print
     the Pearson r between each compass and the mirrored flipped one (§6.1)."""
-    from ..reporting import analysis
-    from ..run_config import RunError
+    from creg.experiments import variants  # lazy: torch
 
     try:
-        analysis.run_flipped(Path(run_dir), progress=not no_progress and not quiet(), log=log)
+        variants.run_flipped(Path(run_dir), progress=not no_progress and not quiet(), log=log)
     except RunError as e:
         fail(str(e))
-    result = analysis.flip_equivariance(analysis.load_records(Path(run_dir)), analysis.load_records(Path(run_dir) / "flip"))
+    result = breakdowns.flip_equivariance(breakdowns.load_records(Path(run_dir)), breakdowns.load_records(Path(run_dir) / "flip"))
     for name, f in result.items():
         r = "–" if f["r_mean"] is None else f"{f['r_mean']:+.3f}"
         click.echo(f"{name:<20} n={f['n']:<4} r(mean)={r}  peak agreement={f['peak_agreement']:.3f}")
@@ -50,22 +67,16 @@ def _base_config(kw: dict[str, Any], **extra):
 
 
 def _run_grid(configs, kw, name: str, title: str, labels, accuracy: bool) -> None:
-    from ..reporting import analysis
-    from ..plugins import UnknownName
-    from ..registry import RegistryError
-    from ..reporting.report import variants_markdown
-    from ..options import OptionsError
-    from ..plugins import PluginLoadError
-    from ..run_config import RunError, apply_threads
-    from ..store import write_grid_files
+    from creg.experiments import variants  # lazy: torch
+    from creg.report.report import variants_markdown  # lazy: torch
 
     out = Path(kw["out"])
     try:
         apply_threads(kw.get("threads"))
-        summaries = analysis.run_variants(configs, out, progress=not kw["no_progress"] and not quiet(), log=log)
+        summaries = variants.run_variants(configs, out, progress=not kw["no_progress"] and not quiet(), log=log)
     except (UnknownName, RunError, RegistryError, FileNotFoundError, OptionsError, PluginLoadError) as e:
         fail(str(e))
-    rows = analysis.variants_table(summaries, labels=labels, accuracy=accuracy)
+    rows = breakdowns.variants_table(summaries, labels=labels, accuracy=accuracy)
     text = variants_markdown(title, rows, accuracy=accuracy)
     write_grid_files(out, name, rows, text)
     click.echo(text)
@@ -76,10 +87,10 @@ def _run_grid(configs, kw, name: str, title: str, labels, accuracy: bool) -> Non
 @_grid_options
 def ablation_cmd(**kw) -> None:
     """Table 5: CREG default, K = 4, single layer (-2), no contrastive target -- DAE and EA."""
-    from ..reporting import analysis
+    from creg.experiments import variants  # lazy: torch
 
-    configs = analysis.ablation_configs(_base_config(kw))
-    _run_grid(configs, kw, "ablation", f"Ablation ({kw['bench']}, {kw['adapter']})", analysis.ABLATION_LABELS, accuracy=False)
+    configs = variants.ablation_configs(_base_config(kw))
+    _run_grid(configs, kw, "ablation", f"Ablation ({kw['bench']}, {kw['adapter']})", breakdowns.ABLATION_LABELS, accuracy=False)
 
 
 @analyze_group.command("prompts")
@@ -87,10 +98,8 @@ def ablation_cmd(**kw) -> None:
 @click.option("--prompts", default="A,B,C", show_default=True, help="comma-separated templates")
 def prompts_cmd(prompts: str, **kw) -> None:
     """Table 6: VLM accuracy and CREG's DAE for each prompt template (App. A.1)."""
-    from ..reporting import analysis
-    from ..prompts import PROMPTS
+    from creg.experiments import variants  # lazy: torch
 
-    from ..run_config import check_prompt
 
     names = [p.strip() for p in prompts.split(",") if p.strip()]
     for p in names:
@@ -99,6 +108,8 @@ def prompts_cmd(prompts: str, **kw) -> None:
         except ValueError as e:
             fail(f"--prompts: {e}")
     labels = {p: f"{p}: {PROMPTS.get(p, p)[:60]}…" for p in names}
-    configs = analysis.prompt_configs(_base_config(kw), names)
+    configs = variants.prompt_configs(_base_config(kw), names)
     _run_grid(configs, kw, "prompts", f"Prompt sweep ({kw['bench']}, {kw['adapter']})", labels, accuracy=True)
-from . import analyze_model  # noqa: E402,F401 - registers `analyze randomize` and `analyze layers`
+
+analyze_group.add_command(randomize_cmd)
+analyze_group.add_command(layers_cmd)

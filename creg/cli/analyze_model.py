@@ -1,4 +1,4 @@
-"""``creg analyze randomize`` and ``creg analyze layers``: analyses that change the model (creg.analyses)."""
+"""``creg analyze randomize`` and ``creg analyze layers``: analyses that change the model (creg.explain.model_parts)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,20 @@ from typing import Any
 
 import click
 
-from .analyze import analyze_group
-from .common import bench_options, execution_options, fail, log, model_options, run_config_from, source_options
+from creg.cli.common import (
+    bench_options,
+    execution_options,
+    fail,
+    log,
+    model_options,
+    run_config_from,
+    source_options,
+)
+from creg.config.presets import RegistryError
+from creg.core.errors import RunError
+from creg.execution.threads import apply_threads
+from creg.plugins.manager import PluginLoadError, UnknownName
+from creg.plugins.options import OptionsError
 
 #: samples used when --limit is not given (both analyses run the model many times per sample).
 DEFAULT_N = 16
@@ -27,11 +39,7 @@ def _model_analysis_options(fn):
 
 def _prepare(kw: dict[str, Any], sources: list[str]):
     """(runner with the model loaded, the first --limit samples, default 16), or a one-line exit."""
-    from ..options import OptionsError
-    from ..plugins import PluginLoadError, UnknownName
-    from ..registry import RegistryError
-    from ..run_config import RunError, apply_threads
-    from ..runner import Runner
+    from creg.execution.runner import Runner  # lazy: torch
 
     n = kw.get("n") if kw.get("n") is not None else DEFAULT_N
     config = run_config_from({**kw, "n": n}, sources=sources)
@@ -57,7 +65,7 @@ def _write(out: str | None, name: str, result: dict[str, Any], text: str) -> Non
         click.echo(f"wrote {root / (name + '.md')} and {name}.json")
 
 
-@analyze_group.command("randomize")
+@click.command("randomize")
 @_model_analysis_options
 @click.option("--source", "sources", default="creg,gradnorm,attention_rollout,random_relevance", show_default=True,
               help="comma-separated sources")
@@ -65,8 +73,7 @@ def randomize_cmd(sources: str, **kw) -> None:
     """Model-randomisation sanity check (Adebayo et al. 2018): re-initialise decoder blocks from the top,
     then the vision tower; print each source's mean Spearman rho with the original maps per step and
     which sources fail (maps that barely change). --limit samples (default 16)."""
-    from ..analyses.randomize import randomize, randomize_markdown
-    from ..run_config import RunError
+    from creg.experiments.randomize import randomize, randomize_markdown  # lazy: torch
 
     runner, samples = _prepare(kw, [s.strip() for s in sources.split(",") if s.strip()])
     try:
@@ -79,14 +86,13 @@ def randomize_cmd(sources: str, **kw) -> None:
     _write(kw.get("out"), "randomize", result, text)
 
 
-@analyze_group.command("layers")
+@click.command("layers")
 @_model_analysis_options
 def layers_cmd(**kw) -> None:
     """Per decoder block, the answer's change when that block's text->vision attention is knocked out and when
     the vision tokens at its input are patched with a blank image's; recommend CREG's layers (docs/user-guide.md).
     --limit samples (default 16)."""
-    from ..analyses.layers import layer_effects, layers_markdown
-    from ..run_config import RunError
+    from creg.explain.layers import layer_effects, layers_markdown  # lazy: torch
 
     runner, samples = _prepare(kw, ["creg"])
     try:

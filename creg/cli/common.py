@@ -2,7 +2,7 @@
 and ``analyze``), option parsing and one-line errors.
 
 Numbers are range-checked by click (``--k 0`` is a usage error, exit code 2); everything else is
-checked when :func:`run_config_from` builds the :class:`creg.run_config.RunConfig` and when the
+checked when :func:`run_config_from` builds the :class:`creg.config.run_config.RunConfig` and when the
 plugins' options are validated, all before a run directory is touched.
 """
 
@@ -13,6 +13,12 @@ import sys
 from typing import Any, Callable
 
 import click
+
+from creg.config.file import ConfigFileError, default_map
+from creg.config.run_config import RunConfig
+from creg.core import logs
+from creg.core.errors import RunError
+from creg.execution.batching import parse_batch_size
 
 DATA_DIR_ENV = "CREG_DATA_DIR"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -50,8 +56,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def log(message: str) -> None:
-    """A progress or log message: the ``creg`` logger (:mod:`creg.logs`; ``-q`` hides INFO, warnings stay)."""
-    from .. import logs
+    """A progress or log message: the ``creg`` logger (:mod:`creg.core.logs`; ``-q`` hides INFO, warnings stay)."""
 
     if message.lstrip().lower().startswith(("creg: warning", "warning:")):
         logs.warning(message)
@@ -61,7 +66,6 @@ def log(message: str) -> None:
 
 def _verbosity(key: str, group: bool):
     def callback(ctx: click.Context, param: click.Parameter, value: int) -> None:
-        from .. import logs
 
         meta = ctx.find_root().meta
         if group:
@@ -77,7 +81,7 @@ def _verbosity(key: str, group: bool):
 
 def verbosity_params(*, group: bool = False) -> list[click.Option]:
     """``-v/--verbose`` and ``-q/--quiet`` (counted) for the ``creg`` group (``creg -q run``) and each
-    command (``creg run -q``): the level of the ``creg`` logger (:func:`creg.logs.configure`)."""
+    command (``creg run -q``): the level of the ``creg`` logger (:func:`creg.core.logs.configure`)."""
     return [click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_verbosity("verbose", group),
                          help="more log messages (-v: debug)"),
             click.Option(["-q", "--quiet"], count=True, expose_value=False, callback=_verbosity("quiet", group),
@@ -86,11 +90,10 @@ def verbosity_params(*, group: bool = False) -> list[click.Option]:
 
 def config_file_option(fn):
     """``--config FILE``: the command's settings from a TOML/YAML file or a run's config.json
-    (:mod:`creg.run_file`); options given on the command line override the file."""
+    (:mod:`creg.config.file`); options given on the command line override the file."""
     def load(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
         if value is None:
             return
-        from ..run_file import ConfigFileError, default_map
 
         try:
             defaults = default_map(value, {p.name: p for p in ctx.command.params}, log=log)
@@ -112,7 +115,7 @@ def _apply(fn: Callable, options: list[Callable]) -> Callable:
 
 class Placement(click.ParamType):
     """``--device-map`` / ``--max-memory``, passed through (a string, or a dict from ``--config``):
-    :class:`creg.run_config.RunConfig` checks them (creg.placement) and names the flag in its error."""
+    :class:`creg.config.run_config.RunConfig` checks them (creg.config.placement) and names the flag in its error."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -187,7 +190,7 @@ def compass_options(fn: Callable) -> Callable:
 
 
 class BatchSize(click.ParamType):
-    """``--batch-size N|auto``, passed through: :func:`run_config_from` checks it (creg.batching.parse_batch_size)."""
+    """``--batch-size N|auto``, passed through: :func:`run_config_from` checks it (creg.execution.batching.parse_batch_size)."""
 
     name = "N|auto"
 
@@ -207,15 +210,13 @@ def execution_options(*, batch_size: bool = True) -> Callable:
 
 
 def run_config_from(kw: dict[str, Any], **fields: Any):
-    """A validated :class:`creg.run_config.RunConfig` from the common options in ``kw`` plus ``fields``.
+    """A validated :class:`creg.config.run_config.RunConfig` from the common options in ``kw`` plus ``fields``.
 
     A bad value exits with a one-line error (code 2) before anything is written.
     """
-    from ..run_config import RunConfig, RunError
 
     values: dict[str, Any] = {}
     if kw.get("batch_size") is not None:
-        from ..batching import parse_batch_size
 
         try:
             kw = {**kw, "batch_size": parse_batch_size(kw["batch_size"])}

@@ -7,12 +7,30 @@ import json
 from pathlib import Path
 
 import click
+import numpy as np
 
-from ..box_formats import BOX_FORMATS
-from .common import (compass_options, execution_options, fail, log, model_options, run_config_from, source_options,
-                     warn_clashes)
+from creg.cli.common import (
+    compass_options,
+    execution_options,
+    fail,
+    log,
+    model_options,
+    run_config_from,
+    source_options,
+    warn_clashes,
+)
+from creg.config.defaults import DEFAULT_EXPLAIN_SOURCES, default_adapter, default_out
+from creg.config.hub import ModelUnavailable, check_available
+from creg.config.presets import RegistryError, load_registry
+from creg.core.box_formats import BOX_FORMATS
+from creg.core.errors import RunError
+from creg.core.logs import quiet
+from creg.execution.threads import apply_threads
+from creg.plugins.benchmark import DataInvalid
+from creg.plugins.manager import PluginLoadError, UnknownName, get_plugins
+from creg.plugins.options import OptionsError
+from creg.store import join
 
-DEFAULT_SOURCES = "creg"
 #: ``--from``'s sources when --source is not given: CREG and the baseline it must beat.
 FROM_SOURCES = "creg,random_relevance"
 
@@ -32,22 +50,14 @@ def _explain_rows(rows_file: str, image_root: str | None, box_format: str, sourc
                   fmt: str | None = None, dpi: int | None = None, **kw) -> None:
     """``creg explain --from ROWS``: the ``pairs`` benchmark through the model into a run directory,
     then its report (report.md, report.html, figures); prints the table."""
-    from ..api import DEFAULT_MODEL, default_out
-    from ..benchmark import DataInvalid
-    from ..hub import ModelUnavailable, check_available
-    from ..logs import quiet
-    from ..options import OptionsError
-    from ..plugins import PluginLoadError, UnknownName, get_plugins
-    from ..registry import RegistryError, load_registry
-    from ..run_config import RunError, apply_threads
-    from ..runner import Runner
+    from creg.execution.runner import Runner  # lazy: torch
 
     names = [s.strip() for s in sources.split(",") if s.strip()]
     if not names:
         raise click.BadParameter("name at least one source", param_hint="--source")
     try:
         if kw["adapter"] is None:
-            kw["adapter"] = DEFAULT_MODEL if DEFAULT_MODEL in load_registry(kw["registries"]) else "none"
+            kw["adapter"] = default_adapter(load_registry(kw["registries"]))
     except RegistryError as e:
         fail(str(e))
     bench_options = {"file": str(Path(rows_file).resolve()), "box_format": box_format}
@@ -69,9 +79,9 @@ def _explain_rows(rows_file: str, image_root: str | None, box_format: str, sourc
     except KeyboardInterrupt:
         fail(f"interrupted; the partial run is in {out_dir}: re-run the same command to continue", 130)
     click.echo(result.table)
-    from ..reporting.report import build_report
-
-    report = build_report(result.out, log=log, fmt=fmt or "png", dpi=dpi)
+    from creg.experiments.heatmaps import recompute_maps  # lazy: torch
+    from creg.report.report import build_report  # lazy: torch
+    report = build_report(result.out, log=log, fmt=fmt or "png", dpi=dpi, recompute=recompute_maps)
     click.echo(f"run directory: {result.out}  (records.jsonl, summary.json, table.md, report.md"
                f"{', report.html' if report.get('html') else ''}, figures/)")
 
@@ -79,10 +89,9 @@ def _explain_rows(rows_file: str, image_root: str | None, box_format: str, sourc
 def explain_sample(sample, source, adapter, *, k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0, seed: int = 0,
                    adapter_name: str = "adapter"):
     """(record, compass) of one sample explained by one built source (0.1 helper), through the same
-    pipeline as ``creg run`` (:func:`creg.scoring.explain_batch`); a plugin's failure raises naming
-    the plugin. The API's :func:`creg.api.explain_samples` explains several sources and keeps the maps."""
-    from ..scoring.pipeline import ScoringSettings, explain_batch
-    from ..store import join
+    pipeline as ``creg run`` (:func:`creg.explain.pipeline.explain_batch`); a plugin's failure raises naming
+    the plugin. The API's :func:`creg.explain.samples.explain_samples` explains several sources and keeps the maps."""
+    from creg.explain.pipeline import ScoringSettings, explain_batch  # lazy: torch
 
     result = explain_batch([sample], [source], adapter, ScoringSettings(k=k, sigma_r=sigma_r, rho_r=rho_r), seed=seed,
                            adapter_name=adapter_name)
@@ -94,10 +103,11 @@ def explain_sample(sample, source, adapter, *, k: int = 8, sigma_r: float = 0.6,
 
 def format_explanation(sample, record, source_name: str) -> str:
     """The text of one record (0.1 helper; ``creg explain`` prints :func:`creg.api.format_explanation`)."""
-    import numpy as np
 
-    from ..api import Explanation, SourceExplanation, format_explanation as fmt
-    from ..reporting.figures import sector_names
+    from creg.api import Explanation  # lazy: torch
+    from creg.api import format_explanation as fmt  # lazy: torch
+    from creg.core.compass import sector_names  # lazy: torch
+    from creg.explain.samples import SourceExplanation  # lazy: torch
 
     p = np.asarray(record.compass)
     s = SourceExplanation(source=source_name, relevance=np.zeros((1, 1)), cell_xy=np.zeros((1, 1, 2)), compass=p,
@@ -111,7 +121,7 @@ def format_explanation(sample, record, source_name: str) -> str:
 
 
 def _figure_path(out: str, fmt: str | None) -> Path:
-    from ..reporting.figures import FORMATS
+    from creg.report.figures import FORMATS  # lazy: torch
 
     path = Path(out)
     suffix = path.suffix.lstrip(".").lower()
@@ -141,7 +151,7 @@ def _figure_path(out: str, fmt: str | None) -> Path:
               help="with --from: the folder the rows' image paths are relative to and must stay in (default: the file's folder)")
 @click.option("--relation", type=click.Choice(["left", "right", "above", "below"]), default=None,
               help="ground truth (gt-targeted sources need it); default: the dominant axis of the boxes")
-@click.option("--source", "sources", default=DEFAULT_SOURCES, show_default=True,
+@click.option("--source", "sources", default=",".join(DEFAULT_EXPLAIN_SOURCES), show_default=True,
               help="comma-separated source names; all share one forward pass")
 @source_options
 @compass_options
@@ -178,14 +188,9 @@ def explain_cmd(ctx, image_path, ref_name, ref_box, tgt_name, tgt_box, box_forma
         raise click.UsageError(f"missing {', '.join(missing)} (or give --from ROWS to explain a file of rows)")
     if image_root is not None:
         raise click.UsageError("--image-root goes with --from ROWS")
-    from ..adapter import LayerOutOfRange
-    from ..api import DEFAULT_MODEL, ApiError, load
-    from ..hub import ModelUnavailable
-    from ..options import OptionsError
-    from ..plugins import PluginLoadError, UnknownName, get_plugins
-    from ..registry import RegistryError, load_registry
-    from ..run_config import RunError, apply_threads
-    from ..scoring.pipeline import PluginError
+    from creg.api import ApiError, load  # lazy: torch
+    from creg.explain.pipeline import PluginError  # lazy: torch
+    from creg.plugins.adapter import LayerOutOfRange  # lazy: torch
 
     names = [s.strip() for s in sources.split(",") if s.strip()]
     if not names:
@@ -196,7 +201,7 @@ def explain_cmd(ctx, image_path, ref_name, ref_box, tgt_name, tgt_box, box_forma
     figure = _figure_path(out, fmt) if out else None
     try:
         if kw["adapter"] is None:
-            kw["adapter"] = DEFAULT_MODEL if DEFAULT_MODEL in load_registry(kw["registries"]) else "none"
+            kw["adapter"] = default_adapter(load_registry(kw["registries"]))
     except RegistryError as e:
         fail(str(e))
     config = run_config_from(kw, sources=names)
@@ -219,7 +224,7 @@ def explain_cmd(ctx, image_path, ref_name, ref_box, tgt_name, tgt_box, box_forma
         of = " of" if ex.relation in ("left", "right") else ""
         log(f"ground truth taken from the boxes: B is {ex.relation}{of} A (set --relation to override)")
     if figure is not None:
-        from ..reporting.figures import PlotsUnavailable
+        from creg.report.figures import PlotsUnavailable  # lazy: torch
 
         try:
             ex.plot(figure, dpi=dpi)

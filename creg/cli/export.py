@@ -1,10 +1,12 @@
-"""``creg export RUN_DIR``: a run's tables as CSV or Parquet (:mod:`creg.export`)."""
+"""``creg export RUN_DIR``: a run's tables as CSV or Parquet (:mod:`creg.report.export`)."""
 
 from __future__ import annotations
 
 import click
 
-from .common import fail, log
+from creg.cli.common import fail, log
+from creg.report.export import ExportUnavailable, export_run
+from creg.store import RunDirError
 
 
 @click.command("export")
@@ -17,8 +19,6 @@ from .common import fail, log
               help="output file (default: RUN-FORM.FORMAT in the current directory; - for CSV on stdout)")
 def export_cmd(run_dir: str, fmt: str, form: str, out: str | None) -> None:
     """Write a run's records as a tidy table for pandas, R, a spreadsheet (docs/user-guide.md)."""
-    from ..export import ExportUnavailable, export_run
-    from ..store import RunDirError
 
     try:
         path = export_run(run_dir, out, fmt=fmt, form=form, log=log)

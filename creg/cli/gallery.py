@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .common import fail, log
+from creg.cli.common import fail, log
+from creg.report.gallery import DEFAULT_MAX_SAMPLES, build_gallery
+from creg.store import RunDirError
 
 
 @click.command("gallery")
@@ -17,9 +19,7 @@ def gallery_cmd(run_dir: str, max_samples: int | None, all_samples: bool, dpi: i
     """Write RUN_DIR/gallery.html: per sample, every source's heatmap and compass rose on the same image,
     filterable by class, answer, source and DAE, with the worst cases one click away. Heatmaps come from
     the maps the run stored (creg run --save-maps, the default); the model is not loaded."""
-    from ..reporting.figures import PlotsUnavailable
-    from ..reporting.gallery import DEFAULT_MAX_SAMPLES, build_gallery
-    from ..store import RunDirError
+    from creg.report.figures import PlotsUnavailable  # lazy: torch
 
     if all_samples and max_samples is not None:
         fail("--all and --max-samples both given: use one")

@@ -7,13 +7,16 @@ code. ``--options`` (or naming plugins) imports the named plugins to read their 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
-from .common import fail
-
-from ..plugins import PluginLoadError, get_plugins
+from creg.cli.common import fail
+from creg.cli.listing import listing_data
+from creg.config.presets import RegistryError, load_registry
+from creg.plugins.manager import PluginLoadError, get_plugins
+from creg.plugins.options import declares_options, describe_options
 
 KINDS = (("adapter", "Adapters (--adapter / presets)"), ("source", "Sources (--source)"), ("benchmark", "Benchmarks (--bench)"))
 
@@ -26,7 +29,6 @@ def _format_default(value) -> str:
 
 def option_lines(cls) -> list[str]:
     """``    name (type, default X): description`` per option of ``cls.Options``."""
-    from ..options import declares_options, describe_options
 
     if not declares_options(cls):
         return ["      (no declared options)"]
@@ -47,7 +49,6 @@ def list_cmd(names: tuple[str, ...], show_options: bool, registries: tuple[str, 
 
     NAMES limits the listing to those plugins and shows their options.
     """
-    from ..registry import RegistryError, load_registry
 
     plugins = get_plugins()
     try:
@@ -55,9 +56,7 @@ def list_cmd(names: tuple[str, ...], show_options: bool, registries: tuple[str, 
     except RegistryError as e:
         fail(str(e))
     if as_json:
-        import json
 
-        from .listing import listing_data
 
         click.echo(json.dumps(listing_data(plugins, presets), indent=2, default=str))
         return

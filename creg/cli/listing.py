@@ -17,7 +17,10 @@ def _plugin(reg, with_options: bool) -> dict[str, Any]:
                            "description": reg.description or "", "metadata": dict(getattr(reg, "metadata", {}) or {})}
     if with_options:
         try:
-            from ..options import declares_options, describe_options
+            from creg.plugins.options import (  # lazy: guarded
+                declares_options,
+                describe_options,
+            )
         except ImportError:  # a creg without declared plugin options
             return out
         try:

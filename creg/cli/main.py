@@ -9,16 +9,16 @@ import os
 
 import click
 
-from ..plugins import get_plugins
-from .analyze import analyze_group
-from .common import verbosity_params
-from .explain import explain_cmd
-from .export import export_cmd
-from .gallery import gallery_cmd
-from .list_plugins import list_cmd
-from .report import report_cmd
-from .reproduce import reproduce_cmd
-from .run import run_cmd
+from creg.cli.analyze import analyze_group
+from creg.cli.common import verbosity_params
+from creg.cli.explain import explain_cmd
+from creg.cli.export import export_cmd
+from creg.cli.gallery import gallery_cmd
+from creg.cli.list_plugins import list_cmd
+from creg.cli.report import report_cmd
+from creg.cli.reproduce import reproduce_cmd
+from creg.cli.run import run_cmd
+from creg.plugins.manager import get_plugins
 
 
 @click.group()

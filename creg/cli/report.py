@@ -7,13 +7,15 @@ from pathlib import Path
 
 import click
 
-from .common import fail, log
+from creg.cli.common import fail, log
+from creg.plugins.metric import MetricsMissing, metric_registry
+from creg.report.compare import compare_markdown, compare_runs, default_out
+from creg.store import RunDirError, RunStore, write_grid_files
 
 
 def resolve_run_dirs(args: tuple[str, ...]) -> list[Path]:
     """Each argument is a run directory, or a glob pattern (quoted, so the shell leaves it to creg)
     standing for its newest matching run directory (the one written last)."""
-    from ..store import RunStore
 
     out: list[Path] = []
     for arg in args:
@@ -55,9 +57,8 @@ def report_cmd(run_dirs: tuple[str, ...], no_figures: bool, fmt: str, dpi: int, 
     A RUN_DIR may be a quoted glob pattern ('runs/synthetic-*'): its newest matching run. With several
     runs, write one side-by-side comparison instead (the first run is the reference of the paired tests).
     """
-    from ..reporting.figures import PlotsUnavailable
-    from ..reporting.report import ReportError, build_report
-    from ..scoring.registry import MetricsMissing
+    from creg.report.figures import PlotsUnavailable  # lazy: torch
+    from creg.report.report import ReportError, build_report  # lazy: torch
 
     dirs = resolve_run_dirs(run_dirs)
     if len(dirs) > 1:
@@ -66,7 +67,8 @@ def report_cmd(run_dirs: tuple[str, ...], no_figures: bool, fmt: str, dpi: int, 
         _compare(dirs, out)
         return
     run_dir = dirs[0]
-    kw = dict(log=log, fmt=fmt, dpi=dpi, html=html, heatmaps=heatmaps, baseline=baseline)
+    from creg.experiments.heatmaps import recompute_maps  # lazy: torch
+    kw = dict(log=log, fmt=fmt, dpi=dpi, html=html, heatmaps=heatmaps, baseline=baseline, recompute=recompute_maps)
     try:
         try:
             report = build_report(run_dir, figures=not no_figures, **kw)
@@ -85,10 +87,6 @@ def report_cmd(run_dirs: tuple[str, ...], no_figures: bool, fmt: str, dpi: int, 
 
 
 def _compare(dirs: list[Path], out: str | None) -> None:
-    from ..reporting.compare import compare_markdown, compare_runs, default_out
-    from ..scoring import metric_registry
-    from ..scoring.registry import MetricsMissing
-    from ..store import RunDirError, write_grid_files
 
     try:
         metrics = metric_registry()
@@ -96,7 +94,7 @@ def _compare(dirs: list[Path], out: str | None) -> None:
         text = compare_markdown(comparison, metrics)
         root = Path(out) if out else default_out(dirs)
         json_path, md_path = write_grid_files(root, "comparison", comparison, text)
-        from ..reporting.cross_run import write_comparison_page
+        from creg.report.cross_run import write_comparison_page  # lazy: guarded
 
         extra = write_comparison_page(root, comparison, metrics, log=log)
     except (RunDirError, MetricsMissing) as e:

@@ -6,15 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 
-from .common import fail, log, placement_options
-from .run import DEFAULT_ADAPTER
+from creg.cli.common import fail, log, placement_options
+from creg.config.defaults import DEFAULT_MODEL
+from creg.config.presets import RegistryError
+from creg.config.run_config import config_error_message
+from creg.core.errors import RunError
+from creg.plugins.manager import PluginLoadError, UnknownName
 
 DATA_DIR_ENV = "CREG_DATA_DIR"
 
 
 @click.command("reproduce")
-@click.option("--adapter", default=DEFAULT_ADAPTER, show_default=True,
+@click.option("--adapter", default=DEFAULT_MODEL, show_default=True,
               help="preset (see `creg list`) or adapter plugin name, e.g. qwen2vl-7b; the default is creg run's, the toy model")
 @click.option("--model", default=None, help="hub id or local directory (overrides the preset's model)")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar=DATA_DIR_ENV,
@@ -41,12 +46,8 @@ def reproduce_cmd(adapter, model, data_dir, benches, sizes, limit, seed, out, ba
                   max_memory, registries, figures, dry_run, no_progress) -> None:
     """Run the paper's protocol into one directory (sub-runs inside, resumable) and write report.md
     setting our numbers beside the paper's."""
-    from ..plugins import PluginLoadError, UnknownName
-    from ..registry import RegistryError
-    from ..reproduce import plan_reproduction, run_plan
-    from pydantic import ValidationError
+    from creg.experiments.reproduce import plan_reproduction, run_plan  # lazy: torch
 
-    from ..run_config import RunError, config_error_message
 
     out_dir = Path(out) if out else Path("runs") / f"reproduce-{adapter}"
     try:
@@ -64,7 +65,7 @@ def reproduce_cmd(adapter, model, data_dir, benches, sizes, limit, seed, out, ba
         click.echo("\n".join(plan.describe()))
         return
     try:
-        from ..logs import quiet
+        from creg.core.logs import quiet  # lazy: guarded
 
         result = run_plan(plan, progress=not no_progress and not quiet(), figures=figures, log=log)
     except (UnknownName, RunError, RegistryError, PluginLoadError, OSError) as e:

@@ -2,34 +2,43 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import click
 
-from .common import (bench_options, compass_options, config_file_option, execution_options, fail, log, model_options,
-                     run_config_from, source_options, warn_clashes)
-
-DEFAULT_ADAPTER = "qwen2vl-toy"
-#: Table 1's methods, the single-layer Grad x Act baseline and the §6.3 controls.
-DEFAULT_SOURCES = (
-    "oracle,creg,creg_gt,attention_rollout,gradnorm,integrated_gradients,gradcam,gradxact,"
-    "target_box,random_relevance,random"
+from creg.cli.common import (
+    bench_options,
+    compass_options,
+    config_file_option,
+    execution_options,
+    fail,
+    log,
+    model_options,
+    run_config_from,
+    source_options,
+    warn_clashes,
 )
-
-
-
-
-def _default_out(config) -> Path:
-    ident = json.dumps(config.identity(), sort_keys=True, default=str)
-    h = hashlib.sha1(ident.encode()).hexdigest()[:8]
-    return Path("runs") / f"{config.bench}-{config.adapter}-{h}"
+from creg.config.defaults import (
+    DEFAULT_MODEL,
+    DEFAULT_SOURCES,
+    default_adapter,
+    default_out,
+)
+from creg.config.hub import ModelUnavailable, check_available
+from creg.config.presets import RegistryError, load_registry
+from creg.core.errors import RunError
+from creg.core.logs import quiet
+from creg.execution.backends import run as run_here_or_distributed
+from creg.execution.backends import world_from_env
+from creg.execution.threads import apply_threads
+from creg.plugins.benchmark import DataInvalid
+from creg.plugins.manager import PluginLoadError, UnknownName, get_plugins
+from creg.plugins.options import OptionsError
+from creg.store import RunDirError, RunStore
 
 
 def _stored_threads(out_dir: Path) -> int | None:
     """The thread count of the run already in ``out_dir`` (a resume keeps it), or None."""
-    from ..store import RunDirError, RunStore
 
     if not out_dir.is_dir():
         return None
@@ -42,8 +51,9 @@ def _stored_threads(out_dir: Path) -> int | None:
 
 @click.command("run")
 @config_file_option
-@model_options(adapter_help=f"preset (see `creg list`) or adapter plugin name; default {DEFAULT_ADAPTER}")
-@click.option("--source", "sources", default=DEFAULT_SOURCES, show_default=True, help="comma-separated source names")
+@model_options(adapter_help=f"preset (see `creg list`) or adapter plugin name; default {DEFAULT_MODEL}")
+@click.option("--source", "sources", default=",".join(DEFAULT_SOURCES), show_default=True,
+              help="comma-separated source names")
 @source_options
 @bench_options
 @compass_options
@@ -69,23 +79,15 @@ def _stored_threads(out_dir: Path) -> int | None:
 def run_cmd(sources, out, cos, cos_op, overwrite, save_maps, max_failures, skip_unsupported, no_progress, controls,
             **kw) -> None:
     """Explain a benchmark with one or more relevance sources; print the Table-1-style result."""
-    from ..adapter import LayerOutOfRange
-    from ..logs import quiet
-    from ..benchmark import DataInvalid
-    from ..hub import ModelUnavailable, check_available
-    from ..options import OptionsError
-    from ..plugins import PluginLoadError, UnknownName, get_plugins
-    from ..registry import RegistryError, load_registry
-    from ..run_config import RunError, apply_threads
+    from creg.plugins.adapter import LayerOutOfRange  # lazy: torch
 
     plugins = get_plugins()
     warn_clashes(plugins)
     if kw["adapter"] is None:
         try:
-            kw["adapter"] = DEFAULT_ADAPTER if DEFAULT_ADAPTER in load_registry(kw["registries"]) else "none"
+            kw["adapter"] = default_adapter(load_registry(kw["registries"]))
         except RegistryError as e:
             fail(str(e))
-    from ..distributed import run as run_here_or_distributed, world_from_env
 
     try:
         world = world_from_env()  # set by torchrun: this process is one rank of a data-parallel run
@@ -95,9 +97,9 @@ def run_cmd(sources, out, cos, cos_op, overwrite, save_maps, max_failures, skip_
         fail("--out: an empty path; give a run directory, or leave --out out for runs/BENCH-ADAPTER-HASH")
     config = run_config_from(kw, sources=[s.strip() for s in sources.split(",") if s.strip()], cos=cos, cos_op=cos_op,
                              controls=list(dict.fromkeys(controls)), save_maps=save_maps)
-    out_dir = Path(out) if out is not None else _default_out(config)
+    out_dir = Path(out) if out is not None else default_out(config)
     try:
-        from ..runner import Runner
+        from creg.execution.runner import Runner  # lazy: guarded
 
         if config.threads is None and not overwrite:
             config.threads = _stored_threads(out_dir)
@@ -113,7 +115,7 @@ def run_cmd(sources, out, cos, cos_op, overwrite, save_maps, max_failures, skip_
     except OSError as e:  # a benchmark's data is missing, a full disk: the message says what and where
         fail(str(e))
     except KeyboardInterrupt as e:
-        from ..runner import Terminated
+        from creg.execution.runner import Terminated  # lazy: torch
 
         what, code = ("terminated (SIGTERM)", 143) if isinstance(e, Terminated) else ("interrupted", 130)
         fail(f"{what}; the partial run is in {out_dir}: re-run the same command to continue", code)

@@ -7,17 +7,24 @@ are usable on their own: :func:`find_decoder`, :class:`ForwardCapture`, :func:`r
 :class:`TiledImage` (tiles plus a global image).
 """
 
-from .adapter import HFAdapter
-from .answer import AnswerTokens, answer_tokens
-from .attention_stream import AttentionStream, attention_probabilities
-from .capture import ForwardCapture, ReplayState, VisionHook
-from .chat_inputs import ChatInputs
-from .decoder import DecoderParts, find_decoder, module_device
-from .geometry import cells_in_image, centre_crop_region, pad_to_square_region, region_cell_xy, token_grid_layout
-from .loading import load_images, load_model, resolve_device, resolve_dtype
-from .patch_order import raster_to_windows, windows_to_raster
-from .replay import last_position_block, replay_decoder, repeat_batch
-from .tiles import Crop, TiledImage, even_tiles, strip_tiles
+from creg.hf.adapter import HFAdapter
+from creg.hf.answer import AnswerTokens, answer_tokens
+from creg.hf.attention_stream import AttentionStream, attention_probabilities
+from creg.hf.capture import ForwardCapture, ReplayState, VisionHook
+from creg.hf.chat_inputs import ChatInputs
+from creg.hf.decoder import DecoderParts, find_decoder, module_device
+from creg.hf.geometry import (
+    cells_in_image,
+    centre_crop_region,
+    pad_to_square_region,
+    region_cell_xy,
+    token_grid_layout,
+)
+from creg.hf.last_position import last_position_block
+from creg.hf.loading import load_images, load_model, resolve_device, resolve_dtype
+from creg.hf.patch_order import raster_to_windows, windows_to_raster
+from creg.hf.replay import repeat_batch, replay_decoder
+from creg.hf.tiles import Crop, TiledImage, even_tiles, strip_tiles
 
 __all__ = [
     "AnswerTokens", "AttentionStream", "ChatInputs", "Crop", "DecoderParts", "TiledImage", "even_tiles", "strip_tiles", "ForwardCapture", "HFAdapter", "ReplayState", "VisionHook",

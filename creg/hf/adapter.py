@@ -8,7 +8,7 @@ A subclass says how its model is loaded and fed, and where the image lands:
   with the assistant's answer;
 * :meth:`encode_texts`: model inputs for conversation texts and images (left-padded, the image
   placeholder expanded);
-* :meth:`vision_layouts`: one :class:`~creg.adapter.VisionLayout` per row of that batch;
+* :meth:`vision_layouts`: one :class:`~creg.plugins.adapter.VisionLayout` per row of that batch;
 * optionally :meth:`vision_hook` (GradCAM's activations; without it vision activations are
   refused clearly).
 
@@ -25,20 +25,36 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, Sequence
 
 import torch
+from PIL import Image
 from pydantic import Field, model_validator
 
-from creg.options import PluginOptions
-from creg.placement import DeviceMapField, MaxMemoryField
-from creg.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
-from creg.prompts import OPTION_TOKENS, render_prompt, resolve_template
-from creg.sample import Sample
-
-from .answer import AnswerTokens, answer_tokens
-from .capture import ForwardCapture, ReplayState, VisionHook
-from .chat_inputs import ChatInputs
-from .decoder import find_decoder, module_device
-from .loading import load_images, load_model
-from .replay import replay_decoder
+from creg.config.placement import DeviceMapField, MaxMemoryField
+from creg.core.prompts import OPTION_TOKENS, render_prompt, resolve_template
+from creg.core.sample import Box, Sample, make_sample
+from creg.hf.answer import AnswerTokens, answer_tokens
+from creg.hf.capture import ForwardCapture, ReplayState, VisionHook
+from creg.hf.chat_inputs import ChatInputs, messages
+from creg.hf.checkpoint_references import (
+    checkpoint_chat_template,
+    checkpoint_processor,
+    module_input,
+    processor_inputs,
+)
+from creg.hf.decoder import find_decoder, module_device
+from creg.hf.explainable import check_layout_matches_placeholders, placeholder_token_id
+from creg.hf.loading import load_images, load_model
+from creg.hf.parts import hf_model_parts
+from creg.hf.plain_text import check_plain_text, control_tokens
+from creg.hf.replay import replay_decoder
+from creg.hf.scaled_replay import scaled_last_block
+from creg.plugins.adapter import (
+    AdapterConfig,
+    ForwardOutput,
+    ForwardRequest,
+    VisionLayout,
+    VLMAdapter,
+)
+from creg.plugins.options import PluginOptions
 
 #: A question used to find the answer tokens at load time (any prompt gives the same tokens).
 _PROBE_QUESTION = render_prompt("A", "dog", "ball")
@@ -113,7 +129,6 @@ class HFAdapter(VLMAdapter):
 
     def model_parts(self):
         """The decoder blocks, the vision tower (:mod:`creg.hf.parts`) and the blocks' mask keyword."""
-        from .parts import hf_model_parts
 
         return hf_model_parts(self.model, self.decoder.layers)
 
@@ -143,11 +158,8 @@ class HFAdapter(VLMAdapter):
         """Refuse (:class:`creg.hf.explainable.ModelNotExplainable`, one line) an adapter whose vision
         layout of a probe image does not name exactly the image placeholder run of its input ids.
         Nothing is checked when the model's config names no placeholder token (``image_token_id``)."""
-        from PIL import Image
 
-        from creg.sample import Box, make_sample
 
-        from .explainable import check_layout_matches_placeholders, placeholder_token_id
 
         token = placeholder_token_id(self.model.config)
         if token is None:
@@ -183,7 +195,6 @@ class HFAdapter(VLMAdapter):
     def question(self, sample: Sample) -> str:
         """The prompt of ``sample``; :class:`creg.hf.plain_text.SpecialTokenInName` if a name holds
         one of the tokenizer's special or added tokens (names are plain text, never control tokens)."""
-        from .plain_text import check_plain_text, control_tokens
 
         tokens = self.__dict__.get("_control_tokens")
         if tokens is None:
@@ -291,7 +302,6 @@ class HFAdapter(VLMAdapter):
         state = output.state
         if (isinstance(state, ReplayState) and self.options.answer_only_replay and layer in output.hidden
                 and self.layer_to_block(layer) == self.num_layers - 1):
-            from .scaled_replay import scaled_last_block
 
             fast = scaled_last_block(self.decoder, state, output.hidden[layer], list(self.option_token_ids))
             if fast is not None:
@@ -313,8 +323,6 @@ class HFAdapter(VLMAdapter):
     def checkpoint_chat(self, question: str, answer: str | None = None) -> str:
         """The checkpoint's own chat template on one image + ``question`` (+ ``answer``): what
         :meth:`chat` must return. NotImplementedError when the checkpoint ships no template."""
-        from .chat_inputs import messages
-        from .checkpoint_references import checkpoint_chat_template
 
         template = checkpoint_chat_template(self.config.model, self.tokenizer)
         if template is None:
@@ -330,7 +338,6 @@ class HFAdapter(VLMAdapter):
     def checkpoint_inputs(self, texts: Sequence[str], images: Sequence[Any]) -> tuple[str, dict[str, torch.Tensor]]:
         """(which path, inputs): the checkpoint's processor on ``texts`` and ``images``, or where it
         cannot be built, :meth:`reference_inputs` -- the first item says which, and why."""
-        from .checkpoint_references import checkpoint_processor, processor_inputs
 
         try:
             processor = checkpoint_processor(self.config.model)
@@ -347,7 +354,6 @@ class HFAdapter(VLMAdapter):
         """What the model's image-feature path reads (the input of :attr:`image_features_module`
         in a plain forward), split into one ``(H_p, W_p, d)`` raster per sample as
         :meth:`vision_hook` splits its module's output."""
-        from .checkpoint_references import module_input
 
         if self.image_features_module is None:
             raise NotImplementedError(f"{type(self).__name__} names no image_features_module")

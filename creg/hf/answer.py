@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from creg.prompts import OPTION_TOKENS
+from creg.core.prompts import OPTION_TOKENS
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,9 @@ _installed: dict[str, tuple[Callable | None, int]] = {}
 
 
 def _interface():
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    from transformers.modeling_utils import (
+        ALL_ATTENTION_FUNCTIONS,  # lazy: transformers
+    )
 
     return ALL_ATTENTION_FUNCTIONS
 

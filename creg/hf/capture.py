@@ -27,10 +27,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+from einops import rearrange
 from torch import nn
 
-from .attention_stream import AttentionStream
-from .decoder import DecoderParts
+from creg.hf.attention_stream import AttentionStream, attention_probabilities
+from creg.hf.decoder import DecoderParts
+from creg.hf.last_position import (
+    apply_rotary,
+    last_position_block,
+    supports_last_position,
+)
 
 
 @dataclass
@@ -51,7 +57,6 @@ class VisionHook:
         """A ViT layer whose output is ``(n_crops, 1 + side*side, d)``, a CLS row then each crop's
         patches in raster order, crops of the batch's samples one after another (``crops[i]`` of
         sample ``i``): each sample's raster is ``(crops[i]*side, side, d)``, crops stacked along H_p."""
-        from einops import rearrange
 
         cls_rows: list[torch.Tensor] = []
 
@@ -70,7 +75,6 @@ class VisionHook:
         """A ViT layer whose output is ``(n_crops, side*side, d)``, each crop's patches in raster
         order and no CLS row (SigLIP: Idefics3, Gemma 3), crops of the batch's samples one after
         another (``crops[i]`` of sample ``i``): each sample's raster is ``(crops[i]*side, side, d)``."""
-        from einops import rearrange
 
         def split(output: torch.Tensor) -> list[torch.Tensor]:
             return [rearrange(c, "n (h w) d -> (n h) w d", h=side) for c in output.split(crops)]
@@ -139,7 +143,7 @@ class ForwardCapture:
     ):
         self.parts = parts
         #: run the last block for the answer (last) position only when nothing reads its other
-        #: rows (no final-norm layer): :func:`creg.hf.replay.last_position_block`. Its attention
+        #: rows (no final-norm layer): :func:`creg.hf.last_position.last_position_block`. Its attention
         #: map, if streamed, is computed from its input for every row (:meth:`_last_layer_map`),
         #: so the pass is the same with and without attention maps.
         self.answer_only = answer_only and not norm_layers
@@ -207,8 +211,6 @@ class ForwardCapture:
     def _last_layer_map(self, block: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) -> None:
         """Stream the last layer's ``(b, heads, s, s)`` attention probabilities (every query row)
         from its input, as :class:`AttentionStream` computes them from the layer's own query and key."""
-        from .attention_stream import attention_probabilities
-        from .replay import _apply_rotary
 
         attn = block.self_attn
         with torch.no_grad():
@@ -219,14 +221,13 @@ class ForwardCapture:
             if hasattr(attn, "q_norm"):
                 q, k = attn.q_norm(q), attn.k_norm(k)
             cos, sin = kwargs["position_embeddings"]
-            q, k = _apply_rotary(attn, q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+            q, k = apply_rotary(attn, q.transpose(1, 2), k.transpose(1, 2), cos, sin)
             probs = attention_probabilities(q, k, kwargs.get("attention_mask"), scaling=attn.scaling,
                                             is_causal=getattr(attn, "is_causal", True),
                                             sliding_window=getattr(attn, "sliding_window", None))
         self.on_attention(len(self.parts.layers) - 1, probs)
 
     def _answer_only_forward(self, block: nn.Module, original: Callable[..., Any]) -> Callable[..., Any]:
-        from .replay import last_position_block
 
         def forward(hidden_states, *args, **kwargs):
             if args or "position_embeddings" not in kwargs:
@@ -242,7 +243,6 @@ class ForwardCapture:
         """The last block can run for the answer row alone: a Llama/Qwen-style pre-norm block whose
         ``forward`` is its class's (a block wrapped by accelerate's device-map hooks, which replace
         the instance's ``forward``, keeps the full block)."""
-        from .replay import supports_last_position
 
         last = self.parts.layers[-1]
         return self.answer_only and supports_last_position(last) and "forward" not in vars(last)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import torch
+from pydantic import Field
 
 ProcessorMode = Literal["auto", "full", "manual"]
 
@@ -49,7 +50,6 @@ def special_tokens_kwargs(tokenizer, texts: Sequence[str]) -> dict[str, Any]:
 
 def processor_mode_field(default: ProcessorMode = "auto") -> Any:
     """The ``processor`` option of an adapter built on :class:`ChatInputs` (declared once here)."""
-    from pydantic import Field
 
     return Field(default, description="the checkpoint's processor (full), tokenizer + image processor + chat "
                  "template assembled by creg (manual), or full when it can be built here (auto)")
@@ -60,7 +60,7 @@ def processor_config(model: str) -> dict[str, Any]:
     if Path(model).is_dir():
         path = Path(model) / "processor_config.json"
     else:
-        from transformers.utils import cached_file
+        from transformers.utils import cached_file  # lazy: transformers
 
         found = cached_file(model, "processor_config.json", _raise_exceptions_for_missing_entries=False)
         path = Path(found) if found else None
@@ -115,7 +115,11 @@ class ChatInputs:
                         nested_images: bool = False, **image_kwargs: Any) -> "ChatInputs":
         """Load from a hub id or local directory; ``image_kwargs`` override image-processor settings
         at load time, ``image_call_kwargs`` are passed on every call."""
-        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+        from transformers import (  # lazy: transformers
+            AutoImageProcessor,
+            AutoProcessor,
+            AutoTokenizer,
+        )
 
         if mode not in ("auto", "full", "manual"):
             raise ValueError(f"processor mode must be auto, full or manual, got {mode!r}")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .chat_inputs import local_chat_template
+from creg.hf.chat_inputs import local_chat_template, special_tokens_kwargs
 
 
 def checkpoint_chat_template(model: str, tokenizer=None) -> str | None:
@@ -30,7 +30,7 @@ def checkpoint_chat_template(model: str, tokenizer=None) -> str | None:
     directory or a hub id's cached file), else the tokenizer's; None when it ships none."""
     template = local_chat_template(model)
     if template is None and not Path(model).is_dir():
-        from transformers.utils import cached_file
+        from transformers.utils import cached_file  # lazy: transformers
 
         for name in ("chat_template.jinja", "chat_template.json"):
             try:
@@ -47,7 +47,7 @@ def checkpoint_chat_template(model: str, tokenizer=None) -> str | None:
 def checkpoint_processor(model: str):
     """The checkpoint's processor (``AutoProcessor.from_pretrained``), left-padding; raises what
     building it raises (ImportError without torchvision, OSError, ValueError, TypeError)."""
-    from transformers import AutoProcessor
+    from transformers import AutoProcessor  # lazy: transformers
 
     processor = AutoProcessor.from_pretrained(model)
     processor.tokenizer.padding_side = "left"
@@ -58,7 +58,6 @@ def processor_inputs(processor, texts: Sequence[str], images: Sequence[Any], *, 
                      call_kwargs: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
     """``processor`` applied to ``texts`` and ``images`` (one list per sample with ``nested_images``),
     without a second BOS token as the model card's ``apply_chat_template(..., tokenize=True)`` does."""
-    from .chat_inputs import special_tokens_kwargs
 
     batch_images = [[im] for im in images] if nested_images else list(images)
     return dict(processor(text=list(texts), images=batch_images, padding=True, return_tensors="pt",

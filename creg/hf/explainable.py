@@ -10,7 +10,7 @@ and would run and print plausible, meaningless numbers, so they are refused befo
   or an encoder-decoder) before the weights load, and from the loaded modules (a module class named
   ``*CrossAttention*`` inside the decoder) after;
 * an adapter whose **layout does not match the image placeholder run**: the positions its
-  :class:`~creg.adapter.VisionLayout` names (grid tokens plus non-spatial ones) must be exactly the
+  :class:`~creg.plugins.adapter.VisionLayout` names (grid tokens plus non-spatial ones) must be exactly the
   positions of the image placeholder token in ``input_ids``
   (:func:`check_layout_matches_placeholders`, run on a probe image at load).
 """
@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from creg.adapter import VisionLayout
-from creg.run_config import RunError
+from creg.core.errors import RunError
+from creg.plugins.adapter import VisionLayout
 
 #: Why creg cannot explain a model whose decoder cross-attends to the image (the refusal's reason).
 NOT_IN_SEQUENCE = "the vision tokens are not in the decoder sequence"

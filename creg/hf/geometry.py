@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from creg.adapter import VisionLayout
+from creg.plugins.adapter import VisionLayout
 
 
 def region_cell_xy(grid_hw: tuple[int, int], region: tuple[float, float, float, float]) -> torch.Tensor:

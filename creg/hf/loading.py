@@ -8,11 +8,20 @@ device (:mod:`creg.hf.capture`, :mod:`creg.hf.replay`).
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import torch
 
-from creg.sample import Sample
+from creg.config.placement import (
+    accelerate_max_memory,
+    check_device_map,
+    rank_max_memory,
+    require_accelerate,
+)
+from creg.core import logs
+from creg.core.sample import Sample
+from creg.hf.explainable import refuse_cross_attention
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -36,19 +45,18 @@ def load_model(model_class: Any, name: str, *, device: str, dtype: str, attn_imp
     """``model_class.from_pretrained(name)`` frozen and in eval mode.
 
     ``model_class``: a transformers class or its name (``"LlavaForConditionalGeneration"``).
-    ``device_map`` / ``max_memory``: accelerate's placement (:mod:`creg.placement`; normalised
+    ``device_map`` / ``max_memory``: accelerate's placement (:mod:`creg.config.placement`; normalised
     values, converted here to what accelerate takes); ``device`` then only decides what dtype
     ``auto`` means (bfloat16 when CUDA is visible), as config.json records it.
     A decoder that cross-attends to the image is refused (:mod:`creg.hf.explainable`).
     """
     if isinstance(model_class, str):
-        import transformers
+        import transformers  # lazy: transformers
 
         model_class = getattr(transformers, model_class)
     target = resolve_device(device)
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, target), "attn_implementation": attn_implementation}
     if device_map is not None:
-        from creg.placement import accelerate_max_memory, check_device_map, require_accelerate
 
         require_accelerate()
         kwargs["device_map"] = check_device_map(device_map)
@@ -57,7 +65,6 @@ def load_model(model_class: Any, name: str, *, device: str, dtype: str, attn_imp
             kwargs["max_memory"] = accelerate_max_memory(max_memory)
     elif max_memory is not None:
         raise ValueError("max_memory needs a device_map")
-    from .explainable import refuse_cross_attention
 
     config_class = getattr(model_class, "config_class", None)
     if config_class is not None:  # refuse a cross-attending decoder before its weights load
@@ -73,16 +80,13 @@ def load_model(model_class: Any, name: str, *, device: str, dtype: str, attn_imp
 
 def _this_ranks_share(device_map, max_memory):
     """``max_memory`` limited to this process's share of the GPUs when torchrun started several
-    processes on this machine (``LOCAL_WORLD_SIZE`` > 1; :func:`creg.placement.rank_max_memory`)."""
-    import os
+    processes on this machine (``LOCAL_WORLD_SIZE`` > 1; :func:`creg.config.placement.rank_max_memory`)."""
 
     local_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
     if local_size <= 1 or not torch.cuda.is_available():
         return max_memory
-    import psutil  # accelerate's own dependency
+    import psutil  # accelerate's own dependency  # lazy: optional psutil
 
-    from creg import logs
-    from creg.placement import rank_max_memory
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
     share = rank_max_memory(device_map, max_memory, local_rank=local_rank, local_size=local_size,
@@ -99,7 +103,6 @@ def _log_placement(model) -> None:
     placed = getattr(model, "hf_device_map", None)
     if not placed:
         return
-    from creg import logs
 
     counts: dict[str, int] = {}
     for device in placed.values():

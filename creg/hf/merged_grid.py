@@ -17,11 +17,11 @@ from typing import Any, ClassVar, Sequence
 import torch
 from pydantic import Field, model_validator
 
-from ..adapter import AdapterConfig, VisionLayout
-from ..data.images import MAX_PIXELS
-from .adapter import HFAdapter
-from .chat_inputs import ChatInputs, ProcessorMode, processor_mode_field
-from .geometry import token_grid_layout
+from creg.core.images import MAX_PIXELS
+from creg.hf.adapter import HFAdapter
+from creg.hf.chat_inputs import ChatInputs, ProcessorMode, processor_mode_field
+from creg.hf.geometry import token_grid_layout
+from creg.plugins.adapter import AdapterConfig, VisionLayout
 
 #: ``mm_token_type_ids`` value of image tokens (text = 0, image = 1, video = 2).
 IMAGE_TOKEN_TYPE = 1
@@ -80,7 +80,7 @@ class MergedGridAdapter(HFAdapter):
     def reference_inputs(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, torch.Tensor]:
         """For the contract: :attr:`processor_class`'s own ``__call__``, built without ``__init__``
         (which builds a video processor, and that needs torchvision); text and images need none of it."""
-        import transformers
+        import transformers  # lazy: transformers
 
         cls = getattr(transformers, self.processor_class)
         p, tok = cls.__new__(cls), self.processor.tokenizer

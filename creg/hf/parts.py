@@ -1,4 +1,4 @@
-"""The modules of a transformers VLM that creg's model analyses change (:class:`creg.adapter.ModelParts`).
+"""The modules of a transformers VLM that creg's model analyses change (:class:`creg.plugins.adapter.ModelParts`).
 
 The decoder blocks come from :func:`creg.hf.decoder.find_decoder`; the vision tower is every
 module of the usual names under the model and its inner ``model`` (``visual`` in Qwen2-VL and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from creg.adapter import ModelParts
+from creg.plugins.adapter import ModelParts
 
 #: attribute names of vision encoders and of the projectors that feed their output to the decoder.
 VISION_NAMES = ("visual", "vision_tower", "vision_model", "vision_encoder", "multi_modal_projector", "mlp1")

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sample import InvalidSample
+from creg.core.sample import InvalidSample
 
 
 class SpecialTokenInName(InvalidSample):
     """A name from data contains one of the tokenizer's special or added tokens (an
-    :class:`~creg.sample.InvalidSample` for this model: the API reports it as one line)."""
+    :class:`~creg.core.sample.InvalidSample` for this model: the API reports it as one line)."""
 
 
 def control_tokens(tokenizer: Any) -> tuple[str, ...]:

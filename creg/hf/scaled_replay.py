@@ -16,7 +16,7 @@ point costs two ``(heads, s)`` products with the shared projections (eager atten
 in float32, as the attention stream computes it). The answer position's own row (its query and
 residual) is computed as the block computes it, and the head computes the answer options' logits
 only (four rows of its weight instead of the vocabulary). The result equals the generic replay
-(:meth:`creg.adapter.VLMAdapter.scaled_layer_replay`) to float round-off
+(:meth:`creg.plugins.adapter.VLMAdapter.scaled_layer_replay`) to float round-off
 (tests/test_scaled_replay.py). A block whose input norm is not this RMSNorm (checked on the
 batch's own rows) or that normalises queries and keys per head gets None: the caller falls back.
 """
@@ -28,10 +28,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .attention_stream import additive_mask
-from .capture import ReplayState
-from .decoder import DecoderParts, module_device
-from .replay import _apply_rotary, repeat_batch, supports_last_position
+from creg.hf.attention_stream import additive_mask
+from creg.hf.capture import ReplayState
+from creg.hf.decoder import DecoderParts, module_device
+from creg.hf.last_position import apply_rotary, supports_last_position
+from creg.hf.replay import repeat_batch
 
 
 def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
@@ -96,8 +97,8 @@ def scaled_last_block(parts: DecoderParts, state: ReplayState, hidden: torch.Ten
             value = proj.bias if proj.bias is not None else torch.zeros(out, dtype=unit.dtype, device=device)
             return _heads(value.expand(b, s, out), hd)
 
-        k_unit, _ = _apply_rotary(attn, *(2 * [_heads(F.linear(unit, attn.k_proj.weight), hd)]), cos, sin)
-        k_bias, _ = _apply_rotary(attn, *(2 * [bias(attn.k_proj)]), cos, sin)
+        k_unit, _ = apply_rotary(attn, *(2 * [_heads(F.linear(unit, attn.k_proj.weight), hd)]), cos, sin)
+        k_bias, _ = apply_rotary(attn, *(2 * [bias(attn.k_proj)]), cos, sin)
         v_unit, v_bias = _heads(F.linear(unit, attn.v_proj.weight), hd), bias(attn.v_proj)
         mean_sq = h.float().pow(2).mean(-1)  # b s
     mask = kwargs.get("attention_mask")
@@ -117,7 +118,7 @@ def scaled_last_block(parts: DecoderParts, state: ReplayState, hidden: torch.Ten
         c = (t * torch.rsqrt(t.square() * mean_sq.repeat(r, 1) + eps)).view(r, b, 1, 1, s)
         row = (t[:, -1:, None] * h[:, -1:].float().repeat(r, 1, 1)).to(h.dtype)  # (r b) 1 d
         q = _heads(attn.q_proj(block.input_layernorm(row)), hd)  # (r b) heads 1 hd
-        q, _ = _apply_rotary(attn, q, q, cos_row.repeat(r, *[1] * (cos.dim() - 1)),
+        q, _ = apply_rotary(attn, q, q, cos_row.repeat(r, *[1] * (cos.dim() - 1)),
                              sin_row.repeat(r, *[1] * (sin.dim() - 1)))
         q = q.reshape(r, b, kv_heads, groups, hd)  # query head = kv head * groups + g (repeat_kv's order)
         # the answer's attention row, K_j = c_j K_unit_j + K_bias_j never formed: q.K_j = c_j (q.K_unit_j) + q.K_bias_j

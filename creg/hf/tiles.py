@@ -11,7 +11,7 @@ adapter and a report need from it:
 * :attr:`TiledImage.crops`: one :class:`Crop` per grid in the order the model reads them, with
   its name, its (row, col) in the arrangement (None for the global image) and its rectangle of
   the original image -- what a multi-grid heatmap draws panel by panel;
-* :meth:`TiledImage.layout`: the :class:`~creg.adapter.VisionLayout` for the positions of the
+* :meth:`TiledImage.layout`: the :class:`~creg.plugins.adapter.VisionLayout` for the positions of the
   image tokens in a row of input ids (crops one after the other, each in raster order);
 * :meth:`TiledImage.patch_xy`: the patch centres of every crop, stacked along the height
   (the order of :meth:`creg.hf.VisionHook.square_crops` rasters).
@@ -25,9 +25,8 @@ from typing import Literal, Sequence
 
 import torch
 
-from creg.adapter import VisionGrid, VisionLayout
-
-from .geometry import cells_in_image, region_cell_xy
+from creg.hf.geometry import cells_in_image, region_cell_xy
+from creg.plugins.adapter import VisionGrid, VisionLayout
 
 Region = tuple[float, float, float, float]
 GlobalImage = Literal["first", "last", None]

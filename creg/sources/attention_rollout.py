@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from ..context import ExplainContext
-from ..relevance import RelevanceMap, RelevanceSource, SourceRequest
-from .token_grid import token_relevance_maps
+from creg.explain.context import ExplainContext
+from creg.plugins.relevance import RelevanceMap, RelevanceSource, SourceRequest
+from creg.sources.token_grid import token_relevance_maps
 
 
 def rollout_layer(attn: torch.Tensor) -> torch.Tensor:
@@ -36,7 +36,7 @@ def rollout_layer(attn: torch.Tensor) -> torch.Tensor:
 
 
 class AttentionRollout:
-    """An :class:`creg.relevance.AttentionReader` accumulating one batch's rollout layers."""
+    """An :class:`creg.plugins.relevance.AttentionReader` accumulating one batch's rollout layers."""
 
     def __init__(self) -> None:
         #: Â_l for the layers seen so far, ``(b, q, k)`` each, in layer order.

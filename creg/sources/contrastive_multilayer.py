@@ -11,7 +11,7 @@ For each sample, with vision tokens j in V and layers l in L (default {-2, -3, -
 
 Two options go beyond the paper (docs/paper-to-code.md): ``layers=auto`` takes the layers that
 ``creg analyze layers`` recommends for the model (resolved once per run by ``creg run``,
-:mod:`creg.analyses.auto_layers`), and ``activation=h_minus_blank`` replaces h in Eq. 2 by
+:mod:`creg.execution.auto_layers`), and ``activation=h_minus_blank`` replaces h in Eq. 2 by
 h - h_blank, the hidden state of the same prompt on a uniform image of the sample's size in its
 mean colour (an ablation; ``activation=h``, Eq. 2 as published, is the default).
 No signal: when no layer's largest raw_j^(l) reaches ``min_signal`` x |tau| (default 1e-4), the
@@ -32,16 +32,21 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import BeforeValidator, ConfigDict, Field
 
-from ..adapter import ForwardRequest
-from ..options import parse_layers
-
-from ..options import PluginOptions
-from ..context import ExplainContext
-from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest, Target
-from .gradxact import grad_times_act
-from .option_types import Lowercase
-from .roundoff import annotate
-from .token_grid import relevance_map, to_grid, vision_tokens
+from creg.core.blank import uniform_blank
+from creg.explain.context import ExplainContext
+from creg.plugins.adapter import ForwardRequest
+from creg.plugins.options import PluginOptions, parse_layers
+from creg.plugins.relevance import (
+    GradientRequest,
+    RelevanceMap,
+    RelevanceSource,
+    SourceRequest,
+    Target,
+)
+from creg.sources.gradxact import grad_times_act
+from creg.sources.option_types import Lowercase
+from creg.sources.roundoff import annotate
+from creg.sources.token_grid import relevance_map, to_grid, vision_tokens
 
 #: the paper's default layers (Appendix A.3): the inputs of the last four decoder blocks.
 DEFAULT_LAYERS = (-2, -3, -4, -5)
@@ -79,7 +84,7 @@ def _layers_or_auto(value: Any) -> Any:
         raise ValueError(str(e).removeprefix("layers: ") + " (or auto)") from None
 
 
-#: hidden-state indices, or "auto": the layers ``creg analyze layers`` recommends (creg.analyses.auto_layers).
+#: hidden-state indices, or "auto": the layers ``creg analyze layers`` recommends (creg.execution.auto_layers).
 LayersOrAuto = Annotated[tuple[int, ...] | Literal["auto"], BeforeValidator(_layers_or_auto)]
 
 
@@ -110,6 +115,9 @@ class CregSource(RelevanceSource):
     true), ``normalize`` (max | minmax, default max), ``activation`` (h | h_minus_blank, default h).
     """
 
+    #: the layers of ``layers=auto`` when the layer analysis recommends none: the paper's default.
+    auto_fallback_layers = DEFAULT_LAYERS
+
     name = "creg"
     description = "CREG: contrastive multi-layer Grad x Act, prediction-targeted (Eq. 1-3)"
     #: whose logit is z_tgt in Eq. 1.
@@ -122,7 +130,8 @@ class CregSource(RelevanceSource):
 
     def __init__(self, **options: Any):
         super().__init__(**options)
-        #: "auto" until ``creg run`` resolves it (creg.analyses.auto_layers).
+        #: "auto" until ``creg run`` resolves it (creg.execution.auto_layers), with
+        #: ``auto_fallback_layers`` when the analysis recommends none.
         self.layers: tuple[int, ...] | str = self.options.layers
         self.contrastive: bool = self.options.contrastive
         self.normalize: str = self.options.normalize
@@ -146,7 +155,6 @@ class CregSource(RelevanceSource):
         hidden = {l: ctx.output.hidden[l] for l in self.layers}
         if self.activation == "h":
             return hidden
-        from ..controls.blank import uniform_blank
 
         blanks = [uniform_blank(s).load_image() for s in ctx.samples]
         with torch.no_grad():

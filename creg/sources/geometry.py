@@ -19,8 +19,8 @@ import math
 
 import torch
 
-from ..context import ExplainContext
-from ..relevance import RelevanceMap, RelevanceSource
+from creg.explain.context import ExplainContext
+from creg.plugins.relevance import RelevanceMap, RelevanceSource
 
 
 def point_map(x: float, y: float) -> RelevanceMap:

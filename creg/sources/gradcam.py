@@ -9,7 +9,7 @@ and the adapter gives no patch centres, the map is bilinearly resized from the p
 the mean of each 2x2 block) and placed on the cells' centres -- the paper's recipe. Otherwise
 (tiles stacked along H_p, a patch grid that does not divide into the token grid, explicit
 ``patch_xy``) the map stays on the patches, each at its own pixel centre
-(:meth:`creg.adapter.VisionLayout.patch_centres`), so a crop, padding or tiling is honoured.
+(:meth:`creg.plugins.adapter.VisionLayout.patch_centres`), so a crop, padding or tiling is honoured.
 """
 
 from __future__ import annotations
@@ -17,11 +17,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..context import VISION, ExplainContext
-from ..adapter import VisionLayout
-from ..compass import uniform_cell_xy
-from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest
-from .token_grid import relevance_map
+from creg.core.compass import uniform_cell_xy
+from creg.explain.context import VISION, ExplainContext
+from creg.plugins.adapter import VisionLayout
+from creg.plugins.relevance import (
+    GradientRequest,
+    RelevanceMap,
+    RelevanceSource,
+    SourceRequest,
+)
+from creg.sources.token_grid import relevance_map
 
 
 def gradcam_map(activations: torch.Tensor, gradients: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:

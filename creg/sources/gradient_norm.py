@@ -7,11 +7,16 @@ from typing import Any
 import torch
 from pydantic import ConfigDict, Field
 
-from ..options import PluginOptions
-from ..context import ExplainContext
-from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest
-from .option_types import Layer
-from .token_grid import token_relevance_maps
+from creg.explain.context import ExplainContext
+from creg.plugins.options import PluginOptions
+from creg.plugins.relevance import (
+    GradientRequest,
+    RelevanceMap,
+    RelevanceSource,
+    SourceRequest,
+)
+from creg.sources.option_types import Layer
+from creg.sources.token_grid import token_relevance_maps
 
 
 def gradient_norm(grad: torch.Tensor) -> torch.Tensor:

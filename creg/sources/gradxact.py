@@ -13,12 +13,17 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import ConfigDict, Field
 
-from ..options import PluginOptions
-from ..context import ExplainContext
-from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest
-from .option_types import Layer, Lowercase
-from .roundoff import annotate
-from .token_grid import token_relevance_maps
+from creg.explain.context import ExplainContext
+from creg.plugins.options import PluginOptions
+from creg.plugins.relevance import (
+    GradientRequest,
+    RelevanceMap,
+    RelevanceSource,
+    SourceRequest,
+)
+from creg.sources.option_types import Layer, Lowercase
+from creg.sources.roundoff import annotate
+from creg.sources.token_grid import token_relevance_maps
 
 
 def grad_times_act(grad: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ whole hidden state, target z_gt:
     attr_{j,d} = h_{j,d} * sum_k w_k * d z_gt / d h_{j,d} |_{h = alpha_k h},     r_j = |sum_d attr_{j,d}|
 
 The source computes sum_d attr_{j,d} directly, as sum_k w_k d z_gt / d t_j on the path
-t_j * h_j (:meth:`creg.adapter.VLMAdapter.scaled_layer_replay`; chain rule, the same number):
+t_j * h_j (:meth:`creg.plugins.adapter.VLMAdapter.scaled_layer_replay`; chain rule, the same number):
 the transformers adapters replay the last block with its keys and values computed once per
 batch and one attention row per path point (:mod:`creg.hf.scaled_replay`).
 
@@ -36,14 +36,19 @@ import numpy as np
 import torch
 from pydantic import ConfigDict, Field
 
-from ..capabilities import Capability
-from ..options import PluginOptions
-from ..adapter import ForwardOutput, VLMAdapter
-from ..context import ExplainContext
-from ..relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest
-from .option_types import Layer, Lowercase
-from .roundoff import annotate
-from .token_grid import token_relevance_maps
+from creg.explain.context import ExplainContext
+from creg.plugins.adapter import ForwardOutput, VLMAdapter
+from creg.plugins.capabilities import Capability
+from creg.plugins.options import PluginOptions
+from creg.plugins.relevance import (
+    GradientRequest,
+    RelevanceMap,
+    RelevanceSource,
+    SourceRequest,
+)
+from creg.sources.option_types import Layer, Lowercase
+from creg.sources.roundoff import annotate
+from creg.sources.token_grid import token_relevance_maps
 
 METHODS = ("gausslegendre_log", "gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
            "riemann_trapezoid")
@@ -132,7 +137,7 @@ def token_integrated_gradients(
 ) -> torch.Tensor:
     """IG attributions summed over the hidden width, ``(b, seq)`` float32: sum_d attr_{j,d} =
     sum_k w_k d z_gt / d t_j at t = alpha_k, with ``replay`` the scaled-layer replay
-    (:meth:`creg.adapter.VLMAdapter.scaled_layer_replay`, ``t (r*b, seq) -> (r*b, 4)``) and
+    (:meth:`creg.plugins.adapter.VLMAdapter.scaled_layer_replay`, ``t (r*b, seq) -> (r*b, 4)``) and
     ``shape`` = (b, seq). Equals ``layer_integrated_gradients(...).sum(-1)`` (chain rule:
     d z / d t_j = h_j . d z / d h_j)."""
     b, seq = shape

@@ -10,12 +10,12 @@ from typing import Any
 
 from pydantic import BeforeValidator
 
-from ..options import Layer, Layers  # noqa: F401  (one implementation: creg.options)
+from creg.plugins.options import Layer, Layers  # noqa: F401  (one implementation: creg.plugins.options)
 
 
 def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-#: a string compared case-insensitively (use with ``Literal[...]``; ``creg.options.Choice`` does both).
+#: a string compared case-insensitively (use with ``Literal[...]``; ``creg.plugins.options.Choice`` does both).
 Lowercase = BeforeValidator(_lower)

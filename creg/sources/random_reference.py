@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..context import ExplainContext
-from ..relevance import RelevanceMap
-from ..sample import Box, Sample
-from .contrastive_multilayer import CregSource
-from .token_grid import relevance_map, to_grid
+from creg.core.sample import Box, Sample
+from creg.explain.context import ExplainContext
+from creg.plugins.relevance import RelevanceMap
+from creg.sources.contrastive_multilayer import CregSource
+from creg.sources.token_grid import relevance_map, to_grid
 
 
 def random_reference_box(sample: Sample, rng: np.random.Generator, min_distance_px: float = 1.0) -> Box:

@@ -10,7 +10,7 @@ input of a pre-norm block (index -2 for the last block) a token reaches the answ
 eps-sized residual (docs/paper-to-code.md, "Layer indices"): a source built on g . h there
 measures eps and round-off. A ratio below :data:`ROUNDOFF_RATIO` flags the record
 ``roundoff_layer_<l>`` (:func:`roundoff_flag`); the run's warnings name each flagged layer once
-(:mod:`creg.reporting.warnings`).
+(:mod:`creg.summary.warnings`).
 """
 
 from __future__ import annotations
@@ -19,23 +19,13 @@ from typing import TYPE_CHECKING, Iterable
 
 import torch
 
-from ..adapter import VisionLayout
-from ..relevance import RelevanceMap
-from .token_grid import vision_tokens
+from creg.core.roundoff import CANCELLATION_KEY, ROUNDOFF_RATIO, roundoff_flag
+from creg.plugins.adapter import VisionLayout
+from creg.plugins.relevance import RelevanceMap
+from creg.sources.token_grid import vision_tokens
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..context import ExplainContext
-
-#: Below this cancellation ratio a layer's Grad x Act is round-off (float32's is ~1e-7; the
-#: layers that carry signal measure ~1e-2..1e-1 on the toy and the 28-layer shape).
-ROUNDOFF_RATIO = 1e-4
-
-#: Prefix of the record flag; the layer index follows (``roundoff_layer_-2``).
-ROUNDOFF_FLAG = "roundoff_layer_"
-
-#: Key of the per-layer ratios in a record's ``extra`` (``{"-2": 9.6e-08, "-3": 0.088}``).
-CANCELLATION_KEY = "cancellation"
-
+    from creg.explain.context import ExplainContext
 
 def cancellation_ratio(grad: torch.Tensor, hidden: torch.Tensor, layout: VisionLayout) -> float:
     """``(seq, d), (seq, d)`` one sample's gradient and hidden state -> ratio^(l) over its vision
@@ -43,21 +33,6 @@ def cancellation_ratio(grad: torch.Tensor, hidden: torch.Tensor, layout: VisionL
     prod = vision_tokens(grad.detach().float() * hidden.detach().float(), layout)  # n_vis d
     total = float(prod.abs().sum())
     return float(prod.sum(-1).abs().sum()) / total if total > 0 else 0.0
-
-
-def roundoff_flag(layer: int) -> str:
-    """The record flag of a round-off layer: ``roundoff_layer_-2``."""
-    return f"{ROUNDOFF_FLAG}{layer}"
-
-
-def flag_layer(flag: str) -> int | None:
-    """The layer of a :func:`roundoff_flag`, None for any other flag."""
-    if not flag.startswith(ROUNDOFF_FLAG):
-        return None
-    try:
-        return int(flag[len(ROUNDOFF_FLAG):])
-    except ValueError:
-        return None
 
 
 def layer_diagnostics(ratios: dict[int, float]) -> tuple[dict[str, dict[str, float]], list[str]]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from ..context import ExplainContext
-from ..relevance import RelevanceMap, RelevanceSource
-from ..sample import Box
+from creg.core.sample import Box
+from creg.explain.context import ExplainContext
+from creg.plugins.relevance import RelevanceMap, RelevanceSource
 
 
 def box_mask(cell_xy: torch.Tensor, box: Box) -> torch.Tensor:

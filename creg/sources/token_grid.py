@@ -2,7 +2,7 @@
 
 A single-grid layout gives an ``(H_g, W_g)`` map; a multi-grid layout (tiles, thumbnail, base
 image) gives its union of cells as one row ``(1, n_cells)`` with every cell's own pixel centre
-(see :class:`creg.adapter.VisionLayout`). Cells on padding outside the image carry no relevance:
+(see :class:`creg.plugins.adapter.VisionLayout`). Cells on padding outside the image carry no relevance:
 :func:`relevance_map` sets them to 0.
 """
 
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..adapter import VisionLayout
-from ..relevance import RelevanceMap
-from ..sample import Box
+from creg.core.sample import Box
+from creg.plugins.adapter import VisionLayout
+from creg.plugins.relevance import RelevanceMap
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..context import ExplainContext
+    from creg.explain.context import ExplainContext
 
 
 def vision_tokens(token_values: torch.Tensor, layout: VisionLayout) -> torch.Tensor:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from .schema import SCHEMA_VERSION
+from creg import __version__
+from creg.config.run_config import RunConfig
+from creg.store.schema import SCHEMA_VERSION
 
 
 def resolved_device(device: str | None) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu`` (the rule adapters follow)."""
-    import torch
+    import torch  # lazy: torch
 
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -34,12 +36,11 @@ def resolved_dtype(dtype: str | None, device: str) -> str:
 
 def environment() -> dict[str, Any]:
     """Versions and the thread count: what changes floating-point results without changing the command."""
-    import torch
+    import torch  # lazy: torch
 
-    from .. import __version__
 
     try:
-        import transformers
+        import transformers  # lazy: guarded
 
         tf = transformers.__version__
     except ImportError:  # pragma: no cover - a dependency of creg
@@ -49,7 +50,7 @@ def environment() -> dict[str, Any]:
 
 
 def describe_run(config, adapter_cls: type | None, adapter_config, benchmark: dict[str, Any]) -> dict[str, Any]:
-    """The ``config.json`` document of a run: :class:`creg.run_config.RunConfig` ``config`` as given,
+    """The ``config.json`` document of a run: :class:`creg.config.run_config.RunConfig` ``config`` as given,
     the adapter it resolved to (class, model, dtype, device, prompt, options), the benchmark's
     description, and the environment."""
     adapter = None
@@ -59,7 +60,6 @@ def describe_run(config, adapter_cls: type | None, adapter_config, benchmark: di
         adapter = {**cfg, "class": f"{adapter_cls.__module__}:{adapter_cls.__qualname__}",
                    "device": device, "dtype": resolved_dtype(cfg.get("dtype"), device),
                    "requested": {"device": cfg.get("device"), "dtype": cfg.get("dtype")}}
-    from .. import __version__
 
     return {
         "schema_version": SCHEMA_VERSION,
@@ -80,7 +80,6 @@ CHECKED_ADAPTER = ("class", "model", "dtype", "device", "prompt", "options")
 def identity(doc: dict[str, Any]) -> dict[str, Any]:
     """The flat ``{field: value}`` a resumed run must share with the stored one: every
     :meth:`RunConfig.identity` field, ``adapter.*`` (what the names resolved to) and ``env.*``."""
-    from ..run_config import RunConfig
 
     out: dict[str, Any] = dict(RunConfig(**doc.get("run", {})).identity())
     adapter = doc.get("adapter") or {}

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from creg.store.layout import safe_name
+
 MAPS = "maps"
 
 
@@ -46,7 +48,6 @@ class StoredMap:
 def map_file_name(sample_id: str) -> str:
     """The archive's file name for ``sample_id``: its safe form (at most 80 characters) and a hash of
     the id itself."""
-    from .run_store import safe_name
 
     digest = hashlib.sha1(sample_id.encode("utf-8")).hexdigest()[:10]
     return f"{safe_name(sample_id)[:80]}-{digest}.npz"

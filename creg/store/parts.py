@@ -1,4 +1,4 @@
-"""Per-rank parts of a run directory (data-parallel runs, :mod:`creg.distributed`).
+"""Per-rank parts of a run directory (data-parallel runs, :mod:`creg.execution.backends`).
 
 In a run over N processes every rank writes its own part, a complete run directory of its
 own under ``RUN/parts/rank-00003`` (same ``config.json`` document, its own lock, its own
@@ -18,12 +18,13 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .files import DirLock, LockBusy, read_json_lines, write_atomic
-from .maps import MAPS, map_file_name
-from .schema import Failure, SampleFacts, SourceRow
+from creg.store.files import DirLock, LockBusy, read_json_lines, write_atomic
+from creg.store.layout import RECORDS, SAMPLES, SKIPPED, RunDirError, refuse_links
+from creg.store.maps import MAPS, map_file_name
+from creg.store.schema import Failure, SampleFacts, SourceRow
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .run_store import RunWriter
+    from creg.store.run_store import RunWriter
 
 PARTS = "parts"
 _PREFIX = "rank-"
@@ -47,7 +48,6 @@ def part_paths(run_dir: Path | str) -> list[Path]:
 def _finished(part: Path, sources: Sequence[str]) -> tuple[list[tuple[SampleFacts, list[SourceRow]]], list[Failure], list[str]]:
     """The samples of ``part`` that have their facts and a row of every source (in file order),
     the failures of the others, and the problems met (bad or torn lines)."""
-    from .run_store import RECORDS, SAMPLES, SKIPPED
 
     facts = read_json_lines(part / SAMPLES, SampleFacts.model_validate)
     rows = read_json_lines(part / RECORDS, SourceRow.model_validate)
@@ -79,7 +79,6 @@ def absorb_parts(writer: "RunWriter", *, order: Sequence[str] | None = None) -> 
     the benchmark's order; ids not in it follow in part order. Returns the number of samples merged.
     Raises :class:`creg.store.RunDirError` if a part is still being written.
     """
-    from .run_store import RunDirError, refuse_links
 
     refuse_links(writer.path)  # a linked parts/ or rank folder is refused, never followed
     refuse_links(writer.path / PARTS)

@@ -23,75 +23,51 @@ most one torn last line, which the next writer removes.
 from __future__ import annotations
 
 import json
+import math
 import os
-import re
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..logs import info as log_info
-from ..records import SampleRecord
-from ..run_config import RunError
-from .files import (DirLock, LinkRefused, LockBusy, append_lines, dumps, read_json_lines, write_atomic,
-                    write_json_atomic)
-from .identity import resume_differences
-from .maps import MAPS, StoredMap, decode_maps, encode_maps, map_file_name
-from .parts import absorb_parts
-from .schema import READABLE_VERSIONS, SCHEMA_VERSION, Failure, SampleFacts, SourceRow
+from pydantic import ValidationError
 
-CONFIG = "config.json"
-SAMPLES = "samples.jsonl"
-RECORDS = "records.jsonl"
-SKIPPED = "skipped.jsonl"
-REJECTED = "rejected.jsonl"
-SUMMARY = "summary.json"
-TABLE = "table.md"
-
-
-class RunDirError(RunError):
-    """The directory is not a (readable, continuable, free) run directory; the message says why."""
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe form of ``name`` (a source or figure name from a plugin or a run directory):
-    anything but letters, digits, ``.``, ``_`` and ``-`` becomes ``_``; no leading dot."""
-    out = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
-    return out or "_"
-
-
-def _inside(root: Path, rel: str) -> Path:
-    """``root / rel`` with every part of ``rel`` made safe: a path from data never leaves ``root``."""
-    parts = [safe_name(p) for p in Path(rel).parts if p not in ("", ".", "..", "/")]
-    if not parts:
-        raise ValueError(f"empty artifact name {rel!r}")
-    return root.joinpath(*parts)
-
-
-def refuse_links(root: Path) -> None:
-    """:class:`RunDirError` (one line) if an entry of the run directory ``root`` (``.lock``, ``parts/``,
-    ``records.jsonl``, ``figures/``, ...) is a symbolic link: the store never reads, writes or deletes
-    through one, so nothing outside the folder is touched."""
-    try:
-        with os.scandir(root) as it:
-            links = sorted(e.name for e in it if e.is_symlink())
-    except FileNotFoundError:
-        return
-    except NotADirectoryError:
-        raise RunDirError(f"{root} is not a directory") from None
-    if links:
-        raise RunDirError(f"{root}: {', '.join(links)} {'is a symbolic link' if len(links) == 1 else 'are symbolic links'}; "
-                          "creg reads and writes only the run directory's own files (replace the link with the file or folder itself)")
-
-
-def _no_link_below(root: Path, path: Path) -> Path:
-    """``path`` (under ``root``) if no folder or file on the way from ``root`` is a symbolic link, else RunDirError."""
-    at = Path(root)
-    for part in Path(path).relative_to(root).parts:
-        at = at / part
-        if at.is_symlink():
-            raise RunDirError(f"{at} is a symbolic link; creg writes only inside the run directory "
-                              "(replace the link with the file or folder itself)")
-    return path
+from creg.config.run_config import RunConfig, config_error_message
+from creg.core.logs import info as log_info
+from creg.core.records import SampleRecord
+from creg.store.files import (
+    DirLock,
+    LinkRefused,
+    LockBusy,
+    append_lines,
+    dumps,
+    read_json_lines,
+    write_atomic,
+    write_json_atomic,
+)
+from creg.store.identity import resume_differences
+from creg.store.layout import (
+    CONFIG,
+    RECORDS,
+    REJECTED,
+    SAMPLES,
+    SKIPPED,
+    SUMMARY,
+    TABLE,
+    RunDirError,
+    inside,
+    no_link_below,
+    refuse_links,
+)
+from creg.store.maps import MAPS, StoredMap, decode_maps, encode_maps, map_file_name
+from creg.store.parts import absorb_parts
+from creg.store.schema import (
+    READABLE_VERSIONS,
+    SCHEMA_VERSION,
+    Failure,
+    SampleFacts,
+    SourceRow,
+)
 
 
 class RunStore:
@@ -256,7 +232,6 @@ class RunStore:
 
     def finished_at(self) -> str | None:
         """When the run last wrote its summary (ISO 8601, UTC, seconds), or None."""
-        from datetime import datetime, timezone
 
         p = self.path / SUMMARY
         if not p.is_file():
@@ -264,13 +239,13 @@ class RunStore:
         return datetime.fromtimestamp(p.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
 
     def read_artifact(self, rel: str) -> str | None:
-        p = _inside(self.path, rel)
+        p = inside(self.path, rel)
         return p.read_text() if p.is_file() else None
 
     # -- nested runs and artifacts ---------------------------------------------------------
     def sub_path(self, name: str) -> Path:
         """Where the nested run ``name`` (e.g. ``flip``) lives."""
-        return _inside(self.path, name)
+        return inside(self.path, name)
 
     def sub(self, name: str) -> "RunStore | None":
         """The nested run ``name``, or None if there is none."""
@@ -279,9 +254,9 @@ class RunStore:
 
     def write_artifact(self, rel: str, data: str | bytes) -> Path:
         """Write a derived file (report.md, report.json, ...) atomically; ``rel`` is sanitised."""
-        p = _no_link_below(self.path, _inside(self.path, rel))
+        p = no_link_below(self.path, inside(self.path, rel))
         p.parent.mkdir(parents=True, exist_ok=True)
-        _no_link_below(self.path, p)
+        no_link_below(self.path, p)
         write_atomic(p, data)
         return p
 
@@ -294,15 +269,13 @@ class RunStore:
 
     def artifact_path(self, rel: str) -> Path:
         """The path ``rel`` (sanitised) would have; for links in reports."""
-        return _inside(self.path, rel)
+        return inside(self.path, rel)
 
 
 def _check_run_settings(path: Path, run: dict[str, Any]) -> None:
     """RunDirError (one line) if config.json's ``run`` does not hold a valid run configuration
     (``"k": "abc"``, a negative seed ...): a damaged file is reported, not a traceback."""
-    from pydantic import ValidationError
 
-    from ..run_config import RunConfig, config_error_message
 
     try:
         RunConfig.model_validate(run)
@@ -315,7 +288,6 @@ def _failure(d: Any) -> Failure:
 
 
 def _facts_v1(row: dict[str, Any], rec: SampleRecord, run: dict[str, Any]) -> SampleFacts:
-    import math
 
     a, b = row["ref"]["box"], row["tgt"]["box"]
     d_ab = math.hypot((b[0] + b[2] - a[0] - a[2]) / 2, (b[1] + b[3] - a[1] - a[3]) / 2)
@@ -548,7 +520,7 @@ def write_grid_artifact(out_root: Path | str, rel: str, data: str | bytes) -> Pa
     """Another file of a grid or comparison (``comparison.html``, a figure) next to its runs, atomically."""
     root = Path(out_root)
     root.mkdir(parents=True, exist_ok=True)
-    p = _inside(root, rel)
+    p = inside(root, rel)
     write_atomic(p, data)
     return p
 
@@ -558,7 +530,7 @@ def write_grid_files(out_root: Path | str, name: str, obj: Any, text: str) -> tu
     next to the grid's run directories."""
     root = Path(out_root)
     root.mkdir(parents=True, exist_ok=True)
-    j, m = _inside(root, f"{name}.json"), _inside(root, f"{name}.md")
+    j, m = inside(root, f"{name}.json"), inside(root, f"{name}.md")
     write_json_atomic(j, obj)
     write_atomic(m, text)
     return j, m

@@ -3,7 +3,7 @@ and ``skipped.jsonl`` (version :data:`SCHEMA_VERSION`).
 
 Per-sample facts (names, boxes, geometry, the model's logits and answer, the true-direction
 occlusion reading) are written once per sample in ``samples.jsonl``; ``records.jsonl`` holds
-only what differs per relevance source. :class:`creg.records.SampleRecord` is the joined view
+only what differs per relevance source. :class:`creg.core.records.SampleRecord` is the joined view
 (one sample's facts with one source's row) that analyses and users read.
 
 Floats are written as JSON numbers, and NaN / +-inf as the tokens ``NaN`` / ``Infinity`` /
@@ -66,10 +66,10 @@ class SourceRow(BaseModel):
     dae: float | None  # Eq. 6 with peak_angle; None when the truth is undefined (d_AB = 0)
     dae_sector: float | None  # Eq. 6 with sector_angle
     ea: bool | None  # Eq. 7: dae <= 45
-    flags: list[str] = Field(default_factory=list)  # degenerate inputs, see creg.compass.Flag
+    flags: list[str] = Field(default_factory=list)  # degenerate inputs, see creg.core.compass.Flag
     cos: dict[str, Any] | None = None  # occlusion of this source's peak sector and its neighbours (--cos)
     dae_no_ref: float | None = None  # Eq. 6 with A's own cells left out (docs/paper-to-code.md)
-    ground_truth: dict[str, float | None] | None = None  # vs the adapter's causal effects (creg.ground_truth)
+    ground_truth: dict[str, float | None] | None = None  # vs the adapter's causal effects (creg.core.ground_truth)
     extra: dict[str, Any] = Field(default_factory=dict)  # source-specific diagnostics
 
 

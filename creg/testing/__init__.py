@@ -1,9 +1,9 @@
 """Test helpers shipped with creg for plugin authors.
 
 Contract suites, one base class each, that a plugin's own test suite subclasses:
-:class:`AdapterContract` (a :class:`creg.adapter.VLMAdapter`), :class:`SourceContract` (a
-:class:`creg.relevance.RelevanceSource`) and :class:`BenchmarkContract` (a
-:class:`creg.benchmark.Benchmark`); see each module's docstring. :class:`FakeVLMAdapter` is a
+:class:`AdapterContract` (a :class:`creg.plugins.adapter.VLMAdapter`), :class:`SourceContract` (a
+:class:`creg.plugins.relevance.RelevanceSource`) and :class:`BenchmarkContract` (a
+:class:`creg.plugins.benchmark.Benchmark`); see each module's docstring. :class:`FakeVLMAdapter` is a
 small real torch model behind the adapter contract, the model creg's own source tests use.
 :mod:`creg.testing.tiny_tokenizers` builds tokenizers for tiny local test checkpoints.
 The contract suites need pytest. The names below are imported when first used, so that the
@@ -29,10 +29,10 @@ _WHERE = {
 __all__ = ["AdapterContract", "BenchmarkContract", "FakeVLMAdapter", "SourceContract", "contract_samples", "draw_image"]
 
 if TYPE_CHECKING:
-    from .adapter_contract import AdapterContract, draw_image
-    from .benchmark_contract import BenchmarkContract
-    from .fake_vlm import FakeVLMAdapter
-    from .source_contract import SourceContract, contract_samples
+    from creg.testing.adapter_contract import AdapterContract, draw_image
+    from creg.testing.benchmark_contract import BenchmarkContract
+    from creg.testing.fake_vlm import FakeVLMAdapter
+    from creg.testing.source_contract import SourceContract, contract_samples
 
 
 def __getattr__(name: str) -> Any:

@@ -1,10 +1,10 @@
-"""The contract tests every :class:`~creg.adapter.VLMAdapter` must pass, as one base class.
+"""The contract tests every :class:`~creg.plugins.adapter.VLMAdapter` must pass, as one base class.
 
 A third-party adapter package runs them by subclassing :class:`AdapterContract` in its own
 test suite and providing an ``adapter`` fixture::
 
     import pytest
-    from creg.adapter import AdapterConfig
+    from creg.plugins.adapter import AdapterConfig
     from creg.testing import AdapterContract
     from my_pkg.adapter import MyAdapter
 
@@ -15,7 +15,7 @@ test suite and providing an ``adapter`` fixture::
             return MyAdapter.load(AdapterConfig(model="path/or/hub-id"))
 
 What the adapter cannot do is *declared*: left out of the adapter class's ``provides``
-(:mod:`creg.capabilities`), or on the test class (``supports_attentions = False``,
+(:mod:`creg.plugins.capabilities`), or on the test class (``supports_attentions = False``,
 ``supports_vision_activations = False``); the matching tests then check that asking for it
 fails clearly instead of being skipped silently.
 
@@ -55,14 +55,23 @@ from __future__ import annotations
 import warnings
 from typing import Callable, ClassVar
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageDraw
 
-from creg.adapter import ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
-from creg.capabilities import Capability, adapter_provides
-from creg.compass import uniform_cell_xy
-from creg.prompts import DEFAULT_PROMPT, render_prompt
-from creg.sample import ImageUnreadable, InvalidSample, Sample, make_sample
+from creg.core.compass import uniform_cell_xy
+from creg.core.prompts import DEFAULT_PROMPT, render_prompt
+from creg.core.sample import ImageUnreadable, InvalidSample, Sample, make_sample
+from creg.explain.occlusion import occluded_class_logits
+from creg.plugins.adapter import (
+    ForwardOutput,
+    ForwardRequest,
+    OccludedImage,
+    VisionLayout,
+    VLMAdapter,
+)
+from creg.plugins.capabilities import Capability, adapter_provides
 
 #: A marker as fractions (x0, y0, x1, y1) of the image: off-centre in both axes, so that a grid
 #: flipped or transposed in either direction moves it.
@@ -86,7 +95,6 @@ def _marker_box(size: tuple[int, int], where: str) -> tuple[int, int, int, int]:
 
 def draw_image(size: tuple[int, int], marker: str | None = None, *, noise_seed: int | None = None):
     """A ``size`` = (width, height) RGB image: dark, optionally seeded noise, optionally a marker."""
-    from PIL import Image, ImageDraw
 
     if noise_seed is not None:
         g = torch.Generator().manual_seed(noise_seed)
@@ -190,7 +198,7 @@ def default_layers(num_layers: int) -> tuple[int, ...]:
 
 
 class AdapterContract:
-    """Combined contract tests for a :class:`~creg.adapter.VLMAdapter`.
+    """Combined contract tests for a :class:`~creg.plugins.adapter.VLMAdapter`.
 
     Subclass it in a ``Test*`` class and provide the ``adapter`` fixture; override the
     class attributes below to declare capabilities or adjust sizes and tolerances.
@@ -583,10 +591,7 @@ class AdapterContract:
     def test_occluded_class_logits_are_the_forward_of_the_occluded_images(self, adapter, make_image_sample):
         """Causal occlusion's passes (``occluded_class_logits``, which an adapter may make cheaper)
         give the class logits of an ordinary forward of the occluded images, at every image size."""
-        import numpy as np
 
-        from creg.adapter import OccludedImage
-        from creg.occlusion import occluded_class_logits
 
         for j, size in enumerate(self.image_sizes):
             s = make_image_sample(size, noise_seed=31 + j)

@@ -1,4 +1,4 @@
-"""The contract tests every :class:`~creg.benchmark.Benchmark` must pass, as one base class.
+"""The contract tests every :class:`~creg.plugins.benchmark.Benchmark` must pass, as one base class.
 
 A third-party benchmark package runs them by subclassing :class:`BenchmarkContract` and providing
 a ``make_benchmark`` fixture (a function of ``seed``, ``n`` and options that builds the
@@ -34,8 +34,8 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import pytest
 
-from creg.benchmark import Benchmark
-from creg.sample import RELATIONS, Sample
+from creg.core.sample import RELATIONS, Sample
+from creg.plugins.benchmark import Benchmark
 
 
 def _signature(s: Sample, with_pixels: bool) -> tuple:
@@ -47,7 +47,7 @@ def _signature(s: Sample, with_pixels: bool) -> tuple:
 
 
 class BenchmarkContract:
-    """Combined contract tests for a :class:`~creg.benchmark.Benchmark`.
+    """Combined contract tests for a :class:`~creg.plugins.benchmark.Benchmark`.
 
     Provide ``make_benchmark``; set ``n`` to how many samples the tests draw, and declare what
     the test data is known to contain with ``expected_skipped`` (None: not checked).

@@ -1,4 +1,4 @@
-"""A small but real vision-language model behind the :class:`creg.adapter.VLMAdapter` contract
+"""A small but real vision-language model behind the :class:`creg.plugins.adapter.VLMAdapter` contract
 (test-only: the model creg's own source tests run on; plugin authors may use it too).
 
 It exists so that relevance sources can be tested without Qwen2-VL: every number it returns
@@ -28,9 +28,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from creg.adapter import (AdapterConfig, AttentionCallback, ForwardOutput, ForwardRequest, ModelParts, VisionLayout,
-                          VLMAdapter)
-from creg.sample import Sample
+from creg.core.sample import Sample
+from creg.plugins.adapter import (
+    AdapterConfig,
+    AttentionCallback,
+    ForwardOutput,
+    ForwardRequest,
+    ModelParts,
+    VisionLayout,
+    VLMAdapter,
+)
 
 VOCAB = 97
 BOS, SEP, ASK = 0, 1, 2

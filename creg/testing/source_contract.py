@@ -1,4 +1,4 @@
-"""The contract tests every :class:`~creg.relevance.RelevanceSource` must pass, as one base class.
+"""The contract tests every :class:`~creg.plugins.relevance.RelevanceSource` must pass, as one base class.
 
 A third-party source package runs them by subclassing :class:`SourceContract` in its own test
 suite and naming the source class (and, if needed, its options)::
@@ -32,13 +32,17 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from creg.adapter import VLMAdapter
-from creg.context import ExplainContext
-from creg.relevance import GradientRequest, RelevanceMap, RelevanceSource, SourceRequest
-from creg.sample import Sample, make_sample
-
-from .adapter_contract import draw_image
-from .fake_vlm import FakeVLMAdapter
+from creg.core.sample import Sample, make_sample
+from creg.explain.context import ExplainContext
+from creg.plugins.adapter import VLMAdapter
+from creg.plugins.relevance import (
+    GradientRequest,
+    RelevanceMap,
+    RelevanceSource,
+    SourceRequest,
+)
+from creg.testing.adapter_contract import draw_image
+from creg.testing.fake_vlm import FakeVLMAdapter
 
 #: Where B sits relative to A in the generated samples, as offsets of B's centre in fractions of
 #: the image (one sample per relation, cycled).
@@ -101,7 +105,7 @@ class _Everything(RelevanceSource):
 
 
 class SourceContract:
-    """Combined contract tests for a :class:`~creg.relevance.RelevanceSource`.
+    """Combined contract tests for a :class:`~creg.plugins.relevance.RelevanceSource`.
 
     Set ``source_class`` (and ``source_options``) in a ``Test*`` subclass, or override the
     ``source`` fixture; override ``adapter`` to use another model.

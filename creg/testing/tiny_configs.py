@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-
 #: The size keys every tiny checkpoint shares (a decoder of 6 layers, hidden 64; a 2-block vision
 #: tower, hidden 32, patch 14); each builder adds its image keys and overrides what differs.
 TINY_SIZES: dict[str, Any] = {

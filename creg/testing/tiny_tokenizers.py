@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
+from creg.core.prompts import PROMPTS
+
 #: Words beyond the prompt templates that samples commonly name (COCO-like objects, colours).
 EXTRA_WORDS = (
     "person man woman child dog cat horse bird car truck bus bicycle motorcycle chair table couch bed "
@@ -23,7 +25,6 @@ EXTRA_WORDS = (
 
 def training_corpus() -> list[str]:
     """Every prompt template filled with neighbouring word pairs, chat-role lines, the words."""
-    from creg.prompts import PROMPTS
 
     words = EXTRA_WORDS.split()
     lines = [PROMPTS[name].format(ref=a, tgt=b) for name in PROMPTS for a, b in zip(words, words[1:])]
@@ -36,9 +37,17 @@ def build_qwen2_tokenizer(special_tokens: Sequence[str], chat_template: str, *, 
                           eos_token: str = "<|im_end|>", pad_token: str = "<|endoftext|>"):
     """A ``Qwen2Tokenizer`` (byte-level BPE with Qwen's pre-tokenizer) with ``special_tokens``
     appended after the BPE vocabulary, as in the released checkpoints."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+    from tokenizers import (  # lazy: tokenizers
+        Regex,
+        Tokenizer,
+        models,
+        pre_tokenizers,
+        trainers,
+    )
+    from transformers import Qwen2Tokenizer  # lazy: transformers
+    from transformers.models.qwen2.tokenization_qwen2 import (
+        PRETOKENIZE_REGEX,  # lazy: transformers
+    )
 
     # Train with the same pre-tokenizer Qwen2Tokenizer installs, so the merges fit it.
     bpe = Tokenizer(models.BPE())

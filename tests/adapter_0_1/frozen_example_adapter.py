@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from creg.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
-from creg.compass import uniform_cell_xy
-from creg.prompts import OPTION_TOKENS, render_prompt
-from creg.sample import Sample
+from creg.plugins.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
+from creg.core.compass import uniform_cell_xy
+from creg.core.prompts import OPTION_TOKENS, render_prompt
+from creg.core.sample import Sample
 
 CELL_PX, PATCH_PX, MAX_CELLS = 28, 14, 64
 D, D_VISION, N_LAYERS, HEADS, VOCAB, MAX_LEN = 32, 16, 3, 4, 256, 512

@@ -10,7 +10,7 @@ weights (docs/toy-model.md).
 
 from pathlib import Path
 
-from creg.hookspecs import hookimpl
+from creg.plugins.hookspecs import hookimpl
 
 #: The shipped checkpoint directory (a Hugging Face checkpoint, loadable by the qwen2vl adapter).
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"

@@ -113,7 +113,7 @@ def probe_cmd(model_dir, n, seed) -> None:
     the image there."""
     import torch
 
-    from creg.analyses.layers import layer_effects
+    from creg.explain.layers import layer_effects
 
     from .data import Batcher, blank_sample, load_adapter, scenes
     from .shaping import block_effects

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from creg.sample import Box, Sample
+from creg.core.sample import Box, Sample
 
 #: relation of A relative to B when B is ``r`` relative to A (left <-> right, above <-> below).
 MIRROR = {"left": "right", "right": "left", "above": "below", "below": "above"}
@@ -33,13 +33,13 @@ _STD = (0.26862954, 0.26130258, 0.27577711)
 
 def adapter_class():
     """The ``qwen2vl`` adapter class, through the plugin registry."""
-    from creg.plugins import get_plugins
+    from creg.plugins.manager import get_plugins
 
     return get_plugins().load("adapter", "qwen2vl")
 
 
 def load_adapter(model_dir: str):
-    from creg.adapter import AdapterConfig
+    from creg.plugins.adapter import AdapterConfig
 
     return adapter_class().load(AdapterConfig(model=str(model_dir), dtype="float32", device="cpu"))
 
@@ -47,7 +47,7 @@ def load_adapter(model_dir: str):
 def scenes(seed: int, n: int, **options: Any) -> Iterator[Sample]:
     """Scenes 0..n-1 of ``seed`` from the ``synthetic`` benchmark (through the plugin registry);
     ``options`` are the benchmark's (``layout``, ``colours``, ``width``, ...)."""
-    from creg.plugins import get_plugins
+    from creg.plugins.manager import get_plugins
 
     bench = get_plugins().load("benchmark", "synthetic")
     return iter(bench(seed=seed, n=n, **options).samples())

@@ -16,7 +16,7 @@ Two auxiliary losses for :mod:`creg_toy.training`, and the probes that check wha
 
 Probes (:func:`block_effects`): per block, the mean drop of log p(gt) when the block is knocked
 out, and the mean text-to-vision attention mass there (``creg toy probe`` adds creg's own
-:func:`creg.analyses.layers.layer_effects`: the text->vision knock-out and the blank patch).
+:func:`creg.explain.layers.layer_effects`: the text->vision knock-out and the blank patch).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def block_effects(adapter, batcher, samples) -> list[dict[str, float]]:
     """Per decoder block: the mean drop of log p(gt) when the block is knocked out (``knockout_drop``,
     > 0: it matters) and the mean text-to-vision attention mass there (``read_mass``). The
     text->vision knock-out and the blank patch of a block's input are
-    :func:`creg.analyses.layers.layer_effects`'."""
+    :func:`creg.explain.layers.layer_effects`'."""
     model = adapter.model.eval()
     option_ids = list(adapter.option_token_ids)
     batch = batcher(samples)

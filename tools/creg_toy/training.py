@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from creg.sample import RELATIONS, Sample
+from creg.core.sample import RELATIONS, Sample
 
 from .shaping import attention_weights, decoder_layers, knockout_loss, read_penalty
 from .data import FLIP_RELATION, Batcher, check_inputs, flip_sample, load_adapter, scenes, train_seed

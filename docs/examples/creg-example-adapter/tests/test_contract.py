@@ -1,6 +1,6 @@
 import pytest
 
-from creg.adapter import AdapterConfig
+from creg.plugins.adapter import AdapterConfig
 from creg.testing import AdapterContract
 from creg_example_adapter.adapter import ExampleTinyAdapter
 

@@ -9,12 +9,12 @@ from typing import Any, Sequence
 
 import torch
 
-from creg.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
-from creg.capabilities import Capability
-from creg.compass import uniform_cell_xy
+from creg.plugins.adapter import AdapterConfig, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
+from creg.plugins.capabilities import Capability
+from creg.core.compass import uniform_cell_xy
 from creg.hf import load_images
-from creg.prompts import OPTION_TOKENS, render_prompt
-from creg.sample import Sample
+from creg.core.prompts import OPTION_TOKENS, render_prompt
+from creg.core.sample import Sample
 
 from . import model as m
 

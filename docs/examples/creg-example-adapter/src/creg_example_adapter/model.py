@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from creg.prompts import OPTION_TOKENS
+from creg.core.prompts import OPTION_TOKENS
 
 CELL_PX, PATCH_PX, MAX_CELLS = 28, 14, 64
 D, D_VISION, N_LAYERS, HEADS, VOCAB, MAX_LEN = 32, 16, 3, 4, 256, 512

@@ -1,6 +1,0 @@
-"""Data-parallel runs over several processes, GPUs or machines (``torchrun``; docs/distributed.md)."""
-
-from .run import RankFailed, run, run_data_parallel
-from .world import Messages, World, shard, world_from_env
-
-__all__ = ["run", "run_data_parallel", "RankFailed", "World", "world_from_env", "shard", "Messages"]

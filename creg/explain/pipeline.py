@@ -87,6 +87,8 @@ class BatchResult:
     compasses: dict[tuple[str, str], Compass] = field(default_factory=dict)
     #: {sample id: {source: map}} of the scored samples, with ``keep_maps`` (``creg run --save-maps``)
     maps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: {sample id: its vision layout} of the scored samples, with ``keep_maps`` and a model
+    layouts: dict[str, Any] = field(default_factory=dict)
 
 
 def short_traceback(e: BaseException, limit: int = 6) -> str:
@@ -249,6 +251,8 @@ def explain_batch(batch: Sequence[Sample], sources: Sequence[Any], adapter, sett
             result.compasses[(sample.id, src.name)] = compass
             if keep_maps:
                 result.maps.setdefault(sample.id, {})[src.name] = stored_map(rmap, compass)
+                if adapter is not None:
+                    result.layouts[sample.id] = ctx.layout(i)
             ref_box = rmap.ref_box or sample.ref_box
             cos_queries.append((i, j, CosQuery(i, compass.peak_sector, ref_box.center, compass.r_max)))
     cos_true: dict[int, Any] = {}

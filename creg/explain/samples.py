@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from creg.core.compass import sector_names, uniform_cell_xy
-from creg.explain.context import ExplainContext
+from creg.core.sample import InvalidSample
 from creg.explain.grids import grid_spans
-from creg.explain.pipeline import ScoringSettings, sample_facts, score_map
+from creg.explain.pipeline import PluginError, ScoringSettings, explain_batch
 from creg.store import join
 
 
@@ -72,34 +72,37 @@ def explain_samples(samples, sources, adapter, *, k: int = 8, sigma_r: float = 0
     """Explain a batch of samples with several built sources and one shared forward pass.
 
     Returns ({source name: one :class:`SourceExplanation` per sample}, ``(b, 4)`` class logits or None).
-    The projection and the scoring are a run's (:func:`_score`), so the numbers equal a run's records.
+    It is a run's path (:func:`creg.explain.pipeline.explain_batch` with the maps kept), so the records
+    equal a run's. A sample the run would skip raises here: the error of the first such sample (a name the
+    model cannot take as text raises :class:`creg.core.sample.InvalidSample` itself).
     """
-    ctx = ExplainContext.for_sources(list(samples), adapter, sources, seed=seed)  # planned as a run plans it
-    logits = ctx.output.class_logits.detach().float().cpu().numpy() if adapter is not None else None
+    samples = list(samples)
+    try:
+        result = explain_batch(samples, sources, adapter, ScoringSettings(k=k, sigma_r=sigma_r, rho_r=rho_r), seed=seed,
+                               keep_maps=True)
+    except PluginError as e:
+        raise e.__cause__ if isinstance(e.__cause__, InvalidSample) else e
+    if result.errors:
+        raise result.errors[0].error
+    scored = {facts.id: (facts, rows) for facts, rows in result.scored}
+    logits = np.array([scored[s.id][0].logits for s in samples], dtype=np.float32) if adapter is not None else None
     out: dict[str, list[SourceExplanation]] = {}
     for src in sources:
-        maps = src.explain(ctx)
-        rows = []
-        for i, (sample, rmap) in enumerate(zip(ctx.samples, maps)):
-            record, compass = _score(sample, src.name, rmap, None if logits is None else logits[i], k=k,
-                                     sigma_r=sigma_r, rho_r=rho_r, rng=ctx.rng(i, f"tie/{src.name}"))
-            values = rmap.values.detach().float().cpu().numpy()
-            if rmap.cell_xy is not None:
-                cell_xy = rmap.cell_xy.detach().double().cpu().numpy()
-            else:
-                cell_xy = uniform_cell_xy(tuple(values.shape), sample.image_size).numpy()
-            rows.append(SourceExplanation(
+        items = []
+        for sample in samples:
+            facts, rows = scored[sample.id]
+            row = next(r for r in rows if r.source == src.name)
+            compass, stored = result.compasses[(sample.id, src.name)], result.maps[sample.id][src.name]
+            record = join(facts, row)
+            values = stored.values
+            cell_xy = (stored.cell_xy.astype(np.float64) if stored.cell_xy is not None
+                       else uniform_cell_xy(tuple(values.shape), sample.image_size).numpy())
+            layout = result.layouts.get(sample.id)
+            items.append(SourceExplanation(
                 source=src.name, relevance=values, cell_xy=cell_xy, compass=compass.probs.numpy(),
                 sectors=sector_names(compass.k), peak_sector=compass.peak_sector, peak_angle=compass.peak_angle,
                 sector_angle=compass.sector_angle, dae=record.dae, ea=record.ea, d_ab=compass.d_ab,
                 r_max=compass.r_max, sigma=compass.sigma, flags=list(compass.flags), record=record,
-                grids=grid_spans(ctx.layout(i), values.shape) if adapter is not None and rmap.cell_xy is not None else None))
-        out[src.name] = rows
+                grids=grid_spans(layout, values.shape) if layout is not None and stored.cell_xy is not None else None))
+        out[src.name] = items
     return out, logits
-
-
-def _score(sample, source: str, rmap, logits, *, k: int, sigma_r: float, rho_r: float, rng):
-    """(record, compass) of one map through the run's scoring pipeline (:func:`creg.explain.score_map`)."""
-    settings = ScoringSettings(k=k, sigma_r=sigma_r, rho_r=rho_r)
-    row, compass = score_map(sample, rmap, settings, source=source, rng=rng)
-    return join(sample_facts(sample, settings, logits), row), compass

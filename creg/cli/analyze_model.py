@@ -1,4 +1,4 @@
-"""``creg analyze randomize`` and ``creg analyze layers``: analyses that change the model (creg.explain.model_parts)."""
+"""``creg analyze randomize`` and ``creg analyze layers``: analyses that change the model (creg.explain.layers, creg.experiments.randomize)."""
 
 from __future__ import annotations
 

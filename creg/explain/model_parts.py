@@ -1,12 +1,9 @@
-"""Analyses that change the model and run it again (``creg analyze randomize|layers``).
+"""The model's parts for analyses that change the model and run it again (``creg analyze randomize|layers``).
 
 They need the modules an adapter declares with :meth:`creg.plugins.adapter.VLMAdapter.model_parts`
 (:class:`creg.plugins.adapter.ModelParts`); :func:`model_parts` refuses an adapter that declares none.
-
-* :mod:`creg.experiments.randomize` -- the model-randomisation sanity check (Adebayo et al. 2018);
-* :mod:`creg.explain.layers` -- which decoder blocks read the image (text->vision knock-out,
-  blank patching) and the CREG layers that follow from it;
-* :mod:`creg.core.spearman` -- Spearman's rank correlation.
+The analyses: :mod:`creg.explain.layers` (which decoder blocks read the image) and
+:mod:`creg.experiments.randomize` (the model-randomisation sanity check).
 """
 
 from __future__ import annotations

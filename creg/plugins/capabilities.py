@@ -19,10 +19,6 @@ runs the rest, with a warning). The check compares two sets and knows no method 
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover - these pull in torch
-    from creg.plugins.relevance import SourceRequest
 
 
 class Capability(str, Enum):
@@ -51,18 +47,6 @@ DESCRIPTIONS: dict[Capability, str] = {
 
 #: Every capability: what an adapter that declares nothing is taken to provide.
 ALL_CAPABILITIES: frozenset[Capability] = frozenset(Capability)
-
-
-def requested_capabilities(request: "SourceRequest") -> frozenset[Capability]:
-    """The capabilities a :class:`~creg.plugins.relevance.SourceRequest` reads."""
-    needs: set[Capability] = set()
-    if request.layers or any(g.layers for g in request.gradients):
-        needs.add(Capability.LAYER_GRADIENTS)
-    if request.vision_activations or any(g.vision for g in request.gradients):
-        needs.add(Capability.VISION_ACTIVATIONS)
-    if request.attentions:
-        needs.add(Capability.ATTENTION_MAPS)
-    return frozenset(needs)
 
 
 def adapter_provides(adapter_cls: type) -> frozenset[Capability]:

@@ -12,9 +12,20 @@ from creg.core.errors import RunError
 from creg.plugins.capabilities import (
     Capability,
     adapter_provides,
-    requested_capabilities,
 )
 from creg.plugins.relevance import RelevanceSource, SourceRequest
+
+
+def requested_capabilities(request: SourceRequest) -> frozenset[Capability]:
+    """The capabilities a :class:`~creg.plugins.relevance.SourceRequest` reads."""
+    needs: set[Capability] = set()
+    if request.layers or any(g.layers for g in request.gradients):
+        needs.add(Capability.LAYER_GRADIENTS)
+    if request.vision_activations or any(g.vision for g in request.gradients):
+        needs.add(Capability.VISION_ACTIVATIONS)
+    if request.attentions:
+        needs.add(Capability.ATTENTION_MAPS)
+    return frozenset(needs)
 
 
 def source_needs(source: RelevanceSource) -> frozenset[Capability]:

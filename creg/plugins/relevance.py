@@ -16,7 +16,7 @@ not change the numerics of the gradient pass). Sources then read the shared resu
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Sequence
+from typing import Any, ClassVar, Literal, Protocol, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,9 +25,6 @@ from creg.core.sample import Box
 from creg.plugins.adapter import ForwardRequest
 from creg.plugins.capabilities import Capability
 from creg.plugins.options import PluginOptions
-
-if TYPE_CHECKING:  # pragma: no cover
-    from creg.explain.context import ExplainContext
 
 #: Gradient targets: a (b,) function of the class logits.
 #: ``gt`` = z_gt, ``pred`` = z_pred; ``*_contrastive`` = tau of Eq. 1 (z_tgt - z_neg).
@@ -169,6 +166,7 @@ class RelevanceSource(ABC):
         raise NotImplementedError(f"source {self.name!r} requests attentions but defines no attention_reader()")
 
     @abstractmethod
-    def explain(self, ctx: "ExplainContext") -> list[RelevanceMap]:
-        """One :class:`RelevanceMap` per sample of ``ctx.samples``, in order."""
+    def explain(self, ctx) -> list[RelevanceMap]:
+        """One :class:`RelevanceMap` per sample of ``ctx.samples``, in order. ``ctx``: the batch's
+        :class:`creg.explain.context.ExplainContext` (the framework plans it from the sources' requests)."""
 

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from creg.store.files import DirLock, LockBusy, read_json_lines, write_atomic
 from creg.store.layout import RECORDS, SAMPLES, SKIPPED, RunDirError, refuse_links
 from creg.store.maps import MAPS, map_file_name
 from creg.store.schema import Failure, SampleFacts, SourceRow
-
-if TYPE_CHECKING:  # pragma: no cover
-    from creg.store.run_store import RunWriter
 
 PARTS = "parts"
 _PREFIX = "rank-"
@@ -69,8 +66,9 @@ def _finished(part: Path, sources: Sequence[str]) -> tuple[list[tuple[SampleFact
     return done, failures, problems
 
 
-def absorb_parts(writer: "RunWriter", *, order: Sequence[str] | None = None) -> int:
-    """Merge every part of ``writer``'s run directory into its files, then remove the parts.
+def absorb_parts(writer, *, order: Sequence[str] | None = None) -> int:
+    """Merge every part of ``writer``'s run directory (a :class:`creg.store.RunWriter` holding it) into its files,
+    then remove the parts.
 
     A sample is taken once (the first part that finished it) and only if the run directory does
     not hold it already; its facts and rows go through :meth:`RunWriter.write_samples`, so the

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 from ..records import SampleRecord
 from ..sample import RELATIONS
-from ..sources.roundoff import ROUNDOFF_RATIO, flag_layer
+from ..sources.roundoff import flag_layer
 
 #: Flags that make a record's compass meaningless (uniform P, DAE undefined or drawn at random).
 WARNED_FLAGS = {
@@ -139,8 +139,8 @@ def run_warnings(config: dict[str, Any] | None, summary: dict[str, Any],
             if layer is not None and count:
                 out.append({"kind": "roundoff", "source": source, "flag": flag, "layer": layer, "count": int(count),
                             "n": n, "message": f"{source}: round-off at layer {layer} in {count} of {n} records "
-                            f"(Grad x Act cancels to below {ROUNDOFF_RATIO:g} of its magnitude: this layer measures "
-                            f"the norm's eps, not evidence; see docs/paper-to-code.md)"})
+                            f"(Grad x Act cancels to the size of float round-off or of the norm's eps: this layer "
+                            f"measures no evidence; see docs/paper-to-code.md)"})
     from ..controls.prior import control_warnings
 
     out += control_warnings((summary.get("controls") or {}).get("blank"))

@@ -61,3 +61,14 @@ def test_summary_shows_the_completeness_gap_per_source():
     summary = summarize(recs, ["integrated_gradients", "creg"])
     (line,) = diagnostics_lines(summary)
     assert line.startswith("Completeness gap of integrated_gradients") and "max 0.03" in line and "50-100 steps" in line
+    assert "tolerance" not in line  # fixed steps: no tolerance to meet
+
+
+def test_summary_counts_the_gaps_above_ig_s_tolerance():
+    recs = [_record("integrated_gradients", completeness_gap=g, ig_steps=50, ig_tolerance=0.05) for g in (0.01, 0.06, 0.02)]
+    assert source_diagnostics(recs)["completeness_gap"] == {"n": 3, "median": 0.02, "max": 0.06, "steps": [50, 50],
+                                                            "tolerance": 0.05, "above": 1}
+    (line,) = diagnostics_lines(summarize(recs, ["integrated_gradients"]))
+    assert line.endswith("max 0.06, 50 steps; tolerance 0.05: 1 above")
+    (line,) = diagnostics_lines(summarize(recs[:1] + recs[2:], ["integrated_gradients"]))
+    assert line.endswith("; tolerance 0.05: all within")

@@ -97,5 +97,5 @@ def test_a_short_toy_run_warns_of_minus_2_only_and_ig_converges(tmp_path):
     warned = sorted((w["source"], w["layer"]) for w in summary["warnings"] if w["kind"] == "roundoff")
     assert warned == [("creg", -2), ("integrated_gradients", -2)]
     gap = summary["sources"]["integrated_gradients"]["completeness_gap"]
-    assert gap["n"] == 8 and gap["max"] <= 0.05
-    assert "Completeness gap of integrated_gradients" in res.output
+    assert gap["n"] == 8 and gap["max"] <= 0.05 and gap["tolerance"] == 0.05 and gap["above"] == 0
+    assert "Completeness gap of integrated_gradients" in res.output and "tolerance 0.05: all within" in res.output

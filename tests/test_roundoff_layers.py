@@ -68,6 +68,18 @@ def test_a_small_pre_norm_model_flags_minus_2_only():
         assert flags == ["roundoff_layer_-2"], (ratios, thresholds)
 
 
+@pytest.mark.parametrize("read_block, flagged", [(-2, ["roundoff_layer_-2", "roundoff_layer_-3"]),
+                                                  (-1, ["roundoff_layer_-2"])])
+def test_a_read_block_s_input_is_flagged_when_nothing_else_reads_it(read_block, flagged):
+    """The planted model (docs/planted.md) reads the vision tokens in one block only: the input
+    of that block (-3 for read_block=-2) is round-off (ratio ~1e-7) as -2 is, unlike the toy's
+    -3, whose residual stream the block above still reads."""
+    from creg_planted.adapter import PlantedAdapter
+
+    for flags, ratios, thresholds in _flags_and_ratios(PlantedAdapter(read_block=read_block), n=2):
+        assert flags == flagged, (ratios, thresholds)
+
+
 @pytest.mark.slow
 def test_a_random_qwen2vl_flags_minus_2_only(tiny_qwen2vl_deep_dir):
     """A random 6-layer Qwen2-VL (hidden 64): its small hidden states leave -2 an eps residual of

@@ -9,7 +9,8 @@ gradxact and IG; sum over samples):
 
 * max_j |sum_d g h| at layer -2 and sum_j sum_d |g h| there;
 * the cancellation ratio sum_j |sum_d g h| / sum_j sum_d |g h| at layers -2..-5, and how many of
-  the samples the record flag ``roundoff_layer_L`` fires for (ratio below creg's threshold).
+  the samples the record flag ``roundoff_layer_L`` fires for (ratio below creg's threshold,
+  ``creg.sources.roundoff.roundoff_threshold``, which follows eps).
 
 Examples (the docs/paper-to-code.md tables)::
 
@@ -69,8 +70,7 @@ def main() -> None:
 
     from creg.explain.context import ExplainContext
     from creg.plugins.adapter import ForwardRequest
-    from creg.sources.roundoff import cancellation_ratio
-    from creg.core.roundoff import ROUNDOFF_RATIO
+    from creg.sources.roundoff import norm_eps, sample_diagnostics
     from creg.sources.token_grid import vision_tokens
     from creg_synthetic.scenes import scene_sample
 
@@ -78,7 +78,7 @@ def main() -> None:
     own = adapter.decoder.layers[-1].input_layernorm.variance_epsilon
     samples = [scene_sample(0, i, (args.size, args.size)) for i in range(args.n)]
     print(f"{label}: {adapter.num_layers} decoder layers, model eps {own:g}; {args.n} synthetic scenes "
-          f"{args.size}x{args.size}, target z_gt, 1 thread; flag threshold {ROUNDOFF_RATIO:g}\n")
+          f"{args.size}x{args.size}, target z_gt, 1 thread\n")
     print("| eps | max_j abs(g.h) at -2 | sum abs(g h) at -2 | " + " | ".join(f"ratio {l}" for l in LAYERS)
           + " | flagged (-2/-3/-4/-5) |")
     print("|---|---:|---:|" + "---:|" * len(LAYERS) + "---|")
@@ -89,15 +89,17 @@ def main() -> None:
         signed = dict.fromkeys(LAYERS, 0.0)
         absolute = dict.fromkeys(LAYERS, 0.0)
         flagged = dict.fromkeys(LAYERS, 0)
+        layer_eps = {l: norm_eps(adapter, l) for l in LAYERS}
         for s in samples:
             ctx = ExplainContext([s], adapter, ForwardRequest(layers=LAYERS))
             grads = ctx.gradients("gt", LAYERS)
             layout = ctx.layout(0)
+            ratio, threshold = sample_diagnostics(grads, ctx.output.hidden, layer_eps, 0, layout)
             for l in LAYERS:
                 prod = vision_tokens(grads[l][0].float() * ctx.output.hidden[l][0].detach().float(), layout)
                 signed[l] += float(prod.sum(-1).abs().sum())
                 absolute[l] += float(prod.abs().sum())
-                flagged[l] += cancellation_ratio(grads[l][0], ctx.output.hidden[l][0], layout) < ROUNDOFF_RATIO
+                flagged[l] += ratio[l] < threshold[l]
                 if l == -2:
                     top = max(top, float(prod.sum(-1).abs().max()))
                     total += float(prod.abs().sum())

@@ -1,18 +1,17 @@
-"""The round-off convention of a layer-reading source's records: the cancellation ratio's key in a record's
-``extra``, the threshold below which a layer measures round-off, and the ``roundoff_layer_<l>`` flag
-(the ratio itself: :mod:`creg.sources.roundoff`; the warning it raises: :mod:`creg.summary.warnings`)."""
+"""The round-off convention of a layer-reading source's records: the keys of the per-layer cancellation ratio and
+threshold in a record's ``extra``, and the ``roundoff_layer_<l>`` flag of a layer whose Grad x Act measures round-off
+or the norm's eps (the ratio and its threshold: :mod:`creg.sources.roundoff`; the warning: :mod:`creg.summary.warnings`)."""
 
 from __future__ import annotations
-
-#: Below this cancellation ratio a layer's Grad x Act is round-off (float32's is ~1e-7; the
-#: layers that carry signal measure ~1e-2..1e-1 on the toy and the 28-layer shape).
-ROUNDOFF_RATIO = 1e-4
 
 #: Prefix of the record flag; the layer index follows (``roundoff_layer_-2``).
 ROUNDOFF_FLAG = "roundoff_layer_"
 
 #: Key of the per-layer ratios in a record's ``extra`` (``{"-2": 9.6e-08, "-3": 0.088}``).
 CANCELLATION_KEY = "cancellation"
+
+#: Key of the per-layer thresholds below which the record is flagged (``{"-2": 1e-06, ...}``).
+THRESHOLD_KEY = "roundoff_threshold"
 
 
 def roundoff_flag(layer: int) -> str:

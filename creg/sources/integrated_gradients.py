@@ -11,8 +11,9 @@ the transformers adapters replay the last block with its keys and values compute
 batch and one attention row per path point (:mod:`creg.hf.scaled_replay`).
 
 **Convergence.** Completeness says sum_j attr_j = z(x) - z(0); every record carries the gap
-|sum_j attr_j - (z(x) - z(0))| / |z(x) - z(0)| (``extra.completeness_gap``) and the steps used
-(``extra.ig_steps``). At the input of a pre-norm block the path's change sits near alpha = 0:
+|sum_j attr_j - (z(x) - z(0))| / |z(x) - z(0)| (``extra.completeness_gap``), the steps used
+(``extra.ig_steps``) and, with ``steps=auto``, the tolerance it aimed at (``extra.ig_tolerance``;
+the run's summary counts the gaps above it). At the input of a pre-norm block the path's change sits near alpha = 0:
 RMSNorm(alpha h_j) reaches its full value once alpha^2 mean(h_j^2) >> eps, so z moves over
 alpha ~ 1e-8..1e-2 and is flat after. Gauss-Legendre on [0, 1] (Captum's default) puts almost
 no nodes there and converges only after thousands of steps; the default rule,
@@ -207,7 +208,8 @@ class IntegratedGradientsSource(RelevanceSource):
     ``layer`` (-2), ``chunk`` (path points per replay, 50).
 
     Every record carries the completeness gap (``extra.completeness_gap``,
-    :func:`completeness_gap`) and the steps used (``extra.ig_steps``), and the cancellation ratio
+    :func:`completeness_gap`), the steps used (``extra.ig_steps``), with ``steps=auto`` the
+    tolerance (``extra.ig_tolerance``), and the cancellation ratio
     of Grad x Act at its layer with the round-off flag (:mod:`creg.sources.roundoff`)."""
 
     name = "integrated_gradients"
@@ -257,4 +259,6 @@ class IntegratedGradientsSource(RelevanceSource):
         maps = token_relevance_maps(attr.abs(), ctx)
         for m, g in zip(maps, gap.tolist()):
             m.extra.update(completeness_gap=g if math.isfinite(g) else None, ig_steps=steps)
+            if self.steps is None:
+                m.extra.update(ig_tolerance=self.options.tolerance)
         return annotate(maps, ctx, ctx.gradients("gt", [self.layer]), [self.layer])

@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from creg.core.records import SampleRecord
-from creg.core.roundoff import ROUNDOFF_RATIO, flag_layer
+from creg.core.roundoff import flag_layer
 from creg.core.sample import RELATIONS
 from creg.summary.examples import select_examples
 from creg.summary.prior import control_warnings
@@ -140,8 +140,8 @@ def run_warnings(config: dict[str, Any] | None, summary: dict[str, Any],
             if layer is not None and count:
                 out.append({"kind": "roundoff", "source": source, "flag": flag, "layer": layer, "count": int(count),
                             "n": n, "message": f"{source}: round-off at layer {layer} in {count} of {n} records "
-                            f"(Grad x Act cancels to below {ROUNDOFF_RATIO:g} of its magnitude: this layer measures "
-                            f"the norm's eps, not evidence; see docs/paper-to-code.md)"})
+                            f"(Grad x Act cancels to the size of float round-off or of the norm's eps: this layer "
+                            f"measures no evidence; see docs/paper-to-code.md)"})
 
     out += control_warnings((summary.get("controls") or {}).get("blank"))
     return out

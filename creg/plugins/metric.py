@@ -151,7 +151,7 @@ class MetricsMissing(PluginLoadError):
 
 @dataclass
 class MetricRegistry:
-    """Registered metrics in registration order (creg's own first: their distribution is loaded first)."""
+    """Registered metrics in registration order, creg's own first."""
 
     metrics: dict[str, Metric] = field(default_factory=dict)
 
@@ -176,7 +176,9 @@ class MetricRegistry:
 def collect_metrics(plugins) -> MetricRegistry:
     """Every metric the plugins registered, as :class:`Metric` objects (name clashes were settled, and
     recorded in ``plugins.clashes``, when the plugins were discovered)."""
-    registrations = list(plugins.registered["metric"].values())
+    # creg's own metrics come first in the table (their distribution is loaded first, so they also won
+    # any clash), then the others in the order their plugins were loaded
+    registrations = sorted(plugins.registered["metric"].values(), key=lambda r: r.plugin != BUILTIN_MODULE)
     if not any(r.plugin == BUILTIN_MODULE for r in registrations):
         raise MetricsMissing(
             f"creg's own metrics are not registered (entry point creg_metrics = {BUILTIN_MODULE} is missing): "

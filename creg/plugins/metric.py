@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from creg.core.measures import bootstrap_ci
-from creg.plugins.manager import PluginLoadError, Registration, get_plugins
+from creg.plugins.manager import OWN_DISTRIBUTION, PluginLoadError, Registration, get_plugins
 
 #: The module that registers creg's own metrics (through the ``creg_metrics`` entry point).
 BUILTIN_MODULE = "creg.metrics.builtin"
@@ -85,6 +85,11 @@ class Metric:
             v = getattr(self, name)
             if not (v is None and name == "ci_digits") and not (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 12):
                 raise ValueError(f"{name} must be an integer from 0 to 12, got {v!r:.40}")
+
+    @property
+    def own(self) -> bool:
+        """Registered by creg's own distribution (its names win a clash)."""
+        return self.dist.split(" ")[0] == OWN_DISTRIBUTION
 
     @property
     def arrow(self) -> str:

@@ -43,7 +43,7 @@ from creg.core.compass import Flag
 from creg.core.measures import direction_alignment_error, edge_hit
 from creg.core.records import SampleRecord
 from creg.plugins.manager import NAME_PATTERNS
-from creg.plugins.metric import BUILTIN_MODULE, TABLE_CHOICES, Metric, metric_registry
+from creg.plugins.metric import TABLE_CHOICES, Metric, metric_registry
 
 #: the relations in the order of the class logits (z_1..z_4), and their true angles (deg)
 _ANGLES = {"left": 180.0, "right": 0.0, "above": 90.0, "below": 270.0}
@@ -146,8 +146,8 @@ class MetricContract:
             assert isinstance(getattr(metric, flag), bool), f"{flag} must be True or False"
 
     def test_name_does_not_clash_with_creg_own_metrics(self, metric):
-        own = [m.name for m in metric_registry() if m.plugin == BUILTIN_MODULE]
-        if metric.plugin == BUILTIN_MODULE:
+        own = [m.name for m in metric_registry() if m.own]
+        if metric.own:
             own.remove(metric.name)
         taken = set(own) | {f"{name}_ci" for name in own}
         assert metric.name not in taken and f"{metric.name}_ci" not in taken, \

@@ -20,10 +20,11 @@ never called). Each hook receives a ``register`` callable::
         register("my_vlm", "my_vlm_creg.adapter:MyVlmAdapter", description="MyVLM-7B (my-org checkpoints)")
 
 The target must subclass :class:`creg.plugins.adapter.VLMAdapter`, :class:`creg.plugins.relevance.RelevanceSource`
-or :class:`creg.plugins.benchmark.Benchmark` (a metric's is its compute function); that is checked when it is loaded. Name entry points and
-registered names after your distribution to avoid clashes: creg's own names always win, a name
-registered twice keeps its first registration, and every clash is reported by ``creg list``,
-warned about by ``creg run`` and stored in the run's ``config.json`` (docs/plugins.md).
+or :class:`creg.plugins.benchmark.Benchmark` (a metric's target is its compute function); that is checked when it
+is loaded. Name entry points and registered names after your distribution to avoid clashes: creg's own
+names always win, a name registered twice keeps its first registration, and every clash (metrics'
+included) is reported by ``creg list``, warned about by ``creg run`` and stored in the run's
+``config.json`` (docs/plugins.md).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ def test_list_json_holds_presets_and_plugins(tmp_path):
     result = CliRunner().invoke(cli, ["list", "--json", "--registry", str(reg)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"presets", "adapters", "sources", "benchmarks", "failures", "clashes"}
+    assert set(data) == {"presets", "adapters", "sources", "benchmarks", "metrics", "failures", "clashes"}
     presets = {p["name"]: p for p in data["presets"]}
     assert presets["my-model"] == {"name": "my-model", "adapter": "qwen2vl", "model": "/models/mine", "dtype": "auto",
                                    "device": "auto", "prompt": "A", "description": "a local fine-tune", "options": {},

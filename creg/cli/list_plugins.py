@@ -1,4 +1,5 @@
-"""``creg list``: presets and plugins, with their descriptions and (``--options``) their options.
+"""``creg list``: presets and plugins, with their descriptions and (``--options``) their options;
+a metric's settings (compute, aggregate, direction, table) in place of options.
 
 Without ``--options`` nothing but the entry-point modules is imported: descriptions come from
 registration (``register(name, target, description=...)``), so listing imports no torch and no model
@@ -16,15 +17,32 @@ from creg.cli.common import fail
 from creg.cli.listing import listing_data
 from creg.config.presets import RegistryError, load_registry
 from creg.plugins.manager import PluginLoadError, get_plugins
+from creg.plugins.metric import metric_from
 from creg.plugins.options import declares_options, describe_options
 
-KINDS = (("adapter", "Adapters (--adapter / presets)"), ("source", "Sources (--source)"), ("benchmark", "Benchmarks (--bench)"))
+KINDS = (("adapter", "Adapters (--adapter / presets)"), ("source", "Sources (--source)"), ("benchmark", "Benchmarks (--bench)"),
+         ("metric", "Metrics (summary.json, table.md, report)"))
 
 
 def _format_default(value) -> str:
     if isinstance(value, tuple):
         value = list(value)
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def metric_lines(reg) -> list[str]:
+    """``    key: value`` per setting of the metric ``reg`` registers (its description is on the line above)."""
+    settings = metric_from(reg).settings()
+    return [f"      {k}: {v}" for k, v in settings.items() if k != "description"]
+
+
+def _flags(reg) -> str:
+    """A registration's metadata for the listing line; a metric's direction (its settings: ``creg list NAME``)."""
+    if reg.kind == "metric":
+        return "  [higher is better]" if reg.metadata.get("higher_is_better") is True else "  [lower is better]"
+    flags = [k for k, v in reg.metadata.items() if v is True]
+    flags += [f"{k}={v}" for k, v in reg.metadata.items() if v is not True]
+    return f"  [{', '.join(flags)}]" if flags else ""
 
 
 def option_lines(cls) -> list[str]:
@@ -43,9 +61,9 @@ def option_lines(cls) -> list[str]:
 @click.argument("names", nargs=-1)
 @click.option("--options", "show_options", is_flag=True, help="show every plugin's options (imports the plugins)")
 @click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False), help="extra registry file(s)")
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object (presets, adapters, sources, benchmarks)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object (presets, adapters, sources, benchmarks, metrics)")
 def list_cmd(names: tuple[str, ...], show_options: bool, registries: tuple[str, ...], as_json: bool) -> None:
-    """Presets, adapters, sources and benchmarks, where each came from, and their options.
+    """Presets, adapters, sources, benchmarks and metrics, where each came from, and their options.
 
     NAMES limits the listing to those plugins and shows their options.
     """
@@ -76,13 +94,10 @@ def list_cmd(names: tuple[str, ...], show_options: bool, registries: tuple[str, 
             continue
         click.echo(f"{title}:")
         for reg in regs:
-            flags = [k for k, v in reg.metadata.items() if v is True]
-            flags += [f"{k}={v}" for k, v in reg.metadata.items() if v is not True]
-            extra = f"  [{', '.join(flags)}]" if flags else ""
-            click.echo(f"  {reg.name:<22} {reg.dist:<24} {reg.description}{extra}")
+            click.echo(f"  {reg.name:<22} {reg.dist:<24} {reg.description}{_flags(reg)}")
             if show_options or wanted:
                 try:
-                    lines = option_lines(reg.load())
+                    lines = metric_lines(reg) if kind == "metric" else option_lines(reg.load())
                 except PluginLoadError as e:
                     lines = [f"      [fails to load: {e}]"]
                 except Exception as e:  # noqa: BLE001 - show it, keep listing

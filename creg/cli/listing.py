@@ -1,7 +1,9 @@
 """What ``creg list`` shows, as data (``creg list --json``): presets, plugins, load failures, clashes.
 
 Nothing is imported beyond the entry-point modules unless ``with_options`` (then each plugin class
-is loaded to read its ``Options`` model; a plugin that fails to load says so in ``"error"``).
+is loaded to read its ``Options`` model; a plugin that fails to load says so in ``"error"``). A
+metric's ``"settings"`` (:meth:`creg.plugins.metric.Metric.settings`) are always there: they need its
+compute function, which a plugin registers itself (or as ``"module:attr"``, imported then).
 """
 
 from __future__ import annotations
@@ -9,12 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-KINDS = {"adapter": "adapters", "source": "sources", "benchmark": "benchmarks"}
+from creg.plugins.metric import metric_from
+
+KINDS = {"adapter": "adapters", "source": "sources", "benchmark": "benchmarks", "metric": "metrics"}
 
 
 def _plugin(reg, with_options: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"name": reg.name, "plugin": reg.plugin, "dist": reg.dist,
                            "description": reg.description or "", "metadata": dict(getattr(reg, "metadata", {}) or {})}
+    if reg.kind == "metric":
+        out["metadata"] = {k: v for k, v in out["metadata"].items() if not callable(v)}  # aggregate, chance: in settings
+        try:
+            out["settings"] = metric_from(reg).settings()
+        except Exception as e:  # noqa: BLE001 - report it, keep listing
+            out["error"] = f"{type(e).__name__}: {e}"
+        return out
     if with_options:
         try:
             from creg.plugins.options import (  # lazy: guarded

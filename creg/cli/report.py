@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from creg.cli.common import fail, log
-from creg.plugins.metric import MetricsMissing, metric_registry
+from creg.plugins.manager import PluginLoadError
+from creg.plugins.metric import metric_registry
 from creg.report.compare import compare_markdown, compare_runs, default_out
 from creg.store import RunDirError, RunStore, write_grid_files
 
@@ -75,7 +76,7 @@ def report_cmd(run_dirs: tuple[str, ...], no_figures: bool, fmt: str, dpi: int, 
         except PlotsUnavailable as e:
             log(f"creg: {e}; writing the report without figures")
             report = build_report(run_dir, figures=False, **kw)
-    except (ReportError, MetricsMissing) as e:
+    except (ReportError, PluginLoadError) as e:  # creg's own metrics missing, or a broken metric plugin
         fail(str(e))
     except OSError as e:  # a read-only run directory, a full disk, records.jsonl a folder: one line, as `creg run`
         fail(f"cannot read or write {e.filename or run_dir} (the report of {run_dir}): {e.strerror or e}")
@@ -97,7 +98,7 @@ def _compare(dirs: list[Path], out: str | None) -> None:
         from creg.report.cross_run import write_comparison_page  # lazy: guarded
 
         extra = write_comparison_page(root, comparison, metrics, log=log)
-    except (RunDirError, MetricsMissing) as e:
+    except (RunDirError, PluginLoadError) as e:
         fail(str(e))
     except OSError as e:
         fail(f"cannot write the comparison: {e}")

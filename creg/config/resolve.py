@@ -145,11 +145,13 @@ class PluginOrigin(BaseModel):
 
 
 class PluginProvenance(BaseModel):
-    """Where a run's adapter, sources and benchmark come from, and the name clashes seen (config.json ``plugins``)."""
+    """Where a run's adapter, sources, benchmark and metrics come from, and the name clashes seen (config.json ``plugins``)."""
 
     adapter: PluginOrigin | None = None
     sources: dict[str, PluginOrigin] = Field(default_factory=dict)
     benchmark: PluginOrigin | None = None
+    #: every registered metric: each is computed into the run's summary
+    metrics: dict[str, PluginOrigin] = Field(default_factory=dict)
     clashes: list[str] = Field(default_factory=list)
 
 
@@ -161,4 +163,5 @@ def plugin_provenance(config: RunConfig, plugins: Plugins, presets: dict[str, "P
         adapter = PluginOrigin(**plugins.get("adapter", name).provenance)
     sources = {s: PluginOrigin(**plugins.get("source", s).provenance) for s in config.sources if s in plugins.names("source")}
     bench = PluginOrigin(**plugins.get("benchmark", config.bench).provenance) if config.bench in plugins.names("benchmark") else None
-    return PluginProvenance(adapter=adapter, sources=sources, benchmark=bench, clashes=list(plugins.clashes))
+    metrics = {m: PluginOrigin(**plugins.get("metric", m).provenance) for m in plugins.names("metric")}
+    return PluginProvenance(adapter=adapter, sources=sources, benchmark=bench, metrics=metrics, clashes=list(plugins.clashes))

@@ -20,10 +20,11 @@ never called). Each hook receives a ``register`` callable::
         register("my_vlm", "my_vlm_creg.adapter:MyVlmAdapter", description="MyVLM-7B (my-org checkpoints)")
 
 The target must subclass :class:`creg.plugins.adapter.VLMAdapter`, :class:`creg.plugins.relevance.RelevanceSource`
-or :class:`creg.plugins.benchmark.Benchmark`; that is checked when it is loaded. Name entry points and
-registered names after your distribution to avoid clashes: creg's own names always win, a name
-registered twice keeps its first registration, and every clash is reported by ``creg list``,
-warned about by ``creg run`` and stored in the run's ``config.json`` (docs/plugins.md).
+or :class:`creg.plugins.benchmark.Benchmark` (a metric's target is its compute function); that is checked when it
+is loaded. Name entry points and registered names after your distribution to avoid clashes: creg's own
+names always win, a name registered twice keeps its first registration, and every clash (metrics'
+included) is reported by ``creg list``, warned about by ``creg run`` and stored in the run's
+``config.json`` (docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -51,11 +52,13 @@ def register_benchmarks(register):
 
 @hookspec
 def register_metrics(register):
-    """Register metrics: ``register(name, compute, *, higher_is_better, aggregate=None, label=..., digits=...)``.
+    """Register metrics: ``register(name, compute, *, higher_is_better, description="", aggregate=..., label=..., digits=...)``.
 
-    ``compute(records) -> (n,)`` float64 per :class:`creg.core.records.SampleRecord` (NaN where undefined);
-    ``aggregate`` reduces the last axis (default: the mean). summary.json, table.md, ``creg report``
-    and the paired tests show every registered metric (:mod:`creg.plugins.metric`)."""
+    ``compute`` (the function or ``"module:attr"``) maps records to ``(n,)`` float64, one per
+    :class:`creg.core.records.SampleRecord` (NaN where undefined); ``aggregate`` reduces the last axis
+    (default: the mean). Recorded like the other kinds' registrations (distribution, clashes, ``creg
+    list``); summary.json, table.md, ``creg report`` and the paired tests show every registered metric
+    (:mod:`creg.plugins.metric`; contract tests :class:`creg.testing.MetricContract`)."""
 
 
 @hookspec

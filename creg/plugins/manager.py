@@ -8,6 +8,8 @@
   ``"module:attr"`` string imported on first use; the description and capability metadata
   (``needs_model`` for sources, ``needs_data`` for benchmarks) are given here, so ``creg list``
   and ``creg --help`` import no model code. A loaded target is checked against its base class.
+  A metric registers its compute function the same way, its settings as metadata
+  (``register(name, compute, *, higher_is_better, ...)``, :mod:`creg.plugins.metric`).
 * Clashes: creg's own distribution is loaded first and a name registered twice keeps its first
   registration, so creg's own names always win; every clash is recorded (``creg list`` shows it,
   ``creg run`` warns and stores it in ``config.json``). A plugin command named like a core command,
@@ -32,9 +34,11 @@ from creg.plugins import hookspecs
 ENTRY_POINT_GROUP = "creg"
 #: creg's own distribution: loaded first, so its names win a clash.
 OWN_DISTRIBUTION = "creg"
-Kind = Literal["adapter", "source", "benchmark"]
-_HOOKS: dict[str, str] = {"adapter": "register_adapters", "source": "register_sources", "benchmark": "register_benchmarks"}
+Kind = Literal["adapter", "source", "benchmark", "metric"]
+_HOOKS: dict[str, str] = {"adapter": "register_adapters", "source": "register_sources", "benchmark": "register_benchmarks",
+                          "metric": "register_metrics"}
 #: the base class every registered target of a kind must subclass ("module:attr", imported on load).
+#: (a metric registers a function, not a class: :func:`creg.plugins.metric.metric_from` makes it a Metric)
 BASE_CLASSES: dict[str, str] = {
     "adapter": "creg.plugins.adapter:VLMAdapter",
     "source": "creg.plugins.relevance:RelevanceSource",
@@ -48,6 +52,8 @@ NAME_PATTERNS: dict[str, re.Pattern] = {
     "adapter": re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
     "source": re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"),
     "benchmark": re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+    # a metric's name is a key of summary.json (``NAME``, ``NAME_ci``) and a column of the exports
+    "metric": re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"),
 }
 
 
@@ -93,12 +99,18 @@ class Registration:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def load(self) -> Any:
-        """The registered class, checked against its kind's base class (:class:`PluginLoadError` otherwise)."""
+        """The registered class, checked against its kind's base class, or a metric's compute function, checked
+        callable (:class:`PluginLoadError` otherwise)."""
         where = f"{self.kind} {self.name!r} ({self.dist}, {self.plugin})"
         try:
             obj = _import_target(self.target) if isinstance(self.target, str) else self.target
         except (ImportError, AttributeError) as e:
             raise PluginLoadError(f"{where}: cannot import {self.target!r}: {type(e).__name__}: {e}") from e
+        if self.kind not in BASE_CLASSES:  # a metric: the target is its compute function
+            if not callable(obj) or isinstance(obj, type):
+                raise PluginTypeError(f"{where}: registered {type(obj).__name__} {obj!r:.60}, which is not a function "
+                                      "of the records")
+            return obj
         base = _import_target(BASE_CLASSES[self.kind])
         if not (isinstance(obj, type) and issubclass(obj, base)):
             got = obj.__qualname__ if isinstance(obj, type) else type(obj).__name__ + " instance"
@@ -195,7 +207,7 @@ class Plugins:
                 if not isinstance(name, str) or not NAME_PATTERNS[_kind].match(name):
                     self.failures.append(PluginFailure(plugin_name, dist, (
                         f"{_kind} name {name!r} refused: use up to 64 letters, digits, '_' and '-'"
-                        + ("" if _kind == "source" else " and '.'"))))
+                        + ("" if _kind in ("source", "metric") else " and '.'"))))
                     return
                 table = self.registered[_kind]
                 if name in table:

@@ -13,7 +13,7 @@
                         "cancellation": {LAYER: median ratio} (sources built on g.h; creg.summary.diagnostics)}},
      "vlm_accuracy": float | null, "vlm_accuracy_ci": [lo, hi] | null,
      "accuracy_by_class": {REL: float} | null,
-     "metrics": {METRIC: {"label", "higher_is_better", "description", "plugin"}},
+     "metrics": {METRIC: {"label", "higher_is_better", "description", "plugin", "dist"}},
      "n_samples": int, "complete": bool, "skipped": {reason: count},
      "pairwise": [{"a", "b", "metric", "n", "diff", "ci", "p", "p_holm", "n_boot"}] (a run's summary),
      "warnings": [{"kind", "message", "source"?, ...}] (creg.summary.warnings), ...}
@@ -87,7 +87,7 @@ def summarize(records: Iterable[SampleRecord], sources: Sequence[str], *, seed: 
         by_source.setdefault(r.source, []).append(r)
     summary: dict[str, Any] = {"sources": {s: summarize_source(rs, seed, metrics) for s, rs in by_source.items()}}
     summary["metrics"] = {m.name: {"label": m.heading, "higher_is_better": m.higher_is_better,
-                                   "description": m.description, "plugin": m.plugin} for m in metrics}
+                                   "description": m.description, "plugin": m.plugin, "dist": m.dist} for m in metrics}
 
     ans = answers(records)
     if ans:

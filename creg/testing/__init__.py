@@ -2,8 +2,9 @@
 
 Contract suites, one base class each, that a plugin's own test suite subclasses:
 :class:`AdapterContract` (a :class:`creg.plugins.adapter.VLMAdapter`), :class:`SourceContract` (a
-:class:`creg.plugins.relevance.RelevanceSource`) and :class:`BenchmarkContract` (a
-:class:`creg.plugins.benchmark.Benchmark`); see each module's docstring. :class:`FakeVLMAdapter` is a
+:class:`creg.plugins.relevance.RelevanceSource`), :class:`BenchmarkContract` (a
+:class:`creg.plugins.benchmark.Benchmark`) and :class:`MetricContract` (a :class:`creg.plugins.metric.Metric`,
+on the records of a hand-built run, :func:`contract_records`); see each module's docstring. :class:`FakeVLMAdapter` is a
 small real torch model behind the adapter contract, the model creg's own source tests use.
 :mod:`creg.testing.tiny_tokenizers` builds tokenizers for tiny local test checkpoints.
 The contract suites need pytest. The names below are imported when first used, so that the
@@ -22,16 +23,20 @@ _WHERE = {
     "draw_image": "adapter_contract",
     "BenchmarkContract": "benchmark_contract",
     "FakeVLMAdapter": "fake_vlm",
+    "MetricContract": "metric_contract",
+    "contract_records": "metric_contract",
     "SourceContract": "source_contract",
     "contract_samples": "source_contract",
 }
 
-__all__ = ["AdapterContract", "BenchmarkContract", "FakeVLMAdapter", "SourceContract", "contract_samples", "draw_image"]
+__all__ = ["AdapterContract", "BenchmarkContract", "FakeVLMAdapter", "MetricContract", "SourceContract", "contract_records",
+           "contract_samples", "draw_image"]
 
 if TYPE_CHECKING:
     from creg.testing.adapter_contract import AdapterContract, draw_image
     from creg.testing.benchmark_contract import BenchmarkContract
     from creg.testing.fake_vlm import FakeVLMAdapter
+    from creg.testing.metric_contract import MetricContract, contract_records
     from creg.testing.source_contract import SourceContract, contract_samples
 
 

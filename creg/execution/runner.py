@@ -2,7 +2,9 @@
 
 The run directory and its files belong to :mod:`creg.store` (schema, lock, resume checks);
 scoring belongs to :mod:`creg.explain`. This module is the loop: batches of samples through
-:func:`creg.explain.pipeline.explain_batch`, each finished sample written at once.
+:func:`creg.explain.pipeline.explain_batch`, each finished sample written at once. Where the loop runs
+(this process, or the ranks of a ``torchrun`` launch) is an executor's choice
+(:mod:`creg.execution.backends`), made through the Runner's public steps.
 
 Nothing is lost: records are appended and flushed (fsync) after every batch; running the same
 command again continues where it stopped, processing each sample exactly once; Ctrl-C, SIGTERM
@@ -335,7 +337,7 @@ class Runner:
     def process(self, store: RunWriter, samples: Iterable[Sample] | None = None, *, summary: bool = True) -> RunResult:
         """The loop over ``samples`` (default: the benchmark's), writing into ``store`` (started); then the
         summary (``summary=False``: the caller merges and summarises, :mod:`creg.execution.backends`). An
-        error (a failure limit, Ctrl-C) is raised after the summary of what was finished."""
+        error (a failure limit, Ctrl-C) is raised after the summary, if asked, of what was finished."""
         done_ids = set(store.done_ids)
         resumed = len(done_ids)
         if resumed:

@@ -49,6 +49,7 @@ from creg.core.sample import (
     make_sample,
     relation_from_boxes,
 )
+from creg.execution.backends import executor_for, world_from_env
 from creg.execution.runner import Runner
 from creg.execution.threads import apply_threads
 from creg.explain.samples import SourceExplanation, explain_samples
@@ -408,6 +409,9 @@ def run(**options: Any) -> dict[str, Any]:
 
     ``sources``: a list or a comma-separated string; ``source_options``: {source: {key: value}}
     (``--source-opt``); ``bench_options``: {key: value} (``--bench-opt``); ``limit`` is ``n``.
+
+    Started by ``torchrun``, each process runs its rank of a data-parallel run (docs/distributed.md): rank 0
+    returns the merged run's summary, the other ranks only ``{"out": ...}``.
     """
 
 
@@ -433,8 +437,15 @@ def run(**options: Any) -> dict[str, Any]:
 
     config.threads = apply_threads(config.threads)
     out = Path(opts["out"]) if opts["out"] else default_out(config)
-    result = Runner(config, out, overwrite=opts["overwrite"], progress=opts["progress"], log=_log,
-                    skip_unsupported=opts["skip_unsupported"]).run()
+    try:
+        world = world_from_env()  # set by torchrun: this process is one rank of a data-parallel run
+    except ValueError as e:
+        raise ApiError(str(e)) from None
+    runner = Runner(config, out, overwrite=opts["overwrite"], progress=opts["progress"], log=_log,
+                    skip_unsupported=opts["skip_unsupported"])
+    result = executor_for(world).run(runner)
+    if result is None:  # a rank other than 0 of a torchrun launch: rank 0 merges and summarises
+        return {"out": str(out)}
     return {**result.summary, "out": str(result.out)}
 
 

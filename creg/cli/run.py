@@ -28,8 +28,8 @@ from creg.config.hub import ModelUnavailable, check_available
 from creg.config.presets import RegistryError, load_registry
 from creg.core.errors import RunError
 from creg.core.logs import quiet
-from creg.execution.backends import run as run_here_or_distributed
-from creg.execution.backends import world_from_env
+from creg.execution.backends import executor_for, world_from_env
+from creg.execution.signals import Terminated
 from creg.execution.threads import apply_threads
 from creg.plugins.benchmark import DataInvalid
 from creg.plugins.manager import PluginLoadError, UnknownName, get_plugins
@@ -108,15 +108,13 @@ def run_cmd(sources, out, cos, cos_op, overwrite, save_maps, max_failures, skip_
                         max_failures=max_failures, skip_unsupported=skip_unsupported)
         if runner.adapter_config is not None:  # a hub id that is not here fails now, not after the run dir exists
             check_available(runner.adapter_config.model)
-        result = run_here_or_distributed(runner, world=world)  # one process, or one rank of a torchrun launch
+        result = executor_for(world).run(runner)  # one process, or one rank of a torchrun launch
     except (UnknownName, RunError, RegistryError, PluginLoadError, OptionsError, DataInvalid, ModelUnavailable,
             LayerOutOfRange) as e:
         fail(str(e))
     except OSError as e:  # a benchmark's data is missing, a full disk: the message says what and where
         fail(str(e))
     except KeyboardInterrupt as e:
-        from creg.execution.runner import Terminated  # lazy: torch
-
         what, code = ("terminated (SIGTERM)", 143) if isinstance(e, Terminated) else ("interrupted", 130)
         fail(f"{what}; the partial run is in {out_dir}: re-run the same command to continue", code)
     if result is None:  # a rank other than 0 of a data-parallel run: rank 0 prints the merged result

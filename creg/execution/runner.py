@@ -2,7 +2,9 @@
 
 The run directory and its files belong to :mod:`creg.store` (schema, lock, resume checks);
 scoring belongs to :mod:`creg.explain`. This module is the loop: batches of samples through
-:func:`creg.explain.pipeline.explain_batch`, each finished sample written at once.
+:func:`creg.explain.pipeline.explain_batch`, each finished sample written at once. Where the loop runs
+(this process, or the ranks of a ``torchrun`` launch) is an executor's choice
+(:mod:`creg.execution.backends`), made through the Runner's public steps.
 
 Nothing is lost: records are appended and flushed (fsync) after every batch; running the same
 command again continues where it stopped, processing each sample exactly once; Ctrl-C, SIGTERM
@@ -16,8 +18,6 @@ re-run retries it. ``max_failures`` stops a run that fails everywhere.
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,13 +41,14 @@ from creg.core.logs import warning
 from creg.core.prompts import resolve_template
 from creg.core.sample import Sample
 from creg.execution.auto_layers import CACHE, brief, resolve_auto_layers
+from creg.execution.backends.local import LocalExecutor
 from creg.execution.batching import (
     MAX_AUTO_BATCH,
     batches,
     length_key,
     resolve_batch_size,
 )
-from creg.execution.blank_control import run_blank
+from creg.execution.signals import Terminated  # noqa: F401 (re-exported)
 from creg.explain.pipeline import (
     PluginError,
     SampleError,
@@ -77,10 +78,6 @@ class TooManyFailures(RunError):
 
 class NoSamples(RunError):
     """The run finished without explaining one sample: there is nothing to summarise."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: handled like Ctrl-C (a partial run with ``"complete": false``)."""
 
 
 @dataclass
@@ -249,6 +246,11 @@ class Runner:
                 self.log(f"--batch-size {self.config.batch_size}: {self._batch_size}")
         return self._batch_size
 
+    @batch_size.setter
+    def batch_size(self, size: int) -> None:
+        """Use ``size`` without resolving ``--batch-size`` here (the data-parallel ranks take rank 0's)."""
+        self._batch_size = size
+
     def _probe_batch(self, n: int) -> None:
         """One explain pass over ``n`` copies of the longest of the first samples (``--batch-size auto``)."""
 
@@ -299,34 +301,43 @@ class Runner:
                 f"stopped: {failed} of {tried} samples failed (--max-failures {allowed}); last: {last.reason}{where}: "
                 f"{last.error.splitlines()[0][:200] if last.error else ''}; every failure is in {self.out / 'skipped.jsonl'}")
 
+    # -- the steps an executor (creg.execution.backends) drives --------------------------------
     def run(self) -> RunResult:
-        restore = _terminate_as_interrupt()  # SIGTERM ends the run like Ctrl-C, from here on
-        try:
-            with RunWriter(self.out, self.describe(), sources=[s.name for s in self.sources],
-                           overwrite=self.overwrite, log=self.log) as store:
-                self.adapter  # noqa: B018 - load (and so validate) the model before the directory changes
+        """This run in this process: :class:`creg.execution.backends.local.LocalExecutor`."""
+        return LocalExecutor().run(self)
 
-                self.layers_auto = resolve_auto_layers(self)  # --source-opt creg.layers=auto (None: not asked)
-                if self.layers_auto is not None:
-                    store.doc["layers_auto"] = brief(self.layers_auto)
-                self.check_model()  # every layer the sources read exists, before config.json is written
-                store.doc["execution"] = self.execution()
-                store.start()
-                if self.layers_auto is not None:
-                    store.write_json_artifact(CACHE, self.layers_auto)
-                result = self._run(store)
-                if self.config.controls:  # creg.execution.blank_control: the same samples again, into RUN_DIR/<control>
+    def writer(self, path: Path | None = None, *, doc: dict[str, Any] | None = None,
+               overwrite: bool | None = None) -> RunWriter:
+        """The run store writing this run into ``path`` (default: its run directory; a data-parallel rank's
+        part elsewhere) with ``doc`` as ``config.json`` (default: :meth:`describe`)."""
+        return RunWriter(self.out if path is None else path, self.describe() if doc is None else doc,
+                         sources=[s.name for s in self.sources],
+                         overwrite=self.overwrite if overwrite is None else overwrite, log=self.log)
 
-                    run_blank(self)
-                    result.summary, result.table, _ = self.write_summary(
-                        store, complete=True, elapsed_s=result.summary.get("elapsed_s", 0.0))
-                return result
-        finally:
-            restore()
+    def prepare(self, store: RunWriter) -> None:
+        """Everything before the first sample, in ``store`` (opened, not started): load (and so validate) the
+        model, resolve ``layers=auto``, check the layers the sources read, record how this process runs,
+        then start the store (``config.json`` written, a resume repaired)."""
+        self.adapter  # noqa: B018 - load (and so validate) the model before the directory changes
 
-    def _run(self, store: RunWriter, samples: Iterable[Sample] | None = None, *, summary: bool = True) -> RunResult:
-        """The loop over ``samples`` (default: the benchmark's), writing into ``store``; then the
-        summary (``summary=False``: the caller merges and summarises, :mod:`creg.execution.backends`)."""
+        self.layers_auto = resolve_auto_layers(self)  # --source-opt creg.layers=auto (None: not asked)
+        if self.layers_auto is not None:
+            store.doc["layers_auto"] = brief(self.layers_auto)
+        self.check_model()  # every layer the sources read exists, before config.json is written
+        store.doc["execution"] = self.execution()
+        store.start()
+        if self.layers_auto is not None:
+            store.write_json_artifact(CACHE, self.layers_auto)
+
+    def pending_samples(self, done_ids: Iterable[str]) -> list[Sample]:
+        """The benchmark's samples, in order, without those in ``done_ids``."""
+        done = set(done_ids)
+        return [s for s in self.benchmark.samples() if s.id not in done]
+
+    def process(self, store: RunWriter, samples: Iterable[Sample] | None = None, *, summary: bool = True) -> RunResult:
+        """The loop over ``samples`` (default: the benchmark's), writing into ``store`` (started); then the
+        summary (``summary=False``: the caller merges and summarises, :mod:`creg.execution.backends`). An
+        error (a failure limit, Ctrl-C) is raised after the summary, if asked, of what was finished."""
         done_ids = set(store.done_ids)
         resumed = len(done_ids)
         if resumed:
@@ -427,17 +438,3 @@ class Runner:
             self._metric_registry = metric_registry(self.plugins)
         return self._metric_registry
 
-
-def _terminate_as_interrupt() -> Callable[[], None]:
-    """Make SIGTERM raise :class:`Terminated` (a KeyboardInterrupt) while the loop runs; returns the undo."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise Terminated("terminated (SIGTERM)")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main interpreter
-        return lambda: None
-    return lambda: signal.signal(signal.SIGTERM, previous)

@@ -23,10 +23,7 @@ backends") says where a Ray- or HTTP-served backend would go.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-
-if TYPE_CHECKING:  # pragma: no cover - the runner imports torch
-    from creg.execution.runner import Runner, RunResult
+from typing import Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -36,8 +33,9 @@ class Executor(Protocol):
     #: a short name for messages and docs (``local``, ``torchrun``).
     name: str
 
-    def run(self, runner: "Runner") -> "RunResult | None":
-        """Run ``runner``; the result to print, or None where another process prints it (a rank other than 0).
+    def run(self, runner) -> object:
+        """Run ``runner`` (a :class:`creg.execution.runner.Runner`); its :class:`~creg.execution.runner.RunResult`
+        to print, or None where another process prints it (a rank other than 0).
 
         SIGTERM and Ctrl-C end the run with a valid partial run directory (``"complete": false``) that the
         same command continues, whichever executor runs it next."""

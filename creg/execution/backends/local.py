@@ -8,13 +8,9 @@ written again with its comparison. ``elapsed_s`` counts the loop (the model load
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from creg.execution.blank_control import run_blank
 from creg.execution.signals import terminate_as_interrupt
-
-if TYPE_CHECKING:  # pragma: no cover - the runner imports torch
-    from creg.execution.runner import Runner, RunResult
 
 
 class LocalExecutor:
@@ -22,7 +18,8 @@ class LocalExecutor:
 
     name = "local"
 
-    def run(self, runner: "Runner") -> "RunResult":
+    def run(self, runner):
+        """Run ``runner`` (a :class:`creg.execution.runner.Runner`) here; its :class:`~creg.execution.runner.RunResult`."""
         restore = terminate_as_interrupt()  # SIGTERM ends the run like Ctrl-C, from here on
         try:
             with runner.writer() as store:

@@ -38,8 +38,7 @@ from typing import Any, Callable
 
 from creg.config.defaults import DEFAULT_REPRODUCE_BENCHES
 from creg.config.resolve import resolve_run_config
-from creg.config.run_config import COS_OPERATORS as RUN_COS_OPERATORS
-from creg.config.run_config import RunConfig
+from creg.config.run_config import COS_OPERATORS, RunConfig  # COS_OPERATORS: creg run --cos-op's; grey is the paper's
 from creg.core.errors import RunError
 from creg.execution.runner import Runner
 from creg.experiments.heatmaps import recompute_maps
@@ -84,8 +83,6 @@ PAPER_SIZES = Sizes(table1=None, cos=None, ablation=ABLATION_N, prompts=PROMPTS_
 #: Offline on generated scenes (the toy model): Table 1 on ``creg run``'s default 200 samples, COS on 60.
 QUICK_SIZES = Sizes(table1=200, cos=60, ablation=ABLATION_N, prompts=PROMPTS_N)
 SIZES = {"paper": PAPER_SIZES, "quick": QUICK_SIZES}
-#: The operators of ``creg run --cos-op``; grey is the paper's (Table 4).
-COS_OPERATORS = RUN_COS_OPERATORS
 #: Sources of the extra-operator COS runs: the method, the strongest baseline, the noise control.
 COS_SOURCES = ("creg", "attention_rollout", "random_relevance")
 #: Benchmark that stands in when no dataset is available.

@@ -163,7 +163,7 @@ def test_reproduce_plans_creg_runs_run(spies, tmp_path):
 def test_the_adapter_resolves_alike_everywhere(spies, model_dir):
     """A preset, a preset with another model, an adapter plugin with a model, and a model folder alone (its
     config.json's model_type names the plugin) resolve to the same adapter class and AdapterConfig through
-    creg run, creg explain, creg.run, creg.load and creg reproduce."""
+    creg run, creg explain, creg analyze, creg.run, creg.load and creg reproduce."""
     plugins, presets = get_plugins(), load_registry()
     image = model_dir.parent / "s.png"
     Image.new("RGB", (224, 160), (235, 235, 235)).save(image)
@@ -180,6 +180,7 @@ def test_the_adapter_resolves_alike_everywhere(spies, model_dir):
         run = cli_config(["run", "--source", "oracle", *flags])
         configs = {
             "creg explain": cli_config(["explain", *explain, *flags]),
+            "creg analyze layers": cli_config(["analyze", "layers", *flags]),
             "creg.run": api_config(creg.run, sources=["oracle"], **_run_kwargs(flags)),
             "creg.load": api_config(creg.load, *args, **kwargs),
         }

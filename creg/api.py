@@ -10,14 +10,15 @@
     summary = creg.run(sources=["creg", "random"], n=20, out="runs/quick")
     frames = creg.read_run("runs/quick")               # pandas DataFrames (pip install 'creg[frames]')
 
-The command line is a thin layer over these functions: ``creg explain`` calls :meth:`Model.explain`
-and ``creg run`` shares :data:`RUN_DEFAULTS` with :func:`run`.
+The command line is a thin layer over these functions: ``creg explain`` loads through :func:`load_config` and
+calls :meth:`Model.explain`. ``creg run``, :func:`run` and :func:`load` turn what they were given into a
+:class:`creg.config.run_config.RunConfig` through the one resolver, :func:`creg.config.resolve.resolve_run_config`,
+so the same names and values mean the same run everywhere; their defaults are RunConfig's fields' and
+:mod:`creg.config.defaults`' (:data:`RUN_DEFAULTS` lists them for :func:`run`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -27,15 +28,15 @@ from PIL import UnidentifiedImageError
 from pydantic import ValidationError
 
 from creg.config.defaults import (  # noqa: F401 (DEFAULT_MODEL, default_out: public API names)
-    DEFAULT_BENCH,
+    DEFAULT_EXPLAIN_SOURCES,
     DEFAULT_MODEL,
-    DEFAULT_SOURCES,
-    default_adapter,
     default_out,
+    field_default,
+    run_defaults,
 )
-from creg.config.hub import cached_file, check_available
-from creg.config.presets import Preset, load_registry
-from creg.config.resolve import adapter_options, build_sources, check_placement
+from creg.config.hub import check_available
+from creg.config.presets import load_registry
+from creg.config.resolve import build_sources, resolve_adapter, resolve_run_config
 from creg.config.run_config import NO_MODEL, RunConfig
 from creg.core.box_formats import BoxFormatError, fits_xywh, to_xyxy, xywh_hint
 from creg.core.errors import RunError
@@ -68,26 +69,6 @@ class ApiError(ValueError):
 
 # -- loading a model ------------------------------------------------------------------------------------
 
-def _infer_adapter(model: str, adapters: Sequence[str]) -> str:
-    """The adapter plugin of a local directory (its config.json's ``model_type``) or a cached hub id."""
-    config_path = Path(model) / "config.json"
-    model_type = None
-    if config_path.is_file():
-        model_type = json.loads(config_path.read_text()).get("model_type")
-    else:
-
-        cached = cached_file(model, "config.json")
-        if cached is not None:
-            model_type = json.loads(Path(cached).read_text()).get("model_type")
-    if model_type:
-        key = model_type.replace("_", "").replace("-", "").lower()
-        for name in adapters:
-            if name.replace("_", "").replace("-", "").lower() == key:
-                return name
-    raise ApiError(f"cannot tell which adapter plugin loads {model!r}"
-                   f"{f' (model_type {model_type!r})' if model_type else ''}: pass adapter=NAME, one of {sorted(adapters)}")
-
-
 def load(model: str = DEFAULT_MODEL, *, adapter: str | None = None, dtype: str | None = None,
          device: str | None = None, prompt: str | None = None, registry: Iterable[str | Path] = (),
          **options: Any) -> "Model":
@@ -99,35 +80,43 @@ def load(model: str = DEFAULT_MODEL, *, adapter: str | None = None, dtype: str |
     ``model``. ``dtype``/``device``/``prompt`` override
     the preset's; every other keyword is an adapter option (``AdapterConfig.options``), e.g.
     ``device_map="auto", max_memory={0: "70GiB", 1: "70GiB", "cpu": "200GiB"}`` for a model larger
-    than one GPU (adapters built on ``creg.hf.HFAdapter``; docs/distributed.md).
+    than one GPU (adapters built on ``creg.hf.HFAdapter``; docs/distributed.md). The names resolve as
+    ``creg run --adapter ADAPTER --model MODEL`` resolves them (:func:`creg.config.resolve.choose_adapter`).
     """
 
     plugins = get_plugins()
-    presets = load_registry(list(registry))
-    overrides = {"dtype": dtype, "device": device, "prompt": prompt}
-    if model in presets and adapter is None:
-        preset = presets[model]
-    elif NO_MODEL in (model, adapter):
-        preset = Preset(adapter=NO_MODEL, model="")
-    elif adapter in presets:  # a preset's settings with another model
-        preset = presets[adapter].model_copy(update={"model": model})
-    else:
-        if adapter is None and model in plugins.names("adapter"):
-            raise ApiError(f"{model!r} is an adapter plugin, not a model: name the model too "
-                           f"(creg.load(HUB_ID_OR_DIR, adapter={model!r}); creg: --adapter {model} --model HUB_ID_OR_DIR), "
-                           "or use a preset (`creg list`)")
-        if adapter is None:
-            adapter = _infer_adapter(model, plugins.names("adapter"))
-        preset = Preset(adapter=adapter, model=model)
-    if preset.adapter == NO_MODEL:
-        return Model(model, None)
+    registry = [str(p) for p in ([registry] if isinstance(registry, (str, Path)) else registry)]
+    presets = load_registry(registry)
+    if NO_MODEL in (model, adapter):
+        adapter, model = NO_MODEL, None
+    elif adapter is None and model in presets:  # a preset by its name
+        adapter, model = model, None
+    elif adapter is None and model in plugins.names("adapter"):
+        raise ApiError(f"{model!r} is an adapter plugin, not a model: name the model too "
+                       f"(creg.load(HUB_ID_OR_DIR, adapter={model!r}); creg: --adapter {model} --model HUB_ID_OR_DIR), "
+                       "or use a preset (`creg list`)")
+    placement = {k: options.pop(k) for k in ("device_map", "max_memory") if options.get(k) is not None}
+    values = dict(adapter=adapter, model=model, dtype=dtype, device=device, prompt=prompt, adapter_options=options,
+                  registry=registry, **placement)
+    try:
+        config = resolve_run_config(values, plugins, presets)
+    except RunError as e:
+        raise ApiError(str(e)) from None
+    return load_config(config, plugins=plugins, presets=presets)
 
-    cls = plugins.load("adapter", preset.adapter)
-    check_placement(preset.adapter, cls, {k: options[k] for k in ("device_map", "max_memory") if options.get(k) is not None})
-    config = preset.adapter_config(**overrides)
-    config = config.model_copy(update={"options": adapter_options(preset.adapter, cls, {**preset.options, **options})})
-    check_available(config.model)
-    return Model(model, cls.load(config))
+
+def load_config(config: RunConfig, *, plugins=None, presets=None) -> "Model":
+    """The :class:`Model` of a run configuration's adapter (its ``adapter``, ``model``, ``dtype``, ``device``,
+    ``prompt``, adapter options and placement), resolved as a run resolves it
+    (:func:`creg.config.resolve.resolve_adapter`)."""
+    plugins = plugins or get_plugins()
+    presets = presets if presets is not None else load_registry(config.registry)
+    cls, adapter_config = resolve_adapter(config, plugins, presets)
+    name = config.model or config.adapter
+    if cls is None:
+        return Model(name, None)
+    check_available(adapter_config.model)
+    return Model(name, cls.load(adapter_config))
 
 
 # -- explaining one image -------------------------------------------------------------------------------
@@ -284,9 +273,10 @@ class Model:
     def __repr__(self) -> str:
         return f"creg.Model({self.name!r}, adapter={type(self.adapter).__name__ if self.adapter else None})"
 
-    def explain(self, image, ref: ObjectLike, tgt: ObjectLike, *, sources: Sequence[str] | str = ("creg",),
+    def explain(self, image, ref: ObjectLike, tgt: ObjectLike, *, sources: Sequence[str] | str = DEFAULT_EXPLAIN_SOURCES,
                 relation: str | None = None, source_options: Mapping[str, Mapping[str, Any]] | None = None,
-                k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0, seed: int = 0, id: str | None = None,
+                k: int = field_default("k"), sigma_r: float = field_default("sigma_r"),
+                rho_r: float = field_default("rho_r"), seed: int = field_default("seed"), id: str | None = None,
                 box_format: str = "xyxy") -> Explanation:
         """Explain where ``tgt`` lies relative to ``ref`` in ``image``.
 
@@ -371,36 +361,22 @@ def _check_capabilities(name: str, adapter, sources) -> None:
 
 # -- a run ------------------------------------------------------------------------------------------------
 
-#: The defaults of ``creg run`` (the CLI reads them from here): keyword -> value.
-RUN_DEFAULTS: dict[str, Any] = {
-    "adapter": None,  # DEFAULT_MODEL when the registry has it, else "none"
-    "model": None,
-    "sources": list(DEFAULT_SOURCES),
-    "bench": DEFAULT_BENCH,
-    "n": None,
-    "seed": 0,
-    "out": None,
-    "data_dir": None,
-    "batch_size": 1,
-    "k": 8,
-    "sigma_r": 0.6,
-    "rho_r": 2.0,
-    "prompt": None,
-    "dtype": None,
-    "device": None,
-    "source_options": {},
-    "bench_options": {},
-    "registry": [],
-    "adapter_options": {},
-    "threads": None,  # creg.execution.threads.default_threads(); the number used is stored in config.json
-    "cos": False,
-    "cos_op": "grey",
-    "controls": [],  # ["blank"]: creg run --control blank (a string is one control)
-    "save_maps": True,
+#: :func:`run`'s keywords that are not :class:`creg.config.run_config.RunConfig` fields: keyword -> default.
+RUN_OPTIONS: dict[str, Any] = {
+    "out": None,  # creg.config.defaults.default_out: runs/BENCH-ADAPTER-HASH
     "overwrite": False,
     "progress": False,
     "skip_unsupported": False,  # drop the sources the adapter cannot serve (creg.plugins.capabilities) instead of refusing
 }
+#: The defaults of :func:`run`, keyword -> value: RunConfig's fields' as every entry point defaults them
+#: (:func:`creg.config.defaults.run_defaults`; ``adapter`` None: the toy model, or the adapter plugin ``model``'s
+#: config.json names), then :data:`RUN_OPTIONS`. ``creg run``'s options take the same defaults.
+RUN_DEFAULTS: dict[str, Any] = {**run_defaults(), **RUN_OPTIONS}
+
+
+def _listed(value: Any) -> Any:
+    """A comma-separated string as a list of its names (``sources``, ``controls``); anything else as is."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
 
 def run(**options: Any) -> dict[str, Any]:
@@ -414,27 +390,21 @@ def run(**options: Any) -> dict[str, Any]:
     returns the merged run's summary, the other ranks only ``{"out": ...}``.
     """
 
-
     if "limit" in options:
         options["n"] = options.pop("limit")
     unknown = set(options) - set(RUN_DEFAULTS)
     if unknown:
         raise ApiError(f"creg.run: unknown option(s) {sorted(unknown)}; the options are {sorted(RUN_DEFAULTS)}")
-    opts = {**RUN_DEFAULTS, **options}
-    if isinstance(opts["sources"], str):
-        opts["sources"] = [s.strip() for s in opts["sources"].split(",") if s.strip()]
-    if isinstance(opts["controls"], str):
-        opts["controls"] = [c.strip() for c in opts["controls"].split(",") if c.strip()]
-    if opts["registry"] and isinstance(opts["registry"], (str, Path)):
-        opts["registry"] = [opts["registry"]]
-    if opts["adapter"] is None:
-        opts["adapter"] = default_adapter(load_registry(opts["registry"]))
-    if opts["data_dir"] is None:
-        opts["data_dir"] = os.environ.get("CREG_DATA_DIR")
-
-    config = RunConfig(**{k: (str(v) if k == "data_dir" and v is not None else v) for k, v in opts.items()
-                          if k not in ("out", "overwrite", "progress", "skip_unsupported")})
-
+    opts = {**RUN_OPTIONS, **{k: options[k] for k in RUN_OPTIONS if k in options}}
+    values = {k: v for k, v in options.items() if k not in RUN_OPTIONS}
+    for key in ("sources", "controls"):
+        if key in values:
+            values[key] = _listed(values[key])
+    if isinstance(values.get("registry"), (str, Path)):
+        values["registry"] = [values["registry"]]
+    if values.get("registry"):
+        values["registry"] = [str(p) for p in values["registry"]]
+    config = resolve_run_config(values, get_plugins())
     config.threads = apply_threads(config.threads)
     out = Path(opts["out"]) if opts["out"] else default_out(config)
     try:

@@ -18,6 +18,7 @@ from creg.cli.common import (
     run_config_from,
     source_options,
 )
+from creg.config.defaults import DEFAULT_MODEL
 from creg.config.presets import RegistryError
 from creg.core.errors import RunError
 from creg.execution.threads import apply_threads
@@ -32,7 +33,7 @@ def _model_analysis_options(fn):
     fn = click.option("--out", type=click.Path(file_okay=False), default=None,
                       help="also write NAME.json and NAME.md into this directory")(fn)
     for shared in (execution_options(batch_size=False), source_options, bench_options,
-                   model_options(adapter_default="qwen2vl-toy", adapter_help="preset or adapter plugin name")):
+                   model_options(adapter_default=DEFAULT_MODEL, adapter_help="preset or adapter plugin name")):
         fn = shared(fn)
     return fn
 

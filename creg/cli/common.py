@@ -1,9 +1,11 @@
 """What every creg command shares: the common options (one definition for ``run``, ``explain``
 and ``analyze``), option parsing and one-line errors.
 
-Numbers are range-checked by click (``--k 0`` is a usage error, exit code 2); everything else is
-checked when :func:`run_config_from` builds the :class:`creg.config.run_config.RunConfig` and when the
-plugins' options are validated, all before a run directory is touched.
+Every option that sets a :class:`creg.config.run_config.RunConfig` field takes that field's default and bounds
+(:mod:`creg.config.defaults`); numbers are range-checked by click (``--k 0`` is a usage error, exit code 2);
+everything else is checked when :func:`run_config_from` builds the RunConfig through the one resolver
+(:func:`creg.config.resolve.resolve_run_config`) and when the plugins' options are validated, all before a run
+directory is touched.
 """
 
 from __future__ import annotations
@@ -14,14 +16,27 @@ from typing import Any, Callable
 
 import click
 
+from creg.config.defaults import DATA_DIR_ENV, DEFAULT_BENCH, field_default
 from creg.config.file import ConfigFileError, default_map
-from creg.config.run_config import RunConfig
+from creg.config.presets import RegistryError
+from creg.config.resolve import resolve_run_config
+from creg.config.run_config import DTYPES, RunConfig
 from creg.core import logs
 from creg.core.errors import RunError
 from creg.execution.batching import parse_batch_size
+from creg.plugins.manager import UnknownName, get_plugins
 
-DATA_DIR_ENV = "CREG_DATA_DIR"
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+def field_range(name: str, kind: type = int) -> click.ParamType:
+    """click's range type (``kind``: int or float) with the bounds of RunConfig field ``name`` (its ge/gt/le/lt)."""
+    bounds: dict[str, Any] = {}
+    for m in RunConfig.model_fields[name].metadata:
+        for attr, key, open_ in (("ge", "min", False), ("gt", "min", True), ("le", "max", False), ("lt", "max", True)):
+            if getattr(m, attr, None) is not None:
+                bounds[key] = getattr(m, attr)
+                if kind is float:
+                    bounds[f"{key}_open"] = open_
+    return click.IntRange(**bounds) if kind is int else click.FloatRange(**bounds)
 
 
 def parse_value(v: str) -> Any:
@@ -165,10 +180,10 @@ def source_options(fn: Callable) -> Callable:
 def bench_options(fn: Callable) -> Callable:
     """--bench --limit/--n --seed --data-dir --bench-opt."""
     return _apply(fn, [
-        click.option("--bench", default="synthetic", show_default=True, help="benchmark name (see `creg list`)"),
-        click.option("--limit", "--n", "n", type=click.IntRange(min=0), default=None,
+        click.option("--bench", default=DEFAULT_BENCH, show_default=True, help="benchmark name (see `creg list`)"),
+        click.option("--limit", "--n", "n", type=field_range("n"), default=field_default("n"),
                      help="at most this many samples (benchmark default if omitted); --n is its short alias"),
-        click.option("--seed", type=int, default=0, show_default=True,
+        click.option("--seed", type=int, default=field_default("seed"), show_default=True,
                      help="seed of the benchmark's sample choice, the random sources and the bootstrap CIs"),
         click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar=DATA_DIR_ENV,
                      help=f"dataset root (or ${DATA_DIR_ENV})"),
@@ -180,10 +195,11 @@ def bench_options(fn: Callable) -> Callable:
 def compass_options(fn: Callable) -> Callable:
     """--k --sigma-r --rho-r."""
     return _apply(fn, [
-        click.option("--k", "k", type=click.IntRange(1, 360), default=8, show_default=True, help="compass sectors"),
-        click.option("--sigma-r", type=click.FloatRange(min=0, min_open=True), default=0.6, show_default=True,
+        click.option("--k", "k", type=field_range("k"), default=field_default("k"), show_default=True,
+                     help="compass sectors"),
+        click.option("--sigma-r", type=field_range("sigma_r", float), default=field_default("sigma_r"), show_default=True,
                      help="radial Gaussian width, in units of r_max (Eq. 5)"),
-        click.option("--rho-r", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+        click.option("--rho-r", type=field_range("rho_r", float), default=field_default("rho_r"), show_default=True,
                      help="radius of the compass disc r_max, in units of d_AB, the distance between A's and B's "
                           "centres (r_max = rho_r * d_AB, Eq. 5)"),
     ])
@@ -200,17 +216,20 @@ class BatchSize(click.ParamType):
 
 def execution_options(*, batch_size: bool = True) -> Callable:
     """--batch-size --threads."""
-    opts = [click.option("--threads", type=click.IntRange(1, 1024), default=None,
+    opts = [click.option("--threads", type=field_range("threads"), default=field_default("threads"),
                          help="torch CPU threads (default: min(4, idle cores) or $OMP_NUM_THREADS; stored in config.json)")]
     if batch_size:
-        opts.insert(0, click.option("--batch-size", type=BatchSize(), default=1, show_default=True,
+        opts.insert(0, click.option("--batch-size", type=BatchSize(), default=field_default("batch_size"), show_default=True,
                                     help="samples per forward pass, grouped by similar length; auto: the largest that "
                                          "fits the GPU (8 on the CPU) -- docs/speed.md"))
     return lambda fn: _apply(fn, opts)
 
 
-def run_config_from(kw: dict[str, Any], **fields: Any):
-    """A validated :class:`creg.config.run_config.RunConfig` from the common options in ``kw`` plus ``fields``.
+def run_config_from(kw: dict[str, Any], **fields: Any) -> RunConfig:
+    """A validated :class:`creg.config.run_config.RunConfig` from the common options in ``kw`` plus ``fields``,
+    through the one resolver (:func:`creg.config.resolve.resolve_run_config`): an option left out takes the
+    entry points' default; ``--adapter`` left at its default is chosen as everywhere (the toy model, or the
+    adapter plugin ``--model``'s config.json names).
 
     A bad value exits with a one-line error (code 2) before anything is written.
     """
@@ -226,6 +245,9 @@ def run_config_from(kw: dict[str, Any], **fields: Any):
                 "rho_r", "batch_size", "threads", "device_map", "max_memory"):
         if key in kw and kw[key] is not None:
             values[key] = kw[key]
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and "adapter" in ctx.params and ctx.get_parameter_source("adapter") == click.core.ParameterSource.DEFAULT:
+        values.pop("adapter", None)  # a shown default (e.g. qwen2vl-toy): the resolver chooses, --model included
     if "adapter_opt" in kw:
         values["adapter_options"] = parse_options(kw["adapter_opt"], keyed=False, flag="--adapter-opt")
     if "source_opt" in kw:
@@ -236,8 +258,8 @@ def run_config_from(kw: dict[str, Any], **fields: Any):
         values["registry"] = list(kw["registries"])
     values.update(fields)
     try:
-        return RunConfig.checked(**values)
-    except RunError as e:
+        return resolve_run_config(values, get_plugins())
+    except (RunError, RegistryError, UnknownName) as e:
         fail(str(e))
 
 

@@ -19,9 +19,9 @@ from creg.cli.common import (
     source_options,
     warn_clashes,
 )
-from creg.config.defaults import DEFAULT_EXPLAIN_SOURCES, default_adapter, default_out
+from creg.config.defaults import DEFAULT_EXPLAIN_SOURCES, default_out, field_default
 from creg.config.hub import ModelUnavailable, check_available
-from creg.config.presets import RegistryError, load_registry
+from creg.config.presets import RegistryError
 from creg.core.box_formats import BOX_FORMATS
 from creg.core.errors import RunError
 from creg.core.logs import quiet
@@ -55,11 +55,6 @@ def _explain_rows(rows_file: str, image_root: str | None, box_format: str, sourc
     names = [s.strip() for s in sources.split(",") if s.strip()]
     if not names:
         raise click.BadParameter("name at least one source", param_hint="--source")
-    try:
-        if kw["adapter"] is None:
-            kw["adapter"] = default_adapter(load_registry(kw["registries"]))
-    except RegistryError as e:
-        fail(str(e))
     bench_options = {"file": str(Path(rows_file).resolve()), "box_format": box_format}
     if image_root is not None:
         bench_options["image_root"] = str(Path(image_root).resolve())
@@ -86,8 +81,8 @@ def _explain_rows(rows_file: str, image_root: str | None, box_format: str, sourc
                f"{', report.html' if report.get('html') else ''}, figures/)")
 
 
-def explain_sample(sample, source, adapter, *, k: int = 8, sigma_r: float = 0.6, rho_r: float = 2.0, seed: int = 0,
-                   adapter_name: str = "adapter"):
+def explain_sample(sample, source, adapter, *, k: int = field_default("k"), sigma_r: float = field_default("sigma_r"),
+                   rho_r: float = field_default("rho_r"), seed: int = field_default("seed"), adapter_name: str = "adapter"):
     """(record, compass) of one sample explained by one built source (0.1 helper), through the same
     pipeline as ``creg run`` (:func:`creg.explain.pipeline.explain_batch`); a plugin's failure raises naming
     the plugin. The API's :func:`creg.explain.samples.explain_samples` explains several sources and keeps the maps."""
@@ -188,7 +183,7 @@ def explain_cmd(ctx, image_path, ref_name, ref_box, tgt_name, tgt_box, box_forma
         raise click.UsageError(f"missing {', '.join(missing)} (or give --from ROWS to explain a file of rows)")
     if image_root is not None:
         raise click.UsageError("--image-root goes with --from ROWS")
-    from creg.api import ApiError, load  # lazy: torch
+    from creg.api import ApiError, load_config  # lazy: torch
     from creg.explain.pipeline import PluginError  # lazy: torch
     from creg.plugins.adapter import LayerOutOfRange  # lazy: torch
 
@@ -199,21 +194,11 @@ def explain_cmd(ctx, image_path, ref_name, ref_box, tgt_name, tgt_box, box_forma
     if out and Path(out).is_dir():
         raise click.BadParameter(f"{out} is a folder: give a figure file", param_hint="--out")
     figure = _figure_path(out, fmt) if out else None
-    try:
-        if kw["adapter"] is None:
-            kw["adapter"] = default_adapter(load_registry(kw["registries"]))
-    except RegistryError as e:
-        fail(str(e))
     config = run_config_from(kw, sources=names)
     warn_clashes(get_plugins())
     try:
         apply_threads(config.threads)
-        common = dict(dtype=config.dtype, device=config.device, prompt=config.prompt, registry=config.registry,
-                      **config.adapter_options, **config.placement())
-        m = load(config.model, adapter=config.adapter, **common) if config.model else load(config.adapter, **common)
-        if m.adapter is None and (config.adapter_options or config.placement()):
-            flag = "--adapter-opt" if config.adapter_options else "--" + next(iter(config.placement())).replace("_", "-")
-            raise RunError(f"{flag} given but {config.adapter!r} runs no model")
+        m = load_config(config)
         ex = m.explain(image_path, ref=(ref_name, rb), tgt=(tgt_name, tb), sources=names, relation=relation,
                        k=config.k, sigma_r=config.sigma_r, rho_r=config.rho_r, source_options=config.source_options,
                        box_format=box_format)

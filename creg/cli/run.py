@@ -21,11 +21,12 @@ from creg.cli.common import (
 from creg.config.defaults import (
     DEFAULT_MODEL,
     DEFAULT_SOURCES,
-    default_adapter,
     default_out,
+    field_default,
 )
 from creg.config.hub import ModelUnavailable, check_available
-from creg.config.presets import RegistryError, load_registry
+from creg.config.presets import RegistryError
+from creg.config.run_config import COS_OPERATORS
 from creg.core.errors import RunError
 from creg.core.logs import quiet
 from creg.execution.backends import executor_for, world_from_env
@@ -51,7 +52,8 @@ def _stored_threads(out_dir: Path) -> int | None:
 
 @click.command("run")
 @config_file_option
-@model_options(adapter_help=f"preset (see `creg list`) or adapter plugin name; default {DEFAULT_MODEL}")
+@model_options(adapter_help=f"preset (see `creg list`) or adapter plugin name; default {DEFAULT_MODEL} (with "
+                           "--model alone: the adapter plugin its config.json names)")
 @click.option("--source", "sources", default=",".join(DEFAULT_SOURCES), show_default=True,
               help="comma-separated source names")
 @source_options
@@ -60,10 +62,10 @@ def _stored_threads(out_dir: Path) -> int | None:
 @execution_options()
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="run directory (default: runs/BENCH-ADAPTER-HASH)")
 @click.option("--cos", is_flag=True, help="causal occlusion score (Eq. 8) per sample and source; needs a model")
-@click.option("--cos-op", type=click.Choice(["grey", "blur", "patch_drop"]), default="grey", show_default=True,
+@click.option("--cos-op", type=click.Choice(COS_OPERATORS), default=field_default("cos_op"), show_default=True,
               help="how --cos occludes a sector (docs/evaluation.md)")
 @click.option("--overwrite", is_flag=True, help="discard an existing run in --out instead of continuing it")
-@click.option("--save-maps/--no-save-maps", default=True, show_default=True,
+@click.option("--save-maps/--no-save-maps", default=field_default("save_maps"), show_default=True,
               help="store every sample's relevance maps in the run (maps/*.npz), so that `creg report` and "
                    "`creg gallery` draw heatmaps without loading the model again")
 @click.option("--max-failures", default=None, metavar="COUNT|FRACTION",
@@ -83,11 +85,6 @@ def run_cmd(sources, out, cos, cos_op, overwrite, save_maps, max_failures, skip_
 
     plugins = get_plugins()
     warn_clashes(plugins)
-    if kw["adapter"] is None:
-        try:
-            kw["adapter"] = default_adapter(load_registry(kw["registries"]))
-        except RegistryError as e:
-            fail(str(e))
 
     try:
         world = world_from_env()  # set by torchrun: this process is one rank of a data-parallel run

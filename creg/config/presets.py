@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from creg.config.run_config import check_device, check_prompt
+from creg.config.run_config import DTYPES, check_device, check_prompt
 
 if TYPE_CHECKING:  # pragma: no cover - creg.plugins.adapter imports torch; `creg list` must not
     from creg.plugins.adapter import AdapterConfig
@@ -36,7 +36,7 @@ class Preset(BaseModel):
 
     adapter: str = Field(min_length=1, description="adapter plugin name, as listed by `creg list`")
     model: str = Field(description="hub id, local directory, or resource:PACKAGE/PATH")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal[DTYPES] = "auto"
     device: str = "auto"
     prompt: str = "A"
     description: str = ""

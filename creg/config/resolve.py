@@ -1,14 +1,22 @@
-"""The one resolver from a run configuration's names to plugins: the adapter and its loading config, the sources with their options, the benchmark, and their provenance."""
+"""The one resolver from what an entry point was given to a run: the values of ``creg run`` / ``explain`` /
+``analyze`` / ``reproduce``, ``--config FILE``, ``creg.run`` and ``creg.load`` become a :class:`RunConfig`
+(:func:`resolve_run_config`, the adapter chosen by :func:`choose_adapter` with the same rules everywhere), and
+its names become plugins: the adapter and its loading config, the sources with their options, the benchmark,
+and their provenance."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from pydantic import BaseModel, Field
 
+from creg.config.defaults import DATA_DIR_ENV, default_adapter, run_defaults
+from creg.config.hub import cached_file
 from creg.config.placement import require_accelerate
-from creg.config.presets import Preset
+from creg.config.presets import Preset, load_registry
 from creg.config.run_config import NO_MODEL, RunConfig
 from creg.core.errors import RunError
 from creg.plugins.benchmark import DataNotFound
@@ -19,6 +27,76 @@ if TYPE_CHECKING:
     from creg.config.presets import Preset
     from creg.plugins.adapter import VLMAdapter
     from creg.plugins.relevance import RelevanceSource
+
+
+# -- an entry point's values -> RunConfig ---------------------------------------------------------------
+
+
+def model_type(model: str) -> str | None:
+    """The ``model_type`` of ``model``'s ``config.json``: a local directory's, or a hub id's in the local cache
+    (nothing is downloaded); None when there is none to read."""
+    path = Path(model).expanduser() / "config.json"
+    if not path.is_file():
+        cached = cached_file(model, "config.json")
+        if cached is None:
+            return None
+        path = Path(cached)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def _plain(name: str) -> str:
+    return name.replace("_", "").replace("-", "").lower()
+
+
+def infer_adapter(model: str, adapters: Iterable[str]) -> str:
+    """The adapter plugin that loads ``model`` (a local directory or a cached hub id): the one named like its
+    ``config.json``'s ``model_type`` (case, ``_`` and ``-`` aside); RunError (one line) when none is."""
+    adapters = sorted(adapters)
+    kind = model_type(model)
+    if kind:
+        for name in adapters:
+            if _plain(name) == _plain(kind):
+                return name
+    raise RunError(f"cannot tell which adapter plugin loads {model!r}{f' (model_type {kind!r})' if kind else ''}: "
+                   f"name it (--adapter NAME; Python: adapter=NAME), one of {adapters}")
+
+
+def choose_adapter(adapter: str | None, model: str | None, presets: Iterable[str], adapters: Iterable[str]) -> str:
+    """``RunConfig.adapter`` for an entry point's adapter and model: ``adapter`` when given (a preset, an adapter
+    plugin or ``none``); else, with a ``model``, the adapter plugin its ``config.json`` names
+    (:func:`infer_adapter`); else the default (:func:`creg.config.defaults.default_adapter`)."""
+    if adapter is not None:
+        return adapter
+    if model is not None:
+        return infer_adapter(model, adapters)
+    return default_adapter(presets)
+
+
+def resolve_run_config(values: Mapping[str, Any], plugins: Plugins, presets: Mapping[str, "Preset"] | None = None) -> RunConfig:
+    """The :class:`RunConfig` of an entry point's ``values`` (RunConfig field names). A field absent or None
+    takes the entry points' default (:func:`creg.config.defaults.run_defaults`); the adapter is chosen by
+    :func:`choose_adapter`, ``data_dir`` falls back to ``$CREG_DATA_DIR``. ``presets``: the registry (read from
+    ``values["registry"]`` when not given). A bad value raises :class:`RunError` with one line naming its flag."""
+    unknown = sorted(set(values) - set(RunConfig.model_fields))
+    if unknown:
+        raise RunError(f"unknown setting(s) {unknown}; the settings are {sorted(RunConfig.model_fields)}")
+    given = {k: v for k, v in values.items() if v is not None}
+    fields = {**run_defaults(), **given}
+    if presets is None:
+        presets = load_registry(fields["registry"])
+    fields["adapter"] = choose_adapter(fields["adapter"], fields["model"], presets, plugins.names("adapter"))
+    if fields["data_dir"] is None:
+        fields["data_dir"] = os.environ.get(DATA_DIR_ENV) or None
+    if fields["data_dir"] is not None:
+        fields["data_dir"] = str(fields["data_dir"])
+    return RunConfig.checked(**fields)
+
+
+# -- names -> plugins ----------------------------------------------------------------------------------
 
 
 def resolve_adapter(config: RunConfig, plugins: Plugins, presets: dict[str, "Preset"]) -> tuple[type["VLMAdapter"] | None, Any]:

@@ -35,6 +35,10 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|meta|(cuda|xpu|npu|hpu|mtia)(:\d+)?
 MAX_SEED = 2**32 - 1
 #: the most threads ``--threads`` accepts.
 MAX_THREADS = 1024
+#: the dtypes a model can be loaded in (``--dtype``; auto: bfloat16 on CUDA, float32 on the CPU).
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: how ``--cos`` occludes a sector (``--cos-op``, creg.explain.occlusion); grey is the paper's.
+COS_OPERATORS = ("grey", "blur", "patch_drop")
 
 
 def check_device(device: str | None) -> str | None:
@@ -58,7 +62,7 @@ class RunConfig(BaseModel):
 
     adapter: str = NO_MODEL
     model: str | None = None  # overrides the preset's model (hub id or local dir)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+    dtype: Literal[DTYPES] | None = None
     device: str | None = None
     prompt: str | None = None
     adapter_options: dict[str, Any] = Field(default_factory=dict)  # --adapter-opt, over the preset's options
@@ -74,7 +78,7 @@ class RunConfig(BaseModel):
     rho_r: float = Field(2.0, gt=0, allow_inf_nan=False)
     batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = 1  # "auto": creg.execution.batching.resolve_batch_size
     cos: bool = False  # causal occlusion (Eq. 8) per sample and source, see creg.explain.occlusion
-    cos_op: Literal["grey", "blur", "patch_drop"] = "grey"
+    cos_op: Literal[COS_OPERATORS] = "grey"
     registry: list[str] = Field(default_factory=list)
     #: torch intra-op threads; None = :func:`default_threads` (the CLI stores the number it used).
     threads: int | None = Field(None, ge=1, le=MAX_THREADS)

@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from creg.config.defaults import DEFAULT_SOURCES
-from creg.config.run_config import RunConfig
+from creg.config.defaults import DEFAULT_REPRODUCE_BENCHES
+from creg.config.resolve import resolve_run_config
+from creg.config.run_config import COS_OPERATORS, RunConfig  # COS_OPERATORS: creg run --cos-op's; grey is the paper's
 from creg.core.errors import RunError
 from creg.execution.runner import Runner
 from creg.experiments.heatmaps import recompute_maps
@@ -52,7 +53,7 @@ from creg.report.report import build_report
 from creg.report.reproduction import reproduction_report
 
 #: The paper's benchmarks, in its order.
-PAPER_BENCHMARKS = ("vsr", "coco_pairs")
+PAPER_BENCHMARKS = DEFAULT_REPRODUCE_BENCHES
 #: Sample counts of the paper (§5.1, Table 5, Table 6, §6.1); other benchmarks use Table 1's VSR size.
 TABLE1_N = {"vsr": 240, "coco_pairs": 300}
 ABLATION_N = 60
@@ -82,8 +83,6 @@ PAPER_SIZES = Sizes(table1=None, cos=None, ablation=ABLATION_N, prompts=PROMPTS_
 #: Offline on generated scenes (the toy model): Table 1 on ``creg run``'s default 200 samples, COS on 60.
 QUICK_SIZES = Sizes(table1=200, cos=60, ablation=ABLATION_N, prompts=PROMPTS_N)
 SIZES = {"paper": PAPER_SIZES, "quick": QUICK_SIZES}
-#: The operators of ``creg run --cos-op``; grey is the paper's (Table 4).
-COS_OPERATORS = ("grey", "blur", "patch_drop")
 #: Sources of the extra-operator COS runs: the method, the strongest baseline, the noise control.
 COS_SOURCES = ("creg", "attention_rollout", "random_relevance")
 #: Benchmark that stands in when no dataset is available.
@@ -129,7 +128,7 @@ def needs_data(bench: str, plugins) -> bool:
     return bool(plugins.get("benchmark", bench).metadata.get("needs_data", False))
 
 
-def plan_reproduction(out: Path, *, adapter: str, benchmarks: list[str] | None = None, data_dir: str | None = None,
+def plan_reproduction(out: Path, *, adapter: str | None, benchmarks: list[str] | None = None, data_dir: str | None = None,
                       limit: int | None = None, sizes: str | None = None, seed: int = 0,
                       sources: list[str] | None = None, plugins=None, **run_fields: Any) -> Plan:
     """The steps of the protocol for ``adapter`` (see the module docstring). Benchmarks that need
@@ -137,11 +136,16 @@ def plan_reproduction(out: Path, *, adapter: str, benchmarks: list[str] | None =
     stands in (with a note). ``sizes``: ``"paper"`` or ``"quick"`` (:data:`SIZES`); None: quick when
     no benchmark of the plan reads a dataset, else the paper's. ``limit`` caps every step.
     ``run_fields``: further :class:`RunConfig` fields (model, dtype, device, batch_size, registry,
-    ...), the same for every run."""
+    ...), the same for every run. ``adapter``, ``sources`` and the fields resolve as every entry point's
+    (:func:`creg.config.resolve.resolve_run_config`: None is the default, the adapter chosen from ``model``'s
+    config.json when only a model is given; ``data_dir`` None falls back to ``$CREG_DATA_DIR``)."""
 
     plugins = plugins or get_plugins()
     if limit is not None and limit < 1:
         raise RunError(f"--limit {limit}: expected a number of samples >= 1")
+    base = resolve_run_config({**run_fields, "adapter": adapter, "seed": seed, "data_dir": data_dir,
+                               "sources": list(sources) if sources else None}, plugins)
+    data_dir, sources = base.data_dir, list(base.sources)
     asked = list(benchmarks or PAPER_BENCHMARKS)
     notes: list[str] = []
     benches = []
@@ -154,7 +158,6 @@ def plan_reproduction(out: Path, *, adapter: str, benchmarks: list[str] | None =
         benches = [SUBSTITUTE]
         notes.append(f"{SUBSTITUTE} stands in for {', '.join(asked)}: the paper's numbers are shown for "
                      "orientation only, they were measured on other data")
-    sources = list(sources or DEFAULT_SOURCES)
     if sizes is None:
         sizes = "paper" if any(needs_data(b, plugins) for b in benches) else "quick"
     if sizes not in SIZES:
@@ -169,8 +172,7 @@ def plan_reproduction(out: Path, *, adapter: str, benchmarks: list[str] | None =
         return n if limit is None else min(n, limit)
 
     def config(bench: str, n: int, **fields) -> RunConfig:
-        return RunConfig(**{"adapter": adapter, "bench": bench, "n": n, "seed": seed, "data_dir": data_dir,
-                            "sources": sources, **run_fields, **fields})
+        return RunConfig.checked(**{**base.model_dump(), "bench": bench, "n": n, **fields})
 
     steps: list[Step] = []
     for b in benches:

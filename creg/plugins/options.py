@@ -14,7 +14,7 @@ touched and fails with one line that names the plugin and the field::
 
     source 'creg': option 'layers': expected integers like -2,-3, got 'abc'
 
-The ``parse_*`` helpers are kept for plugins written before options had a schema.
+:func:`parse_layers` reads hidden-state indices (``-2``, ``"-2,-3"``, ``[-2, -3]``); the :data:`Layers` field type uses it.
 """
 
 from __future__ import annotations

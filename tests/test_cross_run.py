@@ -36,7 +36,7 @@ def compared(tmp_path_factory):
 def test_model_name_is_the_hub_id_or_the_preset_never_a_path(tmp_path):
     assert model_name({"run": {"adapter": "qwen2vl-7b"}, "adapter": {"model": "Qwen/Qwen2-VL-7B-Instruct"}}) == \
         "Qwen/Qwen2-VL-7B-Instruct"
-    assert model_name({"run": {"adapter": "qwen2vl-toy"}, "adapter": {"model": "/home/me/creg/tools/creg_toy/checkpoint"}}) \
+    assert model_name({"run": {"adapter": "qwen2vl-toy"}, "adapter": {"model": "/home/me/creg/creg/qwen2vl-toy"}}) \
         == "qwen2vl-toy"
     ckpt = tmp_path / "org" / "my-finetune"
     ckpt.mkdir(parents=True)

@@ -15,7 +15,6 @@ from creg.plugins.benchmark import DataInvalid
 from creg.core import images as images_mod
 from creg.coco.annotations import load_instances
 from creg.core.images import image_problem, to_rgb
-from creg.coco.names import safe_file_name
 from creg.core.paths import UnsafePath, resolve_inside
 from creg.core.sample import Box, ImageUnreadable, make_sample
 from creg_coco_pairs.benchmark import CocoPairsBenchmark
@@ -32,19 +31,6 @@ def test_paths_from_data_files_may_not_leave_the_data_folder(tmp_path, name):
 def test_ordinary_relative_paths_resolve_inside(tmp_path):
     assert resolve_inside(tmp_path, "000000000001.jpg") == tmp_path / "000000000001.jpg"
     assert resolve_inside(tmp_path, "sub/dir/x.jpg") == tmp_path / "sub" / "dir" / "x.jpg"
-
-
-@pytest.mark.parametrize("name", ["x/../../../elsewhere/y", "../up", ".hidden", "a b", "ünï", "", "a" * 300, "con/\x00"])
-def test_safe_file_name_is_one_component_and_distinct(name):
-    safe = safe_file_name(name)
-    assert "/" not in safe and "\\" not in safe and not safe.startswith(".") and 0 < len(safe) <= 100
-    assert all(c.isascii() and (c.isalnum() or c in "._-") for c in safe)
-    assert safe != safe_file_name(name + "x")
-
-
-def test_safe_names_stay_unchanged():
-    for name in ("creg", "integrated_gradients", "random-ref.v2"):
-        assert safe_file_name(name) == name
 
 
 # -- images ---------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from creg.report.report import build_report
-from creg.core.safe_text import csv_cell, html_text, markdown_text, plot_text
+from creg.core.safe_text import csv_cell, html_text, markdown_text
 from creg.testing.hostile_text import HOSTILE, active_html
 
 from hostile_runs import MATHTEXT, hostile_run
@@ -59,7 +59,6 @@ def test_active_html_finds_what_could_run():
 def test_safe_text_helpers():
     assert html_text('"<a>\'') == "&quot;&lt;a&gt;&#x27;"
     assert markdown_text("a|b\n![x](y)") == "a\\|b ![x](y)"
-    assert plot_text("$x$") == r"\$x\$"
     assert [csv_cell(v) for v in ("=1+1", "+1", "-1", "@SUM(A1)", "cup", 1.5, -2)] == \
         ["'=1+1", "'+1", "'-1", "'@SUM(A1)", "cup", 1.5, -2]
     assert MATHTEXT.count("$") == 2

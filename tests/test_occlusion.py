@@ -386,11 +386,11 @@ def _one_forward_reference(adapter, samples, queries, *, k, rho_r, op, cell_xy):
 def test_cos_is_unchanged_on_the_toy_model(op):
     """The shipped toy model, a batch of 3 synthetic scenes and 3 sources' peaks: every Delta S and
     COS of the chunked per-sample passes equals the one-forward path to float tolerance."""
-    from creg_toy import CHECKPOINT_DIR
-    from creg.plugins.adapter import AdapterConfig
+    from creg.config.presets import load_registry
     from creg.plugins.manager import get_plugins
 
-    adapter = get_plugins().load("adapter", "qwen2vl").load(AdapterConfig(model=str(CHECKPOINT_DIR), dtype="float32", device="cpu"))
+    toy = load_registry([])["qwen2vl-toy"]
+    adapter = get_plugins().load("adapter", "qwen2vl").load(toy.adapter_config(dtype="float32", device="cpu"))
     samples = list(SyntheticBenchmark(seed=0, n=3).samples())
     cell_xy = [layout.cell_xy for layout in adapter.forward(samples).vision]
     queries = [CosQuery(i, peak, s.ref_box.center, 2.0 * math.dist(s.ref_box.center, s.tgt_box.center))

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from creg.cli import cli
-from creg.report.report import ReportError, build_report, sample_images
+from creg.report.examples import run_samples
+from creg.report.report import ReportError, build_report
 from creg.execution.runner import Runner, RunConfig
 
 torch.set_num_threads(1)
@@ -64,9 +65,9 @@ def test_synthetic_images_are_recreated_from_the_config(tmp_path):
     cfg = RunConfig(sources=["oracle"], n=5, seed=3)
     Runner(cfg, run, progress=False, log=_quiet).run()
     config = json.loads((run / "config.json").read_text())
-    images = sample_images(config, {}, {"synthetic-3-00004"})
+    (sample,) = run_samples(config, {}, {"synthetic-3-00004"}).values()
     want = list(build_benchmark(cfg, get_plugins()).samples())[4].load_image()
-    assert np.array_equal(np.asarray(images["synthetic-3-00004"]), np.asarray(want))
+    assert np.array_equal(np.asarray(sample.load_image()), np.asarray(want))
 
 
 @pytest.mark.slow

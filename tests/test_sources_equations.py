@@ -14,7 +14,7 @@ from creg.sources.gradcam import gradcam_map
 from creg.sources.gradient_norm import gradient_norm
 from creg.sources.gradxact import grad_times_act
 from creg.sources.integrated_gradients import integration_rule
-from creg.plugins.options import parse_bool, parse_layers
+from creg.plugins.options import parse_layers
 from creg.sources.target_box import box_mask
 
 torch.set_num_threads(1)
@@ -183,8 +183,5 @@ def test_option_parsing():
     assert parse_layers([-2]) == (-2,)
     assert parse_layers(-2) == (-2,)
     assert parse_layers("[-2, -3]") == (-2, -3)
-    assert parse_bool("false", "contrastive") is False and parse_bool(True, "x") is True
     with pytest.raises(ValueError):
         parse_layers("a,b")
-    with pytest.raises(ValueError):
-        parse_bool("maybe", "contrastive")

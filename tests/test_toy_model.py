@@ -8,17 +8,20 @@ from seeds >= 1e9; docs/toy-model.md).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from creg.plugins.adapter import AdapterConfig
 from creg.plugins.manager import get_plugins
+from creg.config.presets import load_registry, resolve_model
 from creg.core.sample import RELATIONS
-from creg_toy import CHECKPOINT_DIR
-from creg_toy.data import FLIP_RELATION, flip_sample, scenes
+from tools.creg_toy.data import FLIP_RELATION, flip_sample, scenes
 
-N = 400  # a multiple of 4: 100 scenes per relation (as `creg toy eval --n 400` in docs/toy-model.md)
+N = 400  # a multiple of 4: 100 scenes per relation (as `python -m tools.creg_toy eval --n 400` in docs/toy-model.md)
+#: the checkpoint the preset names, as an install finds it (creg's package data)
+CHECKPOINT_DIR = Path(resolve_model(load_registry([])["qwen2vl-toy"].model))
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +72,8 @@ def test_every_decoder_block_matters_and_the_image_is_read_in_the_upper_half(ada
     knock-out that costs most is in the upper half of the blocks, and the upper half's knock-outs
     cost more than the lower half's (block 0 still reads some: docs/toy-model.md)."""
     from creg.explain.layers import layer_effects
-    from creg_toy.data import Batcher, blank_sample
-    from creg_toy.shaping import block_effects
+    from tools.creg_toy.data import Batcher, blank_sample
+    from tools.creg_toy.shaping import block_effects
 
     samples = list(scenes(4242, 16))
     reads = layer_effects(adapter, samples, blank_sample)["blocks"]

@@ -1,4 +1,4 @@
-"""creg_toy.shaping: the read-window and every-block-matters losses of the toy's training, and
+"""tools.creg_toy.shaping: the read-window and every-block-matters losses of the toy's training, and
 the per-block probes that check them."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from creg_toy.data import Batcher, load_adapter, scenes
-from creg_toy.shaping import attention_weights, block_effects, knocked_out, read_penalty, text_to_vision_mass
-from creg_toy.training import STATE, ToyConfig, train
+from tools.creg_toy.data import Batcher, load_adapter, scenes
+from tools.creg_toy.shaping import attention_weights, block_effects, knocked_out, read_penalty, text_to_vision_mass
+from tools.creg_toy.training import STATE, ToyConfig, train
 
 torch.set_num_threads(1)
 
@@ -93,7 +93,7 @@ def test_shaped_training_logs_its_losses_and_resumes_to_the_same_weights(small_d
 
 
 def test_reinit_outputs_gives_an_identity_grown_block_fresh_output_projections(small_dir, tmp_path):
-    from creg_toy.growth import grow_checkpoint, reinit_outputs
+    from tools.creg_toy.growth import grow_checkpoint, reinit_outputs
 
     grow_checkpoint(small_dir, tmp_path / "deep", text_layers=4, vision_depth=1, seed=1)
     layers = load_adapter(tmp_path / "deep").model.model.language_model.layers
@@ -108,7 +108,7 @@ def test_reinit_outputs_gives_an_identity_grown_block_fresh_output_projections(s
 
 
 def test_knockout_block_visits_each_block_then_follows_the_laggard():
-    from creg_toy.training import knockout_block
+    from tools.creg_toy.training import knockout_block
 
     assert knockout_block([None, None, None]) == 0
     assert knockout_block([0.5, None, None]) == 1

@@ -1,4 +1,4 @@
-"""The toy model's training room (plugin ``creg_toy``): growth, flipped copies, resumable runs."""
+"""The toy model's training room (the development tool ``tools.creg_toy``): growth, flipped copies, resumable runs."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from creg.core.sample import relation_from_boxes
-from creg_toy.data import FLIP_RELATION, flip_sample, load_adapter, scenes
-from creg_toy.growth import grow_checkpoint, layer_map
-from creg_toy.training import STATE, ToyConfig, train
+from tools.creg_toy.data import FLIP_RELATION, flip_sample, load_adapter, scenes
+from tools.creg_toy.growth import grow_checkpoint, layer_map
+from tools.creg_toy.training import STATE, ToyConfig, train
 
 torch.set_num_threads(1)
 
@@ -27,7 +27,7 @@ def small_dir(tmp_path_factory):
 
 def test_toy_package_imports_no_plugin():
     """It reaches the adapter and the scenes through the plugin registry only."""
-    root = Path(__import__("creg_toy").__file__).parent
+    root = Path(__file__).resolve().parents[1] / "tools" / "creg_toy"
     for py in root.glob("*.py"):
         for node in ast.walk(ast.parse(py.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
@@ -96,10 +96,13 @@ def test_an_interrupted_run_resumes_to_the_same_weights(small_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_toy_command_is_registered_through_the_entry_point():
-    """``creg toy`` comes from the ``creg_toy`` entry point, as a third-party command would."""
+def test_toy_training_is_a_development_tool_not_a_user_command():
+    """``python -m tools.creg_toy`` runs from the repository; an installed ``creg`` has no ``toy`` command."""
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-m", "creg", "toy", "train", "--out", "x"], capture_output=True, text=True)
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-m", "tools.creg_toy", "train", "--out", "x"], capture_output=True, text=True, cwd=root)
     assert res.returncode == 2 and "--grow-from" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run([sys.executable, "-m", "creg", "toy", "train", "--out", "x"], capture_output=True, text=True, cwd=root)
+    assert res.returncode == 2 and "No such command 'toy'" in res.stderr

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from creg.testing.tiny_configs import TINY_SIZES
+from creg.hf.tiny_configs import TINY_SIZES
 
 #: google/gemma-3-4b-it's template reduced to user / assistant turns with images and text.
 GEMMA3_CHAT_TEMPLATE = (
@@ -42,8 +42,8 @@ def build_tiny_gemma3(out_dir: str | Path, *, seed: int = 0, **overrides: Any) -
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
-    from creg.testing.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
-    from creg.testing.tiny_tokenizers import build_qwen2_tokenizer
+    from creg.hf.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
+    from creg.hf.tiny_tokenizers import build_qwen2_tokenizer
 
     c = tiny_sizes(DEFAULTS, overrides, "Gemma3")
     out = Path(out_dir)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from creg.testing.tiny_configs import TINY_SIZES
+from creg.hf.tiny_configs import TINY_SIZES
 
 #: The chat template of HuggingFaceTB/SmolVLM-Instruct.
 SMOLVLM_CHAT_TEMPLATE = (
@@ -40,8 +40,8 @@ def build_tiny_idefics3(out_dir: str | Path, *, seed: int = 0, **overrides: Any)
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-    from creg.testing.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
-    from creg.testing.tiny_tokenizers import build_qwen2_tokenizer
+    from creg.hf.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
+    from creg.hf.tiny_tokenizers import build_qwen2_tokenizer
 
     c = tiny_sizes(DEFAULTS, overrides, "Idefics3")
     out = Path(out_dir)

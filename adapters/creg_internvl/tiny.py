@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from creg.testing.tiny_configs import TINY_SIZES
+from creg.hf.tiny_configs import TINY_SIZES
 
 from .chat_template import INTERNVL_CHAT_TEMPLATE
 
@@ -35,8 +35,8 @@ DEFAULTS: dict[str, Any] = {
 
 
 def build_tokenizer(vocab_size: int = DEFAULTS["vocab_size"]):
-    """A ``Qwen2Tokenizer`` trained on the prompts (:mod:`creg.testing.tiny_tokenizers`) with InternVL's tokens."""
-    from creg.testing.tiny_tokenizers import build_qwen2_tokenizer
+    """A ``Qwen2Tokenizer`` trained on the prompts (:mod:`creg.hf.tiny_tokenizers`) with InternVL's tokens."""
+    from creg.hf.tiny_tokenizers import build_qwen2_tokenizer
 
     return build_qwen2_tokenizer(SPECIAL_TOKENS, INTERNVL_CHAT_TEMPLATE, vocab_size=vocab_size)
 
@@ -54,7 +54,7 @@ def build_tiny_internvl(out_dir: str | Path, *, seed: int = 0, **overrides: Any)
     """Write a tiny InternVL checkpoint to ``out_dir``; ``overrides`` may set any key of
     :data:`DEFAULTS` (``tile_size`` is the vision tower's image size, 448 in the releases)."""
     import torch
-    from creg.testing.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
+    from creg.hf.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
     from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration
 
     c = tiny_sizes(DEFAULTS, overrides, "InternVL")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from creg.testing.tiny_configs import TINY_SIZES
+from creg.hf.tiny_configs import TINY_SIZES
 
 #: The chat template of llava-hf/llava-1.5-7b-hf: "USER: <image>\n{question} ASSISTANT:".
 LLAVA_CHAT_TEMPLATE = (
@@ -41,7 +41,7 @@ def build_tokenizer(vocab_size: int = DEFAULTS["vocab_size"]):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaTokenizer
 
-    from creg.testing.tiny_tokenizers import training_corpus
+    from creg.hf.tiny_tokenizers import training_corpus
 
     corpus = training_corpus() + ["USER: ASSISTANT: 1 2 3 4"] * 8
     specials = ["<unk>", "<s>", "</s>"]
@@ -86,7 +86,7 @@ def build_tiny_llava(out_dir: str | Path, *, next: bool = False, pad_to_square: 
         LlavaProcessor,
     )
 
-    from creg.testing.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
+    from creg.hf.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
 
     c = tiny_sizes(DEFAULTS, overrides, "LLaVA")
     out = Path(out_dir)

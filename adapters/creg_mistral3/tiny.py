@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from creg.testing.tiny_configs import TINY_SIZES
+from creg.hf.tiny_configs import TINY_SIZES
 
 #: Mistral-Small-3.1's template reduced to one user turn with images and the assistant's answer.
 MISTRAL3_CHAT_TEMPLATE = (
@@ -39,8 +39,8 @@ def build_tiny_mistral3(out_dir: str | Path, *, seed: int = 0, **overrides: Any)
     from transformers import Mistral3Config, Mistral3ForConditionalGeneration
     from transformers.models.pixtral.image_processing_pil_pixtral import PixtralImageProcessorPil
 
-    from creg.testing.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
-    from creg.testing.tiny_tokenizers import build_qwen2_tokenizer
+    from creg.hf.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
+    from creg.hf.tiny_tokenizers import build_qwen2_tokenizer
 
     c = tiny_sizes(DEFAULTS, overrides, "Mistral3")
     out = Path(out_dir)

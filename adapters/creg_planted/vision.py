@@ -42,11 +42,6 @@ COLOUR_TOLERANCE = 40
 SQUARE_FILL, CIRCLE_FILL = 0.9, 0.64
 
 
-def object_channel(colour: int, shape: int) -> int:
-    """The channel (0..11) of object (colour index, shape index)."""
-    return colour * len(SHAPES) + shape
-
-
 def grid_shape(size: tuple[int, int], patch_px: int) -> tuple[int, int]:
     """``(h, w)`` cells for a (width, height) image: about ``patch_px`` pixels per cell."""
     w, h = size

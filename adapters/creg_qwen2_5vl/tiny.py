@@ -48,8 +48,8 @@ def build_tiny_qwen2_5vl(out_dir: str | Path, *, seed: int = 0, **config_overrid
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from creg.testing.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
-    from creg.testing.tiny_tokenizers import build_qwen2_tokenizer
+    from creg.hf.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
+    from creg.hf.tiny_tokenizers import build_qwen2_tokenizer
 
     c = tiny_sizes(DEFAULTS, config_overrides, "Qwen2.5-VL")
     head_dim = c["text_hidden_size"] // c["text_heads"]

@@ -78,7 +78,7 @@ QWEN2VL_7B_SHAPE: dict[str, Any] = {
 
 def build_tokenizer(vocab_size: int = DEFAULTS["vocab_size"]):
     """A ``Qwen2Tokenizer``: byte-level BPE trained on the prompt templates, Qwen's special tokens."""
-    from creg.testing.tiny_tokenizers import build_qwen2_tokenizer
+    from creg.hf.tiny_tokenizers import build_qwen2_tokenizer
 
     return build_qwen2_tokenizer(SPECIAL_TOKENS, QWEN2VL_CHAT_TEMPLATE, vocab_size=vocab_size)
 
@@ -100,7 +100,7 @@ def build_tiny_qwen2vl(out_dir: str | Path, *, seed: int = 0, init_device: str |
     import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    from creg.testing.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
+    from creg.hf.tiny_configs import padded_vocab_size, tiny_sizes, tiny_text_config
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     c = tiny_sizes(DEFAULTS, config_overrides, "Qwen2-VL")

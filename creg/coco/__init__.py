@@ -1,5 +1,4 @@
-"""Reading benchmark data safely: paths that stay inside the data folder, images of any mode,
-COCO annotation files checked entry by entry, and file names made safe.
+"""Reading benchmark data safely: COCO annotation files checked entry by entry.
 
-Shared by the benchmark plugins (no plugin imports another plugin) and by the run store.
+Shared by the benchmark plugins (no plugin imports another plugin).
 """

@@ -20,7 +20,6 @@ from creg.config.run_config import DTYPES, check_device, check_prompt
 if TYPE_CHECKING:  # pragma: no cover - creg.plugins.adapter imports torch; `creg list` must not
     from creg.plugins.adapter import AdapterConfig
 
-BUILTIN = "creg/registry.toml"
 ENV_VAR = "CREG_REGISTRY"
 RESOURCE_PREFIX = "resource:"
 

@@ -7,8 +7,9 @@ data: they are never markup, formulas or special syntax. One helper per destinat
   escaped); every HTML page creg writes goes through it;
 * :func:`markdown_text` -- one line of Markdown text: line breaks and table pipes made harmless, so a
   name cannot start a new Markdown block (an image line, a heading) or a new table cell;
-* :func:`plot_text` -- a matplotlib label drawn as it is, never as mathtext (``$...$``);
 * :func:`csv_cell` -- a spreadsheet cell that is never a formula (OWASP "CSV injection").
+
+Figures need no helper: :mod:`creg.report.figures` turns matplotlib's mathtext off, so labels are drawn as they are.
 """
 
 from __future__ import annotations
@@ -29,11 +30,6 @@ def html_text(text: Any) -> str:
 def markdown_text(text: Any) -> str:
     """``text`` on one line of Markdown: line breaks become spaces and ``|`` is escaped (``\\|``)."""
     return " ".join(str(text).splitlines()).replace("|", "\\|")
-
-
-def plot_text(text: Any) -> str:
-    """``text`` for a matplotlib label, drawn literally: every ``$`` is escaped, so no mathtext is parsed."""
-    return str(text).replace("$", r"\$")
 
 
 def csv_cell(value: Any) -> Any:

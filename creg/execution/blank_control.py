@@ -19,9 +19,6 @@ from creg.core.sample import Sample
 from creg.plugins.benchmark import DerivedBenchmark
 from creg.summary.prior import BLANK_DIR
 
-#: the controls ``creg run --control`` accepts.
-CONTROLS = ("blank",)
-
 
 class BlankBenchmark(DerivedBenchmark):
     """Another benchmark's samples with their objects removed (same ids, for pairing)."""

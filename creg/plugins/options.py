@@ -14,12 +14,11 @@ touched and fails with one line that names the plugin and the field::
 
     source 'creg': option 'layers': expected integers like -2,-3, got 'abc'
 
-The ``parse_*`` helpers are kept for plugins written before options had a schema.
+:func:`parse_layers` reads hidden-state indices (``-2``, ``"-2,-3"``, ``[-2, -3]``); the :data:`Layers` field type uses it.
 """
 
 from __future__ import annotations
 
-import math
 import types
 import typing
 from typing import Annotated, Any, Literal, Mapping, Sequence
@@ -172,48 +171,3 @@ def _lower(value: Any) -> Any:
 def Choice(*values: str) -> Any:  # noqa: N802 - used like a type: ``mode: Choice("a", "b") = "a"``
     """A pydantic field type: one of ``values``, case-insensitive (``"UNIQUE"`` -> ``"unique"``)."""
     return Annotated[Literal[values], BeforeValidator(_lower)]
-
-
-# -- hand parsers of the 0.1 API (kept for third-party plugins) -----------------------------------
-
-
-def parse_bool(value: Any, name: str) -> bool:
-    """``True``/``False`` or the strings true/false/1/0/yes/no/on/off."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"{name}: expected true or false, got {value!r}")
-
-
-def parse_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    """One of ``choices`` (case-insensitive)."""
-    text = str(value).strip().lower()
-    if text not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-    return text
-
-
-def parse_float(value: Any, name: str, *, minimum: float) -> float:
-    """A finite number >= ``minimum``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number, got {value!r}") from None
-    if not (math.isfinite(number) and number >= minimum):
-        raise ValueError(f"{name}: expected a number >= {minimum}, got {number}")
-    return number
-
-
-def parse_int(value: Any, name: str, *, minimum: int) -> int:
-    """An integer >= ``minimum``."""
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected an integer, got {value!r}") from None
-    if number < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {number}")
-    return number

@@ -44,7 +44,6 @@ from creg.report.multigrid import outlines, spread_to_pixels
 
 #: The true direction A -> B, in the scene and in the rose (and the true sector in the COS figure).
 TRUE_COLOUR = "#2ca02c"
-SCENE_TRUE_COLOUR = TRUE_COLOUR  # 0.1 name
 PEAK_COLOUR = "#c2188b"
 REF_COLOUR = "#ff7f0e"
 TGT_COLOUR = "#1f77b4"
@@ -511,13 +510,6 @@ def explanation_figure(image, sample: dict[str, Any], rows: Sequence[dict[str, A
                fontsize=FONT_SMALL, frameon=False)
     relayout_labels(fig)
     return fig
-
-
-def explain_figure(path: Path, image, sample: dict[str, Any], record: dict[str, Any], title: str = "", *,
-                   dpi: int = DEFAULT_DPI, **row: Any) -> Path:
-    """One explained image, one source (kept for 0.1 callers): see :func:`explanation_figure`."""
-    fig = explanation_figure(image, sample, [{"source": record.get("source", ""), "record": record, **row}], title=title)
-    return save(fig, path, dpi=dpi)
 
 
 # -- a run's figures ------------------------------------------------------------------------------------

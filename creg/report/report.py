@@ -27,7 +27,7 @@ from creg.core.safe_text import markdown_text
 from creg.core.sample import RELATIONS
 from creg.report import figures as fg
 from creg.report.cross_run import model_name
-from creg.report.examples import Recompute, build_examples, run_samples
+from creg.report.examples import Recompute, build_examples
 from creg.report.html import render_html
 from creg.store import RunDirError, RunStore, safe_name
 from creg.summary import breakdowns, paired_tests
@@ -51,19 +51,6 @@ def load_run(run_dir: Path | RunStore, log: Callable[[str], None] | None = None)
         raise ReportError(f"{run_dir} holds no records yet")
     samples = {sid: f.model_dump() for sid, f in store.samples().items()}
     return store.config, records, samples
-
-
-def sample_images(config: dict[str, Any], samples: dict[str, dict[str, Any]], ids: set[str]) -> dict[str, Any]:
-    """PIL images of the samples ``ids``: from the recorded path, else re-created by the benchmark
-    (:func:`creg.report.examples.run_samples`). Samples whose image cannot be had are left out
-    (their figures show boxes only)."""
-    out: dict[str, Any] = {}
-    for sid, sample in run_samples(config, samples, ids).items():
-        try:
-            out[sid] = sample.load_image()
-        except Exception:  # noqa: BLE001 - a figure without its image still shows the boxes
-            pass
-    return out
 
 
 def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], None] = log_info, fmt: str = "png",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
-import math
 import os
 import secrets
 from dataclasses import dataclass
@@ -88,7 +87,6 @@ class JsonLines:
     problems: list[str]  # "records.jsonl line 5: ..." for every bad line
     bad_lines: list[tuple[int, str, str]]  # (line number, error, text) of every bad line but a torn tail
     torn_tail: bool  # the file ends in a partial line (a crash mid-write)
-    good_length: int  # bytes up to the end of the last whole line
 
 
 def read_json_lines(path: Path, parse: Callable[[Any], T]) -> JsonLines:
@@ -97,19 +95,16 @@ def read_json_lines(path: Path, parse: Callable[[Any], T]) -> JsonLines:
     A bad line is reported with its number and skipped; the lines after it are still read.
     A last line without its newline is a torn write: reported, not a row.
     """
-    out = JsonLines([], [], [], [], False, 0)
+    out = JsonLines([], [], [], [], False)
     path = Path(path)
     if not path.exists():
         return out
     raw = path.read_bytes()
-    pos = 0
     for no, line in enumerate(raw.splitlines(keepends=True), start=1):
-        pos += len(line)
         if not line.endswith(b"\n"):
             out.torn_tail = True
             out.problems.append(f"{path.name} line {no}: incomplete last line (a write was cut off); ignored")
             break
-        out.good_length = pos
         text = line.decode("utf-8", errors="replace").strip()
         if not text:
             continue
@@ -126,10 +121,6 @@ def read_json_lines(path: Path, parse: Callable[[Any], T]) -> JsonLines:
 def _short(e: Exception) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text[:200]}"
-
-
-def has_nonfinite(values: Iterable[float] | None) -> bool:
-    return values is not None and any(not math.isfinite(v) for v in values)
 
 
 class LockBusy(RuntimeError):

@@ -238,10 +238,6 @@ class RunStore:
             return None
         return datetime.fromtimestamp(p.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
 
-    def read_artifact(self, rel: str) -> str | None:
-        p = inside(self.path, rel)
-        return p.read_text() if p.is_file() else None
-
     # -- nested runs and artifacts ---------------------------------------------------------
     def sub_path(self, name: str) -> Path:
         """Where the nested run ``name`` (e.g. ``flip``) lives."""
@@ -266,10 +262,6 @@ class RunStore:
     def put_file(self, rel: str, src: Path) -> Path:
         """Move a file rendered elsewhere (a figure) into the run directory as ``rel`` (sanitised)."""
         return self.write_artifact(rel, Path(src).read_bytes())
-
-    def artifact_path(self, rel: str) -> Path:
-        """The path ``rel`` (sanitised) would have; for links in reports."""
-        return inside(self.path, rel)
 
 
 def _check_run_settings(path: Path, run: dict[str, Any]) -> None:

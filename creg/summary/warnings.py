@@ -147,11 +147,6 @@ def run_warnings(config: dict[str, Any] | None, summary: dict[str, Any],
     return out
 
 
-def store_warnings(store) -> list[dict[str, Any]]:
-    """:func:`run_warnings` of a :class:`creg.store.RunStore` (its stored summary and records)."""
-    return run_warnings(store.config, store.summary() or {}, store.records())
-
-
 def warnings_markdown(warnings: Sequence[dict[str, Any]], *, heading: str | None = "**Warnings**") -> str:
     """A Markdown list (``heading``, then one ``- `` line each); empty when there are none."""
     if not warnings:

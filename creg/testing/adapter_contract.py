@@ -123,13 +123,6 @@ def cell_footprints(cell_xy: torch.Tensor) -> tuple[float, float]:
     return dx / 2, dy / 2
 
 
-def covers(centre: tuple[float, float], half: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
-    """Does the footprint ``centre +- half`` overlap ``box`` = (x0, y0, x1, y1)?"""
-    (x, y), (hx, hy) = centre, half
-    x0, y0, x1, y1 = box
-    return x - hx < x1 and x + hx > x0 and y - hy < y1 and y + hy > y0
-
-
 def overlap_fraction(centre: tuple[float, float], half: tuple[float, float], box: tuple[float, float, float, float]) -> float:
     """Area shared by the footprint ``centre +- half`` and ``box``, over the smaller of the two
     (1 = one contains the other, 0 = disjoint); an infinite half-width spans the box."""

@@ -1,4 +1,4 @@
-"""``creg toy grow``, ``creg toy train`` and ``creg toy eval``: rebuild and check the toy Qwen2-VL."""
+"""``python -m tools.creg_toy train | eval | probe``: rebuild and check the toy Qwen2-VL (a development tool)."""
 
 from __future__ import annotations
 

@@ -17,8 +17,6 @@ from PIL import Image
 
 from creg.core.sample import Box, Sample
 
-#: relation of A relative to B when B is ``r`` relative to A (left <-> right, above <-> below).
-MIRROR = {"left": "right", "right": "left", "above": "below", "below": "above"}
 #: what a horizontal / vertical flip of the image does to a relation.
 FLIP_RELATION = {
     "h": {"left": "right", "right": "left", "above": "above", "below": "below"},
@@ -85,12 +83,6 @@ def blank_sample(s: Sample) -> Sample:
     img = s.load_image().convert("RGB")
     return s.model_copy(update=dict(id=f"{s.id}-blank", image=Image.new("RGB", img.size, img.getpixel((0, 0))),
                                     meta={**s.meta, "blank": True}))
-
-
-def swap_roles(s: Sample) -> Sample:
-    """The same image asked the other way round: A and B exchanged, relation mirrored."""
-    return s.model_copy(update=dict(ref_name=s.tgt_name, ref_box=s.tgt_box, tgt_name=s.ref_name,
-                                    tgt_box=s.ref_box, relation=MIRROR[s.relation]))
 
 
 def patchify(image: Image.Image, side: int, patch: int = 14, merge: int = 2, temporal: int = 2) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Shaping where the toy decides: where its answer reads the image, and that every block matters.
 
-Two auxiliary losses for :mod:`creg_toy.training`, and the probes that check what they aim at.
+Two auxiliary losses for :mod:`tools.creg_toy.training`, and the probes that check what they aim at.
 
 * **Read window.** The text after the image (the question and the answer position) may attend to
   vision tokens only in the decoder blocks ``read_window = (first, last)``; the loss is the mean
@@ -15,7 +15,7 @@ Two auxiliary losses for :mod:`creg_toy.training`, and the probes that check wha
   CE))``. Identity-initialised blocks otherwise stay inert through training.
 
 Probes (:func:`block_effects`): per block, the mean drop of log p(gt) when the block is knocked
-out, and the mean text-to-vision attention mass there (``creg toy probe`` adds creg's own
+out, and the mean text-to-vision attention mass there (``python -m tools.creg_toy probe`` adds creg's own
 :func:`creg.explain.layers.layer_effects`: the text->vision knock-out and the blank patch).
 """
 

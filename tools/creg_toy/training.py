@@ -1,6 +1,6 @@
 """Training the toy Qwen2-VL (preset ``qwen2vl-toy``): resumable, on scenes and flipped copies.
 
-A run starts from an existing checkpoint -- grown with :mod:`creg_toy.growth` (``grow_from``)
+A run starts from an existing checkpoint -- grown with :mod:`tools.creg_toy.growth` (``grow_from``)
 or taken as it is (``init_from``) -- and trains every parameter on the ``synthetic``
 benchmark's scenes. Every base scene comes with its flipped copies (``flips``: left-right,
 top-bottom, both; relations mapped accordingly), so a model that decides from one side of the
@@ -69,7 +69,7 @@ class ToyConfig:
     image_side: int | None = None
     #: decoder blocks (first, last; inclusive) in which the text after the image may read vision
     #: tokens; ``read_weight`` times the attention mass read elsewhere is added to the loss
-    #: (:mod:`creg_toy.shaping`).
+    #: (:mod:`tools.creg_toy.shaping`).
     read_window: tuple[int, int] | None = None
     read_weight: float = 0.0
     #: over the text queries: "mean" mass, or the "max" (the query that reads most)

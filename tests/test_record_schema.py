@@ -88,3 +88,12 @@ def test_a_fact_and_a_row_field_of_one_name_is_refused():
         mp.setattr(records, "SourceRow", Clashing)
         with pytest.raises(TypeError, match="declare.*'pred'"):
             records._record_fields()
+
+
+def test_a_fact_carried_into_a_field_the_row_lacks_is_refused():
+    from creg.core import records
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(records, "CARRIED", {**records.CARRIED, "cos_true": records.InRecord(into="occlusion", key="true")})
+        with pytest.raises(TypeError, match="'cos_true'.*names no SourceRow field"):
+            records._record_fields()

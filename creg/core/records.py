@@ -107,6 +107,9 @@ def _record_fields() -> dict[str, Any]:
     clash = sorted(set(same_name) & set(rows))
     if clash:
         raise TypeError(f"SampleFacts and SourceRow both declare {clash}: a record field is declared once")
+    homeless = sorted(n for n, mark in CARRIED.items() if mark.into is not None and mark.into not in rows)
+    if homeless:
+        raise TypeError(f"SampleFacts {homeless}: InRecord(into=...) names no SourceRow field")
     order = [(n, rows[n]) for n in RECORD_KEY] + [(n, facts[n]) for n in same_name]
     order += [(n, f) for n, f in rows.items() if n not in RECORD_KEY]
     fields: dict[str, Any] = {}

@@ -19,7 +19,6 @@ from creg.hf import ChatInputs, HFAdapter, TiledImage, VisionHook, strip_tiles
 class Gemma3Adapter(HFAdapter):
     """``Gemma3ForConditionalGeneration`` through the checkpoint's ``Gemma3Processor``."""
 
-    description = "Gemma 3 (4B/12B/27B-it) via transformers, optional pan-and-scan crops"
     model_class = "Gemma3ForConditionalGeneration"
     image_features_module = "model.multi_modal_projector"
 

@@ -26,7 +26,6 @@ def idefics3_image_text(n: int, inputs: ChatInputs, vision: dict[str, Any], i: i
 class Idefics3Adapter(HFAdapter):
     """``Idefics3ForConditionalGeneration`` (SmolVLM) with image splitting."""
 
-    description = "SmolVLM / Idefics3 checkpoints (tiles + global image) via transformers"
     model_class = "Idefics3ForConditionalGeneration"
     image_features_module = "model.connector"
 

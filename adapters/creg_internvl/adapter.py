@@ -27,7 +27,6 @@ from .chat_template import INTERNVL_CHAT_TEMPLATE
 class InternVLAdapter(HFAdapter):
     """InternVL (``InternVLForConditionalGeneration``) with dynamic tiling."""
 
-    description = "InternVL 2.5 / 3 (-hf checkpoints, dynamic tiling + thumbnail) via transformers"
     model_class = "InternVLForConditionalGeneration"
 
     class Options(HFAdapter.Options):

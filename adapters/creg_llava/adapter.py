@@ -34,7 +34,6 @@ IMAGE_TOKEN = "<image>"
 class LlavaAdapter(HFAdapter):
     """LLaVA-1.5 (``LlavaForConditionalGeneration``) or LLaVA-NeXT (``LlavaNextForConditionalGeneration``)."""
 
-    description = "LLaVA-1.5 / LLaVA-NeXT (llava-hf checkpoints) via transformers"
     model_class: ClassVar[str] = "AutoModelForImageTextToText"
 
     @classmethod

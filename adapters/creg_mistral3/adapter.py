@@ -26,7 +26,6 @@ def pixtral_rows(inputs: ChatInputs, vision: dict[str, Any], i: int) -> str:
 class Mistral3Adapter(HFAdapter):
     """``Mistral3ForConditionalGeneration`` through the checkpoint's tokenizer and Pixtral image processor."""
 
-    description = "Mistral-Small-3.1 / Pixtral-vision Mistral3 checkpoints via transformers"
     model_class = "Mistral3ForConditionalGeneration"
     image_features_module = "model.multi_modal_projector"
 

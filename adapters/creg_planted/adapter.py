@@ -37,7 +37,6 @@ class PlantedAdapter(VLMAdapter):
     """A hand-built VLM whose evidence is known (docs/planted.md). ``config.model``, ``dtype`` and
     ``device`` are ignored: it runs on the CPU in float32 (causal effects in float64)."""
 
-    description = "hand-built pre-norm VLM with planted evidence and exact causal effects (docs/planted.md)"
     attentions_preserve_numerics = True  # attention is always computed explicitly
     provides_causal_effects = True
 

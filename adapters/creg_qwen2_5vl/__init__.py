@@ -6,9 +6,8 @@ Qwen2.5-VL checkpoint for tests.
 
 from creg.plugins.hookspecs import hookimpl
 
-DESCRIPTION = "Qwen2.5-VL (3B/7B-Instruct or a local checkpoint; window-attention vision encoder) via transformers"
-
 
 @hookimpl
 def register_adapters(register):
-    register("qwen2_5vl", "creg_qwen2_5vl.adapter:Qwen2_5VLAdapter", description=DESCRIPTION)
+    register("qwen2_5vl", "creg_qwen2_5vl.adapter:Qwen2_5VLAdapter",
+             description="Qwen2.5-VL (3B/7B-Instruct or a local checkpoint; window-attention vision encoder) via transformers")

@@ -21,7 +21,6 @@ from creg.plugins.adapter import VisionLayout
 from creg.hf import VisionHook, raster_to_windows, windows_to_raster
 from creg.hf.merged_grid import IMAGE_TOKEN_TYPE, MergedGridAdapter, merged_token_count  # noqa: F401 - public names
 
-from . import DESCRIPTION
 from .chat_template import QWEN2_5VL_CHAT_TEMPLATE
 
 IMAGE_TOKEN = MergedGridAdapter.image_token
@@ -30,7 +29,6 @@ IMAGE_TOKEN = MergedGridAdapter.image_token
 class Qwen2_5VLAdapter(MergedGridAdapter):
     """Qwen2.5-VL through ``transformers`` (``Qwen2_5_VLForConditionalGeneration``)."""
 
-    description = DESCRIPTION
     model_class = "Qwen2_5_VLForConditionalGeneration"
     chat_template = QWEN2_5VL_CHAT_TEMPLATE
     processor_class = "Qwen2_5_VLProcessor"

@@ -27,7 +27,6 @@ IMAGE_TOKEN = MergedGridAdapter.image_token
 class Qwen2VLAdapter(MergedGridAdapter):
     """Qwen2-VL through ``transformers`` (``Qwen2VLForConditionalGeneration``)."""
 
-    description = "Qwen2-VL (2B/7B-Instruct or a local checkpoint) via transformers"
     model_class = "Qwen2VLForConditionalGeneration"
     chat_template = QWEN2VL_CHAT_TEMPLATE
 

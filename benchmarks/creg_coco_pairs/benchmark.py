@@ -30,7 +30,6 @@ class CocoPairsBenchmark(Benchmark):
     """
 
     name = "coco_pairs"
-    description = "COCO 2017 object pairs with clear left/right/above/below dominance, balanced (needs --data-dir)"
     needs_data = True
 
     class Options(PluginOptions):

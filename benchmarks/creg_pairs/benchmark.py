@@ -42,8 +42,6 @@ class PairsBenchmark(Benchmark):
     """Rows of a CSV, JSONL or Parquet file (:mod:`creg_pairs.rows`), each one question about one image."""
 
     name = "pairs"
-    description = ("your own rows: image, reference and target names and boxes, optional relation, from a "
-                   "CSV/JSONL/Parquet file (--bench-opt file=ROWS; creg explain --from ROWS)")
 
     class Options(PluginOptions):
         file: str = Field(description="the rows: a .csv, .jsonl or .parquet file (columns: image, ref, ref_box, "

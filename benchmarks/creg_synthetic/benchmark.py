@@ -27,7 +27,6 @@ class SyntheticBenchmark(Benchmark):
     """
 
     name = "synthetic"
-    description = "procedurally drawn two-object scenes, balanced classes (embedded, no download)"
     max_n = 1_000_000
 
     class Options(PluginOptions):

@@ -45,7 +45,6 @@ class VsrBenchmark(Benchmark):
     """
 
     name = "vsr"
-    description = "VSR true captions with a direction relation, boxes from COCO 2017 (needs --data-dir)"
     needs_data = True
 
     class Options(PluginOptions):

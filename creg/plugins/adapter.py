@@ -364,7 +364,8 @@ AttentionCallback = Callable[[int, torch.Tensor], None]
 class VLMAdapter(ABC):
     """Base class of every model adapter. Subclass it and register it (see module docstring)."""
 
-    #: short description shown by ``creg list``.
+    #: short description shown by ``creg list``; give it at registration (``register(..., description=...)``),
+    #: which sets it here when the class is loaded (a class may instead declare its own).
     description: ClassVar[str] = ""
     #: the adapter's options (registry ``options`` table, ``--adapter-opt KEY=VALUE``); subclasses declare
     #: their own ``class Options(PluginOptions)`` and read the validated values as ``config.options``.

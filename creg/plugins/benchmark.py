@@ -42,7 +42,8 @@ class Benchmark(ABC):
 
     #: the name used on the command line.
     name: ClassVar[str] = ""
-    #: short description shown by ``creg list``.
+    #: short description shown by ``creg list``; give it at registration (``register(..., description=...)``),
+    #: which sets it here when the class is loaded (a class may instead declare its own).
     description: ClassVar[str] = ""
     #: True if the benchmark needs ``--data-dir`` (or its environment variable).
     needs_data: ClassVar[bool] = False

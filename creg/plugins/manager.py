@@ -7,7 +7,8 @@
 * ``register(name, target, *, description="", **metadata)``: ``target`` is a class or a
   ``"module:attr"`` string imported on first use; the description and capability metadata
   (``needs_model`` for sources, ``needs_data`` for benchmarks) are given here, so ``creg list``
-  and ``creg --help`` import no model code. A loaded target is checked against its base class.
+  and ``creg --help`` import no model code. A loaded target is checked against its base class,
+  and gets the registration's description as its ``description`` unless it declares its own.
   A metric registers its compute function the same way, its settings as metadata
   (``register(name, compute, *, higher_is_better, ...)``, :mod:`creg.plugins.metric`).
 * Clashes: creg's own distribution is loaded first and a name registered twice keeps its first
@@ -100,7 +101,10 @@ class Registration:
 
     def load(self) -> Any:
         """The registered class, checked against its kind's base class, or a metric's compute function, checked
-        callable (:class:`PluginLoadError` otherwise)."""
+        callable (:class:`PluginLoadError` otherwise).
+
+        A class that declares no ``description`` of its own gets the registration's: the description
+        is written once, in the ``register`` call, where ``creg list`` reads it without importing."""
         where = f"{self.kind} {self.name!r} ({self.dist}, {self.plugin})"
         try:
             obj = _import_target(self.target) if isinstance(self.target, str) else self.target
@@ -115,6 +119,8 @@ class Registration:
         if not (isinstance(obj, type) and issubclass(obj, base)):
             got = obj.__qualname__ if isinstance(obj, type) else type(obj).__name__ + " instance"
             raise PluginTypeError(f"{where}: registered {got}, which is not a subclass of {base.__module__}.{base.__qualname__}")
+        if self.registered_description and not obj.__dict__.get("description"):
+            obj.description = self.registered_description  # written once, at registration (docs/plugins.md)
         return obj
 
     @property

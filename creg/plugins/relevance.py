@@ -141,7 +141,8 @@ class RelevanceSource(ABC):
 
     #: the name used on the command line.
     name: ClassVar[str] = ""
-    #: short description shown by ``creg list``.
+    #: short description shown by ``creg list``; give it at registration (``register(..., description=...)``),
+    #: which sets it here when the class is loaded (a class may instead declare its own).
     description: ClassVar[str] = ""
     #: False for geometry-only sources (oracle, random, target_box) that run without a model.
     needs_model: ClassVar[bool] = True

@@ -2,9 +2,10 @@
 
 The tables are :func:`creg.report.frames.read_run`'s, read through the run store:
 
-* ``wide`` -- one row per sample and source (``RunFrames.records``): the record's fields, one
-  column per compass sector named by its direction (``p_E`` ...), logits by relation, COS flattened,
-  the sample's names, boxes, d_AB, r_max, sigma and metadata;
+* ``wide`` -- one row per sample and source (``RunFrames.records``): the record's fields
+  (:func:`creg.report.frames.record_row`: every field of :class:`~creg.core.records.SampleRecord`),
+  one column per compass sector named by its direction (``p_E`` ...), logits by relation, COS,
+  ground truth and extra flattened, the sample's names, boxes, d_AB, r_max, sigma and metadata;
 * ``long`` -- one row per sample, source and sector (``RunFrames.compass``: ``sector``,
   ``direction``, ``angle``, ``p``) with the sample's ``relation`` and ``correct`` joined;
 * ``samples`` -- one row per sample; ``summary`` -- one row per source (summary.json flattened).

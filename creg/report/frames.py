@@ -2,13 +2,15 @@
 
 :func:`read_run` returns a :class:`RunFrames` with
 
-* ``records`` -- one row per sample and source: the record's fields, the compass as one column per
-  sector named by its direction (``p_E``, ``p_NE``, ... for K = 8; ``p_0deg``, ``p_45deg``, ... for
-  other K), the peak's direction name (``peak``), the class logits as ``logit_left`` ..
-  ``logit_below``, the causal-occlusion entry flattened (``cos_peak_delta``, ...), ``flags`` joined
-  with ``;``, and the sample's metadata joined (names, boxes ``ref_x0`` .. ``tgt_y1``, image size,
-  ``d_ab``, ``meta_*``);
-* ``samples`` -- one row per sample (the metadata columns above);
+* ``records`` -- one row per sample and source: the fields of
+  :class:`~creg.core.records.SampleRecord` in its order (:func:`record_row`; a field added to the
+  record becomes a column), the compass as one column per sector named by its direction (``p_E``,
+  ``p_NE``, ... for K = 8; ``p_0deg``, ``p_45deg``, ... for other K) with ``k`` and the peak's
+  direction name (``peak``), the class logits as ``logit_left`` .. ``logit_below``, ``flags``
+  joined with ``;``, the causal-occlusion entry, the ground truth and ``extra`` flattened
+  (``cos_peak_delta``, ``ground_truth_causal_mass``, ...), then the sample's facts joined (names,
+  boxes ``ref_x0`` .. ``tgt_y1``, image size, ``d_ab``, ``r_max``, ``sigma``, ``meta_*``);
+* ``samples`` -- one row per sample (the sample's columns above: :func:`sample_row`);
 * ``compass`` -- the long form: one row per sample, source and sector (``sector``, ``direction``,
   ``angle``, ``p``);
 * ``summary`` -- one row per source: n, DAE, EA and their CIs, COS when the run has it;
@@ -24,12 +26,13 @@ Column names are stable: a K = 8 run always has ``p_E`` .. ``p_SE``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from creg.core.compass import sector_names
+from creg.core.records import CARRIED, Named, SampleFacts, SampleRecord
 from creg.core.sample import RELATIONS
 from creg.report.compare import run_labels
 from creg.report.cross_run import model_name
@@ -79,50 +82,71 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+def _shape(annotation: Any) -> Any:
+    """What a field holds, without its ``None``: ``list``, ``dict``, a model class, or the scalar type."""
+    if get_origin(annotation) in (Union, UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    return get_origin(annotation) or annotation
+
+
+def _image_size_columns(size: Any, _facts: dict[str, Any]) -> dict[str, Any]:
+    w, h = (size or (None, None))[:2]
+    return {"image_width": w, "image_height": h}
+
+
+def _compass_columns(probs: Any, rec: dict[str, Any]) -> dict[str, Any]:
+    probs = probs or []
+    names = sector_names(len(probs)) if probs else []
+    return {"k": len(probs), "peak": names[rec["peak_sector"]] if probs else None,
+            **dict(zip(sector_columns(len(probs)), probs))}
+
+
+def _logit_columns(logits: Any, _rec: dict[str, Any]) -> dict[str, Any]:
+    return {f"logit_{rel}": z for rel, z in zip(RELATIONS, logits or [None] * len(RELATIONS))}
+
+
+#: fields whose entries have names: one column per entry
+SPREAD = {"compass": _compass_columns, "logits": _logit_columns, "image_size": _image_size_columns}
+
+
+def _columns(model: type, values: dict[str, Any], skip=()) -> dict[str, Any]:
+    """``values`` (a ``model_dump()``) as flat columns, taken from ``model``'s fields in order: a scalar
+    as it is, a :data:`SPREAD` field as its named entries, a :class:`~creg.core.records.Named` object as
+    its name and box (``ref_name``, ``ref_x0`` .. ``ref_y1``); after them lists of text joined with
+    ``;`` and dicts flattened (``cos_peak_delta``, ``meta_*``)."""
+    out: dict[str, Any] = {}
+    joined: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
+    for name, f in model.model_fields.items():
+        if name in skip:
+            continue
+        value, shape = values.get(name), _shape(f.annotation)
+        if name in SPREAD:
+            out.update(SPREAD[name](value, values))
+        elif shape is Named:
+            obj = value or {}
+            out[f"{name}_name"] = obj.get("name")
+            out.update(zip((f"{name}_{c}" for c in ("x0", "y0", "x1", "y1")), obj.get("box") or (None,) * 4))
+        elif shape is list:
+            joined[name] = ";".join(str(v) for v in value or [])
+        elif shape is dict:
+            flatten(name, value or {}, nested)
+        else:
+            out[name] = value
+    return {**out, **joined, **nested}
+
+
 def sample_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A ``samples.jsonl`` line as flat columns."""
-    out: dict[str, Any] = {"sample_id": row["id"], "image": row.get("image")}
-    w, h = (row.get("image_size") or (None, None))[:2]
-    out["image_width"], out["image_height"] = w, h
-    for who in ("ref", "tgt"):
-        obj = row.get(who) or {}
-        out[f"{who}_name"] = obj.get("name")
-        for key, v in zip(("x0", "y0", "x1", "y1"), obj.get("box") or (None,) * 4):
-            out[f"{who}_{key}"] = v
-    for key in ("r_max", "sigma"):  # run store v2 keeps the sample's geometry
-        if key in row:
-            out[key] = row[key]
-    if row.get("d_ab") is not None:
-        out["d_ab"] = row["d_ab"]
-    elif out["ref_x0"] is not None and out["tgt_x0"] is not None:
-        ax, ay = (out["ref_x0"] + out["ref_x1"]) / 2, (out["ref_y0"] + out["ref_y1"]) / 2
-        bx, by = (out["tgt_x0"] + out["tgt_x1"]) / 2, (out["tgt_y0"] + out["tgt_y1"]) / 2
-        out["d_ab"] = math.hypot(bx - ax, by - ay)
-    else:
-        out["d_ab"] = None
-    for k, v in (row.get("meta") or {}).items():
-        flatten(f"meta_{k}", v, out)
-    return out
+    """A ``samples.jsonl`` line (:class:`~creg.core.records.SampleFacts`) as flat columns: the facts
+    records do not carry, ``id`` as ``sample_id``, the image size as ``image_width`` and ``image_height``."""
+    out = _columns(SampleFacts, row, skip=CARRIED)
+    return {"sample_id": out.pop("id"), **out}
 
 
 def record_row(rec: dict[str, Any]) -> dict[str, Any]:
-    """A ``records.jsonl`` line as flat columns (compass by direction, logits by relation, COS flattened)."""
-    out = {k: rec.get(k) for k in ("sample_id", "source", "relation", "pred", "correct", "true_angle", "peak_sector",
-                                    "peak_angle", "sector_angle", "dae", "dae_sector", "ea")}
-    probs = rec.get("compass") or []
-    names = sector_names(len(probs)) if probs else []
-    out["k"] = len(probs)
-    out["peak"] = names[rec["peak_sector"]] if probs else None
-    out.update(zip(sector_columns(len(probs)), probs))
-    logits = rec.get("logits")
-    for rel, z in zip(RELATIONS, logits or [None] * len(RELATIONS)):
-        out[f"logit_{rel}"] = z
-    out["flags"] = ";".join(rec.get("flags") or [])
-    if rec.get("cos"):
-        flatten("cos", rec["cos"], out)
-    for k, v in (rec.get("extra") or {}).items():
-        flatten(f"extra_{k}", v, out)
-    return out
+    """A record (:class:`~creg.core.records.SampleRecord`) as flat columns: its scalar fields, the compass
+    by direction (with ``k`` and ``peak``), logits by relation, flags joined, COS, ground truth and extra flattened."""
+    return _columns(SampleRecord, rec)
 
 
 def _read(run_dir: Path):

@@ -1,7 +1,9 @@
 """creg's first-party relevance sources, registered through the ``creg`` entry point like any plugin.
 
 Descriptions and ``needs_model`` are given at registration so that ``creg list`` imports no
-source module (they import torch); ``tests/test_plugin_hardening.py`` checks they match the classes.
+source module (they import torch). The description is written only here: a loaded class gets it
+from its registration (:meth:`creg.plugins.manager.Registration.load`); ``needs_model`` is also the
+class's behaviour, and ``tests/test_plugin_hardening.py`` checks the two agree.
 """
 
 import creg

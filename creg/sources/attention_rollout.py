@@ -75,7 +75,6 @@ class AttentionRolloutSource(RelevanceSource):
     """Attention rollout over all decoder layers, answer-position row at the vision tokens. No options."""
 
     name = "attention_rollout"
-    description = "attention rollout over all decoder layers, last-token row (paper §5.1)"
 
     def request(self) -> SourceRequest:
         return SourceRequest(attentions=True)

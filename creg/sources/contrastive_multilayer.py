@@ -119,7 +119,6 @@ class CregSource(RelevanceSource):
     auto_fallback_layers = DEFAULT_LAYERS
 
     name = "creg"
-    description = "CREG: contrastive multi-layer Grad x Act, prediction-targeted (Eq. 1-3)"
     #: whose logit is z_tgt in Eq. 1.
     mode = "pred"
 
@@ -200,5 +199,4 @@ class CregGtSource(CregSource):
     """CREG, ground-truth-targeted: z_tgt = z_gt in Eq. 1. Same options as ``creg``."""
 
     name = "creg_gt"
-    description = "CREG: contrastive multi-layer Grad x Act, ground-truth-targeted (Eq. 1-3)"
     mode = "gt"

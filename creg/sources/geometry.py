@@ -33,7 +33,6 @@ class OracleSource(RelevanceSource):
     """Relevance 1 at the true B location (a single point at B's box centre), 0 elsewhere."""
 
     name = "oracle"
-    description = "geometry oracle: all relevance at B's centre (ceiling: DAE 0, EA 1)"
     needs_model = False
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
@@ -44,7 +43,6 @@ class RandomDirectionSource(RelevanceSource):
     """All relevance at one point in a uniformly random direction from A (the random-sector baseline)."""
 
     name = "random"
-    description = "random-sector baseline: evidence in a uniformly random direction (chance: DAE 90, EA 2/K)"
     needs_model = False
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
@@ -61,7 +59,6 @@ class RandomRelevanceSource(RelevanceSource):
     """Uniform random relevance in [0, 1) on each sample's vision grid."""
 
     name = "random_relevance"
-    description = "uniformly random relevance on the vision grid (shows the projection's geometric prior)"
     needs_model = False
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:

@@ -62,7 +62,6 @@ class GradCamSource(RelevanceSource):
     """GradCAM on the last vision-encoder layer, target z_gt. No options."""
 
     name = "gradcam"
-    description = "GradCAM on the last vision-encoder layer, target z_gt, upsampled to the token grid (paper §5.1)"
 
     def request(self) -> SourceRequest:
         return SourceRequest(vision_activations=True, gradients=(GradientRequest(target="gt", vision=True),))

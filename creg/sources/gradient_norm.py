@@ -28,7 +28,6 @@ class GradientNormSource(RelevanceSource):
     """l2 norm of the gradient of z_gt at hidden-state index -2. Option: ``layer`` (default -2)."""
 
     name = "gradnorm"
-    description = "gradient norm: ||d z_gt / d h^(-2)||_2 per vision token (paper §5.1)"
 
     class Options(PluginOptions):
         model_config = ConfigDict(extra="forbid", frozen=True)

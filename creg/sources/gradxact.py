@@ -35,7 +35,6 @@ class GradXActSource(RelevanceSource):
     """Single-layer Grad x Act. Options: ``layer`` (default -2), ``target`` (gt | pred, default gt)."""
 
     name = "gradxact"
-    description = "Grad x Act at layer -2, target z_gt, no contrastive target (paper §5.1)"
 
     class Options(PluginOptions):
         model_config = ConfigDict(extra="forbid", frozen=True)

@@ -214,8 +214,6 @@ class IntegratedGradientsSource(RelevanceSource):
 
     name = "integrated_gradients"
     needs = frozenset({Capability.LAYER_REPLAY})  # replays the blocks above its layer
-    description = ("integrated gradients at layer -2, zero baseline, Gauss-Legendre in log alpha, steps doubled from "
-                   "50 until completeness holds to 5%, target z_gt (paper §5.1)")
 
     class Options(PluginOptions):
         model_config = ConfigDict(extra="forbid", frozen=True)

@@ -37,7 +37,6 @@ class RandomReferenceSource(CregSource):
     Options: those of ``creg``."""
 
     name = "random_ref"
-    description = "control: CREG relevance projected around a random reference centre (§6.3)"
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         maps = []

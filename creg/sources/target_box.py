@@ -33,7 +33,6 @@ class TargetBoxSource(RelevanceSource):
     """Uniform relevance inside B's box on the vision grid (control, §6.3). No options."""
 
     name = "target_box"
-    description = "control: uniform relevance inside the target box B (pure localisation, §6.3)"
     needs_model = False
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from creg.config.run_config import RunConfig, config_error_message
 from creg.core.logs import info as log_info
-from creg.core.records import SampleRecord
+from creg.core.records import SampleRecord, join, record_facts
 from creg.store.files import (
     DirLock,
     LinkRefused,
@@ -284,24 +284,8 @@ def _facts_v1(row: dict[str, Any], rec: SampleRecord, run: dict[str, Any]) -> Sa
     a, b = row["ref"]["box"], row["tgt"]["box"]
     d_ab = math.hypot((b[0] + b[2] - a[0] - a[2]) / 2, (b[1] + b[3] - a[1] - a[3]) / 2)
     r_max = run.get("rho_r", 2.0) * d_ab
-    return SampleFacts(**{**row, "true_angle": rec.true_angle, "d_ab": d_ab, "r_max": r_max,
-                          "sigma": run.get("sigma_r", 0.6) * r_max, "logits": rec.logits, "pred": rec.pred,
-                          "correct": rec.correct,
-                          "cos_true": (rec.cos or {}).get("true")})
-
-
-def join(facts: SampleFacts, row: SourceRow) -> SampleRecord:
-    """One sample's facts and one source's row as the record users read (:class:`SampleRecord`)."""
-    cos = row.cos
-    if facts.cos_true is not None:
-        cos = {**(cos or {}), "true": facts.cos_true}
-    return SampleRecord(
-        sample_id=row.sample_id, source=row.source, relation=facts.relation, pred=facts.pred,
-        correct=facts.correct, logits=facts.logits, true_angle=facts.true_angle, compass=row.compass,
-        peak_sector=row.peak_sector, peak_angle=row.peak_angle, sector_angle=row.sector_angle,
-        dae=row.dae, dae_sector=row.dae_sector, ea=row.ea, flags=list(row.flags), cos=cos, extra=dict(row.extra),
-        dae_no_ref=row.dae_no_ref, ground_truth=row.ground_truth,
-    )
+    return SampleFacts(**{**record_facts(rec), **row, "d_ab": d_ab, "r_max": r_max,
+                          "sigma": run.get("sigma_r", 0.6) * r_max})
 
 
 class RunWriter(RunStore):

@@ -75,7 +75,10 @@ class BenchmarkContract:
 
     def test_has_name_and_description(self, make_benchmark):
         bench = make_benchmark(seed=0, n=self.n)
-        assert bench.name and bench.description
+        assert bench.name
+        assert bench.description, (f"{type(bench).__name__} needs a description (shown by creg list): give it at "
+                                   "registration and make the benchmark from get_plugins().load('benchmark', NAME), "
+                                   "or declare it on the class")
 
     def test_unknown_option_is_refused(self, make_benchmark):
         with pytest.raises((TypeError, ValueError)):

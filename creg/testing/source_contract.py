@@ -152,7 +152,9 @@ class SourceContract:
     # -- what a source is --------------------------------------------------------------------
     def test_has_name_and_description(self, source):
         assert source.name and source.name == source.name.strip() and "/" not in source.name
-        assert source.description, f"{type(source).__name__} needs a description (shown by creg list)"
+        assert source.description, (f"{type(source).__name__} needs a description (shown by creg list): give it at "
+                                    "registration and name the class as get_plugins().load('source', NAME), "
+                                    "or declare it on the class")
 
     def test_options_are_validated(self, source):
         cls = type(source)

@@ -13,7 +13,10 @@ The Python API (:mod:`creg.api`) is imported on first use, so ``import creg`` st
 
 import importlib
 
+from creg.moved import install as _install_moved_paths
 from creg.plugins.hookspecs import hookimpl
+
+_install_moved_paths()  # creg's import paths before its layered rooms still import, with a DeprecationWarning
 
 __version__ = "0.1.0"
 

@@ -12,6 +12,7 @@ from creg.core.compass import sector_names, uniform_cell_xy
 from creg.core.sample import InvalidSample
 from creg.explain.grids import grid_spans
 from creg.explain.pipeline import PluginError, ScoringSettings, explain_batch
+from creg.plugins.adapter import LayerOutOfRange
 from creg.store import join
 
 
@@ -74,14 +75,15 @@ def explain_samples(samples, sources, adapter, *, k: int = 8, sigma_r: float = 0
     Returns ({source name: one :class:`SourceExplanation` per sample}, ``(b, 4)`` class logits or None).
     It is a run's path (:func:`creg.explain.pipeline.explain_batch` with the maps kept), so the records
     equal a run's. A sample the run would skip raises here: the error of the first such sample (a name the
-    model cannot take as text raises :class:`creg.core.sample.InvalidSample` itself).
+    model cannot take as text raises :class:`creg.core.sample.InvalidSample` itself, a layer the model does not have
+    :class:`creg.plugins.adapter.LayerOutOfRange`).
     """
     samples = list(samples)
     try:
         result = explain_batch(samples, sources, adapter, ScoringSettings(k=k, sigma_r=sigma_r, rho_r=rho_r), seed=seed,
                                keep_maps=True)
-    except PluginError as e:
-        raise e.__cause__ if isinstance(e.__cause__, InvalidSample) else e
+    except PluginError as e:  # the run names the plugin; a caller's own mistake keeps its own one-line error
+        raise e.__cause__ if isinstance(e.__cause__, (InvalidSample, LayerOutOfRange)) else e
     if result.errors:
         raise result.errors[0].error
     scored = {facts.id: (facts, rows) for facts, rows in result.scored}

@@ -5,7 +5,6 @@ run of `creg run` picks both up with nothing else changed."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tomllib
 from pathlib import Path
@@ -15,6 +14,7 @@ from click.testing import CliRunner
 
 from creg.cli import cli
 from creg.plugins import manager as plugins_mod
+from doc_blocks import doc_block
 from fake_entry_points import entry_point
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
@@ -22,9 +22,7 @@ PACKAGES = {"source": ("my_sources", "blob"), "benchmark": ("my_bench", "pairs")
 
 
 def block(name: str) -> str:
-    m = re.search(rf"<!-- room-example:{name} -->\s*```\w+\n(.*?)```", DOC.read_text(), re.S)
-    assert m, f"docs/architecture.md lost its <!-- room-example:{name} --> block"
-    return m.group(1)
+    return doc_block("architecture.md", f"room-example:{name}")
 
 
 @pytest.fixture

@@ -188,8 +188,10 @@ class StopAfter:
         return self.inner.explain(ctx)
 
 
-def _run_ranks(out: Path, size: int, *, stop: dict[int, int] | None = None) -> list:
-    """Run a model-free run as ``size`` thread ranks; returns each rank's result or exception."""
+def _run_ranks(out: Path, size: int, *, stop: dict[int, int] | None = None, execute=None) -> list:
+    """Run a model-free run as ``size`` thread ranks; returns each rank's result or exception. ``execute(runner,
+    world, messages)`` runs one rank (default :func:`run_data_parallel`)."""
+    execute = execute or run_data_parallel
     hub = {"slots": [None] * size, "barrier": threading.Barrier(size)}
     results: list = [None] * size
 
@@ -199,7 +201,7 @@ def _run_ranks(out: Path, size: int, *, stop: dict[int, int] | None = None) -> l
             runner.sources[-1] = StopAfter(runner.sources[-1], stop[rank])
         world = World(rank=rank, size=size, local_rank=rank)
         try:
-            results[rank] = run_data_parallel(runner, world, ThreadMessages(world, hub))
+            results[rank] = execute(runner, world, ThreadMessages(world, hub))
         except BaseException as e:  # noqa: BLE001
             results[rank] = e
 

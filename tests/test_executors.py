@@ -4,11 +4,10 @@ place picks the executor, and the torchrun executor gives rank 0 the merged resu
 from __future__ import annotations
 
 import ast
-import threading
 from pathlib import Path
 
 import pytest
-from test_distributed import MODEL_FREE, ThreadMessages, _rows
+from test_distributed import MODEL_FREE, _rows, _run_ranks
 
 import creg
 from creg.api import ApiError
@@ -64,23 +63,8 @@ def test_the_local_executor_writes_the_run_runner_run_writes(tmp_path):
 
 
 def test_torchrun_ranks_return_the_merged_result_on_rank_0_and_none_elsewhere(tmp_path):
-    out, size = tmp_path / "run", 2
-    hub = {"slots": [None] * size, "barrier": threading.Barrier(size)}
-    results: list = [None] * size
-
-    def rank_main(rank: int) -> None:
-        world = World(rank=rank, size=size, local_rank=rank)
-        runner = Runner(RunConfig(**MODEL_FREE), out, progress=False, log=lambda m: None)
-        try:
-            results[rank] = TorchrunExecutor(world, lambda w: ThreadMessages(w, hub)).run(runner)
-        except BaseException as e:  # noqa: BLE001
-            results[rank] = e
-
-    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(size)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    results = _run_ranks(tmp_path / "run", 2,
+                         execute=lambda runner, world, messages: TorchrunExecutor(world, lambda w: messages).run(runner))
     assert isinstance(results[0], RunResult) and results[1] is None
     assert results[0].processed == 12 and results[0].summary["complete"] is True
 

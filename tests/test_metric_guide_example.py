@@ -4,7 +4,6 @@ registration line and its contract test, installed as a third-party distribution
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tomllib
 from pathlib import Path
@@ -16,15 +15,14 @@ from creg.cli import cli
 from creg.plugins import manager as plugins_mod
 from creg.plugins.metric import metric_registry
 from creg.testing import contract_records
+from doc_blocks import doc_block
 from fake_entry_points import entry_point
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "user-guide.md"
 
 
 def block(name: str) -> str:
-    m = re.search(rf"<!-- metric-example:{name} -->\s*```\w+\n(.*?)```", GUIDE.read_text(), re.S)
-    assert m, f"docs/user-guide.md lost its <!-- metric-example:{name} --> block"
-    return m.group(1)
+    return doc_block("user-guide.md", f"metric-example:{name}")
 
 
 @pytest.fixture

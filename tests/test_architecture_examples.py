@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -17,7 +16,6 @@ from creg.plugins import manager as plugins_mod
 from doc_blocks import doc_block
 from fake_entry_points import entry_point
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 PACKAGES = {"source": ("my_sources", "blob"), "benchmark": ("my_bench", "pairs")}
 
 

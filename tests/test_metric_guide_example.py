@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -18,7 +17,6 @@ from creg.testing import contract_records
 from doc_blocks import doc_block
 from fake_entry_points import entry_point
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "user-guide.md"
 
 
 def block(name: str) -> str:

@@ -41,7 +41,7 @@ import torch
 
 from .adapter import AttentionCallback, ForwardOutput, ForwardRequest, VisionLayout, VLMAdapter
 from .compass import uniform_cell_xy
-from .relevance import AttentionReader, RelevanceSource, SourceRequest, Target
+from .relevance import HEAD_MEAN, AttentionReader, RelevanceSource, SourceRequest, Target
 from .sample import Sample
 
 __all__ = ["DEFAULT_CELL_PX", "NEGATED_WHEN_RUNNER_UP", "TWIN_WHEN_CORRECT", "VISION", "ExplainContext", "Target", "contrastive_target",
@@ -294,6 +294,8 @@ class ExplainContext:
             if user is not None:
                 user(layer_idx, attn)
 
+        if user is None and all(getattr(r, HEAD_MEAN, False) for r in readers.values()):
+            setattr(fan_out, HEAD_MEAN, True)  # every receiver reads the mean over heads only
         output = self.adapter.forward(self.samples, request, on_attention=fan_out)
         if seen != self.adapter.num_layers:
             raise RuntimeError(f"the adapter streamed {seen} attention maps for {self.adapter.num_layers} decoder layers")

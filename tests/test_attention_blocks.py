@@ -86,3 +86,45 @@ def test_a_block_with_a_fully_masked_row_keeps_every_key():
     ours = attention_probabilities(q, k, None, scaling=0.3, additive=additive, blocks=blocks)
     torch.testing.assert_close(ours[0, :, 2], torch.full((4, s), 1 / s), atol=1e-7, rtol=0)
     torch.testing.assert_close(ours, _one_softmax(q, k, additive, 0.3), atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["causal", "padding (b, k)"])
+@pytest.mark.parametrize("rows", [4, 128])
+def test_head_mean_is_the_mean_of_every_heads_map(case, rows):
+    q, k = _inputs()
+    s = q.shape[2]
+    mask = _padding(s) if case == "padding (b, k)" else None
+    additive = additive_mask(mask, s, s)
+    blocks = row_blocks(additive, s, s, rows=rows)
+    every = attention_probabilities(q, k, mask, scaling=0.3, additive=additive, blocks=blocks)
+    mean = attention_probabilities(q, k, mask, scaling=0.3, additive=additive, blocks=blocks, head_mean=True)
+    assert mean.shape == (2, 1, s, s)
+    torch.testing.assert_close(mean, every.mean(dim=1, keepdim=True), atol=1e-7, rtol=1e-6)
+
+
+def test_rollout_from_head_means_equals_rollout_from_every_head(tiny_qwen2vl_dir, monkeypatch):
+    """Through the context on a tiny Qwen2-VL: rollout alone gets head means from the stream;
+    with an extra per-layer callback (which sees every head) it gets every head. Same rows."""
+    from creg.adapter import AdapterConfig
+    from creg.context import ExplainContext
+    from creg.sources.attention_rollout import AttentionRollout, AttentionRolloutSource
+    from creg_qwen2vl.adapter import Qwen2VLAdapter
+    from creg_synthetic.scenes import scene_sample
+
+    qwen = Qwen2VLAdapter.load(AdapterConfig(model=str(tiny_qwen2vl_dir), dtype="float32", device="cpu"))
+    heads = qwen.model.config.text_config.num_attention_heads
+    samples = [scene_sample(0, 0, (224, 224)), scene_sample(0, 1, (168, 112))]  # left-padded batch
+    src = AttentionRolloutSource()
+    received = []
+    update = AttentionRollout.update
+    monkeypatch.setattr(AttentionRollout, "update", lambda self, i, a: (received.append(a.shape[1]), update(self, i, a)))
+    means = src.explain(ExplainContext.for_sources(samples, qwen, [src]))
+    assert received == [1] * qwen.num_layers
+    received.clear()
+    shapes = {}
+    ctx = ExplainContext.for_sources(samples, qwen, [src], on_attention=lambda i, a: shapes.setdefault(i, a.shape))
+    every = src.explain(ctx)
+    assert received == [heads] * qwen.num_layers and all(shape[1] == heads for shape in shapes.values())
+    assert ctx.attention_passes == 1 and len(shapes) == qwen.num_layers
+    for a, b in zip(means, every):
+        torch.testing.assert_close(a.values, b.values, atol=1e-7, rtol=1e-6)

@@ -14,7 +14,9 @@ query and key, after the original call -- the row-stochastic map
 
 (GQA: key heads repeated, as eager attention does; masked keys get float32's lowest value, as
 eager's additive mask does, so a row with every key masked is uniform) and hands it to the
-module's callback. Nothing is kept for backward; the map lives until the callback returns.
+module's callback -- or only its mean over heads, ``(b, 1, q, k)``, when the callback has
+``head_mean = True`` (:data:`creg.relevance.HEAD_MEAN`: its readers read nothing else). Nothing
+is kept for backward; the map lives until the callback returns.
 
 Modules that are not registered (the vision tower, another model in the process) go straight
 to the original function. The wrapper is installed while at least one stream is open and the
@@ -38,6 +40,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from creg.relevance import HEAD_MEAN
 
 __all__ = ["AttentionStream", "additive_mask", "attention_probabilities", "row_blocks"]
 
@@ -117,10 +121,12 @@ def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_ma
                             scaling: float | None = None, is_causal: bool = True, sliding_window: int | None = None,
                             position_bias: torch.Tensor | None = None, softcap: float | None = None,
                             additive: torch.Tensor | None = None,
-                            blocks: list[tuple[int, int, int]] | None = None) -> torch.Tensor:
+                            blocks: list[tuple[int, int, int]] | None = None,
+                            head_mean: bool = False) -> torch.Tensor:
     """``(b, h, q, d), (b, h_kv, k, d) -> (b, h, q, k)`` float32 attention probabilities
     ``softmax(Q K^T * scaling + mask)``, as eager attention computes them (a row whose keys are
-    all masked is uniform).
+    all masked is uniform); with ``head_mean``, ``(b, 1, q, k)`` their mean over heads (taken
+    block by block while the block is in cache: every head's map is never written out).
 
     The mask arguments are :func:`additive_mask`'s; ``additive``: its result, if already made,
     and ``blocks``: :func:`row_blocks` of it (the stream makes both once per pass: every decoder
@@ -143,6 +149,7 @@ def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_ma
         if blocks is None:
             blocks = row_blocks(additive, q_len, k_len)
         qf, kf = q.reshape(b * h, q_len, d), k.reshape(b * h, k_len, d).transpose(1, 2)
+        heads = 1 if head_mean else h
         probs = None
         for r0, r1, c1 in blocks:
             if additive is None:
@@ -152,14 +159,17 @@ def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_ma
                 mask = mask.reshape(r1 - r0, c1) if mask.shape[0] == 1 else \
                     mask.expand(b, h, r1 - r0, c1).reshape(b * h, r1 - r0, c1)
                 scores = torch.baddbmm(mask, qf[:, r0:r1], kf[:, :, :c1], alpha=scale)
+            block = torch.softmax(scores, dim=-1)
+            if head_mean:
+                block = block.view(b, h, r1 - r0, c1).mean(dim=1)
             if (r0, r1, c1) == (0, q_len, k_len):  # one block of every row and key: the map itself
-                return torch.softmax(scores, dim=-1).view(b, h, q_len, k_len)
+                return block.view(b, heads, q_len, k_len)
             if probs is None:
-                probs = torch.empty(b * h, q_len, k_len, dtype=torch.float32, device=q.device)
-            probs[:, r0:r1, :c1] = torch.softmax(scores, dim=-1)
+                probs = torch.empty(b * heads, q_len, k_len, dtype=torch.float32, device=q.device)
+            probs[:, r0:r1, :c1] = block
             if c1 < k_len:
                 probs[:, r0:r1, c1:] = 0.0
-        return probs.view(b, h, q_len, k_len)
+        return probs.view(b, heads, q_len, k_len)
     scores = torch.matmul(q, k.transpose(2, 3)).mul_(scale)
     if softcap is not None:
         scores = scores.div_(softcap).tanh_().mul_(softcap)
@@ -167,7 +177,8 @@ def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_ma
         scores = scores.add_(position_bias.float())
     if additive is not None:
         scores = scores.add_(additive)  # lowest + a finite score stays finite: no -inf, no NaN row
-    return torch.softmax(scores, dim=-1)
+    probs = torch.softmax(scores, dim=-1)
+    return probs.mean(dim=1, keepdim=True) if head_mean else probs
 
 
 def _streaming(original: Callable) -> Callable:
@@ -216,7 +227,8 @@ class AttentionStream:
                 self._mask = (attention_mask, shape_key, additive, row_blocks(additive, query.shape[2], key.shape[2]))
             probs = attention_probabilities(query, key, attention_mask, scaling=kwargs.get("scaling"),
                                             position_bias=kwargs.get("position_bias"), softcap=kwargs.get("softcap"),
-                                            additive=self._mask[2], blocks=self._mask[3])
+                                            additive=self._mask[2], blocks=self._mask[3],
+                                            head_mean=getattr(self.on_attention, HEAD_MEAN, False))
         self.on_attention(index, probs)
 
     @staticmethod

@@ -29,6 +29,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from creg.relevance import HEAD_MEAN
+
 from .attention_stream import AttentionStream
 from .decoder import DecoderParts
 
@@ -124,7 +126,8 @@ class ForwardCapture:
     input; ``norm_layers``: requested indices naming the final norm's output (-1);
     ``vision``: where to take vision activations (None: not requested);
     ``on_attention(layer, (b, heads, q, k))``: called per decoder layer, in order, with its
-    attention probabilities (float32 from the stream, the layer's own weights under eager).
+    attention probabilities (float32 from the stream, the layer's own weights under eager); the
+    stream passes their mean over heads, ``(b, 1, q, k)``, to a callback with ``head_mean = True``.
     """
 
     def __init__(
@@ -222,7 +225,8 @@ class ForwardCapture:
             q, k = _apply_rotary(attn, q.transpose(1, 2), k.transpose(1, 2), cos, sin)
             probs = attention_probabilities(q, k, kwargs.get("attention_mask"), scaling=attn.scaling,
                                             is_causal=getattr(attn, "is_causal", True),
-                                            sliding_window=getattr(attn, "sliding_window", None))
+                                            sliding_window=getattr(attn, "sliding_window", None),
+                                            head_mean=getattr(self.on_attention, HEAD_MEAN, False))
         self.on_attention(len(self.parts.layers) - 1, probs)
 
     def _answer_only_forward(self, block: nn.Module, original: Callable[..., Any]) -> Callable[..., Any]:

@@ -36,7 +36,10 @@ def rollout_layer(attn: torch.Tensor) -> torch.Tensor:
 
 
 class AttentionRollout:
-    """An :class:`creg.relevance.AttentionReader` accumulating one batch's rollout layers."""
+    """An :class:`creg.relevance.AttentionReader` accumulating one batch's rollout layers (it
+    reads the mean over heads only: ``(b, 1, q, k)`` head means are as good as every head)."""
+
+    head_mean = True
 
     def __init__(self) -> None:
         #: Â_l for the layers seen so far, ``(b, q, k)`` each, in layer order.

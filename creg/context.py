@@ -44,8 +44,8 @@ from .compass import uniform_cell_xy
 from .relevance import HEAD_MEAN, AttentionReader, RelevanceSource, SourceRequest, Target
 from .sample import Sample
 
-__all__ = ["DEFAULT_CELL_PX", "NEGATED_WHEN_RUNNER_UP", "TWIN_WHEN_CORRECT", "VISION", "ExplainContext", "Target", "contrastive_target",
-           "default_layout", "merge_requests"]
+__all__ = ["DEFAULT_CELL_PX", "NEGATED_WHEN_RUNNER_UP", "TWIN_WHEN_CORRECT", "VISION", "ExplainContext", "Target",
+           "contrastive_target", "default_layout", "merge_requests"]
 
 #: Cell size (px) of the grid used for geometry-only sources when no model runs.
 DEFAULT_CELL_PX = 28

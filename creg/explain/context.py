@@ -16,7 +16,10 @@ it. The context knows no method; from the union of the requests it plans
   (``gt``/``pred``, ``gt_contrastive``/``pred_contrastive``) are the same function of the
   logits -- same gathers, same max, same graph -- so the twin's cached gradients *are* this
   target's, bit for bit, and serve it without another backward (one host read of the
-  predictions per batch decides it);
+  predictions per batch decides it); and when every sample is predicted wrongly with its gt
+  the runner-up, ``gt_contrastive`` (z_gt - z_pred) and ``pred_contrastive`` (z_pred - z_gt)
+  are each other's negation, so the twin's cached gradients negated (exact in floating point:
+  the backward is linear in its seed and rounding is symmetric) serve it;
 * **attention maps** only if a source requests them, streamed layer by layer to the readers of
   those sources (:meth:`creg.plugins.relevance.RelevanceSource.attention_reader`). An adapter whose
   attention maps do not change the numerics of a pass (``attentions_preserve_numerics = True``:
@@ -46,14 +49,15 @@ from creg.plugins.adapter import (
     VLMAdapter,
 )
 from creg.plugins.relevance import (
+    HEAD_MEAN,
     AttentionReader,
     RelevanceSource,
     SourceRequest,
     Target,
 )
 
-__all__ = ["DEFAULT_CELL_PX", "TWIN_WHEN_CORRECT", "VISION", "ExplainContext", "Target", "contrastive_target",
-           "default_layout", "merge_requests"]
+__all__ = ["DEFAULT_CELL_PX", "NEGATED_WHEN_RUNNER_UP", "TWIN_WHEN_CORRECT", "VISION", "ExplainContext", "Target",
+           "contrastive_target", "default_layout", "merge_requests"]
 
 #: Cell size (px) of the grid used for geometry-only sources when no model runs.
 DEFAULT_CELL_PX = 28
@@ -72,6 +76,10 @@ TWIN_WHEN_CORRECT: dict[str, str] = {"gt": "pred", "pred": "gt", "gt_contrastive
                                      "pred_contrastive": "gt_contrastive"}
 
 
+#: target -> the target that is its negation when every prediction is wrong with the gt the runner-up.
+NEGATED_WHEN_RUNNER_UP: dict[str, str] = {"gt_contrastive": "pred_contrastive", "pred_contrastive": "gt_contrastive"}
+
+
 def contrastive_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """tau = z_tgt - z_neg (Eq. 1) for a batch.
 
@@ -80,9 +88,13 @@ def contrastive_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     -- in both cases the highest logit among the *other* classes.
     """
     z_tgt = logits.gather(1, target[:, None])[:, 0]
-    others = logits.masked_fill(torch.nn.functional.one_hot(target, logits.shape[1]).bool(), float("-inf"))
-    z_neg = others.max(dim=1).values
+    z_neg = _others_max(logits, target).values
     return z_tgt - z_neg
+
+
+def _others_max(logits: torch.Tensor, target: torch.Tensor):
+    """The highest logit among the classes other than ``target`` (values and indices, ``(b,)`` each)."""
+    return logits.masked_fill(torch.nn.functional.one_hot(target, logits.shape[1]).bool(), float("-inf")).max(dim=1)
 
 
 class ExplainContext:
@@ -119,7 +131,8 @@ class ExplainContext:
         self._attention_output: ForwardOutput | None = None
         #: number of backward passes taken (one per target when every source declared its gradients).
         self.backward_passes = 0
-        #: number of targets served from their twin's backward (every prediction correct).
+        #: number of targets served from their twin's backward (every prediction correct, or its
+        #: negation: every prediction wrong with the gt the runner-up).
         self.shared_backwards = 0
         #: number of attention passes run (one when the readers were registered by for_sources).
         self.attention_passes = 0
@@ -203,10 +216,17 @@ class ExplainContext:
             keys = [l for l in dict.fromkeys([*planned_layers, *layers]) if l not in cache and l in out.hidden]
             with_vision = VISION not in cache and out.vision_activations is not None and (vision or planned_vision)
             twin = self._grads.get(TWIN_WHEN_CORRECT.get(target, ""), {})
+            negated = self._grads.get(NEGATED_WHEN_RUNNER_UP.get(target, ""), {})
             if twin and all(k in twin for k in keys) and (not with_vision or VISION in twin) and self.all_correct:
                 cache.update({k: twin[k] for k in keys})
                 if with_vision:
                     cache[VISION] = twin[VISION]
+                self.shared_backwards += 1
+            elif (negated and all(k in negated for k in keys) and (not with_vision or VISION in negated)
+                  and self.all_wrong_gt_runner_up):
+                cache.update({k: -negated[k] for k in keys})
+                if with_vision:
+                    cache[VISION] = [-g for g in negated[VISION]]
                 self.shared_backwards += 1
             else:
                 tensors = [out.hidden[l] for l in keys] + (list(out.vision_activations) if with_vision else [])
@@ -228,6 +248,17 @@ class ExplainContext:
         logits = self.output.class_logits.detach()
         gt = torch.tensor([s.option for s in self.samples], device=logits.device)
         return bool((logits.argmax(dim=1) == gt).all())
+
+    @cached_property
+    def all_wrong_gt_runner_up(self) -> bool:
+        """Is every sample predicted wrongly, with its gt option the runner-up? Then tau_gt = z_gt -
+        z_pred and tau_pred = z_pred - z_gt (Eq. 1's z_neg picked as :func:`contrastive_target`
+        picks it). One host read per batch."""
+        logits = self.output.class_logits.detach()
+        gt = torch.tensor([s.option for s in self.samples], device=logits.device)
+        pred = logits.argmax(dim=1)
+        runner_up = _others_max(logits, pred).indices
+        return bool(((pred != gt) & (runner_up == gt) & (_others_max(logits, gt).indices == pred)).all())
 
     @property
     def differentiated_targets(self) -> set[str]:
@@ -275,6 +306,8 @@ class ExplainContext:
             if user is not None:
                 user(layer_idx, attn)
 
+        if user is None and all(getattr(r, HEAD_MEAN, False) for r in readers.values()):
+            setattr(fan_out, HEAD_MEAN, True)  # every receiver reads the mean over heads only
         output = self.adapter.forward(self.samples, request, on_attention=fan_out)
         if seen != self.adapter.num_layers:
             raise RuntimeError(f"the adapter streamed {seen} attention maps for {self.adapter.num_layers} decoder layers")
@@ -289,6 +322,7 @@ class ExplainContext:
         needed afterwards must be read first; a later read of :attr:`output` runs the pass again."""
         self.__dict__.pop("output", None)
         self.__dict__.pop("all_correct", None)
+        self.__dict__.pop("all_wrong_gt_runner_up", None)
         self._grads.clear()
         self._readers.clear()
         self._attention_output = None

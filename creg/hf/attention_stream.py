@@ -14,7 +14,9 @@ query and key, after the original call -- the row-stochastic map
 
 (GQA: key heads repeated, as eager attention does; masked keys get float32's lowest value, as
 eager's additive mask does, so a row with every key masked is uniform) and hands it to the
-module's callback. Nothing is kept for backward; the map lives until the callback returns.
+module's callback -- or only its mean over heads, ``(b, 1, q, k)``, when the callback has
+``head_mean = True`` (:data:`creg.plugins.relevance.HEAD_MEAN`: its readers read nothing else). Nothing
+is kept for backward; the map lives until the callback returns.
 
 Modules that are not registered (the vision tower, another model in the process) go straight
 to the original function. The wrapper is installed while at least one stream is open and the
@@ -23,6 +25,12 @@ previous entry is restored when the last one closes.
 Masks: a 4-D boolean mask (True: attend), a 4-D additive float mask, a 2-D padding mask
 (flash kernels: 1 = real token) or None (the causal and sliding-window pattern the kernel
 applies itself); ``position_bias`` is added and ``softcap`` applied as eager attention does.
+
+Cost: the map is computed in blocks of query rows (:func:`row_blocks`), each against the keys
+up to the last one any of its rows attends to -- under a causal mask about half of ``Q K^T``
+and of the softmax, and each block's scores stay in cache. The keys a block leaves out are
+masked for every row of it, so their probability is exactly 0 either way: the map is the one
+a single ``softmax(Q K^T * scaling + mask)`` over all keys gives (tests/test_attention_blocks.py).
 """
 
 from __future__ import annotations
@@ -33,7 +41,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["AttentionStream", "additive_mask", "attention_probabilities"]
+from creg.plugins.relevance import HEAD_MEAN
+
+__all__ = ["AttentionStream", "additive_mask", "attention_probabilities", "row_blocks"]
+
+#: query rows per block of :func:`attention_probabilities` (a block's scores, ``heads x rows x keys``
+#: float32, stay in cache).
+BLOCK_ROWS = 128
 
 #: the keyword order of transformers' attention functions after (module, query, key, value, mask).
 _POSITIONAL = ("dropout", "scaling", "is_causal")
@@ -85,16 +99,40 @@ def additive_mask(attention_mask: torch.Tensor | None, q_len: int, k_len: int, *
     return torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device).masked_fill_(~allowed, lowest)
 
 
+def row_blocks(additive: torch.Tensor | None, q_len: int, k_len: int, rows: int = BLOCK_ROWS) -> list[tuple[int, int, int]]:
+    """``(r0, r1, c1)`` per block of about ``rows`` query rows: rows ``r0:r1`` attend to no key at or
+    after ``c1`` (in any batch row or head of ``additive``, :func:`additive_mask`'s result). A
+    block holding a row with every key masked keeps every key (eager attention makes that row
+    uniform over all of them). None (nothing masked): every block keeps every key."""
+    n = max(1, round(q_len / rows))
+    bounds = [(i * q_len // n, (i + 1) * q_len // n) for i in range(n)]  # n blocks of about ``rows`` rows
+    if additive is None:
+        return [(r0, r1, k_len) for r0, r1 in bounds]
+    allowed = (additive > torch.finfo(torch.float32).min).reshape(-1, q_len, k_len)  # (b h|1) q k
+    attends = allowed.any(-1).all(0)  # q: the row attends to some key in every batch row and head
+    allowed = allowed.any(0)  # q k
+    blocks = []
+    for r0, r1 in bounds:
+        cols = allowed[r0:r1].any(0).nonzero()
+        full = not bool(attends[r0:r1].all()) or not len(cols)
+        blocks.append((r0, r1, k_len if full else int(cols[-1]) + 1))
+    return blocks
+
+
 def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None, *,
                             scaling: float | None = None, is_causal: bool = True, sliding_window: int | None = None,
                             position_bias: torch.Tensor | None = None, softcap: float | None = None,
-                            additive: torch.Tensor | None = None) -> torch.Tensor:
+                            additive: torch.Tensor | None = None,
+                            blocks: list[tuple[int, int, int]] | None = None,
+                            head_mean: bool = False) -> torch.Tensor:
     """``(b, h, q, d), (b, h_kv, k, d) -> (b, h, q, k)`` float32 attention probabilities
     ``softmax(Q K^T * scaling + mask)``, as eager attention computes them (a row whose keys are
-    all masked is uniform).
+    all masked is uniform); with ``head_mean``, ``(b, 1, q, k)`` their mean over heads (taken
+    block by block while the block is in cache: every head's map is never written out).
 
-    The mask arguments are :func:`additive_mask`'s; ``additive``: its result, if already made
-    (the stream makes it once per pass: every decoder layer gets the same mask).
+    The mask arguments are :func:`additive_mask`'s; ``additive``: its result, if already made,
+    and ``blocks``: :func:`row_blocks` of it (the stream makes both once per pass: every decoder
+    layer gets the same mask).
     """
     b, h, q_len, d = query.shape
     k_len = key.shape[2]
@@ -107,14 +145,33 @@ def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_ma
     if additive is None:
         additive = additive_mask(attention_mask, q_len, k_len, is_causal=is_causal, sliding_window=sliding_window,
                                  device=q.device)
-    if softcap is None and position_bias is None and (additive is None or additive.shape[:2] == (1, 1)):
-        # one fused pass over the (b h, q, k) scores: scale * Q K^T + mask (the mask shared by the batch)
+    if softcap is None and position_bias is None and (additive is None or additive.shape[1] == 1):
+        # blocks of query rows over the (b h, q, k) scores: scale * Q K^T + mask and its softmax,
+        # each block against the keys its rows attend to (module docstring)
+        if blocks is None:
+            blocks = row_blocks(additive, q_len, k_len)
         qf, kf = q.reshape(b * h, q_len, d), k.reshape(b * h, k_len, d).transpose(1, 2)
-        if additive is None:
-            scores = torch.bmm(qf, kf).mul_(scale)
-        else:
-            scores = torch.baddbmm(additive.reshape(1, q_len, k_len), qf, kf, alpha=scale)
-        return torch.softmax(scores, dim=-1).view(b, h, q_len, k_len)
+        heads = 1 if head_mean else h
+        probs = None
+        for r0, r1, c1 in blocks:
+            if additive is None:
+                scores = torch.bmm(qf[:, r0:r1], kf[:, :, :c1]).mul_(scale)
+            else:
+                mask = additive[:, :, r0:r1, :c1]
+                mask = mask.reshape(r1 - r0, c1) if mask.shape[0] == 1 else \
+                    mask.expand(b, h, r1 - r0, c1).reshape(b * h, r1 - r0, c1)
+                scores = torch.baddbmm(mask, qf[:, r0:r1], kf[:, :, :c1], alpha=scale)
+            block = torch.softmax(scores, dim=-1)
+            if head_mean:
+                block = block.view(b, h, r1 - r0, c1).mean(dim=1)
+            if (r0, r1, c1) == (0, q_len, k_len):  # one block of every row and key: the map itself
+                return block.view(b, heads, q_len, k_len)
+            if probs is None:
+                probs = torch.empty(b * heads, q_len, k_len, dtype=torch.float32, device=q.device)
+            probs[:, r0:r1, :c1] = block
+            if c1 < k_len:
+                probs[:, r0:r1, c1:] = 0.0
+        return probs.view(b, heads, q_len, k_len)
     scores = torch.matmul(q, k.transpose(2, 3)).mul_(scale)
     if softcap is not None:
         scores = scores.div_(softcap).tanh_().mul_(softcap)
@@ -122,7 +179,8 @@ def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_ma
         scores = scores.add_(position_bias.float())
     if additive is not None:
         scores = scores.add_(additive)  # lowest + a finite score stays finite: no -inf, no NaN row
-    return torch.softmax(scores, dim=-1)
+    probs = torch.softmax(scores, dim=-1)
+    return probs.mean(dim=1, keepdim=True) if head_mean else probs
 
 
 def _streaming(original: Callable) -> Callable:
@@ -153,8 +211,8 @@ class AttentionStream:
         self.modules = modules
         self.on_attention = on_attention
         self._names: list[str] = []
-        #: (the mask object, its shape key, its additive float32 form): every layer of a pass
-        #: gets the same mask, so it is converted once
+        #: (the mask object, its shape key, its additive float32 form, its row blocks): every
+        #: layer of a pass gets the same mask, so it is converted once
         self._mask: tuple | None = None
 
     def _capture(self, index: int, module: nn.Module, query: torch.Tensor, key: torch.Tensor,
@@ -168,10 +226,11 @@ class AttentionStream:
             if self._mask is None or self._mask[0] is not attention_mask or self._mask[1] != shape_key:
                 additive = additive_mask(attention_mask, query.shape[2], key.shape[2], is_causal=is_causal,
                                          sliding_window=kwargs.get("sliding_window"), device=query.device)
-                self._mask = (attention_mask, shape_key, additive)
+                self._mask = (attention_mask, shape_key, additive, row_blocks(additive, query.shape[2], key.shape[2]))
             probs = attention_probabilities(query, key, attention_mask, scaling=kwargs.get("scaling"),
                                             position_bias=kwargs.get("position_bias"), softcap=kwargs.get("softcap"),
-                                            additive=self._mask[2])
+                                            additive=self._mask[2], blocks=self._mask[3],
+                                            head_mean=getattr(self.on_attention, HEAD_MEAN, False))
         self.on_attention(index, probs)
 
     @staticmethod

@@ -37,6 +37,7 @@ from creg.hf.last_position import (
     last_position_block,
     supports_last_position,
 )
+from creg.plugins.relevance import HEAD_MEAN
 
 
 @dataclass
@@ -128,7 +129,8 @@ class ForwardCapture:
     input; ``norm_layers``: requested indices naming the final norm's output (-1);
     ``vision``: where to take vision activations (None: not requested);
     ``on_attention(layer, (b, heads, q, k))``: called per decoder layer, in order, with its
-    attention probabilities (float32 from the stream, the layer's own weights under eager).
+    attention probabilities (float32 from the stream, the layer's own weights under eager); the
+    stream passes their mean over heads, ``(b, 1, q, k)``, to a callback with ``head_mean = True``.
     """
 
     def __init__(
@@ -224,7 +226,8 @@ class ForwardCapture:
             q, k = apply_rotary(attn, q.transpose(1, 2), k.transpose(1, 2), cos, sin)
             probs = attention_probabilities(q, k, kwargs.get("attention_mask"), scaling=attn.scaling,
                                             is_causal=getattr(attn, "is_causal", True),
-                                            sliding_window=getattr(attn, "sliding_window", None))
+                                            sliding_window=getattr(attn, "sliding_window", None),
+                                            head_mean=getattr(self.on_attention, HEAD_MEAN, False))
         self.on_attention(len(self.parts.layers) - 1, probs)
 
     def _answer_only_forward(self, block: nn.Module, original: Callable[..., Any]) -> Callable[..., Any]:

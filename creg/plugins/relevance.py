@@ -124,10 +124,20 @@ class SourceRequest(BaseModel):
 
 
 class AttentionReader(Protocol):
-    """Receives one batch's attention maps, one decoder layer at a time, in order."""
+    """Receives one batch's attention maps, one decoder layer at a time, in order.
+
+    A reader that reads only the mean over heads may say so with a class attribute
+    ``head_mean = True``: when every reader of a pass says it, the adapter may hand them
+    ``(b, 1, seq, seq)`` maps holding that mean instead of every head (:data:`HEAD_MEAN`)."""
 
     def update(self, layer_idx: int, attn: torch.Tensor) -> None:
-        """``layer_idx``: 0-based decoder layer; ``attn``: ``(b, heads, seq, seq)``, detached."""
+        """``layer_idx``: 0-based decoder layer; ``attn``: ``(b, heads, seq, seq)``, detached
+        (``heads`` may be 1, the mean over heads, for a reader with ``head_mean = True``)."""
+
+
+#: Attribute of an attention callback (``on_attention``) that is True when its receivers read only
+#: the mean over heads: an adapter may then pass ``(b, 1, q, k)`` head means (or every head, as ever).
+HEAD_MEAN = "head_mean"
 
 
 class RelevanceSource(ABC):

@@ -30,13 +30,16 @@ def rollout_layer(attn: torch.Tensor) -> torch.Tensor:
     Rows of padding queries (all keys masked, possibly NaN) are treated as zero attention, so
     they become identity rows.
     """
-    a = torch.nan_to_num(attn.detach().float().mean(dim=1))  # b q k (a new tensor: updated in place below)
+    a = torch.nan_to_num_(attn.detach().float().mean(dim=1))  # b q k (a new tensor: updated in place)
     a.diagonal(dim1=-2, dim2=-1).add_(1.0)
     return a.div_(a.sum(dim=-1, keepdim=True))
 
 
 class AttentionRollout:
-    """An :class:`creg.plugins.relevance.AttentionReader` accumulating one batch's rollout layers."""
+    """An :class:`creg.plugins.relevance.AttentionReader` accumulating one batch's rollout layers (it
+    reads the mean over heads only: ``(b, 1, q, k)`` head means are as good as every head)."""
+
+    head_mean = True
 
     def __init__(self) -> None:
         #: Â_l for the layers seen so far, ``(b, q, k)`` each, in layer order.

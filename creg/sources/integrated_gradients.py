@@ -30,6 +30,7 @@ the model below the layer never runs again.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Annotated, Any, Callable, Literal
 
@@ -59,16 +60,24 @@ METHODS = ("gausslegendre_log", "gausslegendre", "riemann_left", "riemann_right"
 LOG_FLOOR = -10
 
 
+@functools.lru_cache(maxsize=32)
+def _leggauss(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """numpy's Gauss-Legendre nodes and weights on [-1, 1] (an eigenproblem: kept per ``n``, read-only)."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    x.flags.writeable = w.flags.writeable = False
+    return x, w
+
+
 def integration_rule(n_steps: int, method: str = "gausslegendre") -> tuple[torch.Tensor, torch.Tensor]:
     """``(n,)`` path points alpha_k in [0, 1] and ``(n,)`` weights w_k, float64, as Captum builds them."""
     if n_steps < 2:
         raise ValueError(f"steps: need at least 2, got {n_steps}")
     if method == "gausslegendre":
-        x, w = np.polynomial.legendre.leggauss(n_steps)
+        x, w = _leggauss(n_steps)
         return torch.from_numpy(0.5 * (1 + x)), torch.from_numpy(0.5 * w)
     if method == "gausslegendre_log":
         # alpha = 10^u, u Gauss-Legendre on [LOG_FLOOR, 0]: d alpha = alpha ln(10) du
-        x, w = np.polynomial.legendre.leggauss(n_steps - 1)
+        x, w = _leggauss(n_steps - 1)
         half = -LOG_FLOOR / 2
         alpha = 10.0 ** (LOG_FLOOR + half * (1 + x))
         floor = 10.0**LOG_FLOOR

@@ -37,7 +37,7 @@ Sections (``--sections``, default all):
   shared forward, each source's explain), and GradCAM's floor (its forward with the graph from
   the vision output, its backward, the vision tower's share of a plain forward).
 * ``coslevers`` the same model: COS's occluded passes with and without each lever (p_0 from the
-  explained pass, the answer-row-only last block), in FPU.
+  explained pass, the answer-row-only last block, the cached text prefix), in FPU.
 * ``captum`` the same model: ``integrated_gradients`` vs Captum's ``LayerIntegratedGradients`` run
   two ways, with equal results checked: (a) on a forward that starts at layer -2 (the last
   block, final norm and lm_head: Captum's fairest set-up, top layers only) and (b) on the full
@@ -580,14 +580,17 @@ def section_phases(args) -> None:
 # -- what each COS lever saves ----------------------------------------------------------------
 def section_coslevers(args) -> None:
     """COS's occluded passes on one sample in FPU, with and without each lever: p_0 from the
-    explained pass (no unoccluded image sent) and the answer-row-only last block."""
+    explained pass (no unoccluded image sent), the answer-row-only last block and the text
+    before the image run once per sample (its keys and values shared by the occluded copies)."""
     from creg.compass import project_to_compass
     from creg.context import ExplainContext
     from creg.occlusion import CosQuery, causal_occlusion, gt_log_probs
 
     adapter, _ = load_deep_from(args)
     tokens = [int(t) for t in args.tokens.split(",")]
-    on, off = adapter.options, adapter.options.model_copy(update={"answer_only_forward": False})
+    on = adapter.options
+    off = on.model_copy(update={"answer_only_forward": False, "cached_text_prefix": False})
+    answer_row = on.model_copy(update={"cached_text_prefix": False})
     rows: dict[int, dict[str, list[float]]] = {}
     for tok in tokens:
         sample = synthetic(1, TOKEN_SIDES[tok])[0]
@@ -605,26 +608,36 @@ def section_coslevers(args) -> None:
         variants = {
             "COS before (p_0 forward, full last block)": (off, None),
             "p_0 from the explained pass": (off, log_p0),
-            "+ answer row only (now)": (on, log_p0),
+            "+ answer row only": (answer_row, log_p0),
+            "+ the text prefix once per sample (now)": (on, log_p0),
         }
         out: dict[str, list[float]] = {}
+        deltas: dict[str, list[float]] = {}  # every Delta S of the queries, per variant: the levers change no result
         for _ in range(args.repeats):
             for name, (options, p0) in variants.items():
                 adapter.options = options
+                got: list = []
                 with OccludedCount(adapter) as count:
-                    spent = cpu_time(lambda: causal_occlusion(adapter, [sample], queries, k=8, rho_r=2.0,
-                                                              cell_xy=cell_xy, log_p0=p0))
+                    spent = cpu_time(lambda: got.append(causal_occlusion(adapter, [sample], queries, k=8, rho_r=2.0,
+                                                                         cell_xy=cell_xy, log_p0=p0)))
                 adapter.options = on
                 unit = min(cpu_time(lambda: plain_model_forward(adapter, inputs)) for _ in range(2))
                 out.setdefault(name, []).append(spent / unit)
                 out.setdefault(f"{name}: images sent", []).append(count.n)
+                deltas[name] = [v for e in got[0] if e for v in (
+                    e["peak"]["delta"], e["peak"]["delta_opp"], e["true"]["delta"], e["true"]["delta_opp"],
+                    *e["adjacent"]["delta"], e["area_matched"]["delta"])]
+        first = next(iter(deltas.values()))
+        out["largest |Delta S - before's| over the variants"] = [
+            max(abs(a - b) for d in deltas.values() for a, b in zip(d, first))]
         rows[tok] = out
         print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
     print("\n### What each COS lever saves (one sample, Table-1 sources' queries, K = 8, FPU, median)\n")
     print("| COS occluded passes | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
     print("|---|" + "---:|" * len(tokens))
     for name in rows[tokens[0]]:
-        print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):.2f}" for t in tokens) + " |")
+        fmt = ".1e" if name.startswith("largest") else ".2f"
+        print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):{fmt}}" for t in tokens) + " |")
 
 
 # -- Captum ---------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ class Gemma3Adapter(HFAdapter):
     description = "Gemma 3 (4B/12B/27B-it) via transformers, optional pan-and-scan crops"
     model_class = "Gemma3ForConditionalGeneration"
     image_features_module = "model.multi_modal_projector"
+    #: an image's soft tokens attend to each other both ways: the decoder is not causal there
+    caches_text_prefix = False
 
     class Options(HFAdapter.Options):
         pan_and_scan: bool = False

@@ -592,6 +592,7 @@ def section_coslevers(args) -> None:
     off = on.model_copy(update={"answer_only_forward": False, "cached_text_prefix": False})
     answer_row = on.model_copy(update={"cached_text_prefix": False})
     rows: dict[int, dict[str, list[float]]] = {}
+    lm_rows: dict[int, dict[str, list[float]]] = {}
     for tok in tokens:
         sample = synthetic(1, TOKEN_SIDES[tok])[0]
         inputs = model_inputs(adapter, [sample])
@@ -631,6 +632,7 @@ def section_coslevers(args) -> None:
         out["largest |Delta S - before's| over the variants"] = [
             max(abs(a - b) for d in deltas.values() for a, b in zip(d, first))]
         rows[tok] = out
+        lm_rows[tok] = _prefix_on_the_language_model(adapter, sample, args.repeats)
         print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
     print("\n### What each COS lever saves (one sample, Table-1 sources' queries, K = 8, FPU, median)\n")
     print("| COS occluded passes | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
@@ -638,6 +640,76 @@ def section_coslevers(args) -> None:
     for name in rows[tokens[0]]:
         fmt = ".1e" if name.startswith("largest") else ".2f"
         print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):{fmt}}" for t in tokens) + " |")
+    print("\n### The text prefix on the language model alone (13 rows that differ from the first image token on; "
+          "s CPU, median)\n")
+    print("| language model | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
+    print("|---|" + "---:|" * len(tokens))
+    for name in lm_rows[tokens[0]]:
+        fmt = ".0f" if name in ("shared positions", "sequence length") else ".3f"
+        print(f"| {name} | " + " | ".join(f"{med(lm_rows[t][name]):{fmt}}" for t in tokens) + " |")
+
+
+def _prefix_on_the_language_model(adapter, sample, repeats: int, n: int = 13) -> dict[str, list[float]]:
+    """The language model on ``n`` rows of ``sample`` whose embeddings differ from the first image
+    token on: every position, the shared text kept (:class:`creg.hf.shared_prefix.SharedPrefix`),
+    and the rows' own positions alone (the bound: no prefix at all); then sdpa's attention of
+    those rows under its causal kernel and under the explicit mask transformers gives a query
+    shorter than its keys."""
+    import torch.nn.functional as F
+
+    from creg.hf.shared_prefix import PrefixMemo, SharedPrefix
+
+    lm = adapter.model.get_decoder()
+    inputs = model_inputs(adapter, [sample] * n)
+    seen: dict = {}
+    handle = lm.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
+    with torch.no_grad():
+        adapter.model(**inputs, use_cache=False, logits_to_keep=1)
+    handle.remove()
+    p = int((inputs["input_ids"][0] == adapter.model.config.image_token_id).nonzero()[0])
+    gen = torch.Generator().manual_seed(0)
+    embeds = seen["inputs_embeds"].clone()
+    embeds[:, p:] += 0.01 * torch.randn(embeds[:, p:].shape, generator=gen)
+    kw = {**seen, "inputs_embeds": embeds}
+    pos, memo = kw["position_ids"], PrefixMemo()
+
+    def every():
+        with torch.no_grad():
+            lm(**kw)
+
+    def kept():
+        with torch.no_grad(), SharedPrefix(lm, memo):
+            lm(**kw)
+
+    def bound():
+        with torch.no_grad():
+            lm(inputs_embeds=embeds[:, p:], position_ids=pos[..., p:], attention_mask=kw["attention_mask"][:, p:])
+
+    cfg = lm.config
+    heads, width = cfg.num_attention_heads, cfg.hidden_size // cfg.num_attention_heads
+    s = embeds.shape[1]
+    q, k, v = (torch.randn(n, heads, s, width, generator=gen) for _ in range(3))
+    allowed = torch.ones(s, s, dtype=torch.bool).tril()[p:]
+
+    def causal():
+        F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    def masked():
+        F.scaled_dot_product_attention(q[:, :, p:], k, v, attn_mask=allowed)
+
+    variants = {
+        "every position (before)": every,
+        "the text before the image kept, the rest with its keys and values (now)": kept,
+        "the rest alone, no prefix (the bound)": bound,
+        f"sdpa, one layer's attention (ms): causal kernel, all {s} queries": causal,
+        f"sdpa, one layer's attention (ms): the {s - p} rows with an explicit mask": masked,
+    }
+    kept()  # the prefix's own pass, kept for the rest (as a run keeps it across samples)
+    out: dict[str, list[float]] = {"shared positions": [p], "sequence length": [s]}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            out.setdefault(name, []).append(cpu_time(fn) * (1000 if name.startswith("sdpa") else 1))
+    return out
 
 
 # -- Captum ---------------------------------------------------------------------------------

@@ -119,12 +119,20 @@ class PrefixMemo:
         self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer, (1, kv_heads, P, head_dim) each
 
     @staticmethod
-    def _weights(module: nn.Module) -> tuple:
-        return tuple((id(t), t._version) for t in module.parameters())
+    def _weights(module: nn.Module) -> tuple | None:
+        """The parameters' identities and versions; None when a parameter has no version counter
+        (weights that accelerate loads for each call of an offloaded block, in inference mode)."""
+        params = list(module.parameters())
+        if any(t.is_inference() for t in params):
+            return None
+        return tuple((id(t), t._version) for t in params)
 
     def lookup(self, module: nn.Module, embeds: torch.Tensor, positions: torch.Tensor | None):
         """The stored ``kv`` for row-0 ``embeds`` ``(P, d)`` and ``positions`` ``(..., P)``, or None."""
-        if self.embeds is None or self.embeds.shape != embeds.shape or self.key != self._weights(module):
+        if self.embeds is None or self.embeds.shape != embeds.shape:
+            return None
+        weights = self._weights(module)
+        if weights is None or weights != self.key:
             return None
         if (positions is None) != (self.positions is None):
             return None
@@ -133,9 +141,10 @@ class PrefixMemo:
         return self.kv
 
     def store(self, module: nn.Module, embeds: torch.Tensor, positions: torch.Tensor | None, cache: Any) -> None:
-        if any(getattr(layer, "is_sliding", False) for layer in cache.layers):
-            return  # a sliding-window layer keeps only its window: not the whole prefix
-        self.key, self.embeds = self._weights(module), embeds.clone()
+        weights = self._weights(module)
+        if weights is None or any(getattr(layer, "is_sliding", False) for layer in cache.layers):
+            return  # untracked weights; or a sliding-window layer, which keeps only its window
+        self.key, self.embeds = weights, embeds.clone()
         self.positions = None if positions is None else positions.clone()
         self.kv = [(layer.keys, layer.values) for layer in cache.layers]
 

@@ -701,8 +701,8 @@ def _prefix_on_the_language_model(adapter, sample, repeats: int, n: int = 13) ->
         "every position (before)": every,
         "the text before the image kept, the rest with its keys and values (now)": kept,
         "the rest alone, no prefix (the bound)": bound,
-        f"sdpa, one layer's attention (ms): causal kernel, all {s} queries": causal,
-        f"sdpa, one layer's attention (ms): the {s - p} rows with an explicit mask": masked,
+        "sdpa, one layer's attention (ms): every query, causal kernel": causal,
+        "sdpa, one layer's attention (ms): the queries after the prefix, explicit mask": masked,
     }
     kept()  # the prefix's own pass, kept for the rest (as a run keeps it across samples)
     out: dict[str, list[float]] = {"shared positions": [p], "sequence length": [s]}

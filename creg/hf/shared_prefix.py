@@ -12,13 +12,15 @@ model that takes ``inputs_embeds``): on a call whose rows all have the same firs
 embeddings (and the same position ids there, no padding), it runs those ``P`` positions once,
 on row 0, into a key/value cache (transformers' ``DynamicCache``), repeats the cache over the
 rows and hands the language model the remaining positions with that cache -- the rows' own
-positions attend to the shared ones through it, as in generation. The answer row (the last)
+positions attend to the shared ones through it, as in generation. A :class:`PrefixMemo` keeps
+those keys and values for the next call (every sample has the same text before its image). The
+answer row (the last)
 is never shared, so ``P <= seq - 1``. ``P`` is found by comparing the rows' embeddings, so a
 batch whose rows differ from the first token on (several samples) runs as before.
 
 Under ``sdpa`` the cached keys would cost more than they save: transformers gives a query
 shorter than its keys an explicit mask, and the CPU kernel then computes every score instead
-of skipping the causal upper triangle (at 1094 positions the attention takes twice as long).
+of skipping the causal upper triangle (docs/speed.md).
 So while the shared positions run, the language model's attention is
 :func:`prefix_causal_sdpa`: the rows' queries get ``P`` zero queries in front, which makes
 them as long as the keys, sdpa's own causal kernel runs with no mask, and the ``P`` extra

@@ -588,9 +588,10 @@ def section_coslevers(args) -> None:
 
     adapter, _ = load_deep_from(args)
     tokens = [int(t) for t in args.tokens.split(",")]
-    on = adapter.options
+    on = adapter.options  # the defaults
     off = on.model_copy(update={"answer_only_forward": False, "cached_text_prefix": False})
-    answer_row = on.model_copy(update={"cached_text_prefix": False})
+    answer_row = on.model_copy(update={"answer_only_forward": True, "cached_text_prefix": False})
+    prefix = answer_row.model_copy(update={"cached_text_prefix": True})
     rows: dict[int, dict[str, list[float]]] = {}
     lm_rows: dict[int, dict[str, list[float]]] = {}
     for tok in tokens:
@@ -609,8 +610,8 @@ def section_coslevers(args) -> None:
         variants = {
             "COS before (p_0 forward, full last block)": (off, None),
             "p_0 from the explained pass": (off, log_p0),
-            "+ answer row only": (answer_row, log_p0),
-            "+ the text prefix once per sample (now)": (on, log_p0),
+            "+ answer row only (the defaults)": (answer_row, log_p0),
+            "+ the text before the image once (cached_text_prefix=true)": (prefix, log_p0),
         }
         out: dict[str, list[float]] = {}
         deltas: dict[str, list[float]] = {}  # every Delta S of the queries, per variant: the levers change no result

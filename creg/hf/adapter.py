@@ -55,9 +55,10 @@ class HFAdapter(VLMAdapter):
                                          "answer position only (same result, cheaper)")
         answer_only_forward: bool = Field(True, description="the forward pass computes the last block for the "
                                           "answer position only when nothing reads its other rows (same result, cheaper)")
-        cached_text_prefix: bool = Field(True, description="causal occlusion runs the text before the image once and "
+        cached_text_prefix: bool = Field(False, description="causal occlusion runs the text before the image once and "
                                          "gives its keys and values to every occluded copy (same result; only where "
-                                         "the adapter declares caches_text_prefix; docs/speed.md has what it saves)")
+                                         "the adapter declares caches_text_prefix; off: on creg's CPU benchmark it "
+                                         "saved ~2% at 64 vision tokens and cost ~7% at 256, docs/speed.md)")
         device_map: DeviceMapField = Field(
             None, description="accelerate's placement of the layers over several devices: auto, balanced, "
             "balanced_low_0, sequential or {module: device} (the config's device is then ignored; docs/distributed.md)")

@@ -37,7 +37,7 @@ Sections (``--sections``, default all):
   shared forward, each source's explain), and GradCAM's floor (its forward with the graph from
   the vision output, its backward, the vision tower's share of a plain forward).
 * ``coslevers`` the same model: COS's occluded passes with and without each lever (p_0 from the
-  explained pass, the answer-row-only last block), in FPU.
+  explained pass, the answer-row-only last block, the cached text prefix), in FPU.
 * ``captum`` the same model: ``integrated_gradients`` vs Captum's ``LayerIntegratedGradients`` run
   two ways, with equal results checked: (a) on a forward that starts at layer -2 (the last
   block, final norm and lm_head: Captum's fairest set-up, top layers only) and (b) on the full
@@ -581,15 +581,20 @@ def section_phases(args) -> None:
 # -- what each COS lever saves ----------------------------------------------------------------
 def section_coslevers(args) -> None:
     """COS's occluded passes on one sample in FPU, with and without each lever: p_0 from the
-    explained pass (no unoccluded image sent) and the answer-row-only last block."""
+    explained pass (no unoccluded image sent), the answer-row-only last block and the text
+    before the image run once per sample (its keys and values shared by the occluded copies)."""
     from creg.core.compass import project_to_compass
     from creg.explain.context import ExplainContext
     from creg.explain.occlusion import CosQuery, causal_occlusion, gt_log_probs
 
     adapter, _ = load_deep_from(args)
     tokens = [int(t) for t in args.tokens.split(",")]
-    on, off = adapter.options, adapter.options.model_copy(update={"answer_only_forward": False})
+    on = adapter.options  # the defaults
+    off = on.model_copy(update={"answer_only_forward": False, "cached_text_prefix": False})
+    answer_row = on.model_copy(update={"answer_only_forward": True, "cached_text_prefix": False})
+    prefix = answer_row.model_copy(update={"cached_text_prefix": True})
     rows: dict[int, dict[str, list[float]]] = {}
+    lm_rows: dict[int, dict[str, list[float]]] = {}
     for tok in tokens:
         sample = synthetic(1, TOKEN_SIDES[tok])[0]
         inputs = model_inputs(adapter, [sample])
@@ -606,26 +611,107 @@ def section_coslevers(args) -> None:
         variants = {
             "COS before (p_0 forward, full last block)": (off, None),
             "p_0 from the explained pass": (off, log_p0),
-            "+ answer row only (now)": (on, log_p0),
+            "+ answer row only (the defaults)": (answer_row, log_p0),
+            "+ the text before the image once (cached_text_prefix=true)": (prefix, log_p0),
         }
         out: dict[str, list[float]] = {}
+        deltas: dict[str, list[float]] = {}  # every Delta S of the queries, per variant: the levers change no result
         for _ in range(args.repeats):
             for name, (options, p0) in variants.items():
                 adapter.options = options
+                got: list = []
                 with OccludedCount(adapter) as count:
-                    spent = cpu_time(lambda: causal_occlusion(adapter, [sample], queries, k=8, rho_r=2.0,
-                                                              cell_xy=cell_xy, log_p0=p0))
+                    spent = cpu_time(lambda: got.append(causal_occlusion(adapter, [sample], queries, k=8, rho_r=2.0,
+                                                                         cell_xy=cell_xy, log_p0=p0)))
                 adapter.options = on
                 unit = min(cpu_time(lambda: plain_model_forward(adapter, inputs)) for _ in range(2))
                 out.setdefault(name, []).append(spent / unit)
                 out.setdefault(f"{name}: images sent", []).append(count.n)
+                deltas[name] = [v for e in got[0] if e for v in (
+                    e["peak"]["delta"], e["peak"]["delta_opp"], e["true"]["delta"], e["true"]["delta_opp"],
+                    *e["adjacent"]["delta"], e["area_matched"]["delta"])]
+        first = next(iter(deltas.values()))
+        out["largest |Delta S - before's| over the variants"] = [
+            max(abs(a - b) for d in deltas.values() for a, b in zip(d, first))]
         rows[tok] = out
+        lm_rows[tok] = _prefix_on_the_language_model(adapter, sample, args.repeats)
         print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
     print("\n### What each COS lever saves (one sample, Table-1 sources' queries, K = 8, FPU, median)\n")
     print("| COS occluded passes | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
     print("|---|" + "---:|" * len(tokens))
     for name in rows[tokens[0]]:
-        print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):.2f}" for t in tokens) + " |")
+        fmt = ".1e" if name.startswith("largest") else ".2f"
+        print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):{fmt}}" for t in tokens) + " |")
+    print("\n### The text prefix on the language model alone (13 rows that differ from the first image token on; "
+          "s CPU, median)\n")
+    print("| language model | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
+    print("|---|" + "---:|" * len(tokens))
+    for name in lm_rows[tokens[0]]:
+        fmt = ".0f" if name in ("shared positions", "sequence length") else ".3f"
+        print(f"| {name} | " + " | ".join(f"{med(lm_rows[t][name]):{fmt}}" for t in tokens) + " |")
+
+
+def _prefix_on_the_language_model(adapter, sample, repeats: int, n: int = 13) -> dict[str, list[float]]:
+    """The language model on ``n`` rows of ``sample`` whose embeddings differ from the first image
+    token on: every position, the shared text kept (:class:`creg.hf.shared_prefix.SharedPrefix`),
+    and the rows' own positions alone (the bound: no prefix at all); then sdpa's attention of
+    those rows under its causal kernel and under the explicit mask transformers gives a query
+    shorter than its keys."""
+    import torch.nn.functional as F
+
+    from creg.hf.shared_prefix import PrefixMemo, SharedPrefix
+
+    lm = adapter.model.get_decoder()
+    inputs = model_inputs(adapter, [sample] * n)
+    seen: dict = {}
+    handle = lm.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
+    with torch.no_grad():
+        adapter.model(**inputs, use_cache=False, logits_to_keep=1)
+    handle.remove()
+    p = int((inputs["input_ids"][0] == adapter.model.config.image_token_id).nonzero()[0])
+    gen = torch.Generator().manual_seed(0)
+    embeds = seen["inputs_embeds"].clone()
+    embeds[:, p:] += 0.01 * torch.randn(embeds[:, p:].shape, generator=gen)
+    kw = {**seen, "inputs_embeds": embeds}
+    pos, memo = kw["position_ids"], PrefixMemo()
+
+    def every():
+        with torch.no_grad():
+            lm(**kw)
+
+    def kept():
+        with torch.no_grad(), SharedPrefix(lm, memo):
+            lm(**kw)
+
+    def bound():
+        with torch.no_grad():
+            lm(inputs_embeds=embeds[:, p:], position_ids=pos[..., p:], attention_mask=kw["attention_mask"][:, p:])
+
+    cfg = lm.config
+    heads, width = cfg.num_attention_heads, cfg.hidden_size // cfg.num_attention_heads
+    s = embeds.shape[1]
+    q, k, v = (torch.randn(n, heads, s, width, generator=gen) for _ in range(3))
+    allowed = torch.ones(s, s, dtype=torch.bool).tril()[p:]
+
+    def causal():
+        F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    def masked():
+        F.scaled_dot_product_attention(q[:, :, p:], k, v, attn_mask=allowed)
+
+    variants = {
+        "every position (before)": every,
+        "the text before the image kept, the rest with its keys and values (now)": kept,
+        "the rest alone, no prefix (the bound)": bound,
+        "sdpa, one layer's attention (ms): every query, causal kernel": causal,
+        "sdpa, one layer's attention (ms): the queries after the prefix, explicit mask": masked,
+    }
+    kept()  # the prefix's own pass, kept for the rest (as a run keeps it across samples)
+    out: dict[str, list[float]] = {"shared positions": [p], "sequence length": [s]}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            out.setdefault(name, []).append(cpu_time(fn) * (1000 if name.startswith("sdpa") else 1))
+    return out
 
 
 # -- Captum ---------------------------------------------------------------------------------

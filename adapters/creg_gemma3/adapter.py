@@ -21,6 +21,8 @@ class Gemma3Adapter(HFAdapter):
 
     model_class = "Gemma3ForConditionalGeneration"
     image_features_module = "model.multi_modal_projector"
+    #: an image's soft tokens attend to each other both ways: the decoder is not causal there
+    caches_text_prefix = False
 
     class Options(HFAdapter.Options):
         pan_and_scan: bool = False

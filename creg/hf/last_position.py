@@ -40,7 +40,9 @@ def last_position_block(block: nn.Module, hidden: torch.Tensor, kwargs: dict[str
     """``(b, s, d)`` block input -> ``(b, 1, d)`` the block's output at position ``s - 1``.
 
     ``kwargs`` are the block's captured call arguments (``attention_mask`` ``(b, 1, s, s)`` or
-    None, ``position_embeddings`` = (cos, sin) each ``(b, s, head_dim)``).
+    None, ``position_embeddings`` = (cos, sin) each ``(b, s, head_dim)``). With a key/value
+    ``cache`` (:mod:`creg.hf.shared_prefix`) the block's keys and values are appended to the
+    cached ones and the answer row attends to all of them (the mask is then ``(b, 1, s, c + s)``).
     """
     from transformers.modeling_utils import (
         ALL_ATTENTION_FUNCTIONS,  # lazy: transformers
@@ -61,6 +63,9 @@ def last_position_block(block: nn.Module, hidden: torch.Tensor, kwargs: dict[str
     cos, sin = kwargs["position_embeddings"]
     q, _ = apply_rotary(attn, q, q, cos[:, -1:], sin[:, -1:])
     k, _ = apply_rotary(attn, k, k, cos, sin)
+    cache = kwargs.get("cache")
+    if cache is not None:
+        k, v = cache.update(k, v, attn.layer_idx)
     mask = kwargs.get("attention_mask")
     if isinstance(mask, torch.Tensor) and mask.dim() == 4:
         mask = mask[:, :, -1:, :]

@@ -598,6 +598,14 @@ class AdapterContract:
             with torch.no_grad():
                 expected = adapter.forward([s] * 3, images=[im.render() for im in images]).class_logits
             torch.testing.assert_close(got.float(), expected.float(), atol=self.batch_atol, rtol=0)
+            options = getattr(adapter, "options", None)
+            if getattr(options, "cached_text_prefix", True) is False:  # creg.hf's opt-in cached text prefix too
+                adapter.options = options.model_copy(update={"cached_text_prefix": True})
+                try:
+                    cached = occluded_class_logits(adapter, [s] * 3, images)
+                finally:
+                    adapter.options = options
+                torch.testing.assert_close(cached.float(), expected.float(), atol=self.batch_atol, rtol=0)
 
     # -- gradients -------------------------------------------------------------------------
     def test_gradients_reach_every_requested_layer_at_vision_tokens(self, adapter, samples):

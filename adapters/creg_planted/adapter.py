@@ -25,6 +25,7 @@ from creg.core.compass import uniform_cell_xy
 from creg.core.ground_truth import logit_gap
 from creg.plugins.options import PluginOptions
 from creg.core.sample import Sample
+from creg.plugins.block_stack import gradient_start, run_blocks
 
 from .model import DIM, SEG_NONE, SEG_REF, SEG_TGT, TOKEN, PlantedVLM, attention_bias, word_ids
 from .vision import cell_features, grid_shape
@@ -158,32 +159,13 @@ class PlantedAdapter(VLMAdapter):
     # -- contract ------------------------------------------------------------------------------
     def forward(self, samples: Sequence[Sample], request: ForwardRequest = ForwardRequest(), *,
                 on_attention: AttentionCallback | None = None, images: Sequence[Any] | None = None) -> ForwardOutput:
-        n = self.num_layers
         grad_vision = request.vision_activations
-        grad_from = min((self.layer_to_block(l) for l in request.layers), default=None)
-        if grad_vision:
-            grad_from = 0
+        grad_from = gradient_start(self.layer_to_block, request.layers, grad_vision)
         x, valid, vision, acts = self.encode(samples, images, grad_vision=grad_vision)
         mask = self.attention_bias(valid, x.dtype)
-        b, length = valid.shape
-        hidden: dict[int, torch.Tensor] = {}
-        for i in range(n + 1):
-            if grad_from == i and not grad_vision and i < n:
-                x = x.detach().requires_grad_(True)
-            hidden[i] = x
-            if i == n:
-                break
-            with torch.set_grad_enabled(grad_from is not None and i >= grad_from):
-                x, attn = self.model.blocks[i](x, bias=mask)
-            if on_attention is not None:
-                on_attention(i, attn.detach())
-            del attn
-        answer = torch.full((b,), length - 1)
-        with torch.set_grad_enabled(grad_from is not None):
-            hidden[n] = self.model.norm(x)
-            if grad_from == n:
-                hidden[n] = hidden[n].detach().requires_grad_(True)
-            logits = self.model.head(hidden[n][torch.arange(b), answer])
+        hidden, logits, answer = run_blocks(self.model.blocks, self.model.norm, self.model.head, x, grad_from=grad_from,
+                                            grad_vision=grad_vision, block_kwargs={"bias": mask},
+                                            on_attention=on_attention)
         return ForwardOutput(
             class_logits=logits.float(), hidden={l: hidden[self.layer_to_block(l)] for l in request.layers},
             vision=vision, vision_activations=acts if grad_vision else None, answer_index=answer,

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from creg.core.sample import Sample
+from creg.plugins.block_stack import gradient_start, run_blocks
 from creg.plugins.adapter import (
     AdapterConfig,
     AttentionCallback,
@@ -155,14 +156,9 @@ class FakeVLMAdapter(VLMAdapter):
         images: Sequence[Any] | None = None,
     ) -> ForwardOutput:
         self.forward_calls += 1
-        n = self.num_layers
         images = list(images) if images is not None else [s.load_image() for s in samples]
         grad_vision = request.vision_activations
-        grad_from = None  # the first hidden index whose tensor becomes a leaf with grad
-        if request.layers:
-            grad_from = min(self.layer_to_block(l) for l in request.layers)
-        if grad_vision:
-            grad_from = 0
+        grad_from = gradient_start(self.layer_to_block, request.layers, grad_vision)
 
         seqs, layouts, acts_list = [], [], []
         for s, img in zip(samples, images):
@@ -188,7 +184,7 @@ class FakeVLMAdapter(VLMAdapter):
             layouts.append((len(prefix), gh, gw, torch.stack([xx, yy], dim=-1), (hp, wp)))
 
         length = max(e.shape[0] for e in seqs)
-        b, d = len(seqs), seqs[0].shape[1]
+        d = seqs[0].shape[1]
         pad = [length - e.shape[0] for e in seqs]
         with torch.set_grad_enabled(grad_vision):
             x = torch.stack([torch.cat([e.new_zeros(p_, d), e]) for e, p_ in zip(seqs, pad)])  # left padding
@@ -198,24 +194,9 @@ class FakeVLMAdapter(VLMAdapter):
             VisionLayout(token_index=torch.arange(gh * gw) + p_ + pre, grid_hw=(gh, gw), cell_xy=cxy, patch_hw=patch)
             for (pre, gh, gw, cxy, patch), p_ in zip(layouts, pad)
         ]
-        hidden: dict[int, torch.Tensor] = {}
-        for i in range(n + 1):
-            if grad_from == i and not grad_vision and i < n:
-                x = x.detach().requires_grad_(True)  # gradients start here, nothing below is tracked
-            hidden[i] = x
-            if i == n:
-                break
-            with torch.set_grad_enabled(grad_from is not None and i >= grad_from):
-                x, attn = self.model.blocks[i](x, mask=mask)
-            if on_attention is not None:
-                on_attention(i, attn.detach())
-            del attn
-        with torch.set_grad_enabled(grad_from is not None):
-            hidden[n] = self.model.norm(x)
-            if grad_from == n:
-                hidden[n] = hidden[n].detach().requires_grad_(True)
-            answer_index = torch.full((b,), length - 1)
-            logits = self.model.head(hidden[n][torch.arange(b), answer_index])
+        hidden, logits, answer_index = run_blocks(self.model.blocks, self.model.norm, self.model.head, x,
+                                                  grad_from=grad_from, grad_vision=grad_vision,
+                                                  block_kwargs={"mask": mask}, on_attention=on_attention)
         keep = {l: hidden[self.layer_to_block(l)] for l in request.layers}
         return ForwardOutput(
             class_logits=logits.float(),

@@ -49,9 +49,7 @@ def build_tiny_gemma3(out_dir: str | Path, *, seed: int = 0, **overrides: Any) -
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_qwen2_tokenizer(SPECIAL_TOKENS, GEMMA3_CHAT_TEMPLATE, vocab_size=c["vocab_size"],
-                                      eos_token="<end_of_turn>", pad_token="<pad>")
-    tokenizer.bos_token = "<bos>"
-    tokenizer.add_bos_token = True  # as the released tokenizer: BOS first unless told not to
+                                      eos_token="<end_of_turn>", pad_token="<pad>", bos_token="<bos>")
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
     head_dim = c["text_hidden_size"] // c["text_heads"]
     config = Gemma3Config(

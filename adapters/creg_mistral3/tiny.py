@@ -46,9 +46,7 @@ def build_tiny_mistral3(out_dir: str | Path, *, seed: int = 0, **overrides: Any)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_qwen2_tokenizer(SPECIAL_TOKENS, MISTRAL3_CHAT_TEMPLATE, vocab_size=c["vocab_size"],
-                                      eos_token="</s>", pad_token="<pad>")
-    tokenizer.bos_token = "<s>"
-    tokenizer.add_bos_token = True  # as the released tokenizer: BOS first unless told not to
+                                      eos_token="</s>", pad_token="<pad>", bos_token="<s>")
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
     config = Mistral3Config(
         text_config=tiny_text_config(c, vocab_size=padded_vocab_size(tokenizer), model_type="mistral",

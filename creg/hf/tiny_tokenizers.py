@@ -34,9 +34,10 @@ def training_corpus() -> list[str]:
 
 
 def build_qwen2_tokenizer(special_tokens: Sequence[str], chat_template: str, *, vocab_size: int = 1024,
-                          eos_token: str = "<|im_end|>", pad_token: str = "<|endoftext|>"):
+                          eos_token: str = "<|im_end|>", pad_token: str = "<|endoftext|>", bos_token: str | None = None):
     """A ``Qwen2Tokenizer`` (byte-level BPE with Qwen's pre-tokenizer) with ``special_tokens``
-    appended after the BPE vocabulary, as in the released checkpoints."""
+    appended after the BPE vocabulary, as in the released checkpoints. With ``bos_token`` it puts that
+    token first unless told not to, as the released tokenizers of Llama-style families do."""
     from tokenizers import (  # lazy: tokenizers
         Regex,
         Tokenizer,
@@ -67,4 +68,7 @@ def build_qwen2_tokenizer(special_tokens: Sequence[str], chat_template: str, *, 
                                pad_token=pad_token, padding_side="left")
     tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
     tokenizer.chat_template = chat_template
+    if bos_token is not None:
+        tokenizer.bos_token = bos_token
+        tokenizer.add_bos_token = True
     return tokenizer

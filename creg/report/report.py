@@ -104,10 +104,10 @@ def build_report(run_dir: Path, *, figures: bool = True, log: Callable[[str], No
                                          dpi=dpi, heatmaps=heatmaps, png_copies=html and fmt == "pdf",
                                          recompute=recompute)
         store.write_json_artifact("report.json", report)
-        store.write_artifact("report.md", report_markdown(report, metrics))
+        markdown = report_markdown(report, metrics)
+        store.write_artifact("report.md", markdown)
         if html:
-
-            store.write_artifact("report.html", render_html(report, report_markdown(report, metrics), scratch))
+            store.write_artifact("report.html", render_html(report, markdown, scratch))
             report["html"] = "report.html"
     return report
 

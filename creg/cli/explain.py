@@ -25,11 +25,11 @@ from creg.config.presets import RegistryError
 from creg.core.box_formats import BOX_FORMATS
 from creg.core.errors import RunError
 from creg.core.logs import quiet
+from creg.core.records import join
 from creg.execution.threads import apply_threads
 from creg.plugins.benchmark import DataInvalid
 from creg.plugins.manager import PluginLoadError, UnknownName, get_plugins
 from creg.plugins.options import OptionsError
-from creg.store import join
 
 #: ``--from``'s sources when --source is not given: CREG and the baseline it must beat.
 FROM_SOURCES = "creg,random_relevance"

@@ -27,12 +27,12 @@ from pydantic import BaseModel, Field
 from creg.core.compass import Compass, project_to_compass, uniform_cell_xy
 from creg.core.ground_truth import ground_truth_scores
 from creg.core.measures import direction_alignment_error, edge_hit
+from creg.core.records import SampleFacts, SourceRow
 from creg.core.sample import RELATIONS, Sample
 from creg.explain.context import ExplainContext
 from creg.explain.occlusion import CosQuery, Operator, causal_occlusion, gt_log_probs
 from creg.plugins.relevance import RelevanceMap
 from creg.store import StoredMap
-from creg.store.schema import SampleFacts, SourceRow
 
 
 class ScoringSettings(BaseModel):

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from creg.core.compass import sector_names, uniform_cell_xy
+from creg.core.records import join
 from creg.core.sample import InvalidSample
 from creg.explain.grids import grid_spans
 from creg.explain.pipeline import PluginError, ScoringSettings, explain_batch
 from creg.plugins.adapter import LayerOutOfRange
-from creg.store import join
 
 
 @dataclass

@@ -25,7 +25,7 @@ from creg.core.compass import uniform_cell_xy
 from creg.core.ground_truth import logit_gap
 from creg.plugins.options import PluginOptions
 from creg.core.sample import Sample
-from creg.plugins.block_stack import gradient_start, run_blocks
+from creg.plugins.block_stack import gradient_start, replay_from, run_blocks
 
 from .model import DIM, SEG_NONE, SEG_REF, SEG_TGT, TOKEN, PlantedVLM, attention_bias, word_ids
 from .vision import cell_features, grid_shape
@@ -178,15 +178,8 @@ class PlantedAdapter(VLMAdapter):
         return ModelParts(blocks=list(self.model.blocks), vision=None, mask_kwarg="bias")
 
     def logits_from_layer(self, output: ForwardOutput, layer: int, hidden: torch.Tensor) -> torch.Tensor:
-        t = self.layer_to_block(layer)
-        b = output.class_logits.shape[0]
-        r = hidden.shape[0] // b
-        mask = output.state["mask"].repeat(r, 1, 1, 1)
-        answer = output.state["answer_index"].repeat(r)
-        x = hidden
-        if t == self.num_layers:  # after the final norm
-            return self.model.head(x[torch.arange(x.shape[0]), answer]).float()
-        return self.model.run(x, mask, answer, start=t).float()
+        return replay_from(self.model.blocks, self.model.norm, self.model.head, hidden, self.layer_to_block(layer),
+                           output.state, mask_kwarg="bias").float()
 
     # -- checks against the plain model (the contract's reference hooks) ------------------------
     def reference_hidden_states(self, samples: Sequence[Sample]) -> list[torch.Tensor]:

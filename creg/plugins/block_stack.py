@@ -2,7 +2,8 @@
 :meth:`creg.plugins.adapter.VLMAdapter.forward` asks: gradients from the lowest hidden state a request reads,
 each block's attention streamed to ``on_attention``, and the class logits at the answer (last) position.
 
-Used by adapters that build their own small model (``planted``) and by :class:`creg.testing.FakeVLMAdapter`."""
+Used by adapters that build their own small model (``planted``) and by :class:`creg.testing.FakeVLMAdapter`,
+for the forward (:func:`run_blocks`) and for the replay from a layer (:func:`replay_from`)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,20 @@ def run_blocks(blocks: Sequence[nn.Module], norm: nn.Module, head: nn.Module, x:
             hidden[n] = hidden[n].detach().requires_grad_(True)
         logits = head(hidden[n][torch.arange(b), answer])
     return hidden, logits, answer
+
+
+def replay_from(blocks: Sequence[nn.Module], norm: nn.Module, head: nn.Module, hidden: torch.Tensor, start: int,
+                state: dict[str, Any], *, mask_kwarg: str) -> torch.Tensor:
+    """``(r * b, s, d)`` a hidden state at index ``start`` (``r`` stacked copies of a batch of ``b``) -> ``(r * b,
+    classes)`` logits: blocks ``start..N-1`` and the final norm on it (index N is after the norm: the head only),
+    with the mask and answer positions the forward kept in ``state`` (``{"mask", "answer_index"}``)."""
+    b = state["answer_index"].shape[0]
+    r = hidden.shape[0] // b
+    mask = state["mask"].repeat(r, 1, 1, 1)
+    answer = state["answer_index"].repeat(r)
+    x = hidden
+    if start < len(blocks):
+        for block in blocks[start:]:
+            x, _ = block(x, **{mask_kwarg: mask})
+        x = norm(x)
+    return head(x[torch.arange(x.shape[0]), answer])

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from creg.core.sample import Sample
-from creg.plugins.block_stack import gradient_start, run_blocks
+from creg.plugins.block_stack import gradient_start, replay_from, run_blocks
 from creg.plugins.adapter import (
     AdapterConfig,
     AttentionCallback,
@@ -219,14 +219,5 @@ class FakeVLMAdapter(VLMAdapter):
         return self.logits_from_layer(output, 0, embeddings)
 
     def logits_from_layer(self, output: ForwardOutput, layer: int, hidden: torch.Tensor) -> torch.Tensor:
-        t = self.layer_to_block(layer)
-        b = output.class_logits.shape[0]
-        r = hidden.shape[0] // b
-        mask = output.state["mask"].repeat(r, 1, 1, 1)
-        answer = output.state["answer_index"].repeat(r)
-        x = hidden
-        if t < self.num_layers:
-            for block in self.model.blocks[t:]:
-                x, _ = block(x, mask=mask)
-            x = self.model.norm(x)
-        return self.model.head(x[torch.arange(x.shape[0]), answer]).float()
+        return replay_from(self.model.blocks, self.model.norm, self.model.head, hidden, self.layer_to_block(layer),
+                           output.state, mask_kwarg="mask").float()

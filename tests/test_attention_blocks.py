@@ -64,13 +64,15 @@ def test_blocked_map_equals_one_softmax_over_every_key(case, rows):
 
 
 def test_row_blocks_stop_at_the_last_attended_key():
+    """(r0, r1, c0, c1): the rows attend to no key from c1 on, and all of them to every key before c0
+    (the mask is added on c0:c1 only)."""
     s = 10
     causal = additive_mask(None, s, s)
-    assert row_blocks(causal, s, s, rows=3) == [(0, 3, 3), (3, 6, 6), (6, 10, 10)]  # 3 blocks of about 3 rows
-    assert row_blocks(causal, s, s, rows=128) == [(0, 10, 10)]
+    assert row_blocks(causal, s, s, rows=3) == [(0, 3, 1, 3), (3, 6, 4, 6), (6, 10, 7, 10)]  # 3 blocks of about 3 rows
+    assert row_blocks(causal, s, s, rows=128) == [(0, 10, 1, 10)]
     # queries are the last 4 of 10 positions (a cache before them): every key up to each row
-    assert row_blocks(additive_mask(None, 4, s), 4, s, rows=2) == [(0, 2, 8), (2, 4, 10)]
-    assert row_blocks(None, 6, s, rows=2) == [(0, 2, 10), (2, 4, 10), (4, 6, 10)]
+    assert row_blocks(additive_mask(None, 4, s), 4, s, rows=2) == [(0, 2, 7, 8), (2, 4, 9, 10)]
+    assert row_blocks(None, 6, s, rows=2) == [(0, 2, 10, 10), (2, 4, 10, 10), (4, 6, 10, 10)]
 
 
 def test_a_block_with_a_fully_masked_row_keeps_every_key():
@@ -81,7 +83,7 @@ def test_a_block_with_a_fully_masked_row_keeps_every_key():
     allowed[2] = False  # query 2 attends to nothing
     additive = torch.zeros(1, 1, s, s).masked_fill_(~allowed, LOWEST)
     blocks = row_blocks(additive, s, s, rows=4)
-    assert blocks == [(0, 4, s), (4, 8, 8)]  # rows 0-3 hold query 2: every key
+    assert blocks == [(0, 4, 0, s), (4, 8, 5, 8)]  # rows 0-3 hold query 2: every key, every one masked somewhere
     q, k = _inputs(b=1, s=s)
     ours = attention_probabilities(q, k, None, scaling=0.3, additive=additive, blocks=blocks)
     torch.testing.assert_close(ours[0, :, 2], torch.full((4, s), 1 / s), atol=1e-7, rtol=0)

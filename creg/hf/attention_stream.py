@@ -31,6 +31,9 @@ up to the last one any of its rows attends to -- under a causal mask about half 
 and of the softmax, and each block's scores stay in cache. The keys a block leaves out are
 masked for every row of it, so their probability is exactly 0 either way: the map is the one
 a single ``softmax(Q K^T * scaling + mask)`` over all keys gives (tests/test_attention_blocks.py).
+Within a block the scores are ``(Q K^T) * scaling`` and then the mask, in eager attention's order,
+and the mask is added only from the first key that some row of the block does not attend to
+(under a causal mask, the block's own diagonal strip): adding 0 changes no score.
 """
 
 from __future__ import annotations
@@ -99,23 +102,28 @@ def additive_mask(attention_mask: torch.Tensor | None, q_len: int, k_len: int, *
     return torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device).masked_fill_(~allowed, lowest)
 
 
-def row_blocks(additive: torch.Tensor | None, q_len: int, k_len: int, rows: int = BLOCK_ROWS) -> list[tuple[int, int, int]]:
-    """``(r0, r1, c1)`` per block of about ``rows`` query rows: rows ``r0:r1`` attend to no key at or
-    after ``c1`` (in any batch row or head of ``additive``, :func:`additive_mask`'s result). A
-    block holding a row with every key masked keeps every key (eager attention makes that row
-    uniform over all of them). None (nothing masked): every block keeps every key."""
+def row_blocks(additive: torch.Tensor | None, q_len: int, k_len: int, rows: int = BLOCK_ROWS) -> list[tuple[int, int, int, int]]:
+    """``(r0, r1, c0, c1)`` per block of about ``rows`` query rows: rows ``r0:r1`` attend to no key at or
+    after ``c1``, and every one of them attends to every key before ``c0`` (in every batch row and
+    head of ``additive``, :func:`additive_mask`'s result), so the mask matters only on keys
+    ``c0:c1``. A block holding a row with every key masked keeps every key (eager attention makes
+    that row uniform over all of them). None (nothing masked): every block keeps every key and
+    needs no mask (``c0 == c1 == k_len``)."""
     n = max(1, round(q_len / rows))
     bounds = [(i * q_len // n, (i + 1) * q_len // n) for i in range(n)]  # n blocks of about ``rows`` rows
     if additive is None:
-        return [(r0, r1, k_len) for r0, r1 in bounds]
+        return [(r0, r1, k_len, k_len) for r0, r1 in bounds]
     allowed = (additive > torch.finfo(torch.float32).min).reshape(-1, q_len, k_len)  # (b h|1) q k
     attends = allowed.any(-1).all(0)  # q: the row attends to some key in every batch row and head
+    everywhere = allowed.all(0)  # q k: attended in every batch row and head
     allowed = allowed.any(0)  # q k
     blocks = []
     for r0, r1 in bounds:
         cols = allowed[r0:r1].any(0).nonzero()
         full = not bool(attends[r0:r1].all()) or not len(cols)
-        blocks.append((r0, r1, k_len if full else int(cols[-1]) + 1))
+        c1 = k_len if full else int(cols[-1]) + 1
+        masked = (~everywhere[r0:r1, :c1].all(0)).nonzero()
+        blocks.append((r0, r1, int(masked[0]) if len(masked) else c1, c1))
     return blocks
 
 
@@ -153,14 +161,11 @@ def attention_probabilities(query: torch.Tensor, key: torch.Tensor, attention_ma
         qf, kf = q.reshape(b * h, q_len, d), k.reshape(b * h, k_len, d).transpose(1, 2)
         heads = 1 if head_mean else h
         probs = None
-        for r0, r1, c1 in blocks:
-            if additive is None:
-                scores = torch.bmm(qf[:, r0:r1], kf[:, :, :c1]).mul_(scale)
-            else:
-                mask = additive[:, :, r0:r1, :c1]
-                mask = mask.reshape(r1 - r0, c1) if mask.shape[0] == 1 else \
-                    mask.expand(b, h, r1 - r0, c1).reshape(b * h, r1 - r0, c1)
-                scores = torch.baddbmm(mask, qf[:, r0:r1], kf[:, :, :c1], alpha=scale)
+        for r0, r1, c0, c1 in blocks:
+            scores = torch.bmm(qf[:, r0:r1], kf[:, :, :c1]).mul_(scale)
+            if c0 < c1:  # the keys some row of the block does not attend to (the causal diagonal strip)
+                strip = scores.view(b, h, r1 - r0, c1)[..., c0:c1]
+                strip.add_(additive[:, :, r0:r1, c0:c1])
             block = torch.softmax(scores, dim=-1)
             if head_mean:
                 block = block.view(b, h, r1 - r0, c1).mean(dim=1)

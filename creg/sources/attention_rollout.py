@@ -30,7 +30,9 @@ def rollout_layer(attn: torch.Tensor) -> torch.Tensor:
     Rows of padding queries (all keys masked, possibly NaN) are treated as zero attention, so
     they become identity rows.
     """
-    a = torch.nan_to_num_(attn.detach().float().mean(dim=1))  # b q k (a new tensor: updated in place)
+    attn = attn.detach().float()
+    # b q k, a new tensor (updated in place); one head (the stream's head mean) is its own mean
+    a = torch.nan_to_num(attn[:, 0]) if attn.shape[1] == 1 else torch.nan_to_num_(attn.mean(dim=1))
     a.diagonal(dim1=-2, dim2=-1).add_(1.0)
     return a.div_(a.sum(dim=-1, keepdim=True))
 

@@ -115,7 +115,8 @@ def test_attention_pass_is_separate_no_grad_and_shared(samples, monkeypatch):
     ctx = ExplainContext.for_sources(samples, adapter, [a, b, GradXActSource()])
     ra, rb = a.explain(ctx), b.explain(ctx)
     assert ra is not rb and ra.layers == rb.layers == list(range(adapter.num_layers))
-    assert calls == [(ForwardRequest(layers=(-2,)), True), (ForwardRequest(attentions=True), False)]
+    # gradxact reads its gradients at the vision tokens only: the text before the image may leave the graph
+    assert calls == [(ForwardRequest(layers=(-2,), gradients_before_image=False), True), (ForwardRequest(attentions=True), False)]
     assert ctx.attention_passes == 1
 
 
@@ -127,7 +128,7 @@ def test_an_adapter_that_keeps_numerics_streams_attention_in_the_gradient_pass(a
     ctx = ExplainContext.for_sources(samples, adapter, [a, GradXActSource(), b])
     ra, rb = a.explain(ctx), b.explain(ctx)
     assert ra.layers == rb.layers == list(range(adapter.num_layers))
-    assert calls == [ForwardRequest(layers=(-2,), attentions=True)]
+    assert calls == [ForwardRequest(layers=(-2,), attentions=True, gradients_before_image=False)]
     assert ctx.output is ctx.attention_output
 
 

@@ -49,6 +49,7 @@ from creg.hf.plain_text import check_plain_text, control_tokens
 from creg.hf.replay import replay_decoder
 from creg.hf.scaled_replay import scaled_last_block
 from creg.hf.shared_prefix import PrefixMemo, SharedPrefix
+from creg.hf.text_prefix import PrefixKeep
 from creg.plugins.adapter import (
     AdapterConfig,
     ForwardOutput,
@@ -77,6 +78,9 @@ class HFAdapter(VLMAdapter):
                                          "gives its keys and values to every occluded copy (same result; only where "
                                          "the adapter declares caches_text_prefix; off: on creg's CPU benchmark it "
                                          "saved ~2% at 64 vision tokens and cost ~7% at 256, docs/speed.md)")
+        text_prefix_once: bool = Field(True, description="the explained pass takes the text before the image (the same "
+                                       "in every sample) from one computation per run, outside the autograd graph, "
+                                       "when no source reads gradients there (same result; creg.hf.text_prefix)")
         device_map: DeviceMapField = Field(
             None, description="accelerate's placement of the layers over several devices: auto, balanced, "
             "balanced_low_0, sequential or {module: device} (the config's device is then ignored; docs/distributed.md)")
@@ -98,7 +102,8 @@ class HFAdapter(VLMAdapter):
     attentions_preserve_numerics: ClassVar[bool] = True
     #: the decoder is causal (a position reads only the positions before it), so the occluded
     #: copies of one sample can share the keys and values of the leading positions they have in
-    #: common, the text before the image (:mod:`creg.hf.shared_prefix`). An adapter whose decoder
+    #: common, the text before the image (:mod:`creg.hf.shared_prefix`), and the explained pass can
+    #: take that text from one computation per run (:mod:`creg.hf.text_prefix`). An adapter whose decoder
     #: lets a position read later ones (bidirectional image tokens, a prefix-LM) sets False. The
     #: contract compares :meth:`occluded_class_logits` with :meth:`forward`.
     caches_text_prefix: ClassVar[bool] = True
@@ -279,6 +284,7 @@ class HFAdapter(VLMAdapter):
             vision=self.vision_hook(cpu_batch, layouts) if request.vision_activations else None,
             on_attention=on_attention if request.attentions else None,
             answer_only=self.options.answer_only_forward,
+            text_prefix=self._text_prefix(request, cpu_batch, layouts),
         )
         batch = self.to_model(cpu_batch)
         with capture, torch.no_grad():
@@ -293,6 +299,21 @@ class HFAdapter(VLMAdapter):
             answer_index=torch.full((len(samples),), seq - 1, dtype=torch.long),
             state=capture.replay,
         )
+
+    def _text_prefix(self, request: ForwardRequest, batch: dict[str, torch.Tensor],
+                     layouts: list[VisionLayout]) -> tuple[int, PrefixKeep] | None:
+        """``(P, keep)`` when the pass may take the text before the image from ``keep``
+        (:mod:`creg.hf.text_prefix`): nobody reads gradients there, the option and the decoder
+        allow it, no row is padded, and every row's first image token is at ``P``."""
+        if request.gradients_before_image or not (self.options.text_prefix_once and self.caches_text_prefix):
+            return None
+        mask = batch.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and not bool(mask.all()):
+            return None
+        firsts = {int(layout.token_index.min()) for layout in layouts if layout.token_index.numel()}
+        if len(firsts) != 1 or len(layouts) != len(batch["input_ids"]):
+            return None
+        return firsts.pop(), self.__dict__.setdefault("_text_prefix_keep", PrefixKeep())
 
     def occluded_class_logits(self, samples: Sequence[Sample], images: Sequence[OccludedImage]) -> torch.Tensor:
         """The forward of the rendered images; the leading positions that all rows share (one

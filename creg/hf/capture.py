@@ -37,6 +37,7 @@ from creg.hf.last_position import (
     last_position_block,
     supports_last_position,
 )
+from creg.hf.text_prefix import PrefixKeep, TextPrefix, prefix_applies
 from creg.plugins.relevance import HEAD_MEAN
 
 
@@ -142,6 +143,7 @@ class ForwardCapture:
         vision: VisionHook | None = None,
         on_attention: Callable[[int, torch.Tensor], None] | None = None,
         answer_only: bool = False,
+        text_prefix: tuple[int, PrefixKeep] | None = None,
     ):
         self.parts = parts
         #: run the last block for the answer (last) position only when nothing reads its other
@@ -149,6 +151,11 @@ class ForwardCapture:
         #: map, if streamed, is computed from its input for every row (:meth:`_last_layer_map`),
         #: so the pass is the same with and without attention maps.
         self.answer_only = answer_only and not norm_layers
+        #: ``(P, keep)``: the blocks take the first ``P`` positions (the text before the image) from
+        #: ``keep`` and compute the rest (:mod:`creg.hf.text_prefix`), where the blocks allow it.
+        self.text_prefix = text_prefix
+        self._prefix: TextPrefix | None = None
+        self._prefix_used = False
         self.hidden_blocks = hidden_blocks
         self.norm_layers = norm_layers
         self.vision = vision
@@ -257,6 +264,10 @@ class ForwardCapture:
             last = layers[-1]
             last.forward = self._answer_only_forward(last, last.forward)  # the instance's own, removed on exit
             self._patched = last
+        if self.text_prefix is not None:
+            blocks = list(layers[:-1] if self._patched is not None else layers)
+            if prefix_applies(blocks):
+                self._prefix = TextPrefix(blocks, *self.text_prefix).__enter__()
         if self.vision is not None:
             self._handles.append(self.vision.module.register_forward_hook(self._vision_hook, prepend=True))
         for i in range(self.first_replay_block, len(layers)):
@@ -280,7 +291,16 @@ class ForwardCapture:
                     raise
         return self
 
+    @property
+    def prefix_used(self) -> bool:
+        """Did the pass take the text before the image from its keep (:mod:`creg.hf.text_prefix`)?"""
+        return self._prefix_used or bool(self._prefix is not None and self._prefix.used)
+
     def __exit__(self, *exc) -> None:
+        if self._prefix is not None:
+            self._prefix_used = bool(self._prefix.used)
+            self._prefix.__exit__(*exc)
+            self._prefix = None
         if self._stream is not None:
             self._stream.__exit__(*exc)
             self._stream = None

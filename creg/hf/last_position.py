@@ -36,6 +36,19 @@ def apply_rotary(attn: nn.Module, q, k, cos, sin):
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
 
+def attention_function(attn: nn.Module):
+    """The attention function ``attn``'s own forward calls for its configured kernel (the attention
+    stream's wrapper while one is open; eager attention when the kernel is not registered)."""
+    from transformers.modeling_utils import (
+        ALL_ATTENTION_FUNCTIONS,  # lazy: transformers
+    )
+    from transformers.models.llama.modeling_llama import (
+        eager_attention_forward,  # lazy: transformers
+    )
+
+    return ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager_attention_forward)
+
+
 def last_position_block(block: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
     """``(b, s, d)`` block input -> ``(b, 1, d)`` the block's output at position ``s - 1``.
 
@@ -44,13 +57,6 @@ def last_position_block(block: nn.Module, hidden: torch.Tensor, kwargs: dict[str
     ``cache`` (:mod:`creg.hf.shared_prefix`) the block's keys and values are appended to the
     cached ones and the answer row attends to all of them (the mask is then ``(b, 1, s, c + s)``).
     """
-    from transformers.modeling_utils import (
-        ALL_ATTENTION_FUNCTIONS,  # lazy: transformers
-    )
-    from transformers.models.llama.modeling_llama import (
-        eager_attention_forward,  # lazy: transformers
-    )
-
     attn = block.self_attn
     b, s, _ = hidden.shape
     x = block.input_layernorm(hidden)
@@ -69,8 +75,7 @@ def last_position_block(block: nn.Module, hidden: torch.Tensor, kwargs: dict[str
     mask = kwargs.get("attention_mask")
     if isinstance(mask, torch.Tensor) and mask.dim() == 4:
         mask = mask[:, :, -1:, :]
-    interface = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager_attention_forward)
-    out, _ = interface(attn, q, k, v, mask, dropout=0.0, scaling=attn.scaling,
+    out, _ = attention_function(attn)(attn, q, k, v, mask, dropout=0.0, scaling=attn.scaling,
                        sliding_window=getattr(attn, "sliding_window", None))
     h = hidden[:, -1:] + attn.o_proj(out.reshape(b, 1, -1).contiguous())
     return h + block.mlp(block.post_attention_layernorm(h))

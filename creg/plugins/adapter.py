@@ -70,6 +70,11 @@ class ForwardRequest(BaseModel):
     vision_activations: bool = False
     #: stream each decoder layer's attention map to ``on_attention`` (as the layer runs, not kept).
     attentions: bool = False
+    #: somebody reads the gradient of a hidden state (``layers``) at the positions before the first
+    #: image token. False: an adapter may compute those positions, which do not depend on the
+    #: image, outside the autograd graph (once per run); their gradient is then 0, and hidden
+    #: states, logits, attention maps and every gradient from the first image token on stay the same.
+    gradients_before_image: bool = True
 
 
 class VisionGrid(BaseModel):

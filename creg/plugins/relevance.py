@@ -83,6 +83,11 @@ class SourceRequest(BaseModel):
     #: per-layer attention maps, streamed in a separate no-grad pass to the source's
     #: :meth:`RelevanceSource.attention_reader`.
     attentions: bool = False
+    #: the source reads gradients of its ``layers`` (or its gradients' layers) at positions before
+    #: the first image token (:attr:`creg.plugins.adapter.ForwardRequest.gradients_before_image`). A
+    #: source that reads the vision tokens only says False, and the pass may then leave the text
+    #: before the image out of the graph.
+    gradients_before_image: bool = True
 
     @classmethod
     def of(cls, request: "SourceRequest | ForwardRequest") -> "SourceRequest":
@@ -93,7 +98,7 @@ class SourceRequest(BaseModel):
             return request
         if isinstance(request, ForwardRequest):
             return cls(layers=tuple(request.layers), vision_activations=request.vision_activations,
-                       attentions=request.attentions)
+                       attentions=request.attentions, gradients_before_image=request.gradients_before_image)
         raise TypeError(f"a source's request() must return a SourceRequest, got {type(request).__name__}")
 
     @classmethod
@@ -111,7 +116,14 @@ class SourceRequest(BaseModel):
                             for t, (ls, v) in sorted(per_target.items())),
             vision_activations=any(r.vision_activations for r in reqs),
             attentions=any(r.attentions for r in reqs),
+            # only a source that reads hidden states can read their gradients there
+            gradients_before_image=any(r.gradients_before_image for r in reqs if r.reads_hidden_states),
         )
+
+    @property
+    def reads_hidden_states(self) -> bool:
+        """Does the source read hidden states (``layers``, or gradients at layers)?"""
+        return bool(self.layers) or any(g.layers for g in self.gradients)
 
     def forward_request(self) -> ForwardRequest:
         """The gradient pass: every layer read or differentiated, vision activations if any
@@ -120,6 +132,7 @@ class SourceRequest(BaseModel):
         return ForwardRequest(
             layers=tuple(sorted(layers)),
             vision_activations=self.vision_activations or any(g.vision for g in self.gradients),
+            gradients_before_image=self.gradients_before_image and self.reads_hidden_states,
         )
 
 

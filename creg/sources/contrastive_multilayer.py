@@ -147,7 +147,8 @@ class CregSource(RelevanceSource):
         return f"{self.mode}_contrastive" if self.contrastive else self.mode  # type: ignore[return-value]
 
     def request(self) -> SourceRequest:
-        return SourceRequest(gradients=(GradientRequest(target=self.target, layers=self._resolved_layers()),))
+        return SourceRequest(gradients=(GradientRequest(target=self.target, layers=self._resolved_layers()),),
+                             gradients_before_image=False)  # Eq. 2 reads the vision tokens only
 
     def activations(self, ctx: ExplainContext) -> dict[int, torch.Tensor]:
         """``{layer: (b, seq, d)}`` the activation of Eq. 2: h, or h - h_blank (``activation=h_minus_blank``)."""

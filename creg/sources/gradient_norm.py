@@ -39,7 +39,8 @@ class GradientNormSource(RelevanceSource):
         self.layer: int = self.options.layer
 
     def request(self) -> SourceRequest:
-        return SourceRequest(gradients=(GradientRequest(target="gt", layers=(self.layer,)),))
+        return SourceRequest(gradients=(GradientRequest(target="gt", layers=(self.layer,)),),
+                             gradients_before_image=False)  # the vision tokens only
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         norms = gradient_norm(ctx.gradients("gt", [self.layer])[self.layer])  # b seq

@@ -49,7 +49,8 @@ class GradXActSource(RelevanceSource):
         self.target: str = self.options.target
 
     def request(self) -> SourceRequest:
-        return SourceRequest(gradients=(GradientRequest(target=self.target, layers=(self.layer,)),))
+        return SourceRequest(gradients=(GradientRequest(target=self.target, layers=(self.layer,)),),
+                             gradients_before_image=False)  # the vision tokens only
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         grad = ctx.gradients(self.target, [self.layer])[self.layer]

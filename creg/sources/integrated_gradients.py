@@ -254,7 +254,8 @@ class IntegratedGradientsSource(RelevanceSource):
         # the forward keeps the layer (with its graph) for the replays; IG takes its own path
         # gradients; the plain z_gt gradient at the layer (shared with gradxact and gradnorm) gives
         # the round-off diagnostic
-        return SourceRequest(layers=(self.layer,), gradients=(GradientRequest(target="gt", layers=(self.layer,)),))
+        return SourceRequest(layers=(self.layer,), gradients=(GradientRequest(target="gt", layers=(self.layer,)),),
+                             gradients_before_image=False)  # its path gradients are its replay's
 
     def explain(self, ctx: ExplainContext) -> list[RelevanceMap]:
         gt = torch.tensor([s.option for s in ctx.samples])

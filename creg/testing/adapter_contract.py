@@ -622,6 +622,28 @@ class AdapterContract:
             # -1 is after the final (per-position) norm: only the answer position feeds the logits.
             assert g_last is None or g_last[i, lay.token_index].abs().sum() == 0
 
+    def test_text_before_the_image_may_leave_the_graph_but_nothing_else_changes(self, adapter, make_image_sample):
+        """``gradients_before_image=False`` (no source reads gradients before the first image
+        token) may make the adapter compute that text outside the graph (``creg.hf.text_prefix``):
+        the class logits, the hidden states and the gradients at the vision tokens stay those
+        of the pass that keeps it."""
+        layers = default_layers(adapter.num_layers)
+        samples = [make_image_sample(self.image_sizes[0], noise_seed=51 + j) for j in range(2)]  # one size: no padding
+        outs, grads = [], []
+        for before in (True, False):
+            out = adapter.forward(samples, ForwardRequest(layers=layers, gradients_before_image=before))
+            tau = (out.class_logits[:, 0] - out.class_logits[:, 1]).sum()
+            outs.append(out)
+            grads.append(torch.autograd.grad(tau, [out.hidden[l] for l in layers]))
+        torch.testing.assert_close(outs[1].class_logits.detach(), outs[0].class_logits.detach(), atol=self.batch_atol, rtol=0)
+        for l, g_keep, g_free in zip(layers, *grads):
+            for i, lay in enumerate(outs[0].vision):
+                torch.testing.assert_close(vision_rows(outs[1], l, i), vision_rows(outs[0], l, i), atol=self.batch_atol,
+                                           rtol=1e-4, msg=lambda m: f"layer {l}, sample {i}: hidden states differ\n{m}")
+                ref = g_keep[i, lay.token_index]
+                torch.testing.assert_close(g_free[i, lay.token_index], ref, rtol=1e-3, atol=1e-4 * float(ref.abs().max()),
+                                           msg=lambda m: f"layer {l}, sample {i}: gradients at the vision tokens differ\n{m}")
+
     def test_gradients_start_at_the_earliest_requested_layer(self, adapter, samples):
         layers = default_layers(adapter.num_layers)
         earliest = min(layers, key=adapter.layer_to_block)

@@ -189,3 +189,29 @@ def test_prefix_causal_sdpa_is_causal_attention_with_the_cached_keys_first():
     torch.testing.assert_close(out, expected.transpose(1, 2), atol=1e-6, rtol=0)
     one, _ = prefix_causal_sdpa(module, q[:, :, -1:], k, v, None, scaling=8 ** -0.5)
     torch.testing.assert_close(one, expected.transpose(1, 2)[:, -1:], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("budget", ["auto", 1, 2, 10**6])
+def test_occluded_rows_go_to_the_model_in_calls_of_a_token_budget(adapter, occluded, budget, monkeypatch):
+    """``occluded_tokens_per_call``: rows per call = budget // sequence length (at least one; auto is
+    AUTO_OCCLUDED_TOKENS_PER_CALL on a CPU), with or without the cached prefix, and the class
+    logits are those of one call with every row."""
+    from creg.hf.adapter import AUTO_OCCLUDED_TOKENS_PER_CALL
+
+    sample, images = occluded
+    seq = int(adapter.encode([sample])["input_ids"].shape[1])
+    calls = []
+    forward = type(adapter).forward
+    monkeypatch.setattr(type(adapter), "forward", lambda self, s, *a, **k: calls.append(len(s)) or forward(self, s, *a, **k))
+    try:
+        _options(adapter, occluded_tokens_per_call=10**6)
+        expected = occluded_class_logits(adapter, [sample] * len(images), images)
+        for cached in (False, True):
+            calls.clear()
+            _options(adapter, occluded_tokens_per_call=budget, cached_text_prefix=cached)
+            got = occluded_class_logits(adapter, [sample] * len(images), images)
+            rows = max(1, (AUTO_OCCLUDED_TOKENS_PER_CALL if budget == "auto" else budget) // seq)
+            assert calls == [min(rows, len(images) - i) for i in range(0, len(images), rows)]
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    finally:
+        _options(adapter, occluded_tokens_per_call="auto", cached_text_prefix=False)

@@ -23,7 +23,7 @@ layer, block-input capture and streamed attention (:mod:`creg.hf.capture`), repl
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, ClassVar, Sequence
+from typing import Annotated, Any, ClassVar, Literal, Sequence
 
 import torch
 from PIL import Image
@@ -64,6 +64,13 @@ from creg.plugins.options import PluginOptions
 _PROBE_QUESTION = render_prompt("A", "dog", "ball")
 
 
+#: ``occluded_tokens_per_call=auto`` on a CPU: the occluded copies of a sample go to the model in
+#: calls of at most this many tokens. On the 28-layer benchmark shape a row cost 0.78-0.82 FPU in
+#: stacks of 7-14 rows at 64 vision tokens (about 950-1900 tokens), 0.99 in 7 rows and 1.09 in 14 at
+#: 256 (2300 and 4600 tokens), 1.00 alone and 1.11 in 14 at 1024 (docs/speed.md).
+AUTO_OCCLUDED_TOKENS_PER_CALL = 2400
+
+
 class HFAdapter(VLMAdapter):
     """Base class of adapters for transformers VLMs (see module docstring)."""
 
@@ -78,6 +85,10 @@ class HFAdapter(VLMAdapter):
                                          "gives its keys and values to every occluded copy (same result; only where "
                                          "the adapter declares caches_text_prefix; off: on creg's CPU benchmark it "
                                          "saved ~2% at 64 vision tokens and cost ~7% at 256, docs/speed.md)")
+        occluded_tokens_per_call: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+            "auto", description="causal occlusion's forward calls take at most this many tokens (rows x sequence "
+            "length; at least one row per call); auto: 2400 on a CPU, where a larger stack costs more per row "
+            "(docs/speed.md), and no limit on an accelerator")
         text_prefix_once: bool = Field(True, description="the explained pass takes the text before the image (the same "
                                        "in every sample) from one computation per run, outside the autograd graph, "
                                        "when no source reads gradients there (same result; creg.hf.text_prefix)")
@@ -316,14 +327,36 @@ class HFAdapter(VLMAdapter):
         return firsts.pop(), self.__dict__.setdefault("_text_prefix_keep", PrefixKeep())
 
     def occluded_class_logits(self, samples: Sequence[Sample], images: Sequence[OccludedImage]) -> torch.Tensor:
-        """The forward of the rendered images; the leading positions that all rows share (one
-        sample's text before the image) run once when ``cached_text_prefix`` and
-        ``caches_text_prefix`` allow it (:class:`creg.hf.shared_prefix.SharedPrefix`)."""
+        """The forward of the rendered images, in calls of at most ``occluded_tokens_per_call``
+        tokens; the leading positions that all rows of a call share (one sample's text before the
+        image) run once when ``cached_text_prefix`` and ``caches_text_prefix`` allow it
+        (:class:`creg.hf.shared_prefix.SharedPrefix`)."""
+        rendered = [im.render() for im in images]
+        rows = self.occluded_rows_per_call(samples, rendered)
+        return torch.cat([self._occluded_call(samples[i:i + rows], rendered[i:i + rows])
+                          for i in range(0, len(rendered), rows)])
+
+    def occluded_rows_per_call(self, samples: Sequence[Sample], rendered: Sequence[Any]) -> int:
+        """How many occluded rows one forward call takes: ``occluded_tokens_per_call`` over the
+        first row's sequence length (the rows of one call are copies of one sample), at least 1."""
+        budget = self.options.occluded_tokens_per_call
+        if budget == "auto":
+            budget = AUTO_OCCLUDED_TOKENS_PER_CALL if self.device.type == "cpu" else None
+        if budget is None or not rendered:
+            return max(1, len(rendered))
+        key = (self.question(samples[0]), rendered[0].size)
+        lengths = self.__dict__.setdefault("_occluded_lengths", {})
+        if key not in lengths:
+            lengths[key] = int(self.encode_cpu(samples[:1], rendered[:1])["input_ids"].shape[1])
+        return max(1, budget // lengths[key])
+
+    def _occluded_call(self, samples: Sequence[Sample], rendered: Sequence[Any]) -> torch.Tensor:
         if not (self.options.cached_text_prefix and self.caches_text_prefix):
-            return super().occluded_class_logits(samples, images)
+            with torch.inference_mode():
+                return self.forward(samples, ForwardRequest(), images=rendered).class_logits
         memo = self.__dict__.setdefault("_text_prefix_memo", PrefixMemo())  # the same text before every image
         with torch.inference_mode(), SharedPrefix(self.model.get_decoder(), memo):
-            return self.forward(samples, ForwardRequest(), images=[im.render() for im in images]).class_logits
+            return self.forward(samples, ForwardRequest(), images=rendered).class_logits
 
     def logits_from_layer(self, output: ForwardOutput, layer: int, hidden: torch.Tensor) -> torch.Tensor:
         state: ReplayState = output.state

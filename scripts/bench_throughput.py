@@ -9,8 +9,8 @@ processes from it), so the load of a shared machine cancels as far as it can:
   the ranks section, which needs wall-clock time (it prints each rank's CPU/wall share too: a
   rank that got less than a whole core shows it);
 * 1 FPU = one plain no-grad ``model(**inputs)`` of the same sample on inputs preprocessed once
-  (no image loading, processor or tokenizer in the unit), timed right before each measurement
-  (the smaller of that and the sample's own unit is used); ``adapter.forward`` (preprocessing
+  (no image loading, processor or tokenizer in the unit); a ratio takes the fastest of three runs
+  of each side, timed in turn (:func:`best_ratio`); ``adapter.forward`` (preprocessing
   included) is printed in that unit beside the sources;
 * memory is the **peak process RSS above the phase's starting RSS** on CPU: the kernel's
   high-water mark (VmHWM) is reset per phase through ``/proc/self/clear_refs`` and glibc's mmap
@@ -38,6 +38,9 @@ Sections (``--sections``, default all):
   the vision output, its backward, the vision tower's share of a plain forward).
 * ``coslevers`` the same model: COS's occluded passes with and without each lever (p_0 from the
   explained pass, the answer-row-only last block, the cached text prefix), in FPU.
+* ``levers`` the same model: the Table-1 set with the text before the image in the graph and
+  once per run (``text_prefix_once``), and an occluded row's cost by the number of rows per call
+  (``occluded_tokens_per_call``), in FPU.
 * ``captum`` the same model: ``integrated_gradients`` vs Captum's ``LayerIntegratedGradients`` run
   two ways, with equal results checked: (a) on a forward that starts at layer -2 (the last
   block, final norm and lm_head: Captum's fairest set-up, top layers only) and (b) on the full
@@ -726,6 +729,58 @@ def _prefix_on_the_language_model(adapter, sample, repeats: int, n: int = 13) ->
 
 
 # -- Captum ---------------------------------------------------------------------------------
+def section_levers(args) -> None:
+    """The explained pass's text before the image (``text_prefix_once`` off / on, the Table-1 set,
+    interleaved) and COS's rows per call (one occluded row's cost in calls of 1, of the
+    ``occluded_tokens_per_call=auto`` size, and of all 14), in FPU."""
+    from creg.explain.context import ExplainContext
+    from creg.hf.adapter import AUTO_OCCLUDED_TOKENS_PER_CALL
+
+    adapter, _ = load_deep_from(args)
+    tokens = [int(t) for t in args.tokens.split(",")]
+    defaults = adapter.options
+    t1 = sources(TABLE1)
+    rows: dict[int, dict[str, list[float]]] = {}
+    for tok in tokens:
+        sample = synthetic(1, TOKEN_SIDES[tok])[0]
+        inputs = model_inputs(adapter, [sample])
+        seq = int(inputs["input_ids"].shape[1])
+
+        def plain():
+            plain_model_forward(adapter, inputs)
+
+        def table1(once):
+            adapter.options = defaults.model_copy(update={"text_prefix_once": once})
+            ctx = ExplainContext.for_sources([sample], adapter, t1)
+            for s in t1:
+                s.explain(ctx)
+
+        def occluded(n):
+            with torch.inference_mode():
+                adapter.forward([sample] * n)
+
+        auto = max(1, AUTO_OCCLUDED_TOKENS_PER_CALL // seq)
+        out: dict[str, list[float]] = {}
+        table1(True), table1(False), occluded(1)
+        for _ in range(args.repeats):
+            for once in (False, True):
+                out.setdefault(f"Table-1 set, text before the image {'once per run' if once else 'in the graph'}",
+                               []).append(best_ratio(lambda: table1(once), plain))
+            for label, n in (("1 row", 1), (f"auto: {auto} rows", auto), ("14 rows", 14)):
+                out.setdefault(f"occluded row, calls of {label}" if label != f"auto: {auto} rows" else
+                               "occluded row, calls of the auto size", []).append(best_ratio(lambda: occluded(n), plain) / n)
+        out["(rows per call, auto)"] = [auto]
+        adapter.options = defaults
+        rows[tok] = out
+        print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
+    print("\n### Levers of this change (FPU, median of --repeats)\n")
+    print("| lever | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
+    print("|---|" + "---:|" * len(tokens))
+    for name in rows[tokens[0]]:
+        fmt = ".0f" if name.startswith("(") else ".2f"
+        print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):{fmt}}" for t in tokens) + " |")
+
+
 def section_captum(args) -> None:
     from bench_sources import captum_full_model_lig  # this script's folder is on sys.path when it runs
     from captum.attr import LayerIntegratedGradients

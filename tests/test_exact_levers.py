@@ -139,7 +139,7 @@ def test_text_before_the_image_once_equals_the_full_pass(tiny_qwen2vl_deep_dir):
 
     samples = _same_size()
     request = ForwardRequest(layers=(-5, -3), vision_activations=True, attentions=True, gradients_before_image=False)
-    once, full = _load(tiny_qwen2vl_deep_dir), _load(tiny_qwen2vl_deep_dir, text_prefix_once=False)
+    once, full = _load(tiny_qwen2vl_deep_dir, text_prefix_once=True), _load(tiny_qwen2vl_deep_dir)
     a, maps_a, grads_a, vis_a = _explained(once, samples, request)
     b, maps_b, grads_b, vis_b = _explained(full, samples, request)
     p = int(a.vision[0].token_index.min())
@@ -170,14 +170,14 @@ def test_text_before_the_image_once_equals_the_full_pass(tiny_qwen2vl_deep_dir):
 
 @pytest.mark.parametrize("case", ["gradients before the image read", "padded batch", "option off"])
 def test_text_before_the_image_stays_in_the_graph_when_it_must(tiny_qwen2vl_deep_dir, case):
-    samples, options = _same_size(), {}
+    samples, options = _same_size(), {"text_prefix_once": True}
     request = ForwardRequest(layers=(-5,), vision_activations=True, gradients_before_image=False)
     if case == "gradients before the image read":
         request = request.model_copy(update={"gradients_before_image": True})
     elif case == "padded batch":
         samples = [scene_sample(0, 0, (224, 168)), scene_sample(0, 1, (224, 224))]  # 48 and 64 vision tokens
     else:
-        options = {"text_prefix_once": False}
+        options = {}  # the default
     adapter = _load(tiny_qwen2vl_deep_dir, **options)
     out, _, grads, _ = _explained(adapter, samples, request)
     for i, layout in enumerate(out.vision):  # the text's positions are in the graph (padding excepted)

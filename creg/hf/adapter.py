@@ -89,9 +89,11 @@ class HFAdapter(VLMAdapter):
             "auto", description="causal occlusion's forward calls take at most this many tokens (rows x sequence "
             "length; at least one row per call); auto: 2400 on a CPU, where a larger stack costs more per row "
             "(docs/speed.md), and no limit on an accelerator")
-        text_prefix_once: bool = Field(True, description="the explained pass takes the text before the image (the same "
-                                       "in every sample) from one computation per run, outside the autograd graph, "
-                                       "when no source reads gradients there (same result; creg.hf.text_prefix)")
+        text_prefix_once: bool = Field(False, description="the explained pass takes the text before the image (the "
+                                       "same in every sample) from one computation per run, outside the autograd "
+                                       "graph, when no source reads gradients there (creg.hf.text_prefix): logits and "
+                                       "gradients equal within float round-off, but sources that read round-off "
+                                       "(layer -2) move; off by default (docs/speed.md)")
         device_map: DeviceMapField = Field(
             None, description="accelerate's placement of the layers over several devices: auto, balanced, "
             "balanced_low_0, sequential or {module: device} (the config's device is then ignored; docs/distributed.md)")

@@ -630,11 +630,19 @@ class AdapterContract:
         layers = default_layers(adapter.num_layers)
         samples = [make_image_sample(self.image_sizes[0], noise_seed=51 + j) for j in range(2)]  # one size: no padding
         outs, grads = [], []
+        options = getattr(adapter, "options", None)
+        opt_in = getattr(options, "text_prefix_once", True) is False  # creg.hf's lever is opt-in: check it on
         for before in (True, False):
-            out = adapter.forward(samples, ForwardRequest(layers=layers, gradients_before_image=before))
-            tau = (out.class_logits[:, 0] - out.class_logits[:, 1]).sum()
+            if opt_in and not before:
+                adapter.options = options.model_copy(update={"text_prefix_once": True})
+            try:
+                out = adapter.forward(samples, ForwardRequest(layers=layers, gradients_before_image=before))
+                tau = (out.class_logits[:, 0] - out.class_logits[:, 1]).sum()
+                grads.append(torch.autograd.grad(tau, [out.hidden[l] for l in layers]))
+            finally:
+                if opt_in:
+                    adapter.options = options
             outs.append(out)
-            grads.append(torch.autograd.grad(tau, [out.hidden[l] for l in layers]))
         torch.testing.assert_close(outs[1].class_logits.detach(), outs[0].class_logits.detach(), atol=self.batch_atol, rtol=0)
         for l, g_keep, g_free in zip(layers, *grads):
             for i, lay in enumerate(outs[0].vision):

@@ -35,7 +35,9 @@ Sections (``--sections``, default all):
   of the sources still alive (as before this change) and freed first (now).
 * ``phases`` the same model: where the Table-1 set's time goes, phase by phase in FPU (the
   shared forward, each source's explain), and GradCAM's floor (its forward with the graph from
-  the vision output, its backward, the vision tower's share of a plain forward).
+  the vision output, its backward, the vision tower's share of a plain forward), and the set's
+  cost on the first scene of each relation (how the model answers it decides how many backwards
+  creg_gt needs of its own).
 * ``coslevers`` the same model: COS's occluded passes with and without each lever (p_0 from the
   explained pass, the answer-row-only last block, the cached text prefix), in FPU.
 * ``levers`` the same model: the Table-1 set with the text before the image in the graph and
@@ -571,6 +573,35 @@ def _profile_gradcam_backward(adapter, tokens) -> None:
             print(f"  {e.key[:60]:60s} {e.self_cpu_time_total / 1e3:8.1f} ms  {100 * e.self_cpu_time_total / total:5.1f} %")
 
 
+def _scene_costs(adapter, tok: int, repeats: int) -> list[tuple[str, str]]:
+    """The Table-1 set's FPU (median of ``repeats`` :func:`best_ratio`) on the first scene of each
+    relation, with how the model answers it and the backward passes the set took: creg_gt takes
+    creg's gradients (or their negation) when the answer is right (or wrong with the gt the
+    runner-up), so the cost depends on the scene."""
+    from creg.explain.context import ExplainContext
+
+    t1 = sources(TABLE1)
+    cells = []
+    for i in range(4):  # scene_sample: index i has relation RELATIONS[i % 4]
+        sample = synthetic(1, TOKEN_SIDES[tok], start=i)[0]
+        inputs = model_inputs(adapter, [sample])
+        last: list = []
+
+        def run():
+            ctx = ExplainContext.for_sources([sample], adapter, t1)
+            for s in t1:
+                s.explain(ctx)
+            last[:] = [ctx]
+
+        run()
+        ratio = med([best_ratio(run, lambda: plain_model_forward(adapter, inputs)) for _ in range(repeats)])
+        ctx = last[0]
+        answer = ("right" if ctx.all_correct else "wrong, gt runner-up" if ctx.all_wrong_gt_runner_up
+                  else "wrong")
+        cells.append((f"scene {i} ({sample.relation})", f"{ratio:.2f} ({answer}; {ctx.backward_passes} backwards)"))
+    return cells
+
+
 def section_phases(args) -> None:
     adapter, model_dir = load_deep_from(args)
     tokens = [int(t) for t in args.tokens.split(",")]
@@ -590,6 +621,13 @@ def section_phases(args) -> None:
     for ph in dict.fromkeys(k for t in tokens for k in res[t]):
         cells = [res[t].get(ph, float("nan")) for t in tokens]
         print(f"| {ph} | " + " | ".join(c if isinstance(c, str) else f"{c:.2f}" for c in cells) + " |")
+    scenes = {tok: _scene_costs(adapter, tok, args.repeats) for tok in tokens}
+    print("\n### The Table-1 set on the first scene of each relation (FPU, median of --repeats; how the model "
+          "answers it, backward passes taken)\n")
+    print(f"| scene | {head} |")
+    print("|---|" + "---:|" * len(tokens))
+    for j, (label, _) in enumerate(scenes[tokens[0]]):
+        print(f"| {label} | " + " | ".join(scenes[t][j][1] for t in tokens) + " |")
 
 
 # -- what each COS lever saves ----------------------------------------------------------------

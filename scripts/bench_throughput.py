@@ -144,6 +144,16 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def print_medians(title: str, first: str, rows: dict[int, dict[str, list[float]]], tokens: list[int], fmt) -> None:
+    """A Markdown table: a row per name of ``rows[tokens[0]]``, a column per token count, each cell
+    the median of ``rows[token][name]`` formatted with ``fmt(name)``."""
+    print(f"\n### {title}\n")
+    print(f"| {first} | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
+    print("|---|" + "---:|" * len(tokens))
+    for name in rows[tokens[0]]:
+        print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):{fmt(name)}}" for t in tokens) + " |")
+
+
 # -- models ---------------------------------------------------------------------------------
 def load_toy(device: str = "cpu", dtype: str = "float32"):
     from creg.plugins.manager import get_plugins
@@ -688,12 +698,8 @@ def section_coslevers(args) -> None:
         rows[tok] = out
         lm_rows[tok] = _prefix_on_the_language_model(adapter, sample, args.repeats)
         print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
-    print("\n### What each COS lever saves (one sample, Table-1 sources' queries, K = 8, FPU, median)\n")
-    print("| COS occluded passes | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
-    print("|---|" + "---:|" * len(tokens))
-    for name in rows[tokens[0]]:
-        fmt = ".1e" if name.startswith("largest") else ".2f"
-        print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):{fmt}}" for t in tokens) + " |")
+    print_medians("What each COS lever saves (one sample, Table-1 sources' queries, K = 8, FPU, median)",
+                  "COS occluded passes", rows, tokens, lambda name: ".1e" if name.startswith("largest") else ".2f")
     print("\n### The text prefix on the language model alone (13 rows that differ from the first image token on; "
           "s CPU, median)\n")
     print("| language model | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
@@ -811,12 +817,8 @@ def section_levers(args) -> None:
         adapter.options = defaults
         rows[tok] = out
         print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
-    print("\n### Levers of this change (FPU, median of --repeats)\n")
-    print("| lever | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
-    print("|---|" + "---:|" * len(tokens))
-    for name in rows[tokens[0]]:
-        fmt = ".0f" if name.startswith("(") else ".2f"
-        print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):{fmt}}" for t in tokens) + " |")
+    print_medians("Levers of this change (FPU, median of --repeats)", "lever", rows, tokens,
+                  lambda name: ".0f" if name.startswith("(") else ".2f")
 
 
 def section_captum(args) -> None:

@@ -144,14 +144,20 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def print_medians(title: str, first: str, rows: dict[int, dict[str, list[float]]], tokens: list[int], fmt) -> None:
-    """A Markdown table: a row per name of ``rows[tokens[0]]``, a column per token count, each cell
-    the median of ``rows[token][name]`` formatted with ``fmt(name)``."""
-    print(f"\n### {title}\n")
+def print_table(first: str, tokens: list[int], rows) -> None:
+    """A Markdown table with a column per token count: ``rows`` gives ``(name, cells)``, one cell
+    string per token count."""
     print(f"| {first} | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
     print("|---|" + "---:|" * len(tokens))
-    for name in rows[tokens[0]]:
-        print(f"| {name} | " + " | ".join(f"{med(rows[t][name]):{fmt(name)}}" for t in tokens) + " |")
+    for name, cells in rows:
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def print_medians(title: str, first: str, rows: dict[int, dict[str, list[float]]], tokens: list[int], fmt) -> None:
+    """:func:`print_table` under ``title``: a row per name of ``rows[tokens[0]]``, each cell the
+    median of ``rows[token][name]`` formatted with ``fmt(name)``."""
+    print(f"\n### {title}\n")
+    print_table(first, tokens, ((name, [f"{med(rows[t][name]):{fmt(name)}}" for t in tokens]) for name in rows[tokens[0]]))
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -480,14 +486,10 @@ def section_fpu(args) -> None:
         units[tok] = min(cpu_time(lambda: plain_model_forward(adapter, inputs)) for _ in range(2))
         results[tok] = _fpu_rows(adapter, samples, names, args.repeats, cos=tok <= args.cos_max)
         print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
-    head = " | ".join(f"{t} tokens" for t in tokens)
-    print(f"| FPU (median) | {head} |")
-    print("|---|" + "---:|" * len(tokens))
-    print("| 1 FPU = model(**inputs) (s CPU) | " + " | ".join(f"{units[t]:.3f}" for t in tokens) + " |")
-    print("| sequence length | " + " | ".join(str(seqs[t]) for t in tokens) + " |")
-    for row in FPU_ROWS:
-        cells = [f"{med(results[t][row]):.2f}" if row in results[t] else "-" for t in tokens]
-        print(f"| {row} | " + " | ".join(cells) + " |")
+    print_table("FPU (median)", tokens, [
+        ("1 FPU = model(**inputs) (s CPU)", [f"{units[t]:.3f}" for t in tokens]),
+        ("sequence length", [str(seqs[t]) for t in tokens]),
+        *((row, [f"{med(results[t][row]):.2f}" if row in results[t] else "-" for t in tokens]) for row in FPU_ROWS)])
 
     if args.no_toy:
         return
@@ -502,7 +504,6 @@ def section_fpu(args) -> None:
 def section_memory(args) -> None:
     adapter, model_dir = load_deep_from(args)
     tokens = [int(t) for t in args.tokens.split(",")]
-    head = " | ".join(f"{t} tokens" for t in tokens)
     print("\n### Peak memory per phase, Table-1 set + COS, one sample (MiB above the phase's start; "
           "CPU: RSS high-water, see the script's docstring)\n")
     mem = {}
@@ -511,10 +512,7 @@ def section_memory(args) -> None:
         mem[tok] = _memory_phases(adapter, s, release=False)
         mem[tok].update(_memory_phases(adapter, s, release=True))
     phases = list(dict.fromkeys(k for t in tokens for k in mem[t]))
-    print(f"| phase | {head} |")
-    print("|---|" + "---:|" * len(tokens))
-    for ph in phases:
-        print(f"| {ph} | " + " | ".join(f"{mem[t].get(ph, float('nan')):.0f}" for t in tokens) + " |")
+    print_table("phase", tokens, ((ph, [f"{mem[t].get(ph, float('nan')):.0f}" for t in tokens]) for ph in phases))
 
 
 # -- where the Table-1 set's time goes ------------------------------------------------------
@@ -615,7 +613,6 @@ def _scene_costs(adapter, tok: int, repeats: int) -> list[tuple[str, str]]:
 def section_phases(args) -> None:
     adapter, model_dir = load_deep_from(args)
     tokens = [int(t) for t in args.tokens.split(",")]
-    head = " | ".join(f"{t} tokens" for t in tokens)
     print("\n### Where the Table-1 set's time goes (one sample, FPU per phase, median of --repeats)\n")
     res = {}
     for tok in tokens:
@@ -626,18 +623,14 @@ def section_phases(args) -> None:
         print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
     if args.profile_backward:
         _profile_gradcam_backward(adapter, tokens)
-    print(f"| phase (FPU) | {head} |")
-    print("|---|" + "---:|" * len(tokens))
-    for ph in dict.fromkeys(k for t in tokens for k in res[t]):
-        cells = [res[t].get(ph, float("nan")) for t in tokens]
-        print(f"| {ph} | " + " | ".join(c if isinstance(c, str) else f"{c:.2f}" for c in cells) + " |")
+    print_table("phase (FPU)", tokens, (
+        (ph, [c if isinstance(c, str) else f"{c:.2f}" for c in (res[t].get(ph, float("nan")) for t in tokens)])
+        for ph in dict.fromkeys(k for t in tokens for k in res[t])))
     scenes = {tok: _scene_costs(adapter, tok, args.repeats) for tok in tokens}
     print("\n### The Table-1 set on the first scene of each relation (FPU, median of --repeats; how the model "
           "answers it, backward passes taken)\n")
-    print(f"| scene | {head} |")
-    print("|---|" + "---:|" * len(tokens))
-    for j, (label, _) in enumerate(scenes[tokens[0]]):
-        print(f"| {label} | " + " | ".join(scenes[t][j][1] for t in tokens) + " |")
+    print_table("scene", tokens, ((label, [scenes[t][j][1] for t in tokens])
+                                  for j, (label, _) in enumerate(scenes[tokens[0]])))
 
 
 # -- what each COS lever saves ----------------------------------------------------------------
@@ -700,13 +693,9 @@ def section_coslevers(args) -> None:
         print(f"  measured {tok} tokens", file=sys.stderr, flush=True)
     print_medians("What each COS lever saves (one sample, Table-1 sources' queries, K = 8, FPU, median)",
                   "COS occluded passes", rows, tokens, lambda name: ".1e" if name.startswith("largest") else ".2f")
-    print("\n### The text prefix on the language model alone (13 rows that differ from the first image token on; "
-          "s CPU, median)\n")
-    print("| language model | " + " | ".join(f"{t} tokens" for t in tokens) + " |")
-    print("|---|" + "---:|" * len(tokens))
-    for name in lm_rows[tokens[0]]:
-        fmt = ".0f" if name in ("shared positions", "sequence length") else ".3f"
-        print(f"| {name} | " + " | ".join(f"{med(lm_rows[t][name]):{fmt}}" for t in tokens) + " |")
+    print_medians("The text prefix on the language model alone (13 rows that differ from the first image token on; "
+                  "s CPU, median)", "language model", lm_rows, tokens,
+                  lambda name: ".0f" if name in ("shared positions", "sequence length") else ".3f")
 
 
 def _prefix_on_the_language_model(adapter, sample, repeats: int, n: int = 13) -> dict[str, list[float]]:

@@ -52,8 +52,9 @@ Checks against the model's own outputs need the adapter to expose them (creg's
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Iterator
 
 import numpy as np
 import pytest
@@ -183,6 +184,22 @@ class ReferenceUsed(UserWarning):
 
 #: A question for the chat and input checks (any prompt; the default template's wording).
 CHECK_QUESTION = render_prompt(DEFAULT_PROMPT, "dog", "red ball")
+
+
+@contextlib.contextmanager
+def opted_in(adapter: VLMAdapter, option: str) -> Iterator[bool]:
+    """While open, an adapter option that is off (creg.hf's opt-in levers, e.g.
+    ``cached_text_prefix``, ``text_prefix_once``) is turned on, so that the contract checks the
+    lever too; yields whether it did (False: the adapter has no such option, or it is on already)."""
+    options = getattr(adapter, "options", None)
+    if getattr(options, option, True) is not False:
+        yield False
+        return
+    adapter.options = options.model_copy(update={option: True})
+    try:
+        yield True
+    finally:
+        adapter.options = options
 
 
 def default_layers(num_layers: int) -> tuple[int, ...]:
@@ -598,14 +615,10 @@ class AdapterContract:
             with torch.no_grad():
                 expected = adapter.forward([s] * 3, images=[im.render() for im in images]).class_logits
             torch.testing.assert_close(got.float(), expected.float(), atol=self.batch_atol, rtol=0)
-            options = getattr(adapter, "options", None)
-            if getattr(options, "cached_text_prefix", True) is False:  # creg.hf's opt-in cached text prefix too
-                adapter.options = options.model_copy(update={"cached_text_prefix": True})
-                try:
+            with opted_in(adapter, "cached_text_prefix") as on:  # creg.hf's opt-in cached text prefix too
+                if on:
                     cached = occluded_class_logits(adapter, [s] * 3, images)
-                finally:
-                    adapter.options = options
-                torch.testing.assert_close(cached.float(), expected.float(), atol=self.batch_atol, rtol=0)
+                    torch.testing.assert_close(cached.float(), expected.float(), atol=self.batch_atol, rtol=0)
 
     # -- gradients -------------------------------------------------------------------------
     def test_gradients_reach_every_requested_layer_at_vision_tokens(self, adapter, samples):
@@ -630,19 +643,13 @@ class AdapterContract:
         layers = default_layers(adapter.num_layers)
         samples = [make_image_sample(self.image_sizes[0], noise_seed=51 + j) for j in range(2)]  # one size: no padding
         outs, grads = [], []
-        options = getattr(adapter, "options", None)
-        opt_in = getattr(options, "text_prefix_once", True) is False  # creg.hf's lever is opt-in: check it on
         for before in (True, False):
-            if opt_in and not before:
-                adapter.options = options.model_copy(update={"text_prefix_once": True})
-            try:
+            # the pass without the text in the graph with creg.hf's opt-in lever on
+            with contextlib.nullcontext() if before else opted_in(adapter, "text_prefix_once"):
                 out = adapter.forward(samples, ForwardRequest(layers=layers, gradients_before_image=before))
-                tau = (out.class_logits[:, 0] - out.class_logits[:, 1]).sum()
-                grads.append(torch.autograd.grad(tau, [out.hidden[l] for l in layers]))
-            finally:
-                if opt_in:
-                    adapter.options = options
+            tau = (out.class_logits[:, 0] - out.class_logits[:, 1]).sum()
             outs.append(out)
+            grads.append(torch.autograd.grad(tau, [out.hidden[l] for l in layers]))
         torch.testing.assert_close(outs[1].class_logits.detach(), outs[0].class_logits.detach(), atol=self.batch_atol, rtol=0)
         for l, g_keep, g_free in zip(layers, *grads):
             for i, lay in enumerate(outs[0].vision):

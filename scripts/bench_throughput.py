@@ -348,6 +348,17 @@ def plain_model_forward(adapter, inputs) -> None:
         adapter.model(**inputs)
 
 
+def explain_sources(adapter, batch, srcs):
+    """Every source of ``srcs`` explains ``batch`` in one context, planned as a run plans it
+    (:mod:`creg.explain.pipeline`); returns the context (backward passes taken, the answers)."""
+    from creg.explain.context import ExplainContext
+
+    ctx = ExplainContext.for_sources(batch, adapter, srcs)
+    for s in srcs:
+        s.explain(ctx)
+    return ctx
+
+
 class OccludedCount:
     """Counts the occluded images COS sends to the model (the adapter's ``occluded_class_logits``)."""
 
@@ -386,7 +397,6 @@ def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
     """Per source (and the Table-1 set, and --cos) CPU time / one plain ``model(**inputs)``
     forward of the same sample (inputs preprocessed once, outside the timing), interleaved: each
     ratio is :func:`best_ratio` of the two, the unit timed in turn with what it measures."""
-    from creg.explain.context import ExplainContext
     from creg.explain.pipeline import ScoringSettings, explain_batch
 
     inputs = {s.id: model_inputs(adapter, [s]) for s in samples}
@@ -394,14 +404,9 @@ def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
     def plain(batch):
         plain_model_forward(adapter, inputs[batch[0].id])
 
-    def run_sources(batch, srcs):
-        ctx = ExplainContext.for_sources(batch, adapter, srcs)  # as a run plans it (creg.explain.pipeline)
-        for s in srcs:
-            s.explain(ctx)
-
     built = {n: sources([n]) for n in names}
     t1 = sources(TABLE1)
-    run_sources(samples[:1], t1)  # warm-up
+    explain_sources(adapter, samples[:1], t1)  # warm-up
     if cos:  # and COS's first calls
         explain_batch(samples[:1], t1, adapter, ScoringSettings(cos=True))
     ratios: dict[str, list[float]] = {}
@@ -410,9 +415,9 @@ def _fpu_rows(adapter, samples, names, repeats, *, table1=True, cos=True):
             batch = [s]
             unit = min(cpu_time(lambda: plain(batch)) for _ in range(2))
             for n in names:
-                ratios.setdefault(n, []).append(best_ratio(lambda: run_sources(batch, built[n]), lambda: plain(batch)))
+                ratios.setdefault(n, []).append(best_ratio(lambda: explain_sources(adapter, batch, built[n]), lambda: plain(batch)))
             if table1:
-                ratios.setdefault("Table-1 set", []).append(best_ratio(lambda: run_sources(batch, t1), lambda: plain(batch)))
+                ratios.setdefault("Table-1 set", []).append(best_ratio(lambda: explain_sources(adapter, batch, t1), lambda: plain(batch)))
             if cos:
                 a = cpu_time(lambda: explain_batch(batch, t1, adapter, ScoringSettings()))
                 with OccludedCount(adapter) as count:
@@ -586,7 +591,6 @@ def _scene_costs(adapter, tok: int, repeats: int) -> list[tuple[str, str]]:
     relation, with how the model answers it and the backward passes the set took: creg_gt takes
     creg's gradients (or their negation) when the answer is right (or wrong with the gt the
     runner-up), so the cost depends on the scene."""
-    from creg.explain.context import ExplainContext
 
     t1 = sources(TABLE1)
     cells = []
@@ -596,10 +600,7 @@ def _scene_costs(adapter, tok: int, repeats: int) -> list[tuple[str, str]]:
         last: list = []
 
         def run():
-            ctx = ExplainContext.for_sources([sample], adapter, t1)
-            for s in t1:
-                s.explain(ctx)
-            last[:] = [ctx]
+            last[:] = [explain_sources(adapter, [sample], t1)]
 
         run()
         ratio = med([best_ratio(run, lambda: plain_model_forward(adapter, inputs)) for _ in range(repeats)])
@@ -766,7 +767,6 @@ def section_levers(args) -> None:
     """The explained pass's text before the image (``text_prefix_once`` off / on, the Table-1 set,
     interleaved) and COS's rows per call (one occluded row's cost in calls of 1, of the
     ``occluded_tokens_per_call=auto`` size, and of all 14), in FPU."""
-    from creg.explain.context import ExplainContext
     from creg.hf.adapter import AUTO_OCCLUDED_TOKENS_PER_CALL
 
     adapter, _ = load_deep_from(args)
@@ -784,9 +784,7 @@ def section_levers(args) -> None:
 
         def table1(once):
             adapter.options = defaults.model_copy(update={"text_prefix_once": once})
-            ctx = ExplainContext.for_sources([sample], adapter, t1)
-            for s in t1:
-                s.explain(ctx)
+            explain_sources(adapter, [sample], t1)
 
         def occluded(n):
             with torch.inference_mode():
